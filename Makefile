@@ -1,0 +1,49 @@
+# Loa: one entry point for tooling. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup demo test lint typecheck unit integration bench kafka-start kafka-stop clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Loa needs Python 3.11+)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv, install Loa and its dev tools, fetch the Kafka jars
+	bash deploy/kafka/kafka.sh fetch
+
+demo: setup  ## broker + worker + 1M subscribers + a typhoon alert fanned out + summary
+	$(BIN)/loa demo
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(BIN)/ruff check streams tests benchmarks
+	$(BIN)/ruff format --check streams tests benchmarks
+
+typecheck: $(STAMP)  ## mypy --strict on streams/
+	$(BIN)/mypy
+
+unit: $(STAMP)  ## unit tests only (no broker)
+	$(BIN)/pytest tests/unit
+
+test: setup lint typecheck  ## lint, typecheck, unit and integration tests (starts its own broker)
+	$(BIN)/pytest
+
+bench: setup  ## fan-out benchmark vs the producer ceiling; writes benchmarks/results/*.json
+	$(BIN)/python -m benchmarks.fanout
+
+kafka-start: setup  ## start the local dev broker
+	bash deploy/kafka/kafka.sh start
+
+kafka-stop:  ## stop the local dev broker
+	bash deploy/kafka/kafka.sh stop
+
+clean:  ## remove the virtualenv and local state
+	rm -rf $(VENV) .loa .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,22 @@
+"""Directory: the second stage. Who lives where, reachable how, in which language.
+
+``loa.directory.changes`` (compacted; key = recipient id, partition = recipient id mod
+partitions) is the source of truth. Each worker replays the partitions it owns into a
+:class:`DirectoryPartition`, a columnar index (sorted ``uint64`` ids and ``uint8``/``uint16``
+attribute columns, 13 bytes per subscriber), and keeps it current as changes arrive. Selecting
+an audience is one vectorized gather over the ward column.
+
+Guarantee: an order is fanned out only once its partition's index has applied every change
+that was in the changes topic when the order was picked up (see ``DirectoryService``).
+"""
+
+from streams.directory.index import ChangeBatch, DirectoryPartition, Selection, decode_changes
+from streams.directory.synthetic import synthetic_subscribers
+
+__all__ = [
+    "ChangeBatch",
+    "DirectoryPartition",
+    "Selection",
+    "decode_changes",
+    "synthetic_subscribers",
+]

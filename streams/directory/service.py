@@ -1,0 +1,144 @@
+"""The directory's Kafka side: replays owned partitions of ``loa.directory.changes`` into
+columnar indexes and keeps them current.
+
+Durability choice: the compacted changes topic *is* the store. On start and on every
+rebalance a worker replays each newly owned partition from offset 0 with its own consumer
+(manual assignment, no consumer group, no committed offsets), so a restarted worker serves
+exactly what the topic holds, including changes written while it was down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.directory.index import DirectoryPartition, decode_changes
+from streams.errors import DirectoryNotReady
+from streams.regions import RegionRegistry
+from streams.settings import Settings
+
+__all__ = ["DirectoryService"]
+
+log = logging.getLogger(__name__)
+
+
+class DirectoryService:
+    """Owns one consumer and the indexes of the partitions this worker fans out."""
+
+    def __init__(self, settings: Settings, regions: RegionRegistry) -> None:
+        self._settings = settings
+        self._regions = regions
+        self._topic = settings.directory_topic
+        self._consumer: AIOKafkaConsumer | None = None
+        self._indexes: dict[int, DirectoryPartition] = {}
+        self._changed = asyncio.Condition()
+        self._assign_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.bad_records = 0
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            client_id=f"{self._settings.app_id}-directory",
+        )
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name="loa-directory")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    def partition(self, p: int) -> DirectoryPartition:
+        return self._indexes[p]
+
+    @property
+    def owned(self) -> set[int]:
+        return set(self._indexes)
+
+    async def assign(self, partitions: set[int]) -> None:
+        """Own exactly ``partitions``: replay new ones from the start, drop the others."""
+        assert self._consumer is not None
+        async with self._assign_lock:
+            if partitions == set(self._indexes):
+                return
+            positions = {
+                p: await self._consumer.position(TopicPartition(self._topic, p))
+                for p in self._indexes
+                if p in partitions
+            }
+            for p in set(self._indexes) - partitions:
+                del self._indexes[p]
+            tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+            self._consumer.assign(tps)
+            for tp in tps:
+                if tp.partition in positions:
+                    self._consumer.seek(tp, positions[tp.partition])
+                else:
+                    self._indexes[tp.partition] = DirectoryPartition()
+                    await self._consumer.seek_to_beginning(tp)
+            log.info("directory owns partitions %s", sorted(partitions))
+
+    async def ensure(self, p: int) -> None:
+        if p not in self._indexes:
+            await self.assign(set(self._indexes) | {p})
+
+    async def ready(self, p: int, *, timeout_s: float | None = None) -> DirectoryPartition:
+        """The index of ``p`` once it has applied every change in the topic as of now."""
+        assert self._consumer is not None
+        await self.ensure(p)
+        tp = TopicPartition(self._topic, p)
+        end = (await self._consumer.end_offsets([tp]))[tp]
+        timeout = self._settings.directory_catchup_timeout_s if timeout_s is None else timeout_s
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                while await self._position(tp) < end:
+                    await self._changed.wait()
+        except TimeoutError:
+            raise DirectoryNotReady(
+                f"directory partition {p} did not reach offset {end} in {timeout} s"
+            ) from None
+        index = self._indexes[p]
+        index.compact()
+        return index
+
+    async def _position(self, tp: TopicPartition) -> int:
+        assert self._consumer is not None
+        if tp not in self._consumer.assignment():
+            return -1
+        return int(await self._consumer.position(tp))
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while True:
+            if not consumer.assignment():
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                data = await consumer.getmany(timeout_ms=100, max_records=100_000)
+            except Exception:  # a broker hiccup must not end the directory; retry
+                log.exception("directory fetch failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            for tp, records in data.items():
+                index = self._indexes.get(tp.partition)
+                if index is None:
+                    continue
+                batch, errors = decode_changes(((r.key, r.value) for r in records), self._regions)
+                for error in errors[:5]:
+                    log.warning("bad directory change in %s: %s", tp, error)
+                self.bad_records += len(errors)
+                index.apply(batch)
+            async with self._changed:
+                self._changed.notify_all()

@@ -1,0 +1,121 @@
+"""Kafka plumbing shared by the agents and the CLI: producers, topics, reading a topic to its end.
+
+Every producer that writes Loa state or tasks uses ``acks="all"`` and idempotence (aiokafka
+defaults to ``acks=1`` without it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.records import Priority
+from streams.settings import Settings
+
+__all__ = ["create_topics", "make_producer", "read_to_end", "topic_specs"]
+
+log = logging.getLogger(__name__)
+
+#: Broker-side limit Loa's batches must fit in (the dev broker allows 2 MiB per message batch).
+_REQUEST_OVERHEAD = 64 * 1024
+
+
+def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """An idempotent ``acks=all`` producer sized for ``LOA_EMIT_BATCH_BYTES`` batches."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "acks": "all",
+        "enable_idempotence": True,
+        "max_batch_size": settings.emit_batch_bytes,
+        "max_request_size": settings.emit_batch_bytes + _REQUEST_OVERHEAD,
+        "linger_ms": 5,
+        "request_timeout_ms": 30_000,
+        "client_id": f"{settings.app_id}-producer",
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    """Every topic Loa uses, with its partitions and cleanup policy."""
+    p, rf = settings.partitions, settings.replication_factor
+    compact = {"cleanup.policy": "compact"}
+    specs = [
+        NewTopic(settings.inbound_topic, 1 if p < 1 else min(p, 8), rf),
+        NewTopic(settings.rejected_topic, 1, rf),
+        NewTopic(settings.accepted_topic, 1, rf, topic_configs=compact),
+        NewTopic(settings.orders_topic, p, rf),
+        NewTopic(settings.progress_topic, p, rf, topic_configs=compact),
+        NewTopic(settings.directory_topic, p, rf, topic_configs=compact),
+    ]
+    specs += [NewTopic(settings.sends_topic(prio.value), p, rf) for prio in Priority]
+    return specs
+
+
+async def create_topics(settings: Settings) -> list[str]:
+    """Create missing topics (idempotent). Returns the names that were created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topic_specs(settings) if t.name not in existing]
+        if missing:
+            # another process may win the race; the topic is there either way
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+        return [t.name for t in missing]
+    finally:
+        await admin.close()
+
+
+async def read_to_end(
+    settings: Settings,
+    topic: str,
+    *,
+    isolation_level: str = "read_committed",
+    until: Callable[[], bool] | None = None,
+    timeout_s: float = 60.0,
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Yield every record of ``topic`` from the beginning to its end offsets as of the start.
+
+    With ``until``, keep reading past the end until ``until()`` is true or ``timeout_s`` passes.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level=isolation_level,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            batch = await consumer.getmany(*tps, timeout_ms=200, max_records=100_000)
+            for records in batch.values():
+                for record in records:
+                    yield record
+            if until is not None:
+                if until() or loop.time() > deadline:
+                    return
+                continue
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
+                return
+            if loop.time() > deadline:
+                raise TimeoutError(f"reading {topic} to its end took over {timeout_s} s")
+    finally:
+        await consumer.stop()

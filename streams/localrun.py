@@ -1,0 +1,108 @@
+"""Local processes for the demo, tests and benchmarks: the dev broker and worker subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+from streams.settings import Settings
+
+__all__ = ["WorkerProcess", "broker_running", "start_broker", "stop_broker"]
+
+KAFKA_SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "kafka.sh"
+
+
+def _broker_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    _, _, port = settings.bootstrap_servers.split(",")[0].rpartition(":")
+    env["LOA_KAFKA_PORT"] = port
+    return env
+
+
+def broker_running(settings: Settings) -> bool:
+    return (
+        subprocess.call(
+            ["bash", str(KAFKA_SCRIPT), "status"],
+            env=_broker_env(settings),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        == 0
+    )
+
+
+def start_broker(settings: Settings) -> bool:
+    """Start the dev broker for ``settings.bootstrap_servers``; False if one already ran."""
+    if broker_running(settings):
+        return False
+    subprocess.run(["bash", str(KAFKA_SCRIPT), "start"], env=_broker_env(settings), check=True)
+    return True
+
+
+def stop_broker(settings: Settings) -> None:
+    subprocess.run(["bash", str(KAFKA_SCRIPT), "stop"], env=_broker_env(settings), check=False)
+
+
+class WorkerProcess:
+    """``loa worker`` in a subprocess of its own process group, logging to a file."""
+
+    def __init__(self, settings: Settings, log_path: Path, **env: str) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        env = dict(os.environ)
+        env.update(
+            LOA_BOOTSTRAP_SERVERS=self.settings.bootstrap_servers,
+            LOA_APP_ID=self.settings.app_id,
+            LOA_TOPIC_PREFIX=self.settings.topic_prefix,
+            LOA_PARTITIONS=str(self.settings.partitions),
+            LOA_DATA_DIR=self.settings.resolved_data_dir,
+            LOA_LOG_LEVEL=self.settings.log_level,
+        )
+        env.update(self.env)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc is not None and self.alive:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.proc is not None and self.alive:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,100 @@
+"""Reading Loa's outputs back: decisions and fan-out progress (for the CLI, demo, tests, bench)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.records import Progress
+from streams.settings import Settings
+
+__all__ = ["Decided", "wait_decision", "watch_progress"]
+
+Decided = tuple[str, dict[str, Any]]
+
+
+async def _consumer(
+    settings: Settings, *topics: str
+) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    tps: list[TopicPartition] = []
+    for topic in topics:
+        for _ in range(50):
+            parts = consumer.partitions_for_topic(topic)
+            if parts:
+                break
+            await consumer.force_metadata_update()
+            await asyncio.sleep(0.1)
+        tps += [TopicPartition(topic, p) for p in sorted(parts or ())]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    return consumer, tps
+
+
+async def wait_decision(
+    settings: Settings, sender: str, identifier: str, *, timeout_s: float = 60.0
+) -> Decided:
+    """``("accepted", alert)`` or ``("rejected", rejection)`` for ``sender``/``identifier``."""
+    consumer, _ = await _consumer(settings, settings.accepted_topic, settings.rejected_topic)
+    alert_id = f"{sender}/{identifier}"
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                data = await consumer.getmany(timeout_ms=200)
+                for tp, records in data.items():
+                    for record in records:
+                        if record.value is None:
+                            continue
+                        doc = orjson.loads(record.value)
+                        if tp.topic == settings.accepted_topic and doc.get("alert_id") == alert_id:
+                            return "accepted", doc
+                        if (
+                            tp.topic == settings.rejected_topic
+                            and doc.get("sender") == sender
+                            and doc.get("identifier") == identifier
+                        ):
+                            return "rejected", doc
+    finally:
+        await consumer.stop()
+
+
+async def watch_progress(
+    settings: Settings,
+    alert_id: str,
+    *,
+    version: int = 1,
+    on_update: Callable[[dict[int, Progress]], None] | None = None,
+    timeout_s: float = 600.0,
+) -> dict[int, Progress]:
+    """Follow ``loa.fanout.progress`` until every partition of the alert reports ``done``."""
+    consumer, _ = await _consumer(settings, settings.progress_topic)
+    latest: dict[int, Progress] = {}
+    prefix = f"{alert_id}:{version}:".encode()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                data = await consumer.getmany(timeout_ms=200)
+                changed = False
+                for records in data.values():
+                    for record in records:
+                        if record.value is None or not (record.key or b"").startswith(prefix):
+                            continue
+                        progress = Progress.from_json(record.value)
+                        latest[progress.partition] = progress
+                        changed = True
+                if changed and on_update is not None:
+                    on_update(latest)
+                if len(latest) == settings.partitions and all(p.done for p in latest.values()):
+                    return latest
+    finally:
+        await consumer.stop()

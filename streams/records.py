@@ -1,0 +1,182 @@
+"""Records at the edges of the data flow: frozen dataclasses and enums, encoded with orjson.
+
+Recipient-scale data never becomes one of these: it stays columnar (``streams.directory``).
+The JSON Schemas of every record are in ``schemas/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "CHANNELS",
+    "LANGUAGES",
+    "AcceptedAlert",
+    "AlertInfo",
+    "FanoutOrder",
+    "Priority",
+    "Progress",
+    "TaskKind",
+    "most_urgent",
+    "priority_of",
+    "recipient_key",
+]
+
+
+class Priority(StrEnum):
+    """Loa priority; each has its own send-task topic. Ordered most urgent first."""
+
+    EXTREME = "extreme"
+    SEVERE = "severe"
+    ROUTINE = "routine"
+
+
+class TaskKind(StrEnum):
+    ALERT = "alert"
+    UPDATE = "update"
+    CANCEL = "cancel"
+
+
+#: Channel codes in the order of their ``uint8`` index in the directory.
+CHANNELS: tuple[str, ...] = ("oa", "push", "sms")
+#: Language codes in the order of their ``uint8`` index in the directory.
+LANGUAGES: tuple[str, ...] = ("vi", "en", "km", "hmn", "zh", "fr")
+
+#: Statuses whose alerts produce send tasks; Exercise and Test reach only test audiences.
+DELIVERED_STATUSES = frozenset({"Actual", "Exercise", "Test"})
+
+
+def priority_of(severity: str, urgency: str) -> Priority:
+    """CAP severity and urgency to Loa priority (the table in README.md).
+
+    Extreme severity is ``extreme``; Severe is ``severe``, raised to ``extreme`` when the urgency
+    is Immediate; everything else is ``routine``.
+    """
+    if severity == "Extreme":
+        return Priority.EXTREME
+    if severity == "Severe":
+        return Priority.EXTREME if urgency == "Immediate" else Priority.SEVERE
+    return Priority.ROUTINE
+
+
+def most_urgent(priorities: Iterable[Priority]) -> Priority:
+    """The most urgent of several priorities (an alert takes its most urgent info block's)."""
+    order = list(Priority)
+    return min(priorities, key=order.index)
+
+
+def recipient_key(recipient_id: int) -> bytes:
+    """Kafka key of a recipient: its id in ASCII decimal."""
+    return b"%d" % recipient_id
+
+
+def _dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertInfo:
+    """Content of one language of an alert, for delivery workers."""
+
+    language: str
+    event: str
+    headline: str
+    severity: str
+    urgency: str
+    description: str | None = None
+    instruction: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedAlert:
+    """A normalized alert as written to ``loa.alerts.accepted`` (key: ``alert_id``)."""
+
+    alert_id: str
+    version: int
+    sender: str
+    identifier: str
+    sent: str
+    status: str
+    msg_type: str
+    priority: Priority
+    targets: tuple[str, ...]
+    test_only: bool
+    expires: str | None
+    infos: tuple[AlertInfo, ...]
+    accepted_at: str
+
+    @property
+    def delivers(self) -> bool:
+        return self.status in DELIVERED_STATUSES
+
+    def to_json(self) -> bytes:
+        return _dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> AcceptedAlert:
+        d = orjson.loads(raw)
+        d["priority"] = Priority(d["priority"])
+        d["targets"] = tuple(d["targets"])
+        d["infos"] = tuple(AlertInfo(**i) for i in d["infos"])
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutOrder:
+    """One directory partition's share of an alert's fan-out (``loa.fanout.orders``)."""
+
+    alert_id: str
+    version: int
+    kind: TaskKind
+    priority: Priority
+    partition: int
+    targets: tuple[str, ...]
+    test_only: bool
+
+    def to_json(self) -> bytes:
+        return _dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> FanoutOrder:
+        d = orjson.loads(raw)
+        return cls(
+            alert_id=str(d["alert_id"]),
+            version=int(d["version"]),
+            kind=TaskKind(d["kind"]),
+            priority=Priority(d["priority"]),
+            partition=int(d["partition"]),
+            targets=tuple(str(t) for t in d["targets"]),
+            test_only=bool(d["test_only"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Fan-out progress of one order (``loa.fanout.progress``, compacted)."""
+
+    alert_id: str
+    version: int
+    partition: int
+    priority: str
+    targeted: int
+    emitted: int
+    done: bool
+    started_at: float
+    first_task_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def key(self) -> bytes:
+        return f"{self.alert_id}:{self.version}:{self.partition}".encode()
+
+    def to_json(self) -> bytes:
+        return _dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Progress:
+        return cls(**orjson.loads(raw))

@@ -1,0 +1,116 @@
+"""One frozen settings object, read from ``LOA_*`` environment variables at the CLI boundary.
+
+Nothing below the CLI reads the environment: the settings object is passed in. Every field is
+listed in README.md with its variable and default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Settings"]
+
+
+def _default_data_dir() -> str:
+    return str(Path.home() / ".cache" / "loa" / "data")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a Loa process can be told. ``LOA_<FIELD>`` in upper case sets a field."""
+
+    #: LOA_BOOTSTRAP_SERVERS (falls back to KAFKA_BOOTSTRAP_SERVERS): Kafka bootstrap servers.
+    bootstrap_servers: str = "127.0.0.1:19092"
+    #: LOA_APP_ID: Faust application id, also the consumer group of the workers.
+    app_id: str = "loa"
+    #: LOA_TOPIC_PREFIX: prefix of every topic name (``loa`` gives ``loa.alerts.inbound``...).
+    topic_prefix: str = "loa"
+    #: LOA_PARTITIONS: partitions of the orders, directory, progress and send-task topics.
+    partitions: int = 8
+    #: LOA_REPLICATION_FACTOR: replication factor of the topics Loa creates.
+    replication_factor: int = 1
+    #: LOA_MAX_ALERT_BYTES: an inbound record larger than this is rejected as ``too_large``.
+    max_alert_bytes: int = 256 * 1024
+    #: LOA_EMIT_BATCH_BYTES: size of one producer batch of send tasks (one Kafka request).
+    emit_batch_bytes: int = 1_000_000
+    #: LOA_FANOUT_CHUNK: recipients encoded per vectorized chunk during fan-out.
+    fanout_chunk: int = 65_536
+    #: LOA_DIRECTORY_CATCHUP_TIMEOUT_S: how long an order waits for its directory partition to
+    #: reach the end of the changes topic before the fan-out is retried.
+    directory_catchup_timeout_s: float = 120.0
+    #: LOA_DATA_DIR: Faust's data directory (local state of the worker).
+    data_dir: str = ""
+    #: LOA_LOG_LEVEL: log level of the worker and CLI.
+    log_level: str = "INFO"
+
+    @property
+    def inbound_topic(self) -> str:
+        return f"{self.topic_prefix}.alerts.inbound"
+
+    @property
+    def rejected_topic(self) -> str:
+        return f"{self.topic_prefix}.alerts.rejected"
+
+    @property
+    def accepted_topic(self) -> str:
+        return f"{self.topic_prefix}.alerts.accepted"
+
+    @property
+    def orders_topic(self) -> str:
+        return f"{self.topic_prefix}.fanout.orders"
+
+    @property
+    def progress_topic(self) -> str:
+        return f"{self.topic_prefix}.fanout.progress"
+
+    @property
+    def directory_topic(self) -> str:
+        return f"{self.topic_prefix}.directory.changes"
+
+    def sends_topic(self, priority: str) -> str:
+        """``<prefix>.sends.<priority>``: per-recipient send tasks of one priority."""
+        return f"{self.topic_prefix}.sends.{priority}"
+
+    @property
+    def resolved_data_dir(self) -> str:
+        return self.data_dir or _default_data_dir()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``LOA_*`` variables; ``overrides`` win over the environment."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"LOA_{f.name.upper()}")
+            if f.name == "bootstrap_servers" and raw is None:
+                raw = env.get("KAFKA_BOOTSTRAP_SERVERS")
+            if raw is None:
+                continue
+            default = f.default
+            try:
+                if isinstance(default, bool):
+                    values[f.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
+                elif isinstance(default, int):
+                    values[f.name] = int(raw)
+                elif isinstance(default, float):
+                    values[f.name] = float(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError as exc:
+                raise ValueError(f"LOA_{f.name.upper()}={raw!r}: {exc}") from None
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.partitions < 1:
+            raise ValueError("LOA_PARTITIONS must be >= 1")
+        if self.emit_batch_bytes < 1024:
+            raise ValueError("LOA_EMIT_BATCH_BYTES must be >= 1024")
+        if self.fanout_chunk < 1:
+            raise ValueError("LOA_FANOUT_CHUNK must be >= 1")
