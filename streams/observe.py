@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams.kafka import topic_specs
 from streams.records import Progress
 from streams.settings import Settings
 
@@ -27,15 +28,8 @@ async def _consumer(
         isolation_level="read_committed",
     )
     await consumer.start()
-    tps: list[TopicPartition] = []
-    for topic in topics:
-        for _ in range(50):
-            parts = consumer.partitions_for_topic(topic)
-            if parts:
-                break
-            await consumer.force_metadata_update()
-            await asyncio.sleep(0.1)
-        tps += [TopicPartition(topic, p) for p in sorted(parts or ())]
+    counts = {spec.name: spec.num_partitions for spec in topic_specs(settings)}
+    tps = [TopicPartition(topic, p) for topic in topics for p in range(counts[topic])]
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
     return consumer, tps

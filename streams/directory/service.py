@@ -46,6 +46,9 @@ class DirectoryService:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            # A long-polling fetch holds the connection: ListOffsets (``ready``) queues behind
+            # it, so keep the poll short or every order waits up to the 500 ms default.
+            fetch_max_wait_ms=50,
             client_id=f"{self._settings.app_id}-directory",
         )
         await self._consumer.start()
