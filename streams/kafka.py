@@ -96,8 +96,8 @@ async def read_to_end(
     )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        counts = {spec.name: spec.num_partitions for spec in topic_specs(settings)}
+        tps = [TopicPartition(topic, p) for p in range(counts[topic])]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from streams.errors import InternalError, PoisonError, RejectionCode, TooLarge, Unsupported
-from streams.ingest.json_alert import parse_json_alert
+from streams.ingest.json_alert import decode_json_alert, validate_json_alert
 from streams.records import (
     AcceptedAlert,
     AlertInfo,
@@ -56,7 +56,8 @@ def decide(
     try:
         if raw is not None and len(raw) > max_bytes:
             raise TooLarge(f"record is {len(raw)} bytes, the limit is {max_bytes}")
-        doc = parse_json_alert(raw or b"")
+        doc = decode_json_alert(raw or b"")
+        validate_json_alert(doc)
         return _accept(doc, regions=regions, partitions=partitions, now=now)
     except PoisonError as exc:
         return _rejected(exc, doc)

@@ -12,7 +12,7 @@ from jsonschema.exceptions import best_match
 from streams.errors import MalformedInput, SchemaViolation
 from streams.schemas import validator
 
-__all__ = ["parse_json_alert"]
+__all__ = ["decode_json_alert", "validate_json_alert"]
 
 _MAX_MESSAGE = 300
 
@@ -21,8 +21,8 @@ def _pointer(error: ValidationError) -> str:
     return "".join(f"/{part}" for part in error.absolute_path)
 
 
-def parse_json_alert(raw: bytes) -> dict[str, Any]:
-    """Decode and validate; raises :class:`MalformedInput` or :class:`SchemaViolation`."""
+def decode_json_alert(raw: bytes) -> dict[str, Any]:
+    """Decode a JSON object; raises :class:`MalformedInput`."""
     if not raw or not raw.strip():
         raise MalformedInput("empty record")
     try:
@@ -31,6 +31,11 @@ def parse_json_alert(raw: bytes) -> dict[str, Any]:
         raise MalformedInput(f"not valid UTF-8 JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise MalformedInput(f"an alert is a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def validate_json_alert(doc: dict[str, Any]) -> None:
+    """Check ``doc`` against ``schemas/alert.schema.json``; raises :class:`SchemaViolation`."""
     error = best_match(validator("alert").iter_errors(doc))
     if error is not None:
         pointer = _pointer(error)
@@ -39,7 +44,6 @@ def parse_json_alert(raw: bytes) -> dict[str, Any]:
             message = message[:_MAX_MESSAGE] + "..."
         raise SchemaViolation(f"{pointer or '/'}: {message}", pointer=pointer)
     _check_times(doc)
-    return doc
 
 
 def _check_times(doc: dict[str, Any]) -> None:

@@ -1,0 +1,61 @@
+"""Shared fixtures. The broker is real: started once per session from deploy/kafka/kafka.sh
+(or taken from KAFKA_BOOTSTRAP_SERVERS). If it cannot start, the session fails loudly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+KAFKA_SCRIPT = ROOT / "deploy" / "kafka" / "kafka.sh"
+TEST_PORT = os.environ.get("LOA_TEST_KAFKA_PORT", "19392")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+        return
+    env = dict(os.environ)
+    env["LOA_KAFKA_PORT"] = TEST_PORT
+    env["LOA_KAFKA_DIR"] = str(tmp_path_factory.mktemp("kafka"))
+    started = subprocess.run(
+        ["bash", str(KAFKA_SCRIPT), "start"], env=env, capture_output=True, text=True
+    )
+    if started.returncode != 0:
+        pytest.fail(
+            f"the test broker did not start:\n{started.stdout}\n{started.stderr}", pytrace=False
+        )
+    try:
+        yield f"127.0.0.1:{TEST_PORT}"
+    finally:
+        subprocess.run(["bash", str(KAFKA_SCRIPT), "stop"], env=env, capture_output=True)
+
+
+@pytest.fixture
+def make_settings(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[object]:
+    """Settings with topics and a consumer group of their own, so tests never see each other."""
+
+    def make(**overrides: object) -> Settings:
+        tag = uuid.uuid4().hex[:10]
+        values: dict[str, object] = {
+            "bootstrap_servers": kafka_bootstrap,
+            "topic_prefix": f"test-{tag}",
+            "app_id": f"test-{tag}",
+            "partitions": 4,
+            "data_dir": str(tmp_path_factory.mktemp(f"data-{tag}")),
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    yield make

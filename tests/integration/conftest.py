@@ -1,0 +1,118 @@
+"""A live Loa on the real broker: topics, a synthetic directory and a worker subprocess."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from streams.directory.index import ChangeBatch
+from streams.directory.load import load_synthetic
+from streams.directory.synthetic import synthetic_subscribers
+from streams.kafka import create_topics, make_producer, read_to_end
+from streams.localrun import WorkerProcess
+from streams.observe import wait_decision, watch_progress
+from streams.records import Progress
+from streams.regions import RegionRegistry, registry
+from streams.settings import Settings
+
+SUBSCRIBERS = 40_000
+SEED = 11
+
+
+@dataclass
+class LiveLoa:
+    settings: Settings
+    regions: RegionRegistry
+    directory: ChangeBatch
+    worker: WorkerProcess
+
+    async def publish(self, value: bytes | None, *, key: bytes | None = None) -> None:
+        producer = make_producer(self.settings)
+        await producer.start()
+        try:
+            await producer.send_and_wait(self.settings.inbound_topic, value, key=key)
+        finally:
+            await producer.stop()
+
+    async def decision(self, sender: str, identifier: str) -> tuple[str, dict[str, Any]]:
+        return await wait_decision(self.settings, sender, identifier, timeout_s=60)
+
+    async def fanned_out(self, alert_id: str) -> dict[int, Progress]:
+        return await watch_progress(self.settings, alert_id, timeout_s=120)
+
+    async def tasks(
+        self, alert_id: str, priority: str
+    ) -> tuple[Counter[int], list[dict[str, Any]]]:
+        """Recipients with a committed task of ``alert_id`` (with multiplicity), and the tasks."""
+        counts: Counter[int] = Counter()
+        docs: list[dict[str, Any]] = []
+        async for record in read_to_end(self.settings, self.settings.sends_topic(priority)):
+            doc = orjson.loads(record.value)
+            if doc["alert_id"] != alert_id:
+                continue
+            assert record.key == b"%d" % doc["recipient_id"]
+            counts[doc["recipient_id"]] += 1
+            docs.append(doc)
+        return counts, docs
+
+    def expected(self, codes: list[str], *, test_only: bool = False) -> set[int]:
+        mask = self.regions.ward_mask((f"/{i}", c) for i, c in enumerate(codes))
+        hit = mask[self.directory.ward]
+        if test_only:
+            hit &= (self.directory.flags & 1) != 0
+        return set(self.directory.ids[np.flatnonzero(hit)].tolist())
+
+
+@pytest.fixture(scope="module")
+async def live(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[LiveLoa]:
+    tag = uuid.uuid4().hex[:10]
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        topic_prefix=f"it-{tag}",
+        app_id=f"it-{tag}",
+        partitions=4,
+        data_dir=str(tmp_path_factory.mktemp(f"data-{tag}")),
+    )
+    regions = registry()
+    await create_topics(settings)
+    await load_synthetic(settings, SUBSCRIBERS, SEED, regions)
+    log_path = Path(tmp_path_factory.mktemp("logs")) / "worker.log"
+    worker = WorkerProcess(settings, log_path).start()
+    try:
+        yield LiveLoa(settings, regions, synthetic_subscribers(SUBSCRIBERS, SEED, regions), worker)
+    finally:
+        worker.stop()
+        assert worker.proc is not None
+        assert worker.proc.returncode is not None
+
+
+def alert(identifier: str, regions: list[str], **info: Any) -> dict[str, Any]:
+    """A minimal valid Loa JSON alert."""
+    block: dict[str, Any] = {
+        "language": "vi-VN",
+        "event": "Lũ quét",
+        "urgency": "Immediate",
+        "severity": "Extreme",
+        "certainty": "Likely",
+        "headline": "Cảnh báo lũ quét",
+        "area": [{"areaDesc": "test area", "regions": regions}],
+    }
+    block.update(info)
+    return {
+        "identifier": identifier,
+        "sender": "test.agency.vn",
+        "sent": "2026-11-23T08:00:00+07:00",
+        "status": "Actual",
+        "msgType": "Alert",
+        "info": [block],
+    }
