@@ -89,7 +89,7 @@ def _accept(
     pointed: list[tuple[str, str]] = []
     for i, info in enumerate(infos):
         for j, area in enumerate(info["area"]):
-            for k, code in enumerate(area["regions"]):
+            for k, code in enumerate(area.get("regions", ())):
                 pointed.append((f"/info/{i}/area/{j}/regions/{k}", code))
                 if code not in targets:
                     targets.append(code)
