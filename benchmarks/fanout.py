@@ -1,0 +1,204 @@
+"""Fan-out throughput against the producer ceiling measured in the same run.
+
+For each audience size: load N synthetic subscribers, start a worker, publish one national
+alert, and time the fan-out from the worker's own progress records (first order started to
+last order finished). The ceiling is aiokafka's batch producer sending pre-serialized records
+of the same size, partition after partition like the fan-out, to the same broker. The figure
+that matters is the ratio (machines are noisy; both run on the same broker in the same minute).
+
+    python -m benchmarks.fanout [--sizes 1000000,10000000] [--partitions 8]
+
+Uses LOA_BOOTSTRAP_SERVERS if set, else starts the dev broker on port 19992 and stops it after.
+Writes benchmarks/results/fanout.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streams.directory.index import DirectoryPartition
+from streams.directory.load import load_synthetic
+from streams.directory.synthetic import synthetic_subscribers
+from streams.fanout.encode import TaskEncoder, select_audience
+from streams.kafka import create_topics, make_producer
+from streams.localrun import WorkerProcess, start_broker, stop_broker
+from streams.observe import watch_progress
+from streams.records import FanoutOrder, Priority, TaskKind
+from streams.regions import registry
+from streams.settings import Settings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ALERT_SENDER = "bench.loa"
+
+
+def national_alert(identifier: str) -> bytes:
+    return orjson.dumps(
+        {
+            "identifier": identifier,
+            "sender": ALERT_SENDER,
+            "sent": "2026-11-23T08:00:00+07:00",
+            "info": [
+                {
+                    "event": "Bench",
+                    "urgency": "Immediate",
+                    "severity": "Extreme",
+                    "headline": "National benchmark alert",
+                    "area": [{"areaDesc": "Viet Nam", "regions": ["VN"]}],
+                }
+            ],
+        }
+    )
+
+
+def sample_task(alert_id: str, n: int) -> tuple[int, int]:
+    """Average key and value size of this alert's send tasks."""
+    regions = registry()
+    index = DirectoryPartition()
+    index.apply(synthetic_subscribers(min(n, 50_000), 1, regions, id_base=n - min(n, 50_000)))
+    order = FanoutOrder(alert_id, 1, TaskKind.ALERT, Priority.EXTREME, 0, ("VN",), False)
+    pairs = list(TaskEncoder(order).encode(select_audience(order, index, regions), 0, 50_000))
+    return (
+        round(sum(len(k) for k, _ in pairs) / len(pairs)),
+        round(sum(len(v) for _, v in pairs) / len(pairs)),
+    )
+
+
+async def ceiling(settings: Settings, n: int, key_size: int, value_size: int) -> float:
+    """Records/s of the batch producer with pre-serialized records, one partition at a time."""
+    topic = f"{settings.topic_prefix}.ceiling"
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, settings.partitions, 1)])
+    finally:
+        await admin.close()
+    per_partition = n // settings.partitions
+    # Same shape as the fan-out's hot loop: one append per record, a send_batch per full batch.
+    keys = [b"%0*d" % (key_size, i) for i in range(per_partition)]
+    values = [b"x" * value_size] * per_partition
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        pending = []
+        ts = int(time.time() * 1000)
+        for p in range(settings.partitions):
+            batch = producer.create_batch()
+            for key, value in zip(keys, values, strict=True):
+                if batch.append(timestamp=ts, key=key, value=value) is None:
+                    pending.append(await producer.send_batch(batch, topic, partition=p))
+                    batch = producer.create_batch()
+                    batch.append(timestamp=ts, key=key, value=value)
+            pending.append(await producer.send_batch(batch, topic, partition=p))
+        await asyncio.gather(*pending)
+        return per_partition * settings.partitions / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+async def fanout_run(settings: Settings, n: int, workdir: Path) -> dict[str, Any]:
+    regions = registry()
+    await create_topics(settings)
+    t0 = time.perf_counter()
+    await load_synthetic(settings, n, 1, regions)
+    load_s = time.perf_counter() - t0
+    identifier = f"NATIONAL-{uuid.uuid4().hex[:6]}"
+    alert_id = f"{ALERT_SENDER}/{identifier}"
+    worker = WorkerProcess(settings, workdir / f"worker-{n}.log").start()
+    try:
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            await producer.send_and_wait(settings.inbound_topic, national_alert(identifier))
+        finally:
+            await producer.stop()
+        published = time.time()
+        progress = await watch_progress(settings, alert_id, timeout_s=1800)
+    finally:
+        worker.stop()
+    emitted = sum(p.emitted for p in progress.values())
+    started = min(p.started_at for p in progress.values())
+    finished = max(p.finished_at or 0.0 for p in progress.values())
+    first_task = min(p.first_task_at or finished for p in progress.values())
+    key_size, value_size = sample_task(alert_id, n)
+    return {
+        "subscribers": n,
+        "targeted": sum(p.targeted for p in progress.values()),
+        "emitted": emitted,
+        "fanout_seconds": finished - started,
+        "fanout_tasks_per_s": emitted / (finished - started),
+        "publish_to_last_task_s": finished - published,
+        "time_to_first_task_s": first_task - started,
+        "directory_load_s": load_s,
+        "directory_load_per_s": n / load_s,
+        "key_bytes": key_size,
+        "value_bytes": value_size,
+    }
+
+
+async def main(sizes: list[int], partitions: int) -> dict[str, Any]:
+    bootstrap = os.environ.get("LOA_BOOTSTRAP_SERVERS")
+    base = Settings(bootstrap_servers=bootstrap or "127.0.0.1:19992", partitions=partitions)
+    os.environ.setdefault("LOA_KAFKA_PORT", "19992")
+    started_broker = False if bootstrap else start_broker(base)
+    results: list[dict[str, Any]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="loa-bench-") as tmp:
+            for n in sizes:
+                tag = uuid.uuid4().hex[:8]
+                settings = Settings(
+                    bootstrap_servers=base.bootstrap_servers,
+                    partitions=partitions,
+                    topic_prefix=f"bench-{tag}",
+                    app_id=f"bench-{tag}",
+                    data_dir=str(Path(tmp) / tag),
+                )
+                run = await fanout_run(settings, n, Path(tmp))
+                run["ceiling_tasks_per_s"] = await ceiling(
+                    settings, n, run["key_bytes"], run["value_bytes"]
+                )
+                run["ratio"] = run["fanout_tasks_per_s"] / run["ceiling_tasks_per_s"]
+                results.append(run)
+                print(
+                    f"{n:>11,} subscribers: fan-out {run['fanout_tasks_per_s']:>10,.0f} tasks/s"
+                    f" | ceiling {run['ceiling_tasks_per_s']:>10,.0f} rec/s"
+                    f" | ratio {run['ratio']:.2f} (target >= 0.70)"
+                    f" | {run['fanout_seconds']:.1f} s"
+                    f", first task after {run['time_to_first_task_s']:.2f} s"
+                    f" | directory load {run['directory_load_per_s']:,.0f}/s",
+                    flush=True,
+                )
+    finally:
+        if started_broker:
+            stop_broker(base)
+    report = {
+        "benchmark": "fanout",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "partitions": partitions,
+        "runs": results,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fanout.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--partitions", type=int, default=8)
+    args = parser.parse_args()
+    asyncio.run(main([int(s) for s in args.sizes.split(",")], args.partitions))
