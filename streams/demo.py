@@ -6,8 +6,10 @@ import asyncio
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from streams.directory.load import load_synthetic
@@ -53,10 +55,11 @@ def run_demo(settings: Settings, *, subscribers: int, seed: int, alert_file: Pat
                 print(f"rejected: {record['code']} {record['message']}")
                 return outcome, {}, published
             print(f"accepted {record['alert_id']} priority={record['priority']}")
-            fan = ProgressBar("fan-out  ", 1)
+            # The directory is synthetic and deterministic, so the audience size is known
+            # before the workers report it: the bar has a fixed total from the start.
+            fan = ProgressBar("fan-out  ", expected_audience(doc, subscribers, seed))
 
             def update(latest: dict[int, Progress]) -> None:
-                fan.total = max(sum(p.targeted for p in latest.values()), 1)
                 fan.update(sum(p.emitted for p in latest.values()))
 
             result = await watch_progress(settings, record["alert_id"], on_update=update)
@@ -74,8 +77,24 @@ def run_demo(settings: Settings, *, subscribers: int, seed: int, alert_file: Pat
             stop_broker(settings)
 
 
+def _audience_mask(doc: dict[str, Any], subscribers: int, seed: int) -> npt.NDArray[np.bool_]:
+    regions = registry()
+    codes = [
+        (f"/info/{i}/area/{j}/regions/{k}", code)
+        for i, info in enumerate(doc["info"])
+        for j, area in enumerate(info["area"])
+        for k, code in enumerate(area.get("regions", ()))
+    ]
+    mask = regions.ward_mask(codes)
+    return mask[synthetic_subscribers(subscribers, seed, regions).ward]
+
+
+def expected_audience(doc: dict[str, Any], subscribers: int, seed: int) -> int:
+    return int(_audience_mask(doc, subscribers, seed).sum())
+
+
 def _summary(
-    doc: dict[str, object], result: dict[int, Progress], published: float, n: int, seed: int
+    doc: dict[str, Any], result: dict[int, Progress], published: float, n: int, seed: int
 ) -> None:
     regions = registry()
     targeted = sum(p.targeted for p in result.values())
@@ -83,11 +102,8 @@ def _summary(
     first = min(p.started_at for p in result.values())
     last = max(p.finished_at or 0.0 for p in result.values())
     fanout_s = last - first
-    # The directory is synthetic and deterministic: recompute the audience to check the count.
     subs = synthetic_subscribers(n, seed, regions)
-    codes = [(f"/{i}", c) for i, c in enumerate(doc["info"][0]["area"][0]["regions"])]  # type: ignore[index]
-    mask = regions.ward_mask(codes)
-    hit = mask[subs.ward]
+    hit = _audience_mask(doc, n, seed)
     by_province = Counter(
         regions.province_names[p] for p in regions.ward_province[subs.ward[hit]].tolist()
     )
