@@ -6,7 +6,10 @@
     ├── PoisonError                the input can never succeed: reject it with ``code`` and go on
     │   ├── MalformedInput         code ``malformed``: not JSON, not UTF-8, empty, not an object
     │   ├── TooLarge               code ``too_large``: over ``LOA_MAX_ALERT_BYTES``
-    │   ├── SchemaViolation        code ``schema``: valid JSON that breaks ``schemas/``
+    │   ├── ForbiddenXml           code ``forbidden_xml``: CAP XML with a DTD, an entity or an
+    │   │                          external reference, or nested deeper than the parser allows
+    │   ├── SchemaViolation        code ``schema``: valid JSON that breaks ``schemas/``, or
+    │   │                          well-formed CAP XML that breaks the CAP 1.2 structure
     │   ├── UnknownRegion          code ``unknown_region``: a target code not in the registry
     │   ├── Unsupported            code ``unsupported``: a feature this version does not handle
     │   └── InternalError          code ``internal``: a bug met this input; kept, not dropped
@@ -23,6 +26,7 @@ from enum import StrEnum
 
 __all__ = [
     "DirectoryNotReady",
+    "ForbiddenXml",
     "InternalError",
     "LoaError",
     "MalformedInput",
@@ -41,6 +45,7 @@ class RejectionCode(StrEnum):
 
     MALFORMED = "malformed"
     TOO_LARGE = "too_large"
+    FORBIDDEN_XML = "forbidden_xml"
     SCHEMA = "schema"
     UNKNOWN_REGION = "unknown_region"
     UNSUPPORTED = "unsupported"
@@ -71,6 +76,12 @@ class MalformedInput(PoisonError):
 
 class TooLarge(PoisonError):
     code = RejectionCode.TOO_LARGE
+
+
+class ForbiddenXml(PoisonError):
+    """CAP XML using a construct Loa never parses (DTD, entities, external references, depth)."""
+
+    code = RejectionCode.FORBIDDEN_XML
 
 
 class SchemaViolation(PoisonError):
