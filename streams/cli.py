@@ -123,34 +123,49 @@ def directory_load(n: int, seed: int) -> None:
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Private key file from `loa keys new`: sign the raw file bytes with it.",
+)
+@click.option("--key-id", default=None, help="Key id to send (default: the one in the key file).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Print ingest's decision.")
-def publish(file: Path, wait: bool) -> None:
-    """Send an alert file to loa.alerts.inbound and print what ingest decided."""
-    import orjson
-
+def publish(file: Path, key_file: Path | None, key_id: str | None, wait: bool) -> None:
+    """Send an alert file (CAP XML or Loa JSON) to loa.alerts.inbound and print what ingest
+    decided. With --key the exact file bytes are signed (headers loa-signature, loa-key-id)."""
+    from streams.ingest.agencies import load_private_key, signature_headers
     from streams.kafka import create_topics, make_producer
     from streams.observe import wait_decision
 
     settings = _settings()
     raw = file.read_bytes()
+    headers: list[tuple[str, bytes]] = []
+    ids = _alert_ids(raw, settings.max_alert_bytes)
+    if key_file is not None:
+        try:
+            key = load_private_key(key_file.read_bytes(), key_id=key_id)
+        except ValueError as exc:
+            raise click.UsageError(f"{key_file}: {exc}") from None
+        headers = list(signature_headers(key, raw))
+        if ids is not None and key.agency and key.agency != ids[0]:
+            click.echo(f"warning: key of {key.agency}, alert sender is {ids[0]}", err=True)
 
     async def run() -> int:
         await create_topics(settings)
         producer = make_producer(settings)
         await producer.start()
         try:
-            await producer.send_and_wait(settings.inbound_topic, raw)
+            await producer.send_and_wait(settings.inbound_topic, raw, headers=headers or None)
         finally:
             await producer.stop()
         if not wait:
             return 0
-        try:
-            doc = orjson.loads(raw)
-            sender, identifier = str(doc["sender"]), str(doc["identifier"])
-        except Exception:
-            click.echo("sent (not a JSON alert with sender and identifier: not waiting)")
+        if ids is None:
+            click.echo("sent (no sender and identifier found in the file: not waiting)")
             return 0
-        outcome, record = await wait_decision(settings, sender, identifier)
+        outcome, record = await wait_decision(settings, *ids)
         if outcome == "accepted":
             click.echo(f"accepted {record['alert_id']} priority={record['priority']}")
             return 0
@@ -160,6 +175,142 @@ def publish(file: Path, wait: bool) -> None:
         return 1
 
     sys.exit(asyncio.run(run()))
+
+
+def _alert_ids(raw: bytes, max_bytes: int) -> tuple[str, str] | None:
+    """``(sender, identifier)`` of a CAP XML or Loa JSON alert, ``None`` if not found."""
+    import orjson
+
+    from streams.ingest.cap import detect_format, parse_cap
+
+    try:
+        doc = (
+            parse_cap(raw, max_bytes=max_bytes)
+            if detect_format(raw) == "xml"
+            else orjson.loads(raw)
+        )
+        return str(doc["sender"]), str(doc["identifier"])
+    except Exception:  # the worker gives the real verdict; here it only decides whether to wait
+        return None
+
+
+@main.group()
+def keys() -> None:
+    """Agency signing keys (Ed25519)."""
+
+
+@keys.command("new")
+@click.option("--agency", required=True, help="Agency id (the CAP sender) the key is for.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".loa/keys"),
+    show_default=True,
+    help="Directory for the key files.",
+)
+@click.option("--key-id", default=None, help="Key id (default: <agency>/<UTC date>-<random>).")
+def keys_new(agency: str, out_dir: Path, key_id: str | None) -> None:
+    """Make a key pair: <out>/<kid>.key (private, 0600) and <out>/<kid>.pub.json (public).
+
+    Register the public key with `loa agencies load --key <out>/<kid>.pub.json`, or paste the
+    printed snippet into the agency's file under deploy/agencies/ to make it permanent.
+    """
+    import secrets
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from streams.ingest.agencies import new_key_pair, write_key_pair
+
+    kid = key_id or f"{agency}/{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(3)}"
+    pair = new_key_pair(agency, kid)
+    try:
+        private_path, public_path = write_key_pair(pair, out_dir)
+    except FileExistsError as exc:
+        raise click.UsageError(f"{exc.filename} exists: choose another --key-id") from None
+    click.echo(f"private key  {private_path} (keep it secret; never commit it)")
+    click.echo(f"public key   {public_path}")
+    click.echo(f"key id       {kid}")
+    click.echo(f"public       {pair.public_key_b64}")
+    click.echo('snippet for the agency file ("keys"):')
+    click.echo(orjson.dumps({kid: pair.public_key_b64}, option=orjson.OPT_INDENT_2).decode())
+
+
+@main.group()
+def agencies() -> None:
+    """The agency registry (compacted topic <prefix>.agencies; workers follow it live)."""
+
+
+@agencies.command("load")
+@click.argument("path", type=click.Path(exists=True, path_type=Path), required=False, default=None)
+@click.option(
+    "--key",
+    "key_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A .pub.json from `loa keys new` to add to its agency (repeatable).",
+)
+def agencies_load(path: Path | None, key_files: tuple[Path, ...]) -> None:
+    """Validate and write agency files (a file or a directory of *.json; default
+    LOA_AGENCIES_DIR) to the registry topic. Each agency's record is replaced as a whole."""
+    from streams.errors import InvalidAgency
+    from streams.ingest.agency_service import load_agencies
+    from streams.kafka import create_topics
+
+    settings = _settings()
+    source = path or Path(settings.resolved_agencies_dir)
+
+    async def run() -> list[str]:
+        await create_topics(settings)
+        loaded = await load_agencies(settings, source, key_files=key_files)
+        return [f"{a.id} ({len(a.keys)} keys)" for a in loaded]
+
+    try:
+        names = asyncio.run(run())
+    except InvalidAgency as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"loaded {len(names)} agencies into {settings.agencies_topic}: {', '.join(names)}")
+
+
+@agencies.command("remove")
+@click.argument("agency_ids", nargs=-1, required=True)
+def agencies_remove(agency_ids: tuple[str, ...]) -> None:
+    """Remove agencies (tombstones): their alerts are rejected as unknown_sender from now on."""
+    from streams.ingest.agency_service import remove_agencies
+    from streams.kafka import create_topics
+
+    settings = _settings()
+
+    async def run() -> int:
+        await create_topics(settings)
+        return await remove_agencies(settings, agency_ids)
+
+    click.echo(f"removed {asyncio.run(run())} agencies from {settings.agencies_topic}")
+
+
+@agencies.command("list")
+def agencies_list() -> None:
+    """Print the registry as the topic holds it now."""
+    from streams.ingest.agencies import AgencyRegistry
+    from streams.ingest.agency_service import read_agencies
+    from streams.kafka import create_topics
+
+    settings = _settings()
+
+    async def run() -> AgencyRegistry:
+        await create_topics(settings)
+        return await read_agencies(settings)
+
+    registry = asyncio.run(run())
+    for agency in sorted(registry.agencies.values(), key=lambda a: a.id):
+        click.echo(
+            f"{agency.id}  jurisdiction={','.join(agency.jurisdiction)} "
+            f"statuses={','.join(agency.allowed_statuses)} max_severity={agency.max_severity} "
+            f"keys={','.join(agency.keys) or '-'}"
+        )
+    for agency_id, why in sorted(registry.invalid.items()):
+        click.echo(f"{agency_id}  INVALID: {why}")
 
 
 @main.command()

@@ -12,9 +12,21 @@
     │   │                          well-formed CAP XML that breaks the CAP 1.2 structure
     │   ├── UnknownRegion          code ``unknown_region``: a target code not in the registry
     │   ├── Unsupported            code ``unsupported``: a feature this version does not handle
+    │   ├── UnknownSender          code ``unknown_sender``: ``sender`` is not in the agency registry
+    │   ├── BadSignature           code ``bad_signature``: no, bad or foreign signature or key id
+    │   ├── OutOfJurisdiction      code ``out_of_jurisdiction``: a target outside the agency's area
+    │   ├── StatusNotAllowed       code ``status_not_allowed``: a status the agency may not use
+    │   ├── SeverityNotAllowed     code ``severity_not_allowed``: above the agency's top severity
+    │   ├── Expired                code ``expired``: every ``info`` had expired on arrival
+    │   ├── UnknownReference       code ``unknown_reference``: Update/Cancel/Ack/Error whose
+    │   │                          ``references`` name no alert Loa has accepted
+    │   ├── AlreadyCancelled       code ``already_cancelled``: an Update of a cancelled lineage
     │   └── InternalError          code ``internal``: a bug met this input; kept, not dropped
-    └── RetriableError             the world is not ready (broker, directory): retry, never reject
-        └── DirectoryNotReady      a directory partition did not catch up in time
+    ├── RetriableError             the world is not ready (broker, directory): retry, never reject
+    │   ├── DirectoryNotReady      a directory partition did not catch up in time
+    │   └── AgenciesNotReady       the agency registry did not catch up with its topic in time
+    └── InvalidAgency              an agency registry record breaks ``schemas/agency.schema.json``
+                                   (the CLI refuses to load it; a worker drops that agency)
 
 A poison error carries ``pointer``, the JSON pointer (or XPath for XML) of the field at fault,
 so a rejection tells the agency where to look.
@@ -25,17 +37,27 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "AgenciesNotReady",
+    "BadSignature",
+    "AlreadyCancelled",
     "DirectoryNotReady",
+    "Expired",
     "ForbiddenXml",
     "InternalError",
+    "InvalidAgency",
     "LoaError",
     "MalformedInput",
+    "OutOfJurisdiction",
     "PoisonError",
     "RejectionCode",
     "RetriableError",
     "SchemaViolation",
+    "SeverityNotAllowed",
+    "StatusNotAllowed",
     "TooLarge",
+    "UnknownReference",
     "UnknownRegion",
+    "UnknownSender",
     "Unsupported",
 ]
 
@@ -49,7 +71,18 @@ class RejectionCode(StrEnum):
     SCHEMA = "schema"
     UNKNOWN_REGION = "unknown_region"
     UNSUPPORTED = "unsupported"
+    UNKNOWN_SENDER = "unknown_sender"
+    BAD_SIGNATURE = "bad_signature"
+    OUT_OF_JURISDICTION = "out_of_jurisdiction"
+    STATUS_NOT_ALLOWED = "status_not_allowed"
+    SEVERITY_NOT_ALLOWED = "severity_not_allowed"
+    EXPIRED = "expired"
+    UNKNOWN_REFERENCE = "unknown_reference"
+    ALREADY_CANCELLED = "already_cancelled"
     INTERNAL = "internal"
+    #: Not a rejection: a re-publish of an accepted alert, reported on the same topic so the
+    #: publisher sees every record's fate in one place.
+    DUPLICATE = "duplicate"
 
 
 class LoaError(Exception):
@@ -96,6 +129,38 @@ class Unsupported(PoisonError):
     code = RejectionCode.UNSUPPORTED
 
 
+class UnknownSender(PoisonError):
+    code = RejectionCode.UNKNOWN_SENDER
+
+
+class BadSignature(PoisonError):
+    code = RejectionCode.BAD_SIGNATURE
+
+
+class OutOfJurisdiction(PoisonError):
+    code = RejectionCode.OUT_OF_JURISDICTION
+
+
+class StatusNotAllowed(PoisonError):
+    code = RejectionCode.STATUS_NOT_ALLOWED
+
+
+class SeverityNotAllowed(PoisonError):
+    code = RejectionCode.SEVERITY_NOT_ALLOWED
+
+
+class Expired(PoisonError):
+    code = RejectionCode.EXPIRED
+
+
+class UnknownReference(PoisonError):
+    code = RejectionCode.UNKNOWN_REFERENCE
+
+
+class AlreadyCancelled(PoisonError):
+    code = RejectionCode.ALREADY_CANCELLED
+
+
 class InternalError(PoisonError):
     code = RejectionCode.INTERNAL
 
@@ -108,3 +173,18 @@ class RetriableError(LoaError):
 
 class DirectoryNotReady(RetriableError):
     """The directory partition an order needs has not caught up with the changes topic."""
+
+
+class AgenciesNotReady(RetriableError):
+    """The agency registry has not applied its topic up to the end offset asked for."""
+
+
+class InvalidAgency(LoaError):
+    """An agency registry record is not valid; ``agency`` names it when it is known."""
+
+    retriable = False
+
+    def __init__(self, message: str, *, agency: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.agency = agency

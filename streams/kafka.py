@@ -54,6 +54,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.orders_topic, p, rf),
         NewTopic(settings.progress_topic, p, rf, topic_configs=compact),
         NewTopic(settings.directory_topic, p, rf, topic_configs=compact),
+        # One partition: the registry is small and every worker replays all of it.
+        NewTopic(settings.agencies_topic, 1, rf, topic_configs=compact),
     ]
     specs += [NewTopic(settings.sends_topic(prio.value), p, rf) for prio in Priority]
     return specs

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "CATEGORIES",
     "CHANNELS",
     "LANGUAGES",
     "AcceptedAlert",
@@ -46,6 +47,21 @@ class TaskKind(StrEnum):
 CHANNELS: tuple[str, ...] = ("oa", "push", "sms")
 #: Language codes in the order of their ``uint8`` index in the directory.
 LANGUAGES: tuple[str, ...] = ("vi", "en", "km", "hmn", "zh", "fr")
+#: The 12 CAP 1.2 ``info/category`` values, in the order of their bit in a directory opt-out mask.
+CATEGORIES: tuple[str, ...] = (
+    "Geo",
+    "Met",
+    "Safety",
+    "Security",
+    "Rescue",
+    "Fire",
+    "Health",
+    "Env",
+    "Transport",
+    "Infra",
+    "CBRNE",
+    "Other",
+)
 
 #: Statuses whose alerts produce send tasks; Exercise and Test reach only test audiences.
 DELIVERED_STATUSES = frozenset({"Actual", "Exercise", "Test"})
@@ -94,10 +110,15 @@ class AlertInfo:
 
 @dataclass(frozen=True, slots=True)
 class AcceptedAlert:
-    """A normalized alert as written to ``loa.alerts.accepted`` (key: ``alert_id``)."""
+    """A normalized message as written to ``loa.alerts.accepted`` (key: ``message_id``).
+
+    ``alert_id`` is the lineage (the message id of the original Alert) and ``version`` counts
+    the accepted messages of the lineage; send tasks name both.
+    """
 
     alert_id: str
     version: int
+    message_id: str
     sender: str
     identifier: str
     sent: str
@@ -109,6 +130,7 @@ class AcceptedAlert:
     expires: str | None
     infos: tuple[AlertInfo, ...]
     accepted_at: str
+    references: str | None = None
 
     @property
     def delivers(self) -> bool:
@@ -137,6 +159,14 @@ class FanoutOrder:
     partition: int
     targets: tuple[str, ...]
     test_only: bool
+    #: Compacted H3 cells (hex) of the alert's polygons and circles: subscribers whose location
+    #: cell lies inside are targeted too (``streams.regions.resolve_targets``).
+    cells: tuple[str, ...] = ()
+    #: The alert's CAP categories; subscribers who opted out of all of them are left out,
+    #: unless the priority is extreme.
+    categories: tuple[str, ...] = ()
+    #: Latest ``expires`` of the alert (ISO 8601): the fan-out stops when it passes.
+    expires: str | None = None
 
     def to_json(self) -> bytes:
         return _dumps(asdict(self))
@@ -152,6 +182,9 @@ class FanoutOrder:
             partition=int(d["partition"]),
             targets=tuple(str(t) for t in d["targets"]),
             test_only=bool(d["test_only"]),
+            cells=tuple(str(c) for c in d.get("cells", ())),
+            categories=tuple(str(c) for c in d.get("categories", ())),
+            expires=d.get("expires"),
         )
 
 
@@ -169,6 +202,8 @@ class Progress:
     started_at: float
     first_task_at: float | None = None
     finished_at: float | None = None
+    #: Why the order ended before its audience was exhausted ("cancelled", "expired"), if it did.
+    stopped: str | None = None
 
     @property
     def key(self) -> bytes:

@@ -46,6 +46,16 @@ class Settings:
     data_dir: str = ""
     #: LOA_LOG_LEVEL: log level of the worker and CLI.
     log_level: str = "INFO"
+    #: LOA_AGENCIES_DIR: agency registry files ``loa agencies load`` reads when given no path
+    #: (empty: the repository's ``deploy/agencies``). Workers read the agencies topic, not this.
+    agencies_dir: str = ""
+    #: LOA_REQUIRE_SIGNATURES: ingest rejects an alert without a valid signature of its sender
+    #: (``bad_signature``). Turn off only for local experiments; sender registration,
+    #: jurisdiction, statuses and severities are still enforced.
+    require_signatures: bool = True
+    #: LOA_AGENCIES_CATCHUP_TIMEOUT_S: how long ingest waits for the agency registry to apply its
+    #: topic up to the current end before the alert is retried.
+    agencies_catchup_timeout_s: float = 30.0
 
     @property
     def inbound_topic(self) -> str:
@@ -70,6 +80,17 @@ class Settings:
     @property
     def directory_topic(self) -> str:
         return f"{self.topic_prefix}.directory.changes"
+
+    @property
+    def agencies_topic(self) -> str:
+        """Compacted agency registry: key = agency id, value = ``schemas/agency.schema.json``."""
+        return f"{self.topic_prefix}.agencies"
+
+    @property
+    def resolved_agencies_dir(self) -> str:
+        return self.agencies_dir or str(
+            Path(__file__).resolve().parent.parent / "deploy" / "agencies"
+        )
 
     def sends_topic(self, priority: str) -> str:
         """``<prefix>.sends.<priority>``: per-recipient send tasks of one priority."""

@@ -9,6 +9,6 @@ commits the inbound offset (at least once: a crash between the write and the com
 decision, which downstream consumers see as the same ``alert_id``).
 """
 
-from streams.ingest.core import Accepted, Decision, Rejected, decide, rejection_record
+from streams.ingest.core import Accepted, Decision, Duplicate, Rejected, decide, rejection_record
 
-__all__ = ["Accepted", "Decision", "Rejected", "decide", "rejection_record"]
+__all__ = ["Accepted", "Decision", "Duplicate", "Rejected", "decide", "rejection_record"]

@@ -1,4 +1,10 @@
-"""The ingest decision: raw bytes in, :class:`Accepted` or :class:`Rejected` out, never a raise."""
+"""The ingest decision: raw bytes in, one of accepted, duplicate or rejected out, never a raise.
+
+Steps, in order (the first failure decides): size; parse; schema; lifecycle (duplicate,
+``references``, expiry); targets; outputs. The function is pure: the lifecycle state is read,
+not written (the agent records an accepted message once its decision is on Kafka), and the
+clock is passed in.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,21 @@ from typing import Any
 
 import orjson
 
-from streams.errors import InternalError, PoisonError, RejectionCode, TooLarge, Unsupported
+from streams.errors import InternalError, PoisonError, RejectionCode, TooLarge
 from streams.ingest.json_alert import decode_json_alert, validate_json_alert
+from streams.ingest.lifecycle import SILENT_TYPES, LifecycleState, Plan
 from streams.records import (
     AcceptedAlert,
     AlertInfo,
     FanoutOrder,
+    Priority,
     TaskKind,
     most_urgent,
     priority_of,
 )
 from streams.regions import RegionRegistry
 
-__all__ = ["Accepted", "Decision", "Rejected", "decide", "rejection_record"]
+__all__ = ["Accepted", "Decision", "Duplicate", "Rejected", "decide", "rejection_record"]
 
 _EXCERPT_BYTES = 512
 
@@ -29,6 +37,16 @@ _EXCERPT_BYTES = 512
 class Accepted:
     alert: AcceptedAlert
     orders: tuple[FanoutOrder, ...]
+    plan: Plan
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A re-publish of a message already accepted: no new tasks."""
+
+    plan: Plan
+    sender: str
+    identifier: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +58,7 @@ class Rejected:
     identifier: str | None
 
 
-Decision = Accepted | Rejected
+Decision = Accepted | Duplicate | Rejected
 
 
 def decide(
@@ -49,16 +67,18 @@ def decide(
     regions: RegionRegistry,
     partitions: int,
     max_bytes: int,
+    state: LifecycleState | None = None,
     now: datetime | None = None,
 ) -> Decision:
     """Decide one inbound record. Any exception is turned into a rejection, never raised."""
     doc: dict[str, Any] | None = None
+    now = now or datetime.now(UTC)
     try:
         if raw is not None and len(raw) > max_bytes:
             raise TooLarge(f"record is {len(raw)} bytes, the limit is {max_bytes}")
         doc = decode_json_alert(raw or b"")
         validate_json_alert(doc)
-        return _accept(doc, regions=regions, partitions=partitions, now=now)
+        return _accept(doc, regions=regions, partitions=partitions, state=state, now=now)
     except PoisonError as exc:
         return _rejected(exc, doc)
     except Exception as exc:  # a bug must not drop the record: keep it as `internal`
@@ -77,37 +97,61 @@ def _rejected(exc: PoisonError, doc: dict[str, Any] | None) -> Rejected:
     )
 
 
-def _accept(
-    doc: dict[str, Any], *, regions: RegionRegistry, partitions: int, now: datetime | None
-) -> Accepted:
-    msg_type = doc.get("msgType", "Alert")
-    if msg_type != "Alert":
-        raise Unsupported(f"msgType {msg_type!r} is not handled yet", pointer="/msgType")
-    status = doc.get("status", "Actual")
-    infos = doc["info"]
+def resolve_targets(doc: dict[str, Any], regions: RegionRegistry) -> tuple[str, ...]:
+    """Region codes targeted by every area of every info block; raises at an unknown code."""
     targets: list[str] = []
     pointed: list[tuple[str, str]] = []
-    for i, info in enumerate(infos):
+    for i, info in enumerate(doc.get("info", ())):
         for j, area in enumerate(info["area"]):
             for k, code in enumerate(area.get("regions", ())):
                 pointed.append((f"/info/{i}/area/{j}/regions/{k}", code))
                 if code not in targets:
                     targets.append(code)
     regions.ward_mask(pointed)  # raises UnknownRegion at the offending field
-    priority = most_urgent(priority_of(info["severity"], info["urgency"]) for info in infos)
-    expires = [info["expires"] for info in infos if "expires" in info]
+    return tuple(targets)
+
+
+def _accept(
+    doc: dict[str, Any],
+    *,
+    regions: RegionRegistry,
+    partitions: int,
+    state: LifecycleState | None,
+    now: datetime,
+) -> Accepted | Duplicate:
+    msg_type = doc.get("msgType", "Alert")
+    status = doc.get("status", "Actual")
+    infos = doc.get("info", [])
+    expires = [datetime.fromisoformat(i["expires"]) for i in infos if "expires" in i]
+    plan = (state or LifecycleState()).plan(
+        sender=doc["sender"],
+        identifier=doc["identifier"],
+        msg_type=msg_type,
+        references=doc.get("references"),
+        expires=expires,
+        now=now,
+    )
+    if plan.duplicate:
+        return Duplicate(plan, doc["sender"], doc["identifier"])
+    targets = resolve_targets(doc, regions)
+    priority = (
+        most_urgent(priority_of(info["severity"], info["urgency"]) for info in infos)
+        if infos
+        else Priority.ROUTINE
+    )
     alert = AcceptedAlert(
-        alert_id=f"{doc['sender']}/{doc['identifier']}",
-        version=1,
+        alert_id=plan.lineage,
+        version=plan.version,
+        message_id=plan.message_id,
         sender=doc["sender"],
         identifier=doc["identifier"],
         sent=doc["sent"],
         status=status,
         msg_type=msg_type,
         priority=priority,
-        targets=tuple(targets),
+        targets=targets,
         test_only=status != "Actual",
-        expires=min(expires) if expires else None,
+        expires=max(expires).isoformat() if expires else None,
         infos=tuple(
             AlertInfo(
                 language=info.get("language", "vi-VN"),
@@ -120,27 +164,32 @@ def _accept(
             )
             for info in infos
         ),
-        accepted_at=(now or datetime.now(UTC)).isoformat(),
+        accepted_at=now.isoformat(),
+        references=doc.get("references"),
     )
     orders: tuple[FanoutOrder, ...] = ()
-    if alert.delivers:
+    # Cancel stops the lineage's fan-out through the accepted record itself (workers watch the
+    # accepted topic); Ack and Error never reach anyone.
+    if alert.delivers and msg_type not in SILENT_TYPES and msg_type != "Cancel":
+        kind = TaskKind.ALERT if msg_type == "Alert" else TaskKind.UPDATE
         orders = tuple(
             FanoutOrder(
                 alert_id=alert.alert_id,
                 version=alert.version,
-                kind=TaskKind.ALERT,
+                kind=kind,
                 priority=alert.priority,
                 partition=p,
                 targets=alert.targets,
                 test_only=alert.test_only,
+                expires=alert.expires,
             )
             for p in range(partitions)
         )
-    return Accepted(alert=alert, orders=orders)
+    return Accepted(alert=alert, orders=orders, plan=plan)
 
 
 def rejection_record(
-    rejected: Rejected,
+    rejected: Rejected | Duplicate,
     raw: bytes | None,
     *,
     topic: str,
@@ -148,15 +197,31 @@ def rejection_record(
     offset: int,
     now: datetime | None = None,
 ) -> bytes:
-    """The value written to ``loa.alerts.rejected`` (``schemas/rejection.schema.json``)."""
+    """The value written to ``loa.alerts.rejected`` (``schemas/rejection.schema.json``).
+
+    A duplicate is reported there too (code ``duplicate``), so every inbound record has its
+    fate on one of two topics: accepted, or rejected/duplicate.
+    """
+    sender: str | None
+    identifier: str | None
+    if isinstance(rejected, Duplicate):
+        code, message, pointer = (
+            RejectionCode.DUPLICATE.value,
+            f"already accepted as {rejected.plan.lineage} version {rejected.plan.version}",
+            "",
+        )
+        sender, identifier = rejected.sender, rejected.identifier
+    else:
+        code, message, pointer = rejected.code.value, rejected.message, rejected.pointer
+        sender, identifier = rejected.sender, rejected.identifier
     excerpt = (raw or b"")[:_EXCERPT_BYTES].decode("utf-8", errors="replace")
     return orjson.dumps(
         {
-            "code": rejected.code.value,
-            "message": rejected.message,
-            "pointer": rejected.pointer,
-            "sender": rejected.sender,
-            "identifier": rejected.identifier,
+            "code": code,
+            "message": message,
+            "pointer": pointer,
+            "sender": sender,
+            "identifier": identifier,
             "source": {"topic": topic, "partition": partition, "offset": offset},
             "size": len(raw or b""),
             "excerpt": excerpt,

@@ -1,0 +1,158 @@
+"""The agency registry's Kafka side: the compacted topic ``<prefix>.agencies``, written by
+``loa agencies load`` / ``remove`` and held in memory by every worker.
+
+Source of truth: the topic (key = agency id, value = ``schemas/agency.schema.json``, tombstone =
+the agency is removed). Files under ``deploy/agencies/`` only seed it. Every worker follows the
+whole topic with :class:`AgencyRegistryService` (a :class:`~streams.replica.CompactedReplica`),
+so adding an agency, rotating a key, changing a jurisdiction or removing an agency takes effect
+on every worker without a restart.
+
+Guarantee: after :meth:`AgencyRegistryService.ready` returns, :attr:`registry` reflects every
+registry record written before the call (an alert published after its agency was loaded is
+judged with it). A record that breaks the schema removes its agency (fail closed) and is
+reported by :attr:`AgencyRegistry.invalid`, which ``unknown_sender`` rejections quote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+from types import MappingProxyType
+
+from streams.errors import AgenciesNotReady
+from streams.ingest.agencies import (
+    Agency,
+    AgencyRegistry,
+    add_keys,
+    decode_agency_record,
+    load_agency_files,
+    read_public_key_file,
+)
+from streams.kafka import make_producer, read_to_end
+from streams.replica import CompactedReplica, ReplicaNotReady
+from streams.settings import Settings
+
+__all__ = [
+    "AgencyRegistryService",
+    "load_agencies",
+    "publish_agencies",
+    "read_agencies",
+    "remove_agencies",
+]
+
+
+class AgencyRegistryService:
+    """Every worker's in-memory copy of the agency registry, kept current from the topic."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._replica: CompactedReplica[Agency] = CompactedReplica(
+            settings,
+            settings.agencies_topic,
+            partitions=1,
+            decode=decode_agency_record,
+            name="agencies",
+        )
+        self._snapshot = AgencyRegistry()
+        self._snapshot_version = -1
+
+    async def start(self) -> None:
+        await self._replica.start()
+
+    async def stop(self) -> None:
+        await self._replica.stop()
+
+    @property
+    def registry(self) -> AgencyRegistry:
+        """An immutable snapshot of what has been applied so far (rebuilt only on change)."""
+        if self._snapshot_version != self._replica.version:
+            version = self._replica.version
+            self._snapshot = AgencyRegistry(
+                MappingProxyType({a.id: a for a in self._replica.items().values()}),
+                MappingProxyType(
+                    {k.decode("utf-8", "replace"): why for k, why in self._replica.errors().items()}
+                ),
+            )
+            self._snapshot_version = version
+        return self._snapshot
+
+    @property
+    def bad_records(self) -> int:
+        return self._replica.bad_records
+
+    async def ready(self, *, timeout_s: float | None = None) -> AgencyRegistry:
+        """The registry once every record written before this call is applied.
+
+        Raises :class:`~streams.errors.AgenciesNotReady` (retriable) after ``timeout_s``
+        (default ``LOA_AGENCIES_CATCHUP_TIMEOUT_S``).
+        """
+        timeout = self._settings.agencies_catchup_timeout_s if timeout_s is None else timeout_s
+        try:
+            await self._replica.ready(timeout_s=timeout)
+        except ReplicaNotReady as exc:
+            raise AgenciesNotReady(str(exc)) from None
+        return self.registry
+
+
+async def publish_agencies(settings: Settings, agencies: Iterable[Agency]) -> int:
+    """Write each agency as its full record (replacing the previous one). Returns the count."""
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(settings.agencies_topic, agency.to_json(), key=agency.id.encode())
+            for agency in agencies
+        ]
+        await asyncio.gather(*sent)  # raises if the broker refused any of them
+        return len(sent)
+    finally:
+        await producer.stop()
+
+
+async def load_agencies(
+    settings: Settings, path: Path, *, key_files: Iterable[Path] = ()
+) -> list[Agency]:
+    """``loa agencies load``: validate the agency file(s) at ``path`` (a file or a directory of
+    ``*.json``), merge in the public keys of ``key_files`` (``.pub.json``), then write every
+    agency as its full record. Nothing is written unless everything is valid.
+
+    Raises :class:`~streams.errors.InvalidAgency`.
+    """
+    agencies = add_keys(load_agency_files(path), (read_public_key_file(f) for f in key_files))
+    await publish_agencies(settings, agencies)
+    return agencies
+
+
+async def remove_agencies(settings: Settings, agency_ids: Iterable[str]) -> int:
+    """Write a tombstone per agency id: its alerts become ``unknown_sender``."""
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(settings.agencies_topic, None, key=agency_id.encode())
+            for agency_id in agency_ids
+        ]
+        await asyncio.gather(*sent)
+        return len(sent)
+    finally:
+        await producer.stop()
+
+
+async def read_agencies(settings: Settings) -> AgencyRegistry:
+    """The registry as the topic holds it now (for the CLI; workers use the service)."""
+    agencies: dict[str, Agency] = {}
+    invalid: dict[str, str] = {}
+    async for record in read_to_end(settings, settings.agencies_topic):
+        if record.key is None:
+            continue
+        agency_id = record.key.decode("utf-8", "replace")
+        agencies.pop(agency_id, None)
+        invalid.pop(agency_id, None)
+        if record.value is None:
+            continue
+        try:
+            agencies[agency_id] = decode_agency_record(record.key, record.value)
+        except Exception as exc:
+            invalid[agency_id] = str(exc)
+    return AgencyRegistry(MappingProxyType(agencies), MappingProxyType(invalid))

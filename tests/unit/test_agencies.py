@@ -1,0 +1,334 @@
+from __future__ import annotations
+
+import base64
+import stat
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.errors import (
+    BadSignature,
+    InvalidAgency,
+    OutOfJurisdiction,
+    PoisonError,
+    RejectionCode,
+    SeverityNotAllowed,
+    StatusNotAllowed,
+    UnknownSender,
+)
+from streams.ingest.agencies import (
+    KEY_ID_HEADER,
+    SIGNATURE_HEADER,
+    Agency,
+    AgencyRegistry,
+    KeyPair,
+    add_keys,
+    authorize,
+    decode_agency_record,
+    load_agency_files,
+    load_private_key,
+    new_key_pair,
+    read_credentials,
+    read_public_key_file,
+    sign,
+    signature_headers,
+    verify,
+    verify_headers,
+    write_key_pair,
+)
+from streams.schemas import validator
+
+ROOT = Path(__file__).resolve().parents[2]
+RAW = orjson.dumps({"sender": "nchmf.gov.vn", "identifier": "X-1", "info": []})
+
+NATIONAL_KEY = new_key_pair("nchmf.gov.vn", "nchmf/1")
+PROVINCE_KEY = new_key_pair("ubnd.quangninh.gov.vn", "qn/1")
+# Same key id as the national key, different agency: key ids are scoped per agency.
+CLASHING_KEY = new_key_pair("ubnd.quangninh.gov.vn", "nchmf/1")
+
+
+def _agency(key: KeyPair, jurisdiction: tuple[str, ...], **kw: Any) -> Agency:
+    values: dict[str, Any] = {
+        "id": key.agency,
+        "name": key.agency,
+        "keys": {key.key_id: key.public_key},
+        "jurisdiction": jurisdiction,
+        "allowed_statuses": ("Actual", "Exercise", "Test"),
+        "max_severity": "Extreme",
+    }
+    values.update(kw)
+    return Agency(**values)
+
+
+NATIONAL = _agency(NATIONAL_KEY, ("VN",))
+PROVINCE = _agency(PROVINCE_KEY, ("VN-22",), max_severity="Severe")
+REGISTRY = AgencyRegistry.of(NATIONAL, PROVINCE)
+
+
+def _verify(raw: bytes, key: KeyPair, sender: str = "nchmf.gov.vn") -> Agency:
+    return verify(REGISTRY, sender, raw, sign(key.private_key, raw), key.key_id)
+
+
+# --- authentication ---------------------------------------------------------------------------
+
+
+def test_good_signature_identifies_the_agency() -> None:
+    assert _verify(RAW, NATIONAL_KEY) is NATIONAL
+    assert _verify(RAW, PROVINCE_KEY, sender="ubnd.quangninh.gov.vn") is PROVINCE
+
+
+def test_signature_of_other_bytes_is_bad_signature() -> None:
+    wrong = sign(NATIONAL_KEY.private_key, RAW + b" ")
+    with pytest.raises(BadSignature) as err:
+        verify(REGISTRY, "nchmf.gov.vn", RAW, wrong, NATIONAL_KEY.key_id)
+    assert err.value.code is RejectionCode.BAD_SIGNATURE
+
+
+def test_tampered_payload_is_bad_signature() -> None:
+    signature = sign(NATIONAL_KEY.private_key, RAW)
+    tampered = RAW.replace(b"X-1", b"X-2")
+    with pytest.raises(BadSignature, match="does not verify"):
+        verify(REGISTRY, "nchmf.gov.vn", tampered, signature, NATIONAL_KEY.key_id)
+
+
+@pytest.mark.parametrize("missing", [SIGNATURE_HEADER, KEY_ID_HEADER, "both"])
+def test_missing_header_is_bad_signature(missing: str) -> None:
+    headers = dict(signature_headers(NATIONAL_KEY, RAW))
+    for name in (SIGNATURE_HEADER, KEY_ID_HEADER) if missing == "both" else (missing,):
+        del headers[name]
+    with pytest.raises(BadSignature, match="no loa-"):
+        verify_headers(REGISTRY, "nchmf.gov.vn", RAW, headers)
+
+
+def test_unknown_key_id_is_bad_signature() -> None:
+    with pytest.raises(BadSignature, match="not a key of agency"):
+        verify(REGISTRY, "nchmf.gov.vn", RAW, sign(NATIONAL_KEY.private_key, RAW), "nchmf/2")
+
+
+def test_valid_signature_by_another_agency_is_bad_signature() -> None:
+    # The province signs an alert claiming to come from the national centre, with its own key
+    # id (unknown to the sender) and with a key id that clashes with one of the sender's.
+    forged = sign(PROVINCE_KEY.private_key, RAW)
+    with pytest.raises(BadSignature, match=r"not a key of agency 'nchmf\.gov\.vn'"):
+        verify(REGISTRY, "nchmf.gov.vn", RAW, forged, PROVINCE_KEY.key_id)
+    clash = sign(CLASHING_KEY.private_key, RAW)
+    with pytest.raises(BadSignature, match="does not verify"):
+        verify(REGISTRY, "nchmf.gov.vn", RAW, clash, CLASHING_KEY.key_id)
+
+
+@pytest.mark.parametrize("sender", ["unknown.gov.vn", None, ""])
+def test_unknown_sender_is_rejected_before_the_signature(sender: str | None) -> None:
+    with pytest.raises(UnknownSender) as err:
+        verify(REGISTRY, sender, RAW, sign(NATIONAL_KEY.private_key, RAW), NATIONAL_KEY.key_id)
+    assert err.value.code is RejectionCode.UNKNOWN_SENDER
+    assert err.value.pointer == "/sender"
+
+
+def test_unknown_sender_quotes_an_invalid_registry_record() -> None:
+    registry = AgencyRegistry({}, {"broken.gov.vn": "agency record at /keys: bad"})
+    with pytest.raises(UnknownSender, match="registry record is invalid"):
+        verify(registry, "broken.gov.vn", RAW, None, None)
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        b"not base64!",
+        base64.b64encode(b"short"),
+        base64.b64encode(bytes(64)),
+        b"\xff\xfe",
+        b"A" * 10_000,
+        "ü",
+    ],
+)
+def test_malformed_signature_is_bad_signature(signature: bytes | str) -> None:
+    with pytest.raises(BadSignature):
+        verify(REGISTRY, "nchmf.gov.vn", RAW, signature, NATIONAL_KEY.key_id)
+
+
+def test_headers_in_aiokafka_and_mapping_shapes_verify() -> None:
+    pairs = list(signature_headers(NATIONAL_KEY, RAW))
+    assert verify_headers(REGISTRY, "nchmf.gov.vn", RAW, [*pairs, ("other", b"x")]) is NATIONAL
+    assert verify_headers(REGISTRY, "nchmf.gov.vn", RAW, dict(pairs)) is NATIONAL
+    assert read_credentials(None) == (None, None)
+
+
+def test_duplicate_signature_header_is_bad_signature() -> None:
+    pairs = list(signature_headers(NATIONAL_KEY, RAW))
+    with pytest.raises(BadSignature, match="more than once"):
+        verify_headers(REGISTRY, "nchmf.gov.vn", RAW, pairs + pairs[:1])
+
+
+_header_names = st.sampled_from([SIGNATURE_HEADER, KEY_ID_HEADER, "x", "LOA-SIGNATURE"])
+_header_values = st.one_of(
+    st.binary(max_size=120),
+    st.text(max_size=90).map(str.encode),
+    st.binary(min_size=64, max_size=64).map(base64.b64encode),
+    st.sampled_from([b"nchmf/1", b"qn/1", sign(NATIONAL_KEY.private_key, RAW)]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    raw=st.one_of(st.just(RAW), st.binary(max_size=200)),
+    sender=st.one_of(st.none(), st.sampled_from(["nchmf.gov.vn", "ubnd.quangninh.gov.vn", "x"])),
+    headers=st.lists(st.tuples(_header_names, _header_values), max_size=4),
+)
+def test_no_header_or_payload_raises_anything_but_poison(
+    raw: bytes, sender: str | None, headers: list[tuple[str, bytes]]
+) -> None:
+    try:
+        agency = verify_headers(REGISTRY, sender, raw, headers)
+    except PoisonError as exc:
+        assert exc.code in {RejectionCode.UNKNOWN_SENDER, RejectionCode.BAD_SIGNATURE}
+        return
+    # Only a genuine signature of these exact bytes by the sender's key gets through.
+    assert agency is NATIONAL and raw == RAW
+
+
+# --- authorization ----------------------------------------------------------------------------
+
+
+def _authorize(
+    agency: Agency, codes: list[str], *, status: str = "Actual", severities: tuple[str, ...] = ()
+) -> None:
+    authorize(
+        agency,
+        status=("/status", status),
+        severities=[(f"/info/{i}/severity", s) for i, s in enumerate(severities)],
+        region_codes=[(f"/info/0/area/0/regions/{i}", c) for i, c in enumerate(codes)],
+    )
+
+
+def test_province_covers_itself_and_its_wards_only() -> None:
+    _authorize(PROVINCE, ["VN-22", "VN-22-06733"])
+    with pytest.raises(OutOfJurisdiction) as err:
+        _authorize(PROVINCE, ["VN-22-06733", "VN-31"])
+    assert err.value.code is RejectionCode.OUT_OF_JURISDICTION
+    assert err.value.pointer == "/info/0/area/0/regions/1"
+    with pytest.raises(OutOfJurisdiction):
+        _authorize(PROVINCE, ["VN"])  # a province may not alert the whole country
+
+
+def test_prefix_matches_whole_segments_only() -> None:
+    agency = _agency(NATIONAL_KEY, ("VN-2",))
+    with pytest.raises(OutOfJurisdiction):
+        _authorize(agency, ["VN-22"])
+    with pytest.raises(OutOfJurisdiction):
+        _authorize(_agency(NATIONAL_KEY, ("VN-22-067",)), ["VN-22-06733"])
+
+
+def test_national_covers_every_code_of_the_country_and_no_other() -> None:
+    _authorize(NATIONAL, ["VN", "VN-01", "VN-22-06733", "VN-96-32248"])
+    with pytest.raises(OutOfJurisdiction):
+        _authorize(NATIONAL, ["LA-01"])
+
+
+def test_ward_jurisdiction_covers_only_that_ward() -> None:
+    ward = _agency(NATIONAL_KEY, ("VN-22-06733",))
+    _authorize(ward, ["VN-22-06733"])
+    with pytest.raises(OutOfJurisdiction):
+        _authorize(ward, ["VN-22"])
+
+
+def test_empty_jurisdiction_covers_nothing_but_an_alert_without_targets_passes() -> None:
+    nowhere = _agency(NATIONAL_KEY, ())
+    _authorize(nowhere, [])
+    with pytest.raises(OutOfJurisdiction):
+        _authorize(nowhere, ["VN"])
+
+
+@pytest.mark.parametrize("status", ["System", "Draft", "actual", ""])
+def test_status_outside_the_allowed_ones_is_rejected(status: str) -> None:
+    with pytest.raises(StatusNotAllowed) as err:
+        _authorize(NATIONAL, ["VN"], status=status)
+    assert err.value.code is RejectionCode.STATUS_NOT_ALLOWED
+    assert err.value.pointer == "/status"
+
+
+def test_severity_ordering_caps_the_agency() -> None:
+    for allowed in ("Severe", "Moderate", "Minor", "Unknown"):
+        _authorize(PROVINCE, ["VN-22"], severities=(allowed,))
+    with pytest.raises(SeverityNotAllowed) as err:
+        _authorize(PROVINCE, ["VN-22"], severities=("Minor", "Extreme"))
+    assert err.value.code is RejectionCode.SEVERITY_NOT_ALLOWED
+    assert err.value.pointer == "/info/1/severity"
+    minor = _agency(NATIONAL_KEY, ("VN",), max_severity="Minor")
+    _authorize(minor, ["VN"], severities=("Unknown", "Minor"))
+    for above in ("Moderate", "Severe", "Extreme", "Catastrophic"):
+        with pytest.raises(SeverityNotAllowed):
+            _authorize(minor, ["VN"], severities=(above,))
+
+
+def test_status_is_checked_before_severity_and_jurisdiction() -> None:
+    with pytest.raises(StatusNotAllowed):
+        _authorize(PROVINCE, ["VN-31"], status="Draft", severities=("Extreme",))
+    with pytest.raises(SeverityNotAllowed):
+        _authorize(PROVINCE, ["VN-31"], severities=("Extreme",))
+
+
+# --- the agency file format and key files ----------------------------------------------------
+
+
+def test_deploy_agency_files_are_valid() -> None:
+    loaded = {a.id: a for a in load_agency_files(ROOT / "deploy" / "agencies")}
+    assert loaded["nchmf.gov.vn"].jurisdiction == ("VN",)
+    assert loaded["ubnd.quangninh.gov.vn"].jurisdiction == ("VN-22",)
+    assert loaded["ubnd.quangninh.gov.vn"].max_severity == "Severe"
+    assert "test.agency.vn" not in loaded  # never loaded with the production directory
+    (test_agency,) = load_agency_files(ROOT / "deploy" / "agencies" / "testing")
+    assert test_agency.id == "test.agency.vn"
+
+
+def test_agency_round_trips_through_its_record() -> None:
+    value = NATIONAL.to_json()
+    validator("agency").validate(orjson.loads(value))
+    assert decode_agency_record(b"nchmf.gov.vn", value) == NATIONAL
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        (b"other.gov.vn", None, "differs from its id"),
+        (None, None, "without a key"),
+        (b"nchmf.gov.vn", b"{", "not JSON"),
+        (b"nchmf.gov.vn", {"max_severity": "Catastrophic"}, "max_severity"),
+        (b"nchmf.gov.vn", {"keys": {"k": "AAAA"}}, "keys"),
+        (b"nchmf.gov.vn", {"jurisdiction": ["vn-22"]}, "jurisdiction"),
+        (b"nchmf.gov.vn", {"extra": 1}, "Additional properties"),
+    ],
+)
+def test_invalid_agency_record_is_refused(key: bytes | None, value: Any, match: str) -> None:
+    if value is None or isinstance(value, dict):
+        doc = NATIONAL.to_doc()
+        doc.update(value or {})
+        value = orjson.dumps(doc)
+    with pytest.raises(InvalidAgency, match=match):
+        decode_agency_record(key, value)
+
+
+def test_key_files_round_trip_and_register(tmp_path: Path) -> None:
+    pair = new_key_pair("nchmf.gov.vn", "nchmf.gov.vn/20260906-abc")
+    private_path, public_path = write_key_pair(pair, tmp_path)
+    assert stat.S_IMODE(private_path.stat().st_mode) == 0o600
+    assert private_path.name == "nchmf.gov.vn_20260906-abc.key"
+    with pytest.raises(FileExistsError):
+        write_key_pair(pair, tmp_path)
+    loaded = load_private_key(private_path.read_bytes())
+    assert (loaded.agency, loaded.key_id, loaded.public_key) == (
+        "nchmf.gov.vn",
+        pair.key_id,
+        pair.public_key,
+    )
+    assert load_private_key(private_path.read_bytes(), key_id="other").key_id == "other"
+    public = read_public_key_file(public_path)
+    (registered,) = add_keys([NATIONAL], [public])
+    assert set(registered.keys) == {NATIONAL_KEY.key_id, pair.key_id}
+    registry = AgencyRegistry.of(registered)
+    assert verify_headers(registry, "nchmf.gov.vn", RAW, signature_headers(loaded, RAW))
+    with pytest.raises(InvalidAgency, match="not loaded"):
+        add_keys([PROVINCE], [public])
