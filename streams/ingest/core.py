@@ -1,6 +1,7 @@
 """The ingest decision: raw bytes in, one of accepted, duplicate or rejected out, never a raise.
 
-Steps, in order (the first failure decides): size; parse; schema; lifecycle (duplicate,
+Steps, in order (the first failure decides): size; parse (CAP 1.2 XML through the hardened
+:mod:`streams.ingest.cap`, or Loa JSON: both become the same dict); schema; lifecycle (duplicate,
 ``references``, expiry); targets; outputs. The function is pure: the lifecycle state is read,
 not written (the agent records an accepted message once its decision is on Kafka), and the
 clock is passed in.
@@ -15,6 +16,7 @@ from typing import Any
 import orjson
 
 from streams.errors import InternalError, PoisonError, RejectionCode, TooLarge
+from streams.ingest.cap import detect_format, json_pointer_to_xpath, parse_cap
 from streams.ingest.json_alert import decode_json_alert, validate_json_alert
 from streams.ingest.lifecycle import SILENT_TYPES, LifecycleState, Plan
 from streams.records import (
@@ -73,13 +75,19 @@ def decide(
     """Decide one inbound record. Any exception is turned into a rejection, never raised."""
     doc: dict[str, Any] | None = None
     now = now or datetime.now(UTC)
+    raw = raw or b""
+    xml = False
     try:
-        if raw is not None and len(raw) > max_bytes:
+        if len(raw) > max_bytes:
             raise TooLarge(f"record is {len(raw)} bytes, the limit is {max_bytes}")
-        doc = decode_json_alert(raw or b"")
+        xml = detect_format(raw) == "xml"
+        doc = parse_cap(raw, max_bytes=max_bytes) if xml else decode_json_alert(raw)
         validate_json_alert(doc)
         return _accept(doc, regions=regions, partitions=partitions, state=state, now=now)
     except PoisonError as exc:
+        if xml and exc.pointer and not exc.pointer.startswith("/alert"):
+            # name the element the agency wrote, not Loa's JSON mapping of it
+            exc.pointer = json_pointer_to_xpath(exc.pointer)
         return _rejected(exc, doc)
     except Exception as exc:  # a bug must not drop the record: keep it as `internal`
         return _rejected(InternalError(f"{type(exc).__name__}: {exc}"), doc)
