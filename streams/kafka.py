@@ -58,6 +58,11 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.agencies_topic, 1, rf, topic_configs=compact),
     ]
     specs += [NewTopic(settings.sends_topic(prio.value), p, rf) for prio in Priority]
+    # Receipts share the send tasks' partitioning; tallies of receipts partition p go to p.
+    specs += [
+        NewTopic(settings.receipts_topic, p, rf),
+        NewTopic(settings.delivery_topic, p, rf, topic_configs=compact),
+    ]
     return specs
 
 

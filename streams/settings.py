@@ -46,6 +46,14 @@ class Settings:
     data_dir: str = ""
     #: LOA_LOG_LEVEL: log level of the worker and CLI.
     log_level: str = "INFO"
+    #: LOA_LOG_FORMAT: ``text`` (human) or ``json`` (one JSON object per line, for log shippers).
+    log_format: str = "text"
+    #: LOA_METRICS_HOST: address the worker's Prometheus endpoint binds (``0.0.0.0`` in pods).
+    metrics_host: str = "127.0.0.1"
+    #: LOA_METRICS_PORT: port of the worker's Prometheus endpoint ``/metrics``; 0 disables it.
+    metrics_port: int = 9470
+    #: LOA_METRICS_INTERVAL_S: how often the worker refreshes consumer lag and directory gauges.
+    metrics_interval_s: float = 5.0
     #: LOA_AGENCIES_DIR: agency registry files ``loa agencies load`` reads when given no path
     #: (empty: the repository's ``deploy/agencies``). Workers read the agencies topic, not this.
     agencies_dir: str = ""
@@ -92,6 +100,16 @@ class Settings:
             Path(__file__).resolve().parent.parent / "deploy" / "agencies"
         )
 
+    @property
+    def receipts_topic(self) -> str:
+        """Delivery receipts from delivery workers (``schemas/receipt.schema.json``)."""
+        return f"{self.topic_prefix}.sends.receipts"
+
+    @property
+    def delivery_topic(self) -> str:
+        """Compacted per-alert delivery tallies of the receipts agent (``streams.receipts``)."""
+        return f"{self.topic_prefix}.receipts.progress"
+
     def sends_topic(self, priority: str) -> str:
         """``<prefix>.sends.<priority>``: per-recipient send tasks of one priority."""
         return f"{self.topic_prefix}.sends.{priority}"
@@ -135,3 +153,7 @@ class Settings:
             raise ValueError("LOA_EMIT_BATCH_BYTES must be >= 1024")
         if self.fanout_chunk < 1:
             raise ValueError("LOA_FANOUT_CHUNK must be >= 1")
+        if self.log_format not in ("text", "json"):
+            raise ValueError("LOA_LOG_FORMAT must be text or json")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError("LOA_METRICS_PORT must be 0..65535")

@@ -28,7 +28,7 @@ from streams.ingest.agency_service import (
     read_agencies,
     remove_agencies,
 )
-from streams.kafka import create_topics, make_producer
+from streams.kafka import create_topics, make_producer, read_to_end
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -36,6 +36,7 @@ pytestmark = pytest.mark.integration
 RAW = b'{"sender": "ubnd.quangninh.gov.vn", "identifier": "QN-1"}'
 AGENCY = "ubnd.quangninh.gov.vn"
 AGENCIES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "agencies"
+SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "samples" / "typhoon.json"
 
 
 def _agency_file(path: Path, *, jurisdiction: list[str], keys: dict[str, str]) -> Path:
@@ -202,3 +203,12 @@ async def test_cli_makes_a_key_registers_it_and_lists_it(
     assert "nchmf.gov.vn  jurisdiction=VN " in listed and "keys=nchmf/demo" in listed
     registry: AgencyRegistry = await read_agencies(settings)
     assert set(registry.agencies) == {"nchmf.gov.vn", "ubnd.quangninh.gov.vn"}
+
+    # What `loa publish --key` sends verifies against what `loa agencies load` registered:
+    # the headers survive the broker and the signature covers the file bytes exactly.
+    sent = await loa("publish", str(SAMPLE), "--key", str(keys / "nchmf_demo.key"), "--no-wait")
+    assert "warning" not in sent
+    records = [r async for r in read_to_end(settings, settings.inbound_topic)]
+    assert [r.value for r in records] == [SAMPLE.read_bytes()]
+    agency = verify_headers(registry, "nchmf.gov.vn", records[0].value, records[0].headers)
+    assert agency.id == "nchmf.gov.vn"

@@ -332,3 +332,20 @@ def test_key_files_round_trip_and_register(tmp_path: Path) -> None:
     assert verify_headers(registry, "nchmf.gov.vn", RAW, signature_headers(loaded, RAW))
     with pytest.raises(InvalidAgency, match="not loaded"):
         add_keys([PROVINCE], [public])
+
+
+def test_publish_finds_sender_and_identifier_in_cap_xml_and_json() -> None:
+    from streams.cli import _alert_ids
+
+    xml = b"""<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>QN-2026-1</identifier>
+  <sender>ubnd.quangninh.gov.vn</sender>
+  <sent>2026-09-06T08:00:00+07:00</sent>
+  <status>Actual</status>
+  <msgType>Alert</msgType>
+  <scope>Public</scope>
+</alert>"""
+    assert _alert_ids(xml, 64 * 1024) == ("ubnd.quangninh.gov.vn", "QN-2026-1")
+    assert _alert_ids(RAW, 64 * 1024) == ("nchmf.gov.vn", "X-1")
+    assert _alert_ids(b"<!DOCTYPE x [<!ENTITY a 'b'>]><alert/>", 64 * 1024) is None
