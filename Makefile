@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck unit integration bench kafka-start kafka-stop clean
+.PHONY: help setup demo test lint typecheck rules unit integration bench kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv, install Loa and its dev tools, fetch the Kafka jars
+setup: $(STAMP)  ## create .venv, install Loa and its dev tools, fetch the Kafka jars, Prometheus
 	bash deploy/kafka/kafka.sh fetch
+	bash deploy/prometheus/install.sh
 
 demo: setup  ## broker + worker + 1M subscribers + a typhoon alert fanned out + summary
 	$(BIN)/loa demo
@@ -33,8 +34,13 @@ typecheck: $(STAMP)  ## mypy --strict on streams/
 unit: $(STAMP)  ## unit tests only (no broker)
 	$(BIN)/pytest tests/unit
 
-test: setup lint typecheck  ## lint, typecheck, unit and integration tests (starts its own broker)
+test: setup lint typecheck rules  ## lint, typecheck, rules, unit and integration tests (starts its own broker)
 	$(BIN)/pytest
+
+rules:  ## promtool: check and unit-test the Prometheus alert rules (installs prometheus if missing)
+	bash deploy/prometheus/install.sh
+	promtool check rules deploy/prometheus/rules/*.yml
+	promtool test rules deploy/prometheus/tests/*.test.yml
 
 bench: setup  ## fan-out benchmark vs the producer ceiling; writes benchmarks/results/*.json
 	$(BIN)/python -m benchmarks.fanout

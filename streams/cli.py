@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import subprocess
 import sys
@@ -25,10 +24,9 @@ def _settings() -> Settings:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from streams.logs import configure
+
+    configure(settings.log_level, settings.log_format)  # LOA_LOG_FORMAT: text | json
 
 
 class ProgressBar:
@@ -70,7 +68,14 @@ def worker() -> None:
 
     settings = _settings()
     app = create_app(settings)
-    faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
+    from streams.logs import worker_logging_config
+
+    faust.Worker(
+        app,
+        loglevel=settings.log_level.lower(),
+        quiet=True,
+        logging_config=worker_logging_config(settings.log_level, settings.log_format),
+    ).execute_from_commandline()
 
 
 @main.command()
@@ -338,3 +343,82 @@ def demo(subscribers: int, seed: int, alert_file: Path | None) -> None:
     settings = _settings()
     os.environ.setdefault("LOA_BOOTSTRAP_SERVERS", settings.bootstrap_servers)
     sys.exit(run_demo(settings, subscribers=subscribers, seed=seed, alert_file=alert_file))
+
+
+@main.command()
+@click.argument("alert_id")
+@click.option("--version", "version", type=int, default=None, help="Default: the latest seen.")
+@click.option("--watch", is_flag=True, help="Live progress bar until the alert is done.")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="For --watch.")
+def status(alert_id: str, version: int | None, watch: bool, timeout: float) -> None:
+    """Targeted, emitted, suppressed (by reason), delivered and failed for ALERT_ID."""
+    from streams.status import StatusReader, render
+
+    settings = _settings()
+
+    async def run() -> int:
+        async with StatusReader(settings, alert_id) as reader:
+            await reader.catch_up()
+            current = reader.status(version)
+            if watch:
+                bar = ProgressBar(f"{alert_id} receipts", max(current.targeted, 1))
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + timeout
+                while not current.done and loop.time() < deadline:
+                    bar.total = max(current.emitted if current.fanout_done else current.targeted, 1)
+                    bar.update(current.settled)
+                    await asyncio.sleep(0.5)
+                    await reader.catch_up()
+                    current = reader.status(version)
+                bar.total = max(current.emitted, 1)
+                bar.update(current.settled)
+            click.echo(render(current))
+            if not current.seen:
+                return 2
+            return 0 if current.done or not watch else 1
+
+    sys.exit(asyncio.run(run()))
+
+
+@main.command()
+@click.option("--channel", type=click.Choice(["log"]), default="log", show_default=True)
+@click.option(
+    "--priority",
+    "priorities",
+    multiple=True,
+    type=click.Choice(["extreme", "severe", "routine"]),
+    help="Send-task topics to consume (default: all).",
+)
+@click.option("--max-tasks", type=int, default=None, help="Stop after this many receipts.")
+@click.option("--idle-exit", type=float, default=None, help="Stop after this many idle seconds.")
+@click.option("--fail-every", type=int, default=0, help="Fail every Nth task (drills).")
+def deliver(
+    channel: str,
+    priorities: tuple[str, ...],
+    max_tasks: int | None,
+    idle_exit: float | None,
+    fail_every: int,
+) -> None:
+    """Reference delivery worker: consume send tasks, deliver via CHANNEL, write receipts."""
+    from streams.deliver import deliver as run_delivery
+    from streams.kafka import create_topics
+
+    settings = _settings()
+    _logging(settings)
+
+    async def run() -> None:
+        await create_topics(settings)
+        stats = await run_delivery(
+            settings,
+            channel=channel,
+            priorities=priorities or ("extreme", "severe", "routine"),
+            max_tasks=max_tasks,
+            idle_exit_s=idle_exit,
+            fail_every=fail_every,
+        )
+        click.echo(
+            f"delivered {stats.delivered:,}, failed {stats.failed:,}, "
+            f"duplicates dropped {stats.duplicates:,}, unreadable {stats.invalid:,}"
+        )
+
+    asyncio.run(run())

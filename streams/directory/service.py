@@ -115,6 +115,22 @@ class DirectoryService:
         index.compact()
         return index
 
+    async def stats(self) -> dict[int, tuple[int, int, int]]:
+        """``{partition: (subscribers, pending changes, records behind the topic end)}``, for
+        the ``loa_directory_*`` and ``loa_consumer_lag_records`` metrics (never compacts)."""
+        assert self._consumer is not None
+        owned = dict(self._indexes)
+        tps = [TopicPartition(self._topic, p) for p in owned]
+        end = await self._consumer.end_offsets(tps) if tps else {}
+        return {
+            tp.partition: (
+                int(owned[tp.partition].ids.shape[0]),
+                owned[tp.partition]._pending_rows,
+                max(end[tp] - max(await self._position(tp), 0), 0),
+            )
+            for tp in tps
+        }
+
     async def _position(self, tp: TopicPartition) -> int:
         assert self._consumer is not None
         if tp not in self._consumer.assignment():

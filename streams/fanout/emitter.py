@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from streams.directory.index import DirectoryPartition
 from streams.fanout.encode import TaskEncoder, select_audience
+from streams.metrics import Metrics
 from streams.records import FanoutOrder, Progress
 from streams.regions import RegionRegistry
 
@@ -52,6 +53,7 @@ async def emit_order(
     topic: str,
     chunk: int,
     report: ProgressSink,
+    metrics: Metrics | None = None,
 ) -> Progress:
     """Select the order's audience in ``directory`` and send one task per recipient."""
     started = time.time()
@@ -88,6 +90,8 @@ async def emit_order(
                     batch.append(timestamp=timestamp_ms, key=key, value=value)
         if first_task_at is None and emitted:
             first_task_at = time.time()
+        if metrics is not None:  # one vectorized count per chunk (np.bincount over channels)
+            metrics.emitted(order.priority.value, audience.channel[start : start + chunk])
         pending = _settled(pending)
         if time.monotonic() - last_report > _PROGRESS_EVERY_S:
             last_report = time.monotonic()

@@ -1,0 +1,378 @@
+"""Prometheus metrics of a Loa worker: what SREs watch to see whether alerts reach people.
+
+Sits beside every stage of the data flow: ingest counts its decisions, the fan-out counts
+targeted, emitted and suppressed recipients, the receipts agent counts delivery outcomes, and a
+periodic task in the worker samples consumer lag and directory sizes. The worker serves them on
+``http://LOA_METRICS_HOST:LOA_METRICS_PORT/metrics``.
+
+Every metric lives on an injected :class:`~prometheus_client.CollectorRegistry` (tests make a
+fresh one). Names follow Prometheus conventions: ``loa_`` prefix, base units (seconds, records),
+``_total`` on counters. Labels are bounded enums only (outcome, reason code, priority, status,
+channel, topic, directory partition): never a recipient or alert id. Counters are incremented
+once per chunk or batch with a count, never once per recipient.
+
+Guarantee: counters count what this process did since it started (Prometheus ``rate`` and
+``increase`` handle restarts). A fan-out order retried after a transient failure is counted
+again, as its tasks are produced again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import start_http_server
+
+from streams.errors import RejectionCode
+from streams.records import CHANNELS, Priority, Progress
+
+__all__ = [
+    "INBOUND_OUTCOMES",
+    "RECEIPT_OUTCOMES",
+    "SUPPRESSION_REASONS",
+    "LagSampler",
+    "Metrics",
+    "serve",
+    "shutdown",
+]
+
+log = logging.getLogger(__name__)
+
+#: Every inbound record ends as exactly one of these (ingest's guarantee).
+INBOUND_OUTCOMES = ("accepted", "duplicate", "rejected")
+#: Why the fan-out did not emit a task to a targeted recipient.
+SUPPRESSION_REASONS = ("duplicate", "cap", "opted_out", "expired", "cancelled")
+#: What a delivery receipt reports.
+RECEIPT_OUTCOMES = ("delivered", "failed")
+
+#: ``reason`` label of an inbound record that was not rejected.
+NO_REASON = "none"
+
+_ALERT_STATUSES = ("Actual", "Exercise", "System", "Test", "Draft")
+_FANOUT_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+_FIRST_TASK_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    """Every Loa metric, registered on ``registry``; the methods are what the stages call."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.inbound_records = Counter(
+            "loa_inbound_records_total",
+            "Inbound records by ingest outcome (accepted, duplicate, rejected) and reason code.",
+            ["outcome", "reason"],
+            registry=r,
+        )
+        self.alerts_accepted = Counter(
+            "loa_alerts_accepted_total",
+            "Accepted alerts by Loa priority and CAP status.",
+            ["priority", "status"],
+            registry=r,
+        )
+        self.recipients_targeted = Counter(
+            "loa_recipients_targeted_total",
+            "Recipients selected by fan-out orders (before suppression), by priority.",
+            ["priority"],
+            registry=r,
+        )
+        self.tasks_emitted = Counter(
+            "loa_tasks_emitted_total",
+            "Send tasks handed to the producer, by channel and priority.",
+            ["channel", "priority"],
+            registry=r,
+        )
+        self.tasks_suppressed = Counter(
+            "loa_tasks_suppressed_total",
+            "Targeted recipients not sent a task, by reason "
+            "(duplicate, cap, opted_out, expired, cancelled) and priority.",
+            ["reason", "priority"],
+            registry=r,
+        )
+        self.throttle_wait = Counter(
+            "loa_throttle_wait_seconds_total",
+            "Seconds the fan-out waited for a channel's rate limit.",
+            ["channel"],
+            registry=r,
+        )
+        self.fanout_duration = Histogram(
+            "loa_fanout_duration_seconds",
+            "Wall time of one fan-out order, from pick-up to its last task acknowledged.",
+            ["priority"],
+            buckets=_FANOUT_SECONDS,
+            registry=r,
+        )
+        self.time_to_first_task = Histogram(
+            "loa_fanout_time_to_first_task_seconds",
+            "From the fan-out order being written by ingest to its first task produced.",
+            ["priority"],
+            buckets=_FIRST_TASK_SECONDS,
+            registry=r,
+        )
+        self.orders_in_progress = Gauge(
+            "loa_fanout_orders_in_progress",
+            "Fan-out orders this worker is running now.",
+            ["priority"],
+            registry=r,
+        )
+        self.orders_failed = Counter(
+            "loa_fanout_orders_failed_total",
+            "Fan-out orders that failed with a non-retriable error (sent to rejections).",
+            ["priority"],
+            registry=r,
+        )
+        self.directory_subscribers = Gauge(
+            "loa_directory_subscribers",
+            "Subscribers in the compacted directory index of an owned partition.",
+            ["partition"],
+            registry=r,
+        )
+        self.directory_pending = Gauge(
+            "loa_directory_pending_changes",
+            "Directory changes applied but not yet merged into the index of a partition.",
+            ["partition"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "loa_consumer_lag_records",
+            "Records not yet processed on Loa's input topics (end offset minus committed "
+            "offset of the group; the directory: minus the replay position).",
+            ["topic"],
+            registry=r,
+        )
+        self.receipts = Counter(
+            "loa_receipts_total",
+            "Delivery receipts folded, by channel and outcome (delivered, failed).",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.receipts_invalid = Counter(
+            "loa_receipts_invalid_total",
+            "Receipt records that could not be read (skipped, logged).",
+            registry=r,
+        )
+        self._initialize()
+        self._partitions: set[str] = set()
+
+    def _initialize(self) -> None:
+        """Export every bounded label set at zero, so rates and alert rules see the series."""
+        self.inbound_records.labels("accepted", NO_REASON)
+        self.inbound_records.labels("duplicate", NO_REASON)
+        for code in RejectionCode:
+            self.inbound_records.labels("rejected", code.value)
+        for priority in Priority:
+            p = priority.value
+            self.recipients_targeted.labels(p)
+            self.orders_in_progress.labels(p)
+            self.orders_failed.labels(p)
+            for status in _ALERT_STATUSES:
+                self.alerts_accepted.labels(p, status)
+            for channel in CHANNELS:
+                self.tasks_emitted.labels(channel, p)
+            for reason in SUPPRESSION_REASONS:
+                self.tasks_suppressed.labels(reason, p)
+        for channel in CHANNELS:
+            self.throttle_wait.labels(channel)
+            for outcome in RECEIPT_OUTCOMES:
+                self.receipts.labels(channel, outcome)
+
+    # -- ingest ---------------------------------------------------------------------------------
+
+    def inbound(self, outcome: str, reason: str = NO_REASON) -> None:
+        """One inbound record decided: ``outcome`` in :data:`INBOUND_OUTCOMES`."""
+        self.inbound_records.labels(outcome, reason or NO_REASON).inc()
+
+    def accepted(self, priority: str, status: str) -> None:
+        """One accepted alert (also count it with :meth:`inbound`)."""
+        self.alerts_accepted.labels(priority, status).inc()
+
+    # -- fan-out --------------------------------------------------------------------------------
+
+    def targeted(self, priority: str, n: int) -> None:
+        if n:
+            self.recipients_targeted.labels(priority).inc(n)
+
+    def emitted(self, priority: str, channels: npt.NDArray[np.uint8]) -> None:
+        """A chunk of tasks produced; ``channels`` is the chunk's channel column (codes)."""
+        if not channels.shape[0]:
+            return
+        counts = np.bincount(channels, minlength=len(CHANNELS))
+        for code, n in enumerate(counts.tolist()):
+            if n:
+                self.tasks_emitted.labels(_channel(code), priority).inc(n)
+
+    def suppressed(self, reason: str, n: int, priority: str = Priority.ROUTINE.value) -> None:
+        """``n`` targeted recipients got no task, for ``reason`` in :data:`SUPPRESSION_REASONS`."""
+        if reason not in SUPPRESSION_REASONS:
+            raise ValueError(f"unknown suppression reason {reason!r}")
+        if n:
+            self.tasks_suppressed.labels(reason, priority).inc(n)
+
+    def throttled(self, channel: str, seconds: float) -> None:
+        """The fan-out waited ``seconds`` for ``channel``'s rate limit."""
+        if seconds > 0:
+            self.throttle_wait.labels(channel).inc(seconds)
+
+    def order_finished(self, done: Progress, *, written_at: float | None) -> None:
+        """A fan-out order completed; ``written_at``: Unix seconds the order was written."""
+        end = done.finished_at or done.started_at
+        self.fanout_duration.labels(done.priority).observe(max(end - done.started_at, 0.0))
+        if done.first_task_at is not None and written_at:
+            first = done.first_task_at - written_at
+            self.time_to_first_task.labels(done.priority).observe(max(first, 0.0))
+
+    # -- receipts -------------------------------------------------------------------------------
+
+    def receipts_folded(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Receipts of one batch: ``{(channel, outcome): n}``."""
+        for (channel, outcome), n in counts.items():
+            if n:
+                self.receipts.labels(channel, outcome).inc(n)
+
+    # -- sampled gauges -------------------------------------------------------------------------
+
+    def directory_sizes(self, sizes: Mapping[int, tuple[int, int]]) -> None:
+        """``{partition: (subscribers, pending changes)}`` of the owned partitions."""
+        now = {str(p) for p in sizes}
+        for gone in self._partitions - now:
+            self.directory_subscribers.remove(gone)
+            self.directory_pending.remove(gone)
+        self._partitions = now
+        for p, (subscribers, pending) in sizes.items():
+            self.directory_subscribers.labels(str(p)).set(subscribers)
+            self.directory_pending.labels(str(p)).set(pending)
+
+    def lag(self, lags: Mapping[str, int]) -> None:
+        """``{topic: records behind}``."""
+        for topic, n in lags.items():
+            self.consumer_lag.labels(topic).set(max(n, 0))
+
+
+def _channel(code: int) -> str:
+    return CHANNELS[code] if code < len(CHANNELS) else "unknown"
+
+
+def serve(metrics: Metrics, host: str, port: int) -> Any:
+    """Serve ``/metrics`` on ``host:port`` in a daemon thread; returns the server (or None).
+
+    A port that cannot be bound is logged and the worker goes on: alerts matter more than their
+    metrics, and Prometheus' ``up == 0`` (rule ``LoaWorkerDown``) reports the missing endpoint.
+    """
+    if port == 0:
+        log.info("metrics endpoint disabled (LOA_METRICS_PORT=0)")
+        return None
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as exc:
+        log.error("metrics endpoint %s:%d not served: %s", host, port, exc)
+        return None
+    log.info("metrics on http://%s:%d/metrics", host, port)
+    return server
+
+
+def shutdown(server: Any) -> None:
+    """Stop a server returned by :func:`serve` (without blocking the event loop for long)."""
+    if server is None:
+        return
+    thread = threading.Thread(target=server.shutdown, daemon=True)
+    thread.start()
+    thread.join(timeout=2.0)
+    server.server_close()
+
+
+def sum_lag(end: Mapping[Any, int], done: Mapping[Any, int | None]) -> int:
+    """Records between ``done`` (committed offset or position; missing: 0) and ``end``."""
+    return sum(max(e - (done.get(tp) or 0), 0) for tp, e in end.items())
+
+
+def topics_of(specs: Iterable[Any]) -> dict[str, int]:
+    return {s.name: s.num_partitions for s in specs}
+
+
+class LagSampler:
+    """The worker's periodic task: consumer lag of Loa's input topics and directory gauges.
+
+    Lag of a topic is summed over all its partitions (end offset minus the group's committed
+    offset): every worker reports the same group-wide figure, so aggregate with ``max by
+    (topic)``. The directory has no group (each worker replays its own partitions): its lag is
+    this worker's replay position, so aggregate it with ``sum``.
+    """
+
+    def __init__(
+        self,
+        settings: Any,
+        metrics: Metrics,
+        groups: Mapping[str, str],
+        directory_stats: Callable[[], Awaitable[Mapping[int, tuple[int, int, int]]]] | None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.groups = dict(groups)  # topic -> consumer group
+        self.directory_stats = directory_stats
+        self._task: asyncio.Task[None] | None = None
+        self._admin: Any = None
+        self._consumer: Any = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+        await self._admin.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            enable_auto_commit=False,
+            client_id=f"{self.settings.app_id}-lag",
+        )
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name="loa-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._admin is not None:
+            await self._admin.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sample()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a sampling hiccup must never take the worker down
+                log.warning("metrics sampling failed: %s", exc)
+            await asyncio.sleep(self.settings.metrics_interval_s)
+
+    async def sample(self) -> None:
+        from aiokafka import TopicPartition
+
+        from streams.kafka import topic_specs
+
+        partitions = topics_of(topic_specs(self.settings))
+        lags: dict[str, int] = {}
+        for group in sorted(set(self.groups.values())):
+            committed = await self._admin.list_consumer_group_offsets(group)
+            done = {tp: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
+            for topic, g in self.groups.items():
+                if g != group:
+                    continue
+                tps = [TopicPartition(topic, p) for p in range(partitions[topic])]
+                end = await self._consumer.end_offsets(tps)
+                lags[topic] = sum_lag(end, done)
+        if self.directory_stats is not None:
+            stats = await self.directory_stats()
+            self.metrics.directory_sizes({p: (s[0], s[1]) for p, s in stats.items()})
+            lags[self.settings.directory_topic] = sum(s[2] for s in stats.values())
+        self.metrics.lag(lags)

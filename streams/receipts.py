@@ -1,0 +1,347 @@
+"""The receipts stage: folds ``loa.sends.receipts`` into per-alert delivery tallies.
+
+Data flow: delivery workers -> ``loa.sends.receipts`` (key recipient id, partition = the send
+task's partition) -> [receipts agent] -> ``loa.receipts.progress`` (compacted, key
+``<alert_id>:<version>:<partition>``, ``schemas/delivery.schema.json``) -> ``loa status`` and the
+``loa_receipts_total`` metric.
+
+The first half of this module is the pure fold (no Kafka): :func:`parse_receipt` and
+:class:`PartitionTallies`. The second half, :class:`ReceiptsAgent`, is its Kafka side.
+
+Durable state (the choice): the compacted tallies topic *is* the state. Tallies of receipts
+partition ``p`` are written to partition ``p`` of the tallies topic, in one Kafka transaction
+with the consumer group's offsets of the receipts consumed. On assignment a worker rebuilds the
+tallies of ``p`` by reading that partition (read_committed) to its end, and resumes from the
+group's committed offset of ``p``: both were committed together, so they agree.
+
+Guarantee: every committed receipt is counted exactly once in the tallies (read_committed), as
+long as a receipts partition has one live owner; a fenced-out zombie worker (paused longer
+than the session timeout) may still commit one batch twice, because aiokafka's transactional
+offset commit does not carry the group generation. Receipts themselves are as exact as the
+delivery workers make them (``loa deliver`` writes them transactionally).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from streams.errors import MalformedInput
+from streams.kafka import make_producer
+from streams.metrics import RECEIPT_OUTCOMES, Metrics
+from streams.settings import Settings
+
+__all__ = [
+    "PartitionTallies",
+    "Receipt",
+    "ReceiptsAgent",
+    "Tally",
+    "parse_receipt",
+    "tally_key",
+]
+
+log = logging.getLogger(__name__)
+
+AlertVersion = tuple[str, int]
+
+#: Reason codes longer than this are cut: they become part of a bounded set in reports.
+_MAX_REASON = 64
+
+
+# -- pure fold ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The fields of a receipt that the tallies need (``schemas/receipt.schema.json``)."""
+
+    alert_id: str
+    version: int
+    channel: str
+    outcome: str
+    reason: str | None
+
+
+def parse_receipt(raw: bytes | None) -> Receipt:
+    """Read one receipt record; :class:`MalformedInput` when it cannot be tallied."""
+    if not raw:
+        raise MalformedInput("empty receipt")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedInput(f"receipt is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise MalformedInput("receipt is not a JSON object")
+    try:
+        alert_id, version = doc["alert_id"], doc["version"]
+        channel, outcome = doc["channel"], doc["outcome"]
+    except KeyError as exc:
+        raise MalformedInput(f"receipt lacks {exc.args[0]}", pointer=f"/{exc.args[0]}") from None
+    if not isinstance(alert_id, str) or not isinstance(version, int) or version < 1:
+        raise MalformedInput("receipt alert_id/version invalid", pointer="/version")
+    if outcome not in RECEIPT_OUTCOMES:
+        raise MalformedInput(f"receipt outcome {outcome!r} unknown", pointer="/outcome")
+    if not isinstance(channel, str):
+        raise MalformedInput("receipt channel invalid", pointer="/channel")
+    reason = doc.get("reason")
+    reason = str(reason or "unspecified")[:_MAX_REASON] if outcome == "failed" else None
+    return Receipt(alert_id, version, channel, outcome, reason)
+
+
+@dataclass(slots=True)
+class Tally:
+    """Cumulative receipts of one alert version in one partition."""
+
+    delivered: int = 0
+    failed: int = 0
+    failed_reasons: Counter[str] = field(default_factory=Counter)
+    channels: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def add(self, receipt: Receipt) -> None:
+        if receipt.outcome == "delivered":
+            self.delivered += 1
+        else:
+            self.failed += 1
+            self.failed_reasons[receipt.reason or "unspecified"] += 1
+        self.channels.setdefault(receipt.channel, Counter())[receipt.outcome] += 1
+
+    def to_doc(self, key: AlertVersion, partition: int, updated_at: float) -> dict[str, Any]:
+        return {
+            "alert_id": key[0],
+            "version": key[1],
+            "partition": partition,
+            "delivered": self.delivered,
+            "failed": self.failed,
+            "failed_reasons": dict(self.failed_reasons),
+            "channels": {
+                ch: {o: int(c[o]) for o in RECEIPT_OUTCOMES} for ch, c in self.channels.items()
+            },
+            "updated_at": updated_at,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Tally:
+        return cls(
+            delivered=int(doc["delivered"]),
+            failed=int(doc["failed"]),
+            failed_reasons=Counter({str(k): int(v) for k, v in doc["failed_reasons"].items()}),
+            channels={
+                str(ch): Counter({str(o): int(n) for o, n in c.items()})
+                for ch, c in doc["channels"].items()
+            },
+        )
+
+
+def tally_key(alert_id: str, version: int, partition: int) -> bytes:
+    """Key of a tally on the compacted tallies topic."""
+    return f"{alert_id}:{version}:{partition}".encode()
+
+
+@dataclass(slots=True)
+class PartitionTallies:
+    """The tallies of one receipts partition: the fold's state."""
+
+    partition: int
+    tallies: dict[AlertVersion, Tally] = field(default_factory=dict)
+
+    def fold(
+        self, receipts: Iterable[Receipt]
+    ) -> tuple[set[AlertVersion], Counter[tuple[str, str]]]:
+        """Add ``receipts``; returns the alert versions changed and ``{(channel, outcome): n}``."""
+        changed: set[AlertVersion] = set()
+        counts: Counter[tuple[str, str]] = Counter()
+        for receipt in receipts:
+            key = (receipt.alert_id, receipt.version)
+            tally = self.tallies.get(key)
+            if tally is None:
+                tally = self.tallies[key] = Tally()
+            tally.add(receipt)
+            changed.add(key)
+            counts[receipt.channel, receipt.outcome] += 1
+        return changed, counts
+
+    def restore(self, docs: Iterable[dict[str, Any]]) -> None:
+        """Load tallies read back from the tallies topic (the latest record per key wins)."""
+        for doc in docs:
+            self.tallies[(str(doc["alert_id"]), int(doc["version"]))] = Tally.from_doc(doc)
+
+
+# -- Kafka side ---------------------------------------------------------------------------------
+
+
+class ReceiptsAgent:
+    """Consumes receipts in group ``<app_id>-receipts``; writes tallies and offsets atomically."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, *, flush_every_s: float = 0.5):
+        self.settings = settings
+        self.metrics = metrics
+        self.group_id = f"{settings.app_id}-receipts"
+        self._flush_every_s = flush_every_s
+        self._state: dict[int, PartitionTallies] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        self._producer = make_producer(
+            s,
+            transactional_id=f"{s.app_id}-receipts-{uuid.uuid4().hex[:12]}",
+            client_id=f"{s.app_id}-receipts",
+        )
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            client_id=f"{s.app_id}-receipts",
+        )
+        await self._consumer.start()
+        self._consumer.subscribe([s.receipts_topic], listener=_Listener(self))
+        self._task = asyncio.create_task(self._run(), name="loa-receipts")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def restore(self, partitions: Iterable[int]) -> None:
+        """Rebuild the tallies of newly owned ``partitions`` from the tallies topic."""
+        wanted = sorted(set(partitions) - set(self._state))
+        for p in set(self._state) - set(partitions):
+            del self._state[p]
+        if not wanted:
+            return
+        docs = await read_partitions(self.settings, self.settings.delivery_topic, wanted)
+        for p in wanted:
+            state = PartitionTallies(p)
+            state.restore(d for d in docs if d["partition"] == p)
+            self._state[p] = state
+        log.info("receipts own partitions %s", sorted(self._state))
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            try:
+                await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The transaction was aborted, so tallies and offsets stay as committed; rebuild
+                # from them and go on rather than end the agent.
+                log.exception("receipts batch failed; rebuilding from committed state")
+                self._state.clear()
+                await asyncio.sleep(1.0)
+                await self._rewind()
+
+    async def _rewind(self) -> None:
+        assert self._consumer is not None
+        assigned = self._consumer.assignment()
+        await self.restore(tp.partition for tp in assigned)
+        committed = {tp: await self._consumer.committed(tp) for tp in assigned}
+        for tp, offset in committed.items():
+            if offset is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
+
+    async def _step(self) -> None:
+        assert self._consumer is not None and self._producer is not None
+        data = await self._consumer.getmany(timeout_ms=int(self._flush_every_s * 1000))
+        if not data:
+            return
+        changed: dict[int, set[AlertVersion]] = {}
+        counts: Counter[tuple[str, str]] = Counter()
+        offsets: dict[TopicPartition, int] = {}
+        for tp, records in data.items():
+            state = self._state.get(tp.partition)
+            if state is None:  # assigned after the listener ran: rebuild first
+                await self.restore({*self._state, tp.partition})
+                state = self._state[tp.partition]
+            receipts = []
+            for record in records:
+                try:
+                    receipts.append(parse_receipt(record.value))
+                except MalformedInput as exc:
+                    self.metrics.receipts_invalid.inc()
+                    log.warning("bad receipt %s@%d: %s", tp, record.offset, exc.message)
+            keys, batch_counts = state.fold(receipts)
+            changed[tp.partition] = keys
+            counts.update(batch_counts)
+            offsets[tp] = records[-1].offset + 1
+        now = time.time()
+        async with self._producer.transaction():
+            for p, keys in changed.items():
+                tallies = self._state[p].tallies
+                for key in keys:
+                    await self._producer.send(
+                        self.settings.delivery_topic,
+                        orjson.dumps(tallies[key].to_doc(key, p, now)),
+                        key=tally_key(key[0], key[1], p),
+                        partition=p,
+                    )
+            await self._producer.send_offsets_to_transaction(offsets, self.group_id)
+        self.metrics.receipts_folded(counts)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, agent: ReceiptsAgent) -> None:
+        self.agent = agent
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # Every folded batch is committed before the next fetch, so there is nothing to flush.
+        return None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.agent.restore(tp.partition for tp in assigned)
+
+
+async def read_partitions(
+    settings: Settings, topic: str, partitions: list[int], *, timeout_s: float = 60.0
+) -> list[dict[str, Any]]:
+    """The latest committed JSON value per key of ``partitions`` of a compacted ``topic``."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    latest: dict[bytes, dict[str, Any]] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        async with asyncio.timeout(timeout_s):
+            while any([await consumer.position(tp) < end[tp] for tp in tps]):
+                data = await consumer.getmany(*tps, timeout_ms=200)
+                for records in data.values():
+                    for record in records:
+                        if record.key is None:
+                            continue
+                        if record.value is None:
+                            latest.pop(record.key, None)
+                        else:
+                            latest[record.key] = orjson.loads(record.value)
+    finally:
+        await consumer.stop()
+    return list(latest.values())

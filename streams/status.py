@@ -1,0 +1,204 @@
+"""``loa status``: one alert's progress, from targeted recipients to delivery receipts.
+
+Reads two compacted topics, read_committed: ``loa.fanout.progress`` (targeted, emitted and
+suppressed per order partition, written by the fan-out) and ``loa.receipts.progress`` (delivered
+and failed per receipts partition, written by :mod:`streams.receipts`). :func:`summarize` is
+the pure part; :class:`StatusReader` follows the topics incrementally (for ``--watch``).
+
+Suppressions are read from an optional ``suppressed`` object (``{reason: count}``) in the
+progress record; the fan-out stages that suppress (dedup, caps, opt-outs, expiry, cancel) write
+it there and count :meth:`streams.metrics.Metrics.suppressed`.
+
+"Done" means the fan-out finished on every partition and every emitted task has a receipt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.kafka import topic_specs
+from streams.settings import Settings
+
+__all__ = ["AlertStatus", "StatusReader", "render", "summarize"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertStatus:
+    """Progress of one alert version, summed over partitions."""
+
+    alert_id: str
+    version: int
+    partitions: int
+    partitions_done: int
+    targeted: int = 0
+    emitted: int = 0
+    suppressed: dict[str, int] = field(default_factory=dict)
+    delivered: int = 0
+    failed: int = 0
+    failed_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def fanout_done(self) -> bool:
+        return self.partitions_done >= self.partitions
+
+    @property
+    def settled(self) -> int:
+        """Tasks with a receipt."""
+        return self.delivered + self.failed
+
+    @property
+    def done(self) -> bool:
+        return self.fanout_done and self.settled >= self.emitted
+
+    @property
+    def seen(self) -> bool:
+        return self.partitions_done > 0 or self.targeted > 0 or self.settled > 0
+
+
+def summarize(
+    alert_id: str,
+    version: int,
+    partitions: int,
+    progress: Iterable[dict[str, Any]],
+    tallies: Iterable[dict[str, Any]],
+) -> AlertStatus:
+    """Sum the latest progress and tally records of ``alert_id`` version ``version``."""
+    targeted = emitted = done = delivered = failed = 0
+    suppressed: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for doc in progress:
+        if doc.get("alert_id") != alert_id or doc.get("version") != version:
+            continue
+        targeted += int(doc.get("targeted", 0))
+        emitted += int(doc.get("emitted", 0))
+        done += bool(doc.get("done"))
+        for reason, n in (doc.get("suppressed") or {}).items():
+            suppressed[str(reason)] += int(n)
+    for doc in tallies:
+        if doc.get("alert_id") != alert_id or doc.get("version") != version:
+            continue
+        delivered += int(doc.get("delivered", 0))
+        failed += int(doc.get("failed", 0))
+        for reason, n in (doc.get("failed_reasons") or {}).items():
+            reasons[str(reason)] += int(n)
+    return AlertStatus(
+        alert_id=alert_id,
+        version=version,
+        partitions=partitions,
+        partitions_done=done,
+        targeted=targeted,
+        emitted=emitted,
+        suppressed=dict(suppressed),
+        delivered=delivered,
+        failed=failed,
+        failed_reasons=dict(reasons),
+    )
+
+
+def render(status: AlertStatus) -> str:
+    """The text ``loa status`` prints."""
+    s = status
+    state = "done" if s.done else ("fan-out done" if s.fanout_done else "fanning out")
+    if not s.seen:
+        state = "unknown (no progress yet)"
+    lines = [
+        f"{s.alert_id} v{s.version}: {state}",
+        f"  partitions  {s.partitions_done}/{s.partitions} done",
+        f"  targeted    {s.targeted:>12,}",
+        f"  emitted     {s.emitted:>12,}",
+        f"  suppressed  {sum(s.suppressed.values()):>12,}" + _breakdown(s.suppressed),
+        f"  delivered   {s.delivered:>12,}",
+        f"  failed      {s.failed:>12,}" + _breakdown(s.failed_reasons),
+        f"  pending     {max(s.emitted - s.settled, 0):>12,}",
+    ]
+    return "\n".join(lines)
+
+
+def _breakdown(counts: dict[str, int]) -> str:
+    if not counts:
+        return ""
+    return "  (" + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())) + ")"
+
+
+class StatusReader:
+    """Follows the progress and tallies topics, keeping the latest record of one alert's keys."""
+
+    def __init__(self, settings: Settings, alert_id: str) -> None:
+        self.settings = settings
+        self.alert_id = alert_id
+        self._prefix = f"{alert_id}:".encode()
+        self._progress: dict[bytes, dict[str, Any]] = {}
+        self._tallies: dict[bytes, dict[str, Any]] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tps: list[TopicPartition] = []
+
+    async def __aenter__(self) -> StatusReader:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        await self._consumer.start()
+        counts = {spec.name: spec.num_partitions for spec in topic_specs(self.settings)}
+        topics = (self.settings.progress_topic, self.settings.delivery_topic)
+        self._tps = [TopicPartition(t, p) for t in topics for p in range(counts[t])]
+        self._consumer.assign(self._tps)
+        await self._consumer.seek_to_beginning(*self._tps)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def catch_up(self, *, timeout_s: float = 30.0) -> None:
+        """Read both topics up to their current (committed) ends."""
+        consumer = self._consumer
+        assert consumer is not None
+        end = await consumer.end_offsets(self._tps)
+        async with asyncio.timeout(timeout_s):
+            while True:
+                await self._poll(0)
+                if all([await consumer.position(tp) >= end[tp] for tp in self._tps]):
+                    return
+                await self._poll(200)
+
+    async def _poll(self, timeout_ms: int) -> None:
+        assert self._consumer is not None
+        data = await self._consumer.getmany(timeout_ms=timeout_ms)
+        for tp, records in data.items():
+            target = self._progress if tp.topic == self.settings.progress_topic else self._tallies
+            for record in records:
+                # keys are "<alert_id>:<version>:<partition>"; alert ids may contain ":"
+                key = record.key or b""
+                if not key.startswith(self._prefix) or key[len(self._prefix) :].count(b":") != 1:
+                    continue
+                if record.value is None:
+                    target.pop(key, None)
+                else:
+                    target[key] = orjson.loads(record.value)
+
+    def versions(self) -> list[int]:
+        return sorted(
+            {int(d["version"]) for d in [*self._progress.values(), *self._tallies.values()]}
+        )
+
+    def status(self, version: int | None = None) -> AlertStatus:
+        """The status of ``version`` (default: the latest version seen, else 1)."""
+        if version is None:
+            seen = self.versions()
+            version = seen[-1] if seen else 1
+        return summarize(
+            self.alert_id,
+            version,
+            self.settings.partitions,
+            self._progress.values(),
+            self._tallies.values(),
+        )

@@ -1,0 +1,132 @@
+"""The receipts fold and the status summary (pure, no broker)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from streams.deliver import DeliveryStats, LogChannel, _handle, _Seen
+from streams.errors import MalformedInput
+from streams.receipts import PartitionTallies, Tally, parse_receipt
+from streams.schemas import validator
+from streams.status import render, summarize
+
+
+def _receipt(outcome: str = "delivered", **over: object) -> bytes:
+    doc = {
+        "alert_id": "gov.vn/T1",
+        "version": 1,
+        "kind": "alert",
+        "priority": "extreme",
+        "recipient_id": 42,
+        "channel": "sms",
+        "idempotency_key": "gov.vn/T1:1:alert:42",
+        "outcome": outcome,
+        "reason": None if outcome == "delivered" else "unreachable",
+        "at": 1.0,
+        "worker": "w",
+    }
+    doc.update(over)
+    return orjson.dumps(doc)
+
+
+def test_receipts_fold_into_per_alert_tallies_by_outcome_reason_and_channel() -> None:
+    state = PartitionTallies(3)
+    receipts = [parse_receipt(_receipt()) for _ in range(5)]
+    receipts += [parse_receipt(_receipt("failed")) for _ in range(2)]
+    receipts += [parse_receipt(_receipt(version=2, channel="oa"))]
+    changed, counts = state.fold(receipts)
+    assert changed == {("gov.vn/T1", 1), ("gov.vn/T1", 2)}
+    assert counts == {("sms", "delivered"): 5, ("sms", "failed"): 2, ("oa", "delivered"): 1}
+    tally = state.tallies[("gov.vn/T1", 1)]
+    assert (tally.delivered, tally.failed, dict(tally.failed_reasons)) == (5, 2, {"unreachable": 2})
+
+
+def test_tally_round_trips_through_its_schema() -> None:
+    state = PartitionTallies(0)
+    state.fold([parse_receipt(_receipt("failed")), parse_receipt(_receipt())])
+    doc = state.tallies[("gov.vn/T1", 1)].to_doc(("gov.vn/T1", 1), 0, 5.0)
+    validator("delivery").validate(doc)
+    restored = PartitionTallies(0)
+    restored.restore([orjson.loads(orjson.dumps(doc))])
+    assert restored.tallies[("gov.vn/T1", 1)] == Tally.from_doc(doc)
+    assert restored.tallies[("gov.vn/T1", 1)].to_doc(("gov.vn/T1", 1), 0, 5.0) == doc
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [None, b"", b"not json", b"[1]", _receipt(outcome="lost"), orjson.dumps({"alert_id": "x"})],
+)
+def test_unreadable_receipt_is_malformed_input(raw: bytes | None) -> None:
+    with pytest.raises(MalformedInput):
+        parse_receipt(raw)
+
+
+def test_delivery_worker_writes_schema_valid_receipts_and_drops_repeated_keys() -> None:
+    task = {
+        "alert_id": "gov.vn/T1",
+        "version": 1,
+        "kind": "alert",
+        "priority": "extreme",
+        "recipient_id": 42,
+        "channel": "sms",
+        "language": "vi",
+        "idempotency_key": "gov.vn/T1:1:alert:42",
+    }
+    stats, seen, provider = DeliveryStats(), _Seen(2), LogChannel(fail_every=2)
+    first = _handle(orjson.dumps(task), provider, seen, stats, "w")
+    assert first is not None
+    validator("receipt").validate(orjson.loads(first))
+    assert _handle(orjson.dumps(task), provider, seen, stats, "w") is None
+    failed = _handle(orjson.dumps({**task, "idempotency_key": "k2"}), provider, seen, stats, "w")
+    assert failed is not None and orjson.loads(failed)["outcome"] == "failed"
+    validator("receipt").validate(orjson.loads(failed))
+    assert _handle(b"{", provider, seen, stats, "w") is None
+    assert _handle(orjson.dumps({"idempotency_key": "k3"}), provider, seen, stats, "w") is None
+    assert (stats.delivered, stats.failed, stats.duplicates, stats.invalid) == (1, 1, 1, 2)
+
+
+def test_seen_keys_are_bounded() -> None:
+    seen = _Seen(2)
+    assert [seen.add(k) for k in ("a", "b", "a", "c", "a")] == [True, True, False, True, True]
+
+
+def test_status_sums_partitions_and_is_done_when_every_task_has_a_receipt() -> None:
+    progress = [
+        {
+            "alert_id": "a/1",
+            "version": 1,
+            "partition": p,
+            "targeted": 10,
+            "emitted": 8,
+            "done": True,
+            "suppressed": {"cap": 2},
+        }
+        for p in range(2)
+    ]
+    progress.append(
+        {"alert_id": "other", "version": 1, "targeted": 99, "emitted": 99, "done": True}
+    )
+    tallies = [
+        {
+            "alert_id": "a/1",
+            "version": 1,
+            "partition": 0,
+            "delivered": 9,
+            "failed": 1,
+            "failed_reasons": {"unreachable": 1},
+            "channels": {},
+        },
+    ]
+    status = summarize("a/1", 1, 2, progress, tallies)
+    assert (status.targeted, status.emitted, status.suppressed) == (20, 16, {"cap": 4})
+    assert (status.delivered, status.failed, status.fanout_done, status.done) == (9, 1, True, False)
+    tallies.append(
+        {**tallies[0], "partition": 1, "delivered": 6, "failed": 0, "failed_reasons": {}}
+    )
+    status = summarize("a/1", 1, 2, progress, tallies)
+    assert status.done
+    text = render(status)
+    assert "a/1 v1: done" in text
+    assert "(cap 4)" in text and "(unreachable 1)" in text
+    assert not summarize("a/1", 1, 2, progress[:1], []).fanout_done
