@@ -24,10 +24,15 @@ from streams.errors import AgenciesNotReady
 from streams.ingest.agencies import (
     Agency,
     AgencyRegistry,
+    KeyPair,
     add_keys,
     decode_agency_record,
+    key_file_stem,
     load_agency_files,
+    load_private_key,
+    new_key_pair,
     read_public_key_file,
+    write_key_pair,
 )
 from streams.kafka import make_producer, read_to_end
 from streams.replica import CompactedReplica, ReplicaNotReady
@@ -35,6 +40,7 @@ from streams.settings import Settings
 
 __all__ = [
     "AgencyRegistryService",
+    "ensure_local_key",
     "load_agencies",
     "publish_agencies",
     "read_agencies",
@@ -122,6 +128,26 @@ async def load_agencies(
     agencies = add_keys(load_agency_files(path), (read_public_key_file(f) for f in key_files))
     await publish_agencies(settings, agencies)
     return agencies
+
+
+async def ensure_local_key(
+    settings: Settings, agency_id: str, key_dir: Path, *, agencies_path: Path
+) -> KeyPair:
+    """For the demo and tests: the key ``<agency>/local`` in ``key_dir`` (made on first use),
+    registered with the agencies at ``agencies_path`` (which must include ``agency_id``).
+
+    The private key never leaves ``key_dir``; the same key is reused on later runs.
+    """
+    key_id = f"{agency_id}/local"
+    private_path = key_dir / f"{key_file_stem(key_id)}.key"
+    if private_path.exists():
+        key = load_private_key(private_path.read_bytes())
+        public_path = private_path.with_suffix(".pub.json")
+    else:
+        key = new_key_pair(agency_id, key_id)
+        _, public_path = write_key_pair(key, key_dir)
+    await load_agencies(settings, agencies_path, key_files=[public_path])
+    return key
 
 
 async def remove_agencies(settings: Settings, agency_ids: Iterable[str]) -> int:

@@ -24,6 +24,7 @@ from streams.ingest.agencies import (
 )
 from streams.ingest.agency_service import (
     AgencyRegistryService,
+    ensure_local_key,
     load_agencies,
     read_agencies,
     remove_agencies,
@@ -212,3 +213,15 @@ async def test_cli_makes_a_key_registers_it_and_lists_it(
     assert [r.value for r in records] == [SAMPLE.read_bytes()]
     agency = verify_headers(registry, "nchmf.gov.vn", records[0].value, records[0].headers)
     assert agency.id == "nchmf.gov.vn"
+
+
+async def test_local_key_is_made_once_and_registered_for_the_test_agency(
+    settings: Settings, service: AgencyRegistryService, tmp_path: Path
+) -> None:
+    testing = AGENCIES_DIR / "testing"
+    first = await ensure_local_key(settings, "test.agency.vn", tmp_path, agencies_path=testing)
+    again = await ensure_local_key(settings, "test.agency.vn", tmp_path, agencies_path=testing)
+    assert again.public_key == first.public_key
+    registry = await service.ready(timeout_s=30)
+    assert set(registry.agencies) == {"test.agency.vn"}
+    assert verify_headers(registry, "test.agency.vn", RAW, signature_headers(again, RAW))
