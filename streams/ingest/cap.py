@@ -30,11 +30,12 @@ Hardening, and why each rule:
   element in the CAP namespace, a repeated single-valued element or an element inside a
   text-only one is :class:`~streams.errors.SchemaViolation` with its XPath.
 
-Mapping rules: text is stripped of XML whitespace; ``polygon`` and ``circle`` also have inner
-whitespace runs collapsed to one space; ``sent``/``effective``/``onset``/``expires`` pass through
-as strings with ``-00:00`` (CAP's "UTC, no local time") rewritten to ``+00:00``; ``altitude`` and
-``ceiling`` become numbers when they are finite decimals (otherwise the string is kept and the
-schema rejects it); everything else required or typed is left to ``validate_json_alert``.
+Mapping rules: text is stripped of XML whitespace and put in Unicode NFC; ``polygon`` and
+``circle`` also have inner whitespace runs collapsed to one space; ``sent``/``effective``/
+``onset``/``expires`` pass through as strings with ``-00:00`` (CAP's "UTC, no local time")
+rewritten to ``+00:00``; ``altitude`` and ``ceiling`` become numbers when they are finite decimals
+(otherwise the string is kept and the schema rejects it); everything else required or typed is
+left to ``validate_json_alert``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from __future__ import annotations
 import codecs
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any, Final, Literal, TypeAlias
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
@@ -176,9 +178,14 @@ def _sniff(raw: bytes) -> tuple[str, bytes]:
         if raw.startswith(prefix):
             return encoding, raw
     match = _DECLARATION.match(raw, 0, 256)
-    if match is not None:
-        return match.group(3).decode("ascii"), raw
-    return "utf-8", raw
+    if match is None:
+        return "utf-8", raw
+    declared = match.group(3).decode("ascii")
+    if declared.lower().replace("_", "-").startswith(("utf-16", "utf-32", "ucs-2", "ucs-4")):
+        # Read as single bytes, so the document is not wide: the label is wrong and the bytes win
+        # (strict XML calls this an error; decoding as UTF-8 still refuses anything undecodable).
+        return "utf-8", raw
+    return declared, raw
 
 
 # --- parsing -----------------------------------------------------------------------------------
@@ -373,7 +380,10 @@ def _map_block(elem: Element, path: str, spec: _Spec) -> dict[str, Any]:
 def _leaf_text(elem: Element, path: str) -> str:
     if len(elem):
         raise SchemaViolation(f"<{_split(elem.tag)[1]}> holds text, not elements", pointer=path)
-    return (elem.text or "").strip(_XML_SPACE)
+    text = (elem.text or "").strip(_XML_SPACE)
+    # windows-1258 spells Vietnamese tones as combining marks; NFC makes the same alert the same
+    # text whatever charset the agency used (content hashes, SMS length, comparisons).
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
 
 
 def _time(text: str) -> str:
