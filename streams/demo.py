@@ -46,11 +46,13 @@ def run_demo(settings: Settings, *, subscribers: int, seed: int, alert_file: Pat
             producer = make_producer(settings)
             await producer.start()
             try:
-                await producer.send_and_wait(settings.inbound_topic, raw)
+                meta = await producer.send_and_wait(settings.inbound_topic, raw)
             finally:
                 await producer.stop()
             published = time.time()
-            outcome, record = await wait_decision(settings, doc["sender"], doc["identifier"])
+            outcome, record = await wait_decision(
+                settings, doc["sender"], doc["identifier"], offset=meta.offset
+            )
             if outcome != "accepted":
                 print(f"rejected: {record['code']} {record['message']}")
                 return outcome, {}, published

@@ -36,11 +36,20 @@ async def _consumer(
 
 
 async def wait_decision(
-    settings: Settings, sender: str, identifier: str, *, timeout_s: float = 60.0
+    settings: Settings,
+    sender: str,
+    identifier: str,
+    *,
+    offset: int | None = None,
+    timeout_s: float = 60.0,
 ) -> Decided:
-    """``("accepted", alert)`` or ``("rejected", rejection)`` for ``sender``/``identifier``."""
+    """The decision on a message: ``("accepted" | "duplicate" | "rejected", record)``.
+
+    With ``offset`` (of the inbound record; the inbound topic has one partition), the decision
+    on exactly that record, so a re-publish finds its ``duplicate``, not the first acceptance.
+    """
     consumer, _ = await _consumer(settings, settings.accepted_topic, settings.rejected_topic)
-    alert_id = f"{sender}/{identifier}"
+    message_id = f"{sender}/{identifier}"
     try:
         async with asyncio.timeout(timeout_s):
             while True:
@@ -50,16 +59,23 @@ async def wait_decision(
                         if record.value is None:
                             continue
                         doc = orjson.loads(record.value)
-                        if tp.topic == settings.accepted_topic and doc.get("alert_id") == alert_id:
-                            return "accepted", doc
-                        if (
-                            tp.topic == settings.rejected_topic
-                            and doc.get("sender") == sender
-                            and doc.get("identifier") == identifier
-                        ):
-                            return "rejected", doc
+                        if tp.topic == settings.accepted_topic:
+                            if doc.get("message_id") == message_id and offset in (
+                                None,
+                                doc.get("inbound_offset"),
+                            ):
+                                return "accepted", doc
+                        elif _is_for(doc, sender, identifier, offset):
+                            return "duplicate" if doc["code"] == "duplicate" else "rejected", doc
     finally:
         await consumer.stop()
+
+
+def _is_for(rejection: dict[str, Any], sender: str, identifier: str, offset: int | None) -> bool:
+    if offset is not None:
+        source = rejection.get("source") or {}
+        return bool(source.get("offset") == offset and source.get("topic", "").endswith(".inbound"))
+    return rejection.get("sender") == sender and rejection.get("identifier") == identifier
 
 
 async def watch_progress(

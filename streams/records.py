@@ -131,6 +131,8 @@ class AcceptedAlert:
     infos: tuple[AlertInfo, ...]
     accepted_at: str
     references: str | None = None
+    #: Offset of the inbound record this message was decided from (``loa publish`` waits on it).
+    inbound_offset: int | None = None
 
     @property
     def delivers(self) -> bool:

@@ -48,7 +48,7 @@ def validate_json_alert(doc: dict[str, Any]) -> None:
 
 def _check_times(doc: dict[str, Any]) -> None:
     _parse_time(doc["sent"], "/sent")
-    for i, info in enumerate(doc["info"]):
+    for i, info in enumerate(doc.get("info", ())):
         for field in ("effective", "onset", "expires"):
             if field in info:
                 _parse_time(info[field], f"/info/{i}/{field}")

@@ -34,19 +34,31 @@ class LiveLoa:
     directory: ChangeBatch
     worker: WorkerProcess
 
-    async def publish(self, value: bytes | None, *, key: bytes | None = None) -> None:
+    async def publish(
+        self,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> int:
+        """Send one inbound record; returns its offset."""
         producer = make_producer(self.settings)
         await producer.start()
         try:
-            await producer.send_and_wait(self.settings.inbound_topic, value, key=key)
+            meta = await producer.send_and_wait(
+                self.settings.inbound_topic, value, key=key, headers=headers
+            )
         finally:
             await producer.stop()
+        return int(meta.offset)
 
-    async def decision(self, sender: str, identifier: str) -> tuple[str, dict[str, Any]]:
-        return await wait_decision(self.settings, sender, identifier, timeout_s=60)
+    async def decision(
+        self, sender: str, identifier: str, *, offset: int | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        return await wait_decision(self.settings, sender, identifier, offset=offset, timeout_s=60)
 
-    async def fanned_out(self, alert_id: str) -> dict[int, Progress]:
-        return await watch_progress(self.settings, alert_id, timeout_s=120)
+    async def fanned_out(self, alert_id: str, *, version: int = 1) -> dict[int, Progress]:
+        return await watch_progress(self.settings, alert_id, version=version, timeout_s=120)
 
     async def tasks(
         self, alert_id: str, priority: str

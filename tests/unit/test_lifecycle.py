@@ -122,3 +122,18 @@ def test_ack_and_error_join_the_lineage_silently(msg_type: str) -> None:
     assert isinstance(decision, Accepted)
     assert decision.orders == ()
     assert decision.alert.version == 1
+
+
+def test_cancel_needs_no_info_block() -> None:
+    state = LifecycleState()
+    _run(state, _msg("T-1"))
+    cancel = {key: value for key, value in _msg("T-2", "Cancel", "nchmf.gov.vn,T-1,x").items()}
+    del cancel["info"]
+    decision = _run(state, cancel)
+    assert isinstance(decision, Accepted)
+    assert state.is_cancelled("nchmf.gov.vn/T-1")
+    update_without_info = _msg("T-3", "Update", "nchmf.gov.vn,T-1,x")
+    del update_without_info["info"]
+    rejected = _run(LifecycleState(), update_without_info)
+    assert isinstance(rejected, Rejected)
+    assert rejected.code is RejectionCode.SCHEMA
