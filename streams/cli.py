@@ -105,25 +105,56 @@ def directory() -> None:
 
 
 @directory.command("load")
-@click.option("--synthetic", "n", type=int, required=True, help="Number of synthetic subscribers.")
+@click.argument(
+    "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--synthetic", "n", type=int, default=None, help="Number of synthetic subscribers.")
 @click.option("--seed", type=int, default=1, show_default=True)
-def directory_load(n: int, seed: int) -> None:
-    """Write N deterministic synthetic subscribers to loa.directory.changes."""
-    from streams.directory.load import load_synthetic
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl"]),
+    default=None,
+    help="File format (default: .csv is CSV, anything else JSON Lines).",
+)
+def directory_load(file: Path | None, n: int | None, seed: int, fmt: str | None) -> None:
+    """Write subscribers from FILE (CSV or JSON Lines), or N synthetic ones, to
+    loa.directory.changes. Bad rows are reported by line number and skipped; the exit code is
+    1 if there were any (the good rows are loaded)."""
+    from streams.directory.files import read_subscribers
+    from streams.directory.load import write_changes
+    from streams.directory.synthetic import synthetic_subscribers
     from streams.kafka import create_topics
     from streams.regions import registry
 
+    if (file is None) == (n is None):
+        raise click.UsageError("give a FILE or --synthetic N (one of them)")
     settings = _settings()
-    bar = ProgressBar("directory", n)
+    regions = registry()
+    bad: list[tuple[int, str]] = []
+    if file is not None:
+        batch, bad, rows = read_subscribers(
+            file, regions, h3_resolution=settings.h3_resolution, fmt=fmt
+        )
+        for line, reason in bad:
+            click.echo(f"{file}:{line}: {reason} (skipped)", err=True)
+        click.echo(f"read {rows:,} rows: {len(batch):,} good, {len(bad):,} bad", err=True)
+    else:
+        assert n is not None
+        batch = synthetic_subscribers(n, seed, regions, h3_resolution=settings.h3_resolution)
+    bar = ProgressBar("directory", len(batch.last_per_id()) if len(batch) else 0)
 
     async def run() -> int:
         await create_topics(settings)
-        return await load_synthetic(settings, n, seed, registry(), on_progress=bar.update)
+        return await write_changes(settings, batch, regions, on_progress=bar.update)
 
     started = time.monotonic()
     written = asyncio.run(run())
-    seconds = time.monotonic() - started
+    seconds = max(time.monotonic() - started, 1e-9)
     click.echo(f"loaded {written:,} subscribers in {seconds:.1f} s ({written / seconds:,.0f}/s)")
+    if bad:
+        click.echo(f"{len(bad):,} bad rows skipped", err=True)
+        sys.exit(1)
 
 
 @main.command()

@@ -9,23 +9,64 @@ below it.
 Everything at recipient scale uses the *ward index* (0..n_wards-1, ``uint16``), so targeting a
 set of codes becomes one boolean mask over wards, applied to the directory with one vectorized
 gather.
+
+Alert areas (:func:`resolve_targets`, called by ingest) resolve to that target:
+
+* ``regions``: Loa codes, as above.
+* ``geocode`` (CAP ``valueName``/``value``), mapped to Loa codes. Accepted value names:
+  ``LOA`` (a Loa code: ``VN``, ``VN-01``, ``VN-01-00004``), ``VN-PROVINCE`` (an official
+  2-digit province code: ``01``), ``VN-WARD`` (an official 5-digit ward code, unique in the
+  country: ``00004``). Any other value name, or a value naming no current division, rejects the
+  alert (``unknown_region``, at the field): an unknown code never becomes an empty audience.
+* ``polygon`` (CAP: ``"lat,lon lat,lon ..."``, WGS 84, at least 4 points, first = last) and
+  ``circle`` (CAP: ``"lat,lon radius_km"``) resolve to H3 cells at ``LOA_H3_RESOLUTION``: a
+  polygon to the cells whose centre lies inside it (H3's polyfill; a polygon too small to hold
+  a cell centre takes the cells it overlaps), a circle to the cells whose centre is within the
+  radius. The cells travel compacted (``h3.compact_cells``) in the fan-out order; subscribers
+  whose location cell lies inside are targeted. A shape outside the country's bounding box is
+  ``unknown_region``; a malformed one is ``schema``; one needing over :data:`MAX_AREA_CELLS`
+  cells is ``unsupported`` (target it with region codes instead).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
+import h3
 import numpy as np
 import numpy.typing as npt
 import vietnam_provinces as vp
 
-from streams.errors import UnknownRegion
+from streams.errors import SchemaViolation, UnknownRegion, Unsupported
 
-__all__ = ["COUNTRY", "RegionRegistry", "registry"]
+__all__ = [
+    "COUNTRY",
+    "GEOCODE_NAMES",
+    "MAX_AREA_CELLS",
+    "RegionRegistry",
+    "Targets",
+    "circle_cells",
+    "parse_circle",
+    "parse_polygon",
+    "polygon_cells",
+    "registry",
+    "resolve_targets",
+]
 
 COUNTRY = "VN"
+#: CAP geocode value names Loa maps to region codes (see the module docstring).
+GEOCODE_NAMES = ("LOA", "VN-PROVINCE", "VN-WARD")
+#: Most H3 cells one alert's polygons and circles may cover (before compaction).
+MAX_AREA_CELLS = 1_000_000
+#: Most compacted cells one alert may carry (they travel in every fan-out order).
+MAX_COMPACT_CELLS = 20_000
+#: ``(south, west, north, east)`` of Viet Nam including its islands; shapes must touch it.
+COUNTRY_BOUNDS = (7.0, 102.0, 23.5, 118.0)
+_DEFAULT_H3_RESOLUTION = 7  # = Settings.h3_resolution's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +106,28 @@ class RegionRegistry:
     def is_known(self, code: str) -> bool:
         return code == self.country or code in self._province_index or code in self._ward_index
 
+    def geocode(self, name: object, value: object, *, pointer: str) -> str:
+        """The Loa code of a CAP geocode; raises :class:`UnknownRegion` at ``pointer``."""
+        code: str | None = None
+        if name == "LOA" and isinstance(value, str) and self.is_known(value):
+            code = value
+        elif name == "VN-PROVINCE" and isinstance(value, str) and len(value) == 2:
+            code = f"{self.country}-{value}"
+            code = code if code in self._province_index else None
+        elif name == "VN-WARD" and isinstance(value, str) and len(value) == 5:
+            code = self._ward_by_official().get(value)
+        elif name not in GEOCODE_NAMES:
+            raise UnknownRegion(
+                f"geocode valueName {name!r} is not one of {', '.join(GEOCODE_NAMES)}",
+                pointer=f"{pointer}/valueName",
+            )
+        if code is None:
+            raise UnknownRegion(f"unknown {name} geocode {value!r}", pointer=f"{pointer}/value")
+        return code
+
+    def _ward_by_official(self) -> dict[str, str]:
+        return _ward_by_official(self.ward_codes)
+
     def ward_mask(self, codes: Iterable[tuple[str, str]]) -> npt.NDArray[np.bool_]:
         """Boolean mask over wards covered by ``(pointer, code)`` pairs.
 
@@ -81,6 +144,168 @@ class RegionRegistry:
             else:
                 raise UnknownRegion(f"unknown region code {code!r}", pointer=pointer)
         return mask
+
+
+@cache
+def _ward_by_official(ward_codes: tuple[str, ...]) -> dict[str, str]:
+    return {code[-5:]: code for code in ward_codes}
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """What an alert targets: where (codes, cells) and about what (categories, for opt-outs)."""
+
+    #: Loa region codes, in first-seen order, without repeats.
+    codes: tuple[str, ...]
+    #: Compacted H3 cells (string form, mixed resolutions) of the polygons and circles.
+    cells: tuple[str, ...]
+    #: CAP categories of the alert's info blocks, in first-seen order.
+    categories: tuple[str, ...]
+
+
+def resolve_targets(
+    infos: Sequence[Mapping[str, Any]],
+    regions: RegionRegistry,
+    *,
+    h3_resolution: int = _DEFAULT_H3_RESOLUTION,
+) -> Targets:
+    """Resolve the areas of schema-valid ``info`` blocks; raises a :class:`PoisonError` with the
+    JSON pointer of the offending field (unknown code, malformed or oversized shape)."""
+    codes: list[str] = []
+    pointed: list[tuple[str, str]] = []
+    cells: set[str] = set()
+    categories: list[str] = []
+
+    def add(pointer: str, code: str) -> None:
+        pointed.append((pointer, code))
+        if code not in codes:
+            codes.append(code)
+
+    for i, info in enumerate(infos):
+        for category in info.get("category", ()):
+            if category not in categories:
+                categories.append(category)
+        for j, area in enumerate(info["area"]):
+            at = f"/info/{i}/area/{j}"
+            for k, code in enumerate(area.get("regions", ())):
+                add(f"{at}/regions/{k}", code)
+            for k, pair in enumerate(area.get("geocode", ())):
+                pointer = f"{at}/geocode/{k}"
+                add(pointer, regions.geocode(pair["valueName"], pair["value"], pointer=pointer))
+            for k, text in enumerate(area.get("polygon", ())):
+                pointer = f"{at}/polygon/{k}"
+                points = parse_polygon(text, pointer=pointer)
+                found = polygon_cells(points, h3_resolution, pointer=pointer)
+                _add_cells(cells, found, pointer)
+            for k, text in enumerate(area.get("circle", ())):
+                pointer = f"{at}/circle/{k}"
+                lat, lon, radius = parse_circle(text, pointer=pointer)
+                found = circle_cells(lat, lon, radius, h3_resolution, pointer=pointer)
+                _add_cells(cells, found, pointer)
+    regions.ward_mask(pointed)  # raises UnknownRegion at the offending field
+    compact = sorted(h3.compact_cells(list(cells))) if cells else []
+    if len(compact) > MAX_COMPACT_CELLS:
+        raise Unsupported(
+            f"the alert's shapes compact to {len(compact)} H3 cells, the limit is "
+            f"{MAX_COMPACT_CELLS}; target large areas with region codes",
+            pointer="/info",
+        )
+    return Targets(tuple(codes), tuple(compact), tuple(categories))
+
+
+def _add_cells(cells: set[str], found: list[str], pointer: str) -> None:
+    cells.update(found)
+    if len(cells) > MAX_AREA_CELLS:
+        raise Unsupported(
+            f"the alert's shapes cover over {MAX_AREA_CELLS} H3 cells; target large areas "
+            "with region codes",
+            pointer=pointer,
+        )
+
+
+def _point(text: str, pointer: str) -> tuple[float, float]:
+    try:
+        lat_s, lon_s = text.split(",")
+        lat, lon = float(lat_s), float(lon_s)
+    except ValueError:
+        raise SchemaViolation(f"{text!r} is not a 'lat,lon' point", pointer=pointer) from None
+    if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
+        raise SchemaViolation(f"point {text!r} is out of range", pointer=pointer)
+    return lat, lon
+
+
+def _in_country(lat: float, lon: float) -> bool:
+    s, w, n, e = COUNTRY_BOUNDS
+    return s <= lat <= n and w <= lon <= e
+
+
+def parse_polygon(text: str, *, pointer: str) -> list[tuple[float, float]]:
+    """A CAP polygon (``"lat,lon lat,lon ..."``, closed) as ``(lat, lon)`` points."""
+    points = [_point(p, pointer) for p in text.split()]
+    if len(points) < 4:
+        raise SchemaViolation("a CAP polygon has at least 4 points", pointer=pointer)
+    if points[0] != points[-1]:
+        raise SchemaViolation("a CAP polygon ends where it starts", pointer=pointer)
+    if not any(_in_country(lat, lon) for lat, lon in points):
+        raise UnknownRegion(f"the polygon lies outside {COUNTRY}", pointer=pointer)
+    return points
+
+
+def parse_circle(text: str, *, pointer: str) -> tuple[float, float, float]:
+    """A CAP circle (``"lat,lon radius_km"``) as ``(lat, lon, radius_km)``."""
+    parts = text.split()
+    if len(parts) != 2:
+        raise SchemaViolation(f"{text!r} is not a 'lat,lon radius' circle", pointer=pointer)
+    lat, lon = _point(parts[0], pointer)
+    try:
+        radius = float(parts[1])
+    except ValueError:
+        raise SchemaViolation(f"radius {parts[1]!r} is not a number", pointer=pointer) from None
+    if not (math.isfinite(radius) and radius >= 0):
+        raise SchemaViolation(f"radius {parts[1]!r} is not a distance in km", pointer=pointer)
+    if not _in_country(lat, lon):
+        raise UnknownRegion(f"the circle's centre lies outside {COUNTRY}", pointer=pointer)
+    return lat, lon, radius
+
+
+def _estimate(area_km2: float, res: int, pointer: str) -> None:
+    if area_km2 / h3.average_hexagon_area(res, "km^2") > MAX_AREA_CELLS:
+        raise Unsupported(
+            f"the shape covers over {MAX_AREA_CELLS} H3 cells at resolution {res}; target "
+            "large areas with region codes",
+            pointer=pointer,
+        )
+
+
+def polygon_cells(points: list[tuple[float, float]], res: int, *, pointer: str = "") -> list[str]:
+    """Cells whose centre lies inside the polygon; if none, the cells it overlaps."""
+    shape = h3.LatLngPoly(points[:-1])
+    lats = [p[0] for p in points]
+    lons = [p[1] for p in points]
+    box_km2 = (max(lats) - min(lats)) * 111.0 * (max(lons) - min(lons)) * 111.0
+    _estimate(box_km2, res, pointer)
+    cells = list(h3.h3shape_to_cells(shape, res))
+    if not cells:
+        cells = list(h3.h3shape_to_cells_experimental(shape, res, contain="overlap"))
+    return cells
+
+
+def circle_cells(
+    lat: float, lon: float, radius_km: float, res: int, *, pointer: str = ""
+) -> list[str]:
+    """Cells whose centre is within ``radius_km`` of the centre (at least the centre's cell)."""
+    _estimate(math.pi * radius_km**2, res, pointer)
+    centre = h3.latlng_to_cell(lat, lon, res)
+    # a disk of k rings covers every cell whose centre is within k * (min spacing) of the centre
+    spacing = h3.average_hexagon_edge_length(res, "km") * math.sqrt(3) * 0.8
+    k = int(radius_km / spacing) + 2
+    out = [centre]
+    for cell in h3.grid_disk(centre, k):
+        if cell != centre:
+            c_lat, c_lon = h3.cell_to_latlng(cell)
+            if h3.great_circle_distance((lat, lon), (c_lat, c_lon), "km") <= radius_km:
+                out.append(cell)
+    return out
 
 
 def province_code(official: int) -> str:

@@ -42,6 +42,9 @@ class Settings:
     #: LOA_DIRECTORY_CATCHUP_TIMEOUT_S: how long an order waits for its directory partition to
     #: reach the end of the changes topic before the fan-out is retried.
     directory_catchup_timeout_s: float = 120.0
+    #: LOA_H3_RESOLUTION: H3 resolution of subscriber location cells and of the cells that
+    #: polygons and circles resolve to (7: cells of about 5 km², edge 1.4 km).
+    h3_resolution: int = 7
     #: LOA_DATA_DIR: Faust's data directory (local state of the worker).
     data_dir: str = ""
     #: LOA_LOG_LEVEL: log level of the worker and CLI.
@@ -153,6 +156,8 @@ class Settings:
             raise ValueError("LOA_EMIT_BATCH_BYTES must be >= 1024")
         if self.fanout_chunk < 1:
             raise ValueError("LOA_FANOUT_CHUNK must be >= 1")
+        if not 0 <= self.h3_resolution <= 15:
+            raise ValueError("LOA_H3_RESOLUTION must be 0..15")
         if self.log_format not in ("text", "json"):
             raise ValueError("LOA_LOG_FORMAT must be text or json")
         if not 0 <= self.metrics_port <= 65535:

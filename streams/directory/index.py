@@ -1,30 +1,82 @@
-"""The columnar subscriber index of one directory partition (pure numpy, no Kafka)."""
+"""The columnar subscriber index of one directory partition (pure numpy, no Kafka).
+
+One row per subscriber, one numpy column per attribute, sorted by recipient id:
+
+=========== ======= ===================================================================
+column      dtype   meaning
+=========== ======= ===================================================================
+ids         uint64  recipient id
+ward        uint16  home ward (index into ``RegionRegistry.ward_codes``; gives province)
+cell        uint64  coarse location, an H3 cell at ``LOA_H3_RESOLUTION``; 0 = none
+channel     uint8   first channel of preference (index into ``CHANNELS``); the send task's
+channel2    uint8   second preference, ``NO_CHANNEL`` if none
+channel3    uint8   third preference, ``NO_CHANNEL`` if none
+language    uint8   index into ``LANGUAGES``
+flags       uint8   ``FLAG_TEST``: member of the test audience
+optout      uint16  bit i set: opted out of CAP category ``CATEGORIES[i]``
+=========== ======= ===================================================================
+
+25 bytes per subscriber (:attr:`DirectoryPartition.nbytes`), no Python object per row.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
-from streams.records import CHANNELS, LANGUAGES
-from streams.regions import RegionRegistry
+from streams.records import CATEGORIES
 
-__all__ = ["FLAG_TEST", "ChangeBatch", "DirectoryPartition", "Selection", "decode_changes"]
+__all__ = [
+    "COLUMNS",
+    "FLAG_TEST",
+    "NO_CHANNEL",
+    "ChangeBatch",
+    "DirectoryPartition",
+    "Selection",
+    "category_mask",
+]
 
 #: ``flags`` bit: the subscriber belongs to the test audience (gets Exercise and Test alerts).
 FLAG_TEST = np.uint8(1)
+#: ``channel2`` / ``channel3`` value for "no further preference".
+NO_CHANNEL = np.uint8(255)
 
-_CHANNEL_INDEX = {c: i for i, c in enumerate(CHANNELS)}
-_LANGUAGE_INDEX = {c: i for i, c in enumerate(LANGUAGES)}
-_U64_MAX = 2**64 - 1
+#: Attribute columns (besides ``ids``) and their dtypes, in one place for batch and index.
+COLUMNS: dict[str, type[np.unsignedinteger]] = {
+    "ward": np.uint16,
+    "cell": np.uint64,
+    "channel": np.uint8,
+    "channel2": np.uint8,
+    "channel3": np.uint8,
+    "language": np.uint8,
+    "flags": np.uint8,
+    "optout": np.uint16,
+}
+
+_CATEGORY_BIT = {c: 1 << i for i, c in enumerate(CATEGORIES)}
+
+
+def category_mask(categories: tuple[str, ...] | list[str]) -> int:
+    """Bitmask of CAP categories (``KeyError`` on an unknown one)."""
+    mask = 0
+    for c in categories:
+        mask |= _CATEGORY_BIT[c]
+    return mask
+
+
+def _empty(dtype: type[np.unsignedinteger]) -> npt.NDArray[np.unsignedinteger]:
+    return np.empty(0, dtype=dtype)
 
 
 @dataclass(frozen=True, slots=True)
 class ChangeBatch:
-    """Columnar subscriber changes in arrival order; ``deleted`` rows are unsubscribes."""
+    """Columnar subscriber changes in arrival order; ``deleted`` rows are unsubscribes.
+
+    Columns a caller leaves out default to "none": no cell, no second or third channel, no
+    opt-outs (so a batch of id, ward, channel, language and flags is a complete subscribe).
+    """
 
     ids: npt.NDArray[np.uint64]
     ward: npt.NDArray[np.uint16]
@@ -32,19 +84,45 @@ class ChangeBatch:
     language: npt.NDArray[np.uint8]
     flags: npt.NDArray[np.uint8]
     deleted: npt.NDArray[np.bool_]
+    cell: npt.NDArray[np.uint64] = field(default_factory=lambda: _empty(np.uint64))
+    channel2: npt.NDArray[np.uint8] = field(default_factory=lambda: _empty(np.uint8))
+    channel3: npt.NDArray[np.uint8] = field(default_factory=lambda: _empty(np.uint8))
+    optout: npt.NDArray[np.uint16] = field(default_factory=lambda: _empty(np.uint16))
+
+    def __post_init__(self) -> None:
+        n = self.ids.shape[0]
+        defaults = {"cell": 0, "channel2": NO_CHANNEL, "channel3": NO_CHANNEL, "optout": 0}
+        for name, fill in defaults.items():
+            column = getattr(self, name)
+            if column.shape[0] != n:
+                if column.shape[0] != 0:
+                    raise ValueError(f"column {name} has {column.shape[0]} rows, ids {n}")
+                object.__setattr__(self, name, np.full(n, fill, dtype=COLUMNS[name]))
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
+
+    def take(self, idx: slice | npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> ChangeBatch:
+        return ChangeBatch(
+            ids=self.ids[idx],
+            deleted=self.deleted[idx],
+            **{name: getattr(self, name)[idx] for name in COLUMNS},
+        )
+
+    def last_per_id(self) -> ChangeBatch:
+        """One change per recipient, the latest, sorted by id (what compaction would keep)."""
+        if len(self) < 2 or bool((self.ids[1:] > self.ids[:-1]).all()):
+            return self  # already sorted and unique (a generator's or an encoder's batch)
+        rev_ids = self.ids[::-1]
+        _, first_in_rev = np.unique(rev_ids, return_index=True)
+        return self.take(len(self) - 1 - first_in_rev)
 
     @staticmethod
     def concat(batches: list[ChangeBatch]) -> ChangeBatch:
         return ChangeBatch(
             ids=np.concatenate([b.ids for b in batches]),
-            ward=np.concatenate([b.ward for b in batches]),
-            channel=np.concatenate([b.channel for b in batches]),
-            language=np.concatenate([b.language for b in batches]),
-            flags=np.concatenate([b.flags for b in batches]),
             deleted=np.concatenate([b.deleted for b in batches]),
+            **{name: np.concatenate([getattr(b, name) for b in batches]) for name in COLUMNS},
         )
 
 
@@ -60,67 +138,6 @@ class Selection:
         return int(self.ids.shape[0])
 
 
-def decode_changes(
-    records: Iterable[tuple[bytes | None, bytes | None]], regions: RegionRegistry
-) -> tuple[ChangeBatch, list[str]]:
-    """Decode ``(key, value)`` change records; returns the batch and one error per bad record.
-
-    A ``None`` value is a tombstone for the recipient in the key. A bad record is reported and
-    skipped: it never stops the partition.
-    """
-    ids: list[int] = []
-    ward: list[int] = []
-    channel: list[int] = []
-    language: list[int] = []
-    flags: list[int] = []
-    deleted: list[bool] = []
-    errors: list[str] = []
-    ward_index = regions._ward_index
-    for key, value in records:
-        try:
-            if value is None:
-                rid = int(key or b"")
-                if not 0 <= rid <= _U64_MAX:
-                    raise ValueError("recipient id out of range")
-                ids.append(rid)
-                ward.append(0)
-                channel.append(0)
-                language.append(0)
-                flags.append(0)
-                deleted.append(True)
-                continue
-            doc = orjson.loads(value)
-            rid = doc["recipient_id"]
-            if type(rid) is not int or not 0 <= rid <= _U64_MAX:
-                raise ValueError(f"recipient_id {rid!r} is not an unsigned 64-bit integer")
-            w = ward_index[doc["ward"]]
-            c = _CHANNEL_INDEX[doc["channel"]]
-            lang = _LANGUAGE_INDEX[doc["language"]]
-            test = doc.get("test_audience", False) is True
-        except (ValueError, KeyError, TypeError) as exc:
-            errors.append(f"{type(exc).__name__}: {exc}")
-            continue
-        ids.append(rid)
-        ward.append(w)
-        channel.append(c)
-        language.append(lang)
-        flags.append(1 if test else 0)
-        deleted.append(False)
-    batch = ChangeBatch(
-        ids=np.array(ids, dtype=np.uint64),
-        ward=np.array(ward, dtype=np.uint16),
-        channel=np.array(channel, dtype=np.uint8),
-        language=np.array(language, dtype=np.uint8),
-        flags=np.array(flags, dtype=np.uint8),
-        deleted=np.array(deleted, dtype=np.bool_),
-    )
-    return batch, errors
-
-
-def _empty_u8() -> npt.NDArray[np.uint8]:
-    return np.empty(0, dtype=np.uint8)
-
-
 @dataclass(slots=True)
 class DirectoryPartition:
     """Subscribers of one partition, sorted by id, one numpy column per attribute.
@@ -129,11 +146,15 @@ class DirectoryPartition:
     selection, so replaying millions of changes costs one sort, not one per batch.
     """
 
-    ids: npt.NDArray[np.uint64] = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
-    ward: npt.NDArray[np.uint16] = field(default_factory=lambda: np.empty(0, dtype=np.uint16))
-    channel: npt.NDArray[np.uint8] = field(default_factory=_empty_u8)
-    language: npt.NDArray[np.uint8] = field(default_factory=_empty_u8)
-    flags: npt.NDArray[np.uint8] = field(default_factory=_empty_u8)
+    ids: npt.NDArray[np.uint64] = field(default_factory=lambda: _empty(np.uint64))
+    ward: npt.NDArray[np.uint16] = field(default_factory=lambda: _empty(np.uint16))
+    cell: npt.NDArray[np.uint64] = field(default_factory=lambda: _empty(np.uint64))
+    channel: npt.NDArray[np.uint8] = field(default_factory=lambda: _empty(np.uint8))
+    channel2: npt.NDArray[np.uint8] = field(default_factory=lambda: _empty(np.uint8))
+    channel3: npt.NDArray[np.uint8] = field(default_factory=lambda: _empty(np.uint8))
+    language: npt.NDArray[np.uint8] = field(default_factory=lambda: _empty(np.uint8))
+    flags: npt.NDArray[np.uint8] = field(default_factory=lambda: _empty(np.uint8))
+    optout: npt.NDArray[np.uint16] = field(default_factory=lambda: _empty(np.uint16))
     _pending: list[ChangeBatch] = field(default_factory=list)
     _pending_rows: int = 0
 
@@ -144,7 +165,7 @@ class DirectoryPartition:
     @property
     def nbytes(self) -> int:
         """Bytes held by the index columns (the per-subscriber cost)."""
-        return sum(a.nbytes for a in (self.ids, self.ward, self.channel, self.language, self.flags))
+        return int(self.ids.nbytes) + sum(int(getattr(self, c).nbytes) for c in COLUMNS)
 
     def apply(self, batch: ChangeBatch, *, compact_after: int = 2_000_000) -> None:
         """Buffer a batch of changes; merges when enough are pending."""
@@ -159,14 +180,10 @@ class DirectoryPartition:
         """Merge pending changes: the last change per id wins; tombstones remove."""
         if not self._pending:
             return
-        changes = ChangeBatch.concat(self._pending)
+        changes = ChangeBatch.concat(self._pending).last_per_id()
         self._pending.clear()
         self._pending_rows = 0
-        # last change per id: unique over the reversed batch keeps the first (= latest) index
-        rev_ids = changes.ids[::-1]
-        uniq, first_in_rev = np.unique(rev_ids, return_index=True)
-        last = len(changes) - 1 - first_in_rev
-        deleted = changes.deleted[last]
+        uniq, deleted = changes.ids, changes.deleted
 
         n = self.ids.shape[0]
         pos = np.searchsorted(self.ids, uniq)
@@ -174,29 +191,50 @@ class DirectoryPartition:
         found[found] = self.ids[pos[found]] == uniq[found]
 
         upd = found & ~deleted
-        at, src = pos[upd], last[upd]
-        self.ward[at] = changes.ward[src]
-        self.channel[at] = changes.channel[src]
-        self.language[at] = changes.language[src]
-        self.flags[at] = changes.flags[src]
+        at = pos[upd]
+        for name in COLUMNS:
+            getattr(self, name)[at] = getattr(changes, name)[upd]
 
         keep = np.ones(n, dtype=np.bool_)
         keep[pos[found & deleted]] = False
 
         new = ~found & ~deleted
-        at, src = pos[new], last[new]
+        at = pos[new]
+        if not new.any():
+            if not keep.all():
+                self.ids = self.ids[keep]
+                for name in COLUMNS:
+                    setattr(self, name, getattr(self, name)[keep])
+            return
         merged_keep = np.insert(keep, at, True)
         self.ids = np.insert(self.ids, at, uniq[new])[merged_keep]
-        for name in ("ward", "channel", "language", "flags"):
-            column = getattr(changes, name)
-            merged = np.insert(getattr(self, name), at, column[src])
+        for name in COLUMNS:
+            merged = np.insert(getattr(self, name), at, getattr(changes, name)[new])
             setattr(self, name, merged[merged_keep])
 
-    def select(self, ward_mask: npt.NDArray[np.bool_], *, test_only: bool) -> Selection:
-        """Subscribers whose home ward is in ``ward_mask`` (only test audience if asked)."""
+    def select(
+        self,
+        ward_mask: npt.NDArray[np.bool_],
+        *,
+        test_only: bool,
+        cells: npt.NDArray[np.bool_] | None = None,
+        exclude_optout: int = 0,
+    ) -> Selection:
+        """Subscribers whose home ward is in ``ward_mask`` or whose row is set in ``cells``.
+
+        ``cells`` is a row mask (location cell inside the target area, see
+        :meth:`streams.directory.cells.CellSet.contains`). With ``test_only`` only the test
+        audience. ``exclude_optout``: the alert's category bits; a subscriber who opted out of
+        every one of them is left out (0: nobody is, as for extreme alerts).
+        """
         self.compact()
         hit = ward_mask[self.ward]
+        if cells is not None:
+            hit |= cells
         if test_only:
             hit &= (self.flags & FLAG_TEST) != 0
+        if exclude_optout:
+            alert = np.uint16(exclude_optout)
+            hit &= (alert & ~self.optout) != 0
         idx = np.flatnonzero(hit)
         return Selection(ids=self.ids[idx], channel=self.channel[idx], language=self.language[idx])

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 import orjson
 
-from streams.directory.index import DirectoryPartition, Selection
+from streams.directory.cells import CellSet
+from streams.directory.index import DirectoryPartition, Selection, category_mask
 from streams.encoding import RecordLayout, decimal_digits, digit_runs, lookup_table, rows
-from streams.records import CHANNELS, LANGUAGES, FanoutOrder
+from streams.records import CHANNELS, LANGUAGES, FanoutOrder, Priority
 from streams.regions import RegionRegistry
 
 __all__ = ["TaskEncoder", "select_audience"]
@@ -20,9 +21,21 @@ _LANGUAGE_TOKENS = lookup_table([orjson.dumps(c) for c in LANGUAGES])
 def select_audience(
     order: FanoutOrder, directory: DirectoryPartition, regions: RegionRegistry
 ) -> Selection:
-    """Recipients of ``directory`` that ``order`` targets, in recipient-id order."""
+    """Recipients of ``directory`` that ``order`` targets, in recipient-id order.
+
+    Targeted: home ward under one of the order's region codes, or location cell inside the
+    order's H3 cells (polygons, circles). Then only the test audience if the order is test-only,
+    and without those who opted out of every one of the alert's categories unless the priority
+    is extreme (extreme alerts cannot be opted out of).
+    """
     mask = regions.ward_mask((f"/targets/{i}", code) for i, code in enumerate(order.targets))
-    return directory.select(mask, test_only=order.test_only)
+    cells = None
+    if order.cells:
+        directory.compact()
+        area = CellSet.of(int(c, 16) for c in order.cells)
+        cells = area.contains(directory.cell)
+    optout = 0 if order.priority is Priority.EXTREME else category_mask(order.categories)
+    return directory.select(mask, test_only=order.test_only, cells=cells, exclude_optout=optout)
 
 
 class TaskEncoder:

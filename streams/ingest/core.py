@@ -28,7 +28,8 @@ from streams.records import (
     most_urgent,
     priority_of,
 )
-from streams.regions import RegionRegistry
+from streams.regions import RegionRegistry, Targets
+from streams.regions import resolve_targets as resolve_areas
 
 __all__ = ["Accepted", "Decision", "Duplicate", "Rejected", "decide", "rejection_record"]
 
@@ -105,18 +106,10 @@ def _rejected(exc: PoisonError, doc: dict[str, Any] | None) -> Rejected:
     )
 
 
-def resolve_targets(doc: dict[str, Any], regions: RegionRegistry) -> tuple[str, ...]:
-    """Region codes targeted by every area of every info block; raises at an unknown code."""
-    targets: list[str] = []
-    pointed: list[tuple[str, str]] = []
-    for i, info in enumerate(doc.get("info", ())):
-        for j, area in enumerate(info["area"]):
-            for k, code in enumerate(area.get("regions", ())):
-                pointed.append((f"/info/{i}/area/{j}/regions/{k}", code))
-                if code not in targets:
-                    targets.append(code)
-    regions.ward_mask(pointed)  # raises UnknownRegion at the offending field
-    return tuple(targets)
+def resolve_targets(doc: dict[str, Any], regions: RegionRegistry) -> Targets:
+    """Region codes, H3 cells and categories of every area and info block (regions, geocodes,
+    polygons, circles: :func:`streams.regions.resolve_targets`); raises at the bad field."""
+    return resolve_areas(doc.get("info", ()), regions)
 
 
 def _accept(
@@ -141,7 +134,8 @@ def _accept(
     )
     if plan.duplicate:
         return Duplicate(plan, doc["sender"], doc["identifier"])
-    targets = resolve_targets(doc, regions)
+    targeting = resolve_targets(doc, regions)
+    targets = targeting.codes
     priority = (
         most_urgent(priority_of(info["severity"], info["urgency"]) for info in infos)
         if infos
@@ -189,6 +183,8 @@ def _accept(
                 partition=p,
                 targets=alert.targets,
                 test_only=alert.test_only,
+                cells=targeting.cells,
+                categories=targeting.categories,
                 expires=alert.expires,
             )
             for p in range(partitions)

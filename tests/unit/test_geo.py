@@ -1,0 +1,186 @@
+"""H3 arithmetic, area resolution (geocodes, polygons, circles) and cell-based selection."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import h3
+import numpy as np
+import pytest
+from h3.api import basic_int as h3i
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.directory.cells import CellSet, format_hex, is_cell, parse_hex, to_resolution
+from streams.directory.index import DirectoryPartition
+from streams.directory.synthetic import location_pool, synthetic_subscribers
+from streams.errors import SchemaViolation, UnknownRegion, Unsupported
+from streams.fanout.encode import select_audience
+from streams.records import FanoutOrder, Priority, TaskKind
+from streams.regions import circle_cells, polygon_cells, registry, resolve_targets
+
+HANOI_POLYGON = "21.00,105.80 21.00,105.88 21.06,105.88 21.06,105.80 21.00,105.80"
+HANOI_CIRCLE = "21.03,105.85 4.5"
+
+points = st.tuples(st.floats(-85, 85), st.floats(-179, 179), st.integers(0, 15))
+
+
+@settings(max_examples=300)
+@given(points, st.integers(0, 15))
+def test_vectorized_parent_and_centre_child_match_h3(p: tuple[float, float, int], res: int) -> None:
+    cell = h3i.latlng_to_cell(*p)
+    got = int(to_resolution(np.array([cell], dtype=np.uint64), res)[0])
+    if res <= p[2]:
+        assert got == h3i.cell_to_parent(cell, res)
+    else:
+        assert got == h3i.cell_to_center_child(cell, res)
+
+
+@settings(max_examples=300)
+@given(points, st.lists(st.integers(0, 63), max_size=2))
+def test_is_cell_agrees_with_h3(p: tuple[float, float, int], flips: list[int]) -> None:
+    cell = h3i.latlng_to_cell(*p)
+    for bit in flips:
+        cell ^= 1 << bit
+    assert bool(is_cell(np.array([cell], dtype=np.uint64))[0]) == h3i.is_valid_cell(cell)
+
+
+def test_deleted_pentagon_subcells_are_not_cells() -> None:
+    pentagon = h3i.get_pentagons(3)[0]
+    children = np.array(h3i.cell_to_children(pentagon, 5), dtype=np.uint64)
+    assert is_cell(children).all()
+    fake = (int(pentagon) & ~(7 << 3 * 11) & ~(15 << 52)) | (1 << 3 * 11) | (4 << 52)
+    assert not h3i.is_valid_cell(fake)
+    assert not is_cell(np.array([fake], dtype=np.uint64))[0]
+
+
+def test_hex_round_trip() -> None:
+    cells = location_pool(7)
+    text = format_hex(cells)
+    assert [bytes(r).decode() for r in text[:3]] == [h3.int_to_str(int(c)) for c in cells[:3]]
+    back, ok = parse_hex(text)
+    assert ok.all() and np.array_equal(back, cells)
+
+
+def test_cell_set_contains_a_cell_when_it_or_an_ancestor_is_in_the_set() -> None:
+    pool = location_pool(7)
+    box = [(20.95, 105.75), (20.95, 105.95), (21.12, 105.95), (21.12, 105.75)]
+    cells = h3.polygon_to_cells(h3.LatLngPoly(box), 7)
+    compact = h3.compact_cells(cells)
+    assert len(compact) < len(cells)
+    area = CellSet.of(h3.str_to_int(c) for c in compact)
+    inside = {h3.str_to_int(c) for c in cells}
+    probe = np.concatenate([pool, np.zeros(3, dtype=np.uint64)])
+    assert area.contains(probe).tolist() == [int(c) in inside for c in probe.tolist()]
+    # a directory at a finer resolution: a fine cell is inside if its ancestor is
+    fine = np.array([h3i.cell_to_center_child(int(c), 9) for c in pool], dtype=np.uint64)
+    assert np.array_equal(area.contains(fine), area.contains(pool))
+
+
+def test_polygon_takes_cells_whose_centre_is_inside_and_circle_those_within_radius() -> None:
+    ring = [tuple(map(float, p.split(","))) for p in HANOI_POLYGON.split()]
+    assert set(polygon_cells(ring, 7)) == set(h3.polygon_to_cells(h3.LatLngPoly(ring[:-1]), 7))
+    got = set(circle_cells(21.03, 105.85, 4.5, 7))
+    disk = h3.grid_disk(h3.latlng_to_cell(21.03, 105.85, 7), 10)
+    near = {
+        c for c in disk if h3.great_circle_distance((21.03, 105.85), h3.cell_to_latlng(c)) <= 4.5
+    }
+    assert got == near | {h3.latlng_to_cell(21.03, 105.85, 7)}
+    # a polygon smaller than a cell still targets the cell it lies in
+    tiny = [(21.03, 105.85), (21.03, 105.851), (21.031, 105.851), (21.03, 105.85)]
+    assert polygon_cells(tiny, 7) == [h3.latlng_to_cell(21.0303, 105.8507, 7)]
+
+
+def _infos(**area: object) -> list[dict[str, object]]:
+    return [{"category": ["Met", "Safety"], "area": [{"areaDesc": "x", **area}]}]
+
+
+def test_geocodes_map_to_loa_codes() -> None:
+    r = registry()
+    hanoi_ward = next(c for c in r.ward_codes if c.startswith("VN-01-"))
+    pairs = [
+        {"valueName": "LOA", "value": "VN-79"},
+        {"valueName": "VN-PROVINCE", "value": "48"},
+        {"valueName": "VN-WARD", "value": hanoi_ward[-5:]},
+    ]
+    targets = resolve_targets(_infos(geocode=pairs, regions=["VN-79"]), r)
+    assert targets.codes == ("VN-79", "VN-48", hanoi_ward)
+    assert targets.cells == ()
+    assert targets.categories == ("Met", "Safety")
+
+
+@pytest.mark.parametrize(
+    ("pair", "pointer"),
+    [
+        ({"valueName": "SAME", "value": "006113"}, "/info/0/area/0/geocode/0/valueName"),
+        ({"valueName": "VN-PROVINCE", "value": "99"}, "/info/0/area/0/geocode/0/value"),
+        ({"valueName": "VN-WARD", "value": "99999"}, "/info/0/area/0/geocode/0/value"),
+        ({"valueName": "LOA", "value": "VN-01-99999"}, "/info/0/area/0/geocode/0/value"),
+    ],
+)
+def test_unknown_geocodes_are_rejected_at_their_field(pair: dict[str, str], pointer: str) -> None:
+    with pytest.raises(UnknownRegion) as info:
+        resolve_targets(_infos(geocode=[pair]), registry())
+    assert info.value.pointer == pointer
+
+
+def test_polygons_and_circles_resolve_to_compacted_cells() -> None:
+    targets = resolve_targets(_infos(polygon=[HANOI_POLYGON], circle=[HANOI_CIRCLE]), registry())
+    assert targets.codes == ()
+    expanded = set(h3.uncompact_cells(list(targets.cells), 7))
+    ring = [tuple(map(float, p.split(","))) for p in HANOI_POLYGON.split()]
+    assert expanded == set(polygon_cells(ring, 7)) | set(circle_cells(21.03, 105.85, 4.5, 7))
+
+
+@pytest.mark.parametrize(
+    ("area", "error", "pointer"),
+    [
+        ({"polygon": ["21,105 21,106 22,106"]}, SchemaViolation, "/info/0/area/0/polygon/0"),
+        ({"polygon": ["21,105 21,106 22,106 21,107"]}, SchemaViolation, "/info/0/area/0/polygon/0"),
+        ({"polygon": ["a,b c,d e,f a,b"]}, SchemaViolation, "/info/0/area/0/polygon/0"),
+        ({"polygon": ["48,2 48,3 49,3 48,2"]}, UnknownRegion, "/info/0/area/0/polygon/0"),
+        ({"circle": ["21.03,105.85"]}, SchemaViolation, "/info/0/area/0/circle/0"),
+        ({"circle": ["21.03,105.85 -1"]}, SchemaViolation, "/info/0/area/0/circle/0"),
+        ({"circle": ["48.8,2.3 5"]}, UnknownRegion, "/info/0/area/0/circle/0"),
+        ({"circle": ["16,107 3000"]}, Unsupported, "/info/0/area/0/circle/0"),
+    ],
+)
+def test_bad_shapes_are_rejected_at_their_field(
+    area: dict[str, list[str]], error: type[Exception], pointer: str
+) -> None:
+    with pytest.raises(error) as info:
+        resolve_targets(_infos(**area), registry())
+    assert info.value.pointer == pointer  # type: ignore[attr-defined]
+
+
+def _order(**fields: object) -> FanoutOrder:
+    values: dict[str, object] = {
+        "alert_id": "a/1",
+        "version": 1,
+        "kind": TaskKind.ALERT,
+        "priority": Priority.SEVERE,
+        "partition": 0,
+        "targets": (),
+        "test_only": False,
+    }
+    values.update(fields)
+    return FanoutOrder(**values)  # type: ignore[arg-type]
+
+
+def test_audience_is_wards_or_cells_inside_minus_opt_outs_unless_extreme() -> None:
+    r = registry()
+    subs = synthetic_subscribers(30_000, 8, r, optout_share=0.2)
+    index = DirectoryPartition()
+    index.apply(subs)
+    targets = resolve_targets(_infos(polygon=[HANOI_POLYGON], regions=["VN-48"]), r)
+    inside = {h3.str_to_int(c) for c in h3.uncompact_cells(list(targets.cells), 7)}
+    in_area = np.isin(subs.cell, np.array(sorted(inside), dtype=np.uint64))
+    in_ward = r.ward_mask([("/0", "VN-48")])[subs.ward]
+    met_safety = 0b110
+    opted = (subs.optout & met_safety) == met_safety
+    order = _order(targets=targets.codes, cells=targets.cells, categories=targets.categories)
+    got = select_audience(order, index, r)
+    assert set(got.ids.tolist()) == set(subs.ids[(in_area | in_ward) & ~opted].tolist())
+    assert in_area.sum() > 100 and (opted & (in_area | in_ward)).sum() > 0
+    extreme = select_audience(replace(order, priority=Priority.EXTREME), index, r)
+    assert set(extreme.ids.tolist()) == set(subs.ids[in_area | in_ward].tolist())
