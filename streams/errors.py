@@ -38,8 +38,8 @@ from enum import StrEnum
 
 __all__ = [
     "AgenciesNotReady",
-    "BadSignature",
     "AlreadyCancelled",
+    "BadSignature",
     "DirectoryNotReady",
     "Expired",
     "ForbiddenXml",

@@ -48,6 +48,7 @@ from streams.errors import (
     StatusNotAllowed,
     UnknownSender,
 )
+from streams.regions import COUNTRY
 from streams.schemas import validator
 
 __all__ = [
@@ -114,12 +115,15 @@ class Agency:
     #: Highest CAP severity it may use (see :data:`SEVERITY_RANK`).
     max_severity: str
     contact: str = ""
+    #: H3 cells where it may target polygons and circles (see :meth:`covers_cell`).
+    jurisdiction_cells: tuple[str, ...] = ()
     _rank: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", MappingProxyType(dict(self.keys)))
         object.__setattr__(self, "jurisdiction", tuple(self.jurisdiction))
         object.__setattr__(self, "allowed_statuses", tuple(self.allowed_statuses))
+        object.__setattr__(self, "jurisdiction_cells", tuple(self.jurisdiction_cells))
         object.__setattr__(self, "_rank", SEVERITY_RANK[self.max_severity])
 
     def covers(self, code: str) -> bool:
@@ -128,6 +132,28 @@ class Agency:
         Prefixes match whole segments: ``VN-2`` does not cover ``VN-22``.
         """
         return any(code == p or code.startswith(p + "-") for p in self.jurisdiction)
+
+    @property
+    def national(self) -> bool:
+        """Its jurisdiction is the whole country of the region registry (``VN``)."""
+        return COUNTRY in self.jurisdiction
+
+    def covers_cell(self, cell: str) -> bool:
+        """True if the H3 ``cell`` lies inside the agency's area.
+
+        Region codes carry no geometry here, so shapes (polygons, circles, resolved to H3
+        cells) are checked against ``jurisdiction_cells``; a national agency covers every cell
+        (the parser already refuses shapes outside the country). A target cell coarser than a
+        jurisdiction cell is not inside it.
+        """
+        if self.national:
+            return True
+        target = _h3_cell(cell)
+        if target is None:
+            return False
+        res = _h3_res(target)
+        areas = (a for a in map(_h3_cell, self.jurisdiction_cells) if a is not None)
+        return any(res >= _h3_res(a) and _h3_parent(target, _h3_res(a)) == a for a in areas)
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -140,6 +166,8 @@ class Agency:
         }
         if self.contact:
             doc["contact"] = self.contact
+        if self.jurisdiction_cells:
+            doc["jurisdiction_cells"] = list(self.jurisdiction_cells)
         return doc
 
     def to_json(self) -> bytes:
@@ -204,6 +232,7 @@ def parse_agency(doc: object, *, key: str | None = None) -> Agency:
         allowed_statuses=tuple(doc["allowed_statuses"]),
         max_severity=doc["max_severity"],
         contact=doc.get("contact", ""),
+        jurisdiction_cells=tuple(doc.get("jurisdiction_cells", ())),
     )
 
 
@@ -249,6 +278,31 @@ def with_key(agency: Agency, key_id: str, public_key: bytes) -> Agency:
     doc = agency.to_doc()
     doc["keys"][key_id] = base64.b64encode(public_key).decode("ascii")
     return parse_agency(doc)
+
+
+# H3 index bits (h3geo.org, "H3 index representation"): mode in bits 59-62 (1 = cell), the
+# resolution in bits 52-55, then 15 digits of 3 bits, unused digits set to 7. Done by hand so
+# that checking a parent needs no geometry library.
+_H3_RES_SHIFT = 52
+
+
+def _h3_cell(text: str) -> int | None:
+    try:
+        value = int(text, 16)
+    except ValueError:
+        return None
+    return value if (value >> 59) & 0xF == 1 else None
+
+
+def _h3_res(cell: int) -> int:
+    return (cell >> _H3_RES_SHIFT) & 0xF
+
+
+def _h3_parent(cell: int, res: int) -> int:
+    parent = (cell & ~(0xF << _H3_RES_SHIFT)) | (res << _H3_RES_SHIFT)
+    for digit in range(res + 1, 16):
+        parent |= 7 << ((15 - digit) * 3)
+    return parent
 
 
 def _id_hint(doc: object) -> str | None:
@@ -394,12 +448,14 @@ def authorize(
     status: Pointed,
     severities: Iterable[Pointed],
     region_codes: Iterable[Pointed],
+    cells: Iterable[Pointed] = (),
 ) -> None:
     """Return if ``agency`` may publish this; else raise at the first offending field.
 
-    Checks the status, then each severity, then each region code (Loa codes; the caller resolves
-    geocodes, polygons and circles to codes first). Each argument is ``(pointer, value)``.
-    Raises :class:`StatusNotAllowed`, :class:`SeverityNotAllowed` or :class:`OutOfJurisdiction`.
+    Checks the status, then each severity, then each region code (Loa codes, geocodes already
+    resolved to codes), then each H3 cell of the polygons and circles (:meth:`Agency.covers_cell`).
+    Each argument is ``(pointer, value)``. Raises :class:`StatusNotAllowed`,
+    :class:`SeverityNotAllowed` or :class:`OutOfJurisdiction`.
     """
     pointer, value = status
     if value not in agency.allowed_statuses:
@@ -420,6 +476,14 @@ def authorize(
             area = ", ".join(agency.jurisdiction) or "none"
             raise OutOfJurisdiction(
                 f"{value!r} is outside the jurisdiction of agency {agency.id!r} ({area})",
+                pointer=pointer,
+            )
+    for pointer, value in cells:
+        if not agency.covers_cell(value):
+            raise OutOfJurisdiction(
+                f"the shape reaches H3 cell {value} outside the jurisdiction of agency "
+                f"{agency.id!r}"
+                + ("" if agency.jurisdiction_cells else " (it has no jurisdiction_cells)"),
                 pointer=pointer,
             )
 

@@ -242,6 +242,50 @@ def test_empty_jurisdiction_covers_nothing_but_an_alert_without_targets_passes()
         _authorize(nowhere, ["VN"])
 
 
+# H3 cells near Hạ Long (Quảng Ninh) and in Ho Chi Minh City, fixed so the test needs no h3.
+QN_RES4 = "8441425ffffffff"
+QN_RES8 = "8841424025fffff"  # inside QN_RES4
+QN_RES2 = "824147fffffffff"  # the res-2 parent of QN_RES8: coarser than QN_RES4
+HCM_RES8 = "8865b5644dfffff"
+
+
+def test_shape_cells_must_lie_in_the_jurisdiction_cells() -> None:
+    province = _agency(PROVINCE_KEY, ("VN-22",), jurisdiction_cells=(QN_RES4,))
+    assert province.covers_cell(QN_RES8) and province.covers_cell(QN_RES4)
+    assert not province.covers_cell(HCM_RES8)
+    assert not province.covers_cell(QN_RES2)
+    assert not province.covers_cell("not-a-cell")
+    authorize(
+        province,
+        status=("/status", "Actual"),
+        severities=(),
+        region_codes=(),
+        cells=[("/info/0/area/0/polygon/0", QN_RES8)],
+    )
+    with pytest.raises(OutOfJurisdiction) as err:
+        authorize(
+            province,
+            status=("/status", "Actual"),
+            severities=(),
+            region_codes=(),
+            cells=[("/info/0/area/0/polygon/0", QN_RES8), ("/info/0/area/1/circle/0", HCM_RES8)],
+        )
+    assert err.value.pointer == "/info/0/area/1/circle/0"
+
+
+def test_shapes_need_jurisdiction_cells_unless_national() -> None:
+    assert NATIONAL.covers_cell(HCM_RES8)
+    assert not PROVINCE.covers_cell(QN_RES8)  # fail closed: no cells registered
+    with pytest.raises(OutOfJurisdiction, match="no jurisdiction_cells"):
+        authorize(
+            PROVINCE,
+            status=("/status", "Actual"),
+            severities=(),
+            region_codes=(),
+            cells=[("/info", QN_RES8)],
+        )
+
+
 @pytest.mark.parametrize("status", ["System", "Draft", "actual", ""])
 def test_status_outside_the_allowed_ones_is_rejected(status: str) -> None:
     with pytest.raises(StatusNotAllowed) as err:
@@ -285,9 +329,10 @@ def test_deploy_agency_files_are_valid() -> None:
 
 
 def test_agency_round_trips_through_its_record() -> None:
-    value = NATIONAL.to_json()
-    validator("agency").validate(orjson.loads(value))
-    assert decode_agency_record(b"nchmf.gov.vn", value) == NATIONAL
+    for agency in (NATIONAL, _agency(PROVINCE_KEY, ("VN-22",), jurisdiction_cells=(QN_RES4,))):
+        value = agency.to_json()
+        validator("agency").validate(orjson.loads(value))
+        assert decode_agency_record(agency.id.encode(), value) == agency
 
 
 @pytest.mark.parametrize(
