@@ -42,8 +42,9 @@ rules:  ## promtool: check and unit-test the Prometheus alert rules (installs pr
 	promtool check rules deploy/prometheus/rules/*.yml
 	promtool test rules deploy/prometheus/tests/*.test.yml
 
-bench: setup  ## fan-out benchmark vs the producer ceiling; writes benchmarks/results/*.json
+bench: setup  ## fan-out and directory benchmarks; writes benchmarks/results/*.json
 	$(BIN)/python -m benchmarks.fanout
+	$(BIN)/python -m benchmarks.directory
 
 kafka-start: setup  ## start the local dev broker
 	bash deploy/kafka/kafka.sh start

@@ -1,0 +1,209 @@
+"""Directory benchmark: index memory, national selection, restore and load rate.
+
+In-process, on one core (no broker): bytes per subscriber of the index, the time to select a
+national audience (and a polygon audience, and a severe alert with opt-outs) among N
+subscribers held by one partition, and the time to restore N subscribers from their change
+records (decode + merge). Against the real broker: the directory load rate (``write_changes``,
+batch producer, ``acks=all``) and a full restore by :class:`DirectoryService` (fetch + decode +
+merge) of the loaded subscribers.
+
+    python -m benchmarks.directory [--subscribers 10000000] [--broker-subscribers 2000000]
+
+Uses LOA_BOOTSTRAP_SERVERS if set, else starts the dev broker on port 19550 (its own data
+directory under /tmp) and stops it after. Writes benchmarks/results/directory.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from streams.directory.index import DirectoryPartition
+from streams.directory.load import write_changes
+from streams.directory.service import DirectoryService
+from streams.directory.synthetic import synthetic_subscribers
+from streams.directory.wire import decode_changes, encode_subscribers
+from streams.fanout.encode import select_audience
+from streams.kafka import create_topics
+from streams.localrun import start_broker, stop_broker
+from streams.records import FanoutOrder, Priority, TaskKind
+from streams.regions import registry, resolve_targets
+from streams.settings import Settings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+HANOI = "20.90,105.70 20.90,105.95 21.15,105.95 21.15,105.70 20.90,105.70"
+_CHUNK = 1_000_000
+_DECODE_BATCH = 100_000  # what one consumer fetch hands the directory
+
+
+def _order(**fields: Any) -> FanoutOrder:
+    values: dict[str, Any] = {
+        "alert_id": "bench/1",
+        "version": 1,
+        "kind": TaskKind.ALERT,
+        "priority": Priority.EXTREME,
+        "partition": 0,
+        "targets": ("VN",),
+        "test_only": False,
+    }
+    values.update(fields)
+    return FanoutOrder(**values)
+
+
+def _best(fn: Any, repeat: int = 3) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - started)
+    return best, out
+
+
+def in_process(n: int) -> dict[str, Any]:
+    regions = registry()
+    index = DirectoryPartition()
+    restore_s = 0.0
+    records = 0
+    for start in range(0, n, _CHUNK):
+        size = min(_CHUNK, n - start)
+        subs = synthetic_subscribers(size, start + 1, regions, id_base=start, optout_share=0.02)
+        encoded = encode_subscribers(subs, regions)
+        del subs
+        started = time.perf_counter()
+        for at in range(0, len(encoded), _DECODE_BATCH):
+            batch, errors = decode_changes(encoded[at : at + _DECODE_BATCH], regions)
+            assert not errors, errors[:3]
+            index.apply(batch)
+        restore_s += time.perf_counter() - started
+        records += len(encoded)
+        del encoded
+        gc.collect()
+    started = time.perf_counter()
+    index.compact()
+    restore_s += time.perf_counter() - started
+    assert len(index) == n
+
+    national_s, national = _best(lambda: select_audience(_order(), index, regions))
+    assert len(national) == n
+    area = resolve_targets(
+        [{"category": ["Met"], "area": [{"areaDesc": "Hà Nội", "polygon": [HANOI]}]}], regions
+    )
+    polygon = _order(targets=(), cells=area.cells)
+    polygon_s, in_polygon = _best(lambda: select_audience(polygon, index, regions))
+    severe = _order(priority=Priority.SEVERE, categories=("Met",))
+    optout_s, with_optouts = _best(lambda: select_audience(severe, index, regions))
+    return {
+        "subscribers": n,
+        "index_bytes": index.nbytes,
+        "bytes_per_subscriber": index.nbytes / n,
+        "national_select_s": national_s,
+        "polygon_select_s": polygon_s,
+        "polygon_audience": len(in_polygon),
+        "polygon_cells_compacted": len(area.cells),
+        "severe_with_optouts_select_s": optout_s,
+        "severe_audience": len(with_optouts),
+        "restore_in_process_s": restore_s,
+        "restore_in_process_per_s": records / restore_s,
+    }
+
+
+async def on_broker(settings: Settings, n: int) -> dict[str, Any]:
+    regions = registry()
+    await create_topics(settings)
+    subs = synthetic_subscribers(n, 7, regions, optout_share=0.02)
+    started = time.perf_counter()
+    written = await write_changes(settings, subs, regions)
+    load_s = time.perf_counter() - started
+    del subs
+    gc.collect()
+
+    service = DirectoryService(settings, regions)
+    await service.start()
+    try:
+        started = time.perf_counter()
+        await service.assign(set(range(settings.partitions)))
+        total = 0
+        for p in range(settings.partitions):
+            total += len(await service.ready(p, timeout_s=600))
+        restore_s = time.perf_counter() - started
+    finally:
+        await service.stop()
+    assert total == n, (total, n)
+    return {
+        "subscribers": n,
+        "partitions": settings.partitions,
+        "load_s": load_s,
+        "load_per_s": written / load_s,
+        "restore_s": restore_s,
+        "restore_per_s": n / restore_s,
+    }
+
+
+async def main(n: int, broker_n: int, partitions: int) -> dict[str, Any]:
+    local = in_process(n)
+    print(
+        f"{n:,} subscribers in one partition (one core): "
+        f"{local['bytes_per_subscriber']:.1f} B/subscriber (target <= 64) | "
+        f"national select {local['national_select_s'] * 1000:.0f} ms (target <= 1000) | "
+        f"polygon {local['polygon_select_s'] * 1000:.0f} ms "
+        f"({local['polygon_audience']:,} inside) | "
+        f"severe with opt-outs {local['severe_with_optouts_select_s'] * 1000:.0f} ms | "
+        f"restore (decode + merge) {local['restore_in_process_s']:.1f} s "
+        f"({local['restore_in_process_per_s']:,.0f}/s)",
+        flush=True,
+    )
+    bootstrap = os.environ.get("LOA_BOOTSTRAP_SERVERS")
+    base = Settings(bootstrap_servers=bootstrap or "127.0.0.1:19550", partitions=partitions)
+    broker: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory(prefix="loa-bench-dir-") as tmp:
+        os.environ.setdefault("LOA_KAFKA_PORT", "19550")
+        os.environ.setdefault("LOA_KAFKA_DIR", str(Path(tmp) / "kafka"))
+        started_broker = False if bootstrap else start_broker(base)
+        try:
+            tag = uuid.uuid4().hex[:8]
+            settings = Settings(
+                bootstrap_servers=base.bootstrap_servers,
+                partitions=partitions,
+                topic_prefix=f"bench-dir-{tag}",
+                app_id=f"bench-dir-{tag}",
+                data_dir=str(Path(tmp) / tag),
+            )
+            broker = await on_broker(settings, broker_n)
+        finally:
+            if started_broker:
+                stop_broker(base)
+    print(
+        f"{broker_n:,} subscribers on the broker ({partitions} partitions): "
+        f"load {broker['load_per_s']:,.0f}/s (target >= 500,000) | "
+        f"restore by a worker {broker['restore_s']:.1f} s ({broker['restore_per_s']:,.0f}/s), "
+        f"{n:,} at that rate: {n / broker['restore_per_s']:.0f} s",
+        flush=True,
+    )
+    report = {
+        "benchmark": "directory",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "in_process": local,
+        "broker": broker,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "directory.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=10_000_000)
+    parser.add_argument("--broker-subscribers", type=int, default=2_000_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    args = parser.parse_args()
+    asyncio.run(main(args.subscribers, args.broker_subscribers, args.partitions))
