@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import MappingProxyType
 
-from streams.errors import AgenciesNotReady
+from streams.errors import AgenciesNotReady, InvalidAgency
 from streams.ingest.agencies import (
     Agency,
     AgencyRegistry,
@@ -32,6 +32,7 @@ from streams.ingest.agencies import (
     load_private_key,
     new_key_pair,
     read_public_key_file,
+    with_key,
     write_key_pair,
 )
 from streams.kafka import make_producer, read_to_end
@@ -134,19 +135,23 @@ async def ensure_local_key(
     settings: Settings, agency_id: str, key_dir: Path, *, agencies_path: Path
 ) -> KeyPair:
     """For the demo and tests: the key ``<agency>/local`` in ``key_dir`` (made on first use),
-    registered with the agencies at ``agencies_path`` (which must include ``agency_id``).
+    registered with that agency's record from ``agencies_path`` (a file or directory holding it).
 
-    The private key never leaves ``key_dir``; the same key is reused on later runs.
+    Only ``agency_id``'s record is written, so registering keys for several agencies one after
+    the other keeps each. The private key never leaves ``key_dir``; later runs reuse it.
+    Raises :class:`~streams.errors.InvalidAgency` if ``agencies_path`` has no such agency.
     """
+    agency = next((a for a in load_agency_files(agencies_path) if a.id == agency_id), None)
+    if agency is None:
+        raise InvalidAgency(f"{agencies_path} has no agency {agency_id!r}", agency=agency_id)
     key_id = f"{agency_id}/local"
     private_path = key_dir / f"{key_file_stem(key_id)}.key"
     if private_path.exists():
         key = load_private_key(private_path.read_bytes())
-        public_path = private_path.with_suffix(".pub.json")
     else:
         key = new_key_pair(agency_id, key_id)
-        _, public_path = write_key_pair(key, key_dir)
-    await load_agencies(settings, agencies_path, key_files=[public_path])
+        write_key_pair(key, key_dir)
+    await publish_agencies(settings, [with_key(agency, key.key_id, key.public_key)])
     return key
 
 

@@ -12,7 +12,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.errors import AgenciesNotReady, BadSignature, OutOfJurisdiction, UnknownSender
+from streams.errors import (
+    AgenciesNotReady,
+    BadSignature,
+    InvalidAgency,
+    OutOfJurisdiction,
+    UnknownSender,
+)
 from streams.ingest.agencies import (
     Agency,
     AgencyRegistry,
@@ -222,6 +228,10 @@ async def test_local_key_is_made_once_and_registered_for_the_test_agency(
     first = await ensure_local_key(settings, "test.agency.vn", tmp_path, agencies_path=testing)
     again = await ensure_local_key(settings, "test.agency.vn", tmp_path, agencies_path=testing)
     assert again.public_key == first.public_key
+    province = await ensure_local_key(settings, AGENCY, tmp_path, agencies_path=AGENCIES_DIR)
+    with pytest.raises(InvalidAgency, match="has no agency"):
+        await ensure_local_key(settings, "test.agency.vn", tmp_path, agencies_path=AGENCIES_DIR)
     registry = await service.ready(timeout_s=30)
-    assert set(registry.agencies) == {"test.agency.vn"}
+    assert set(registry.agencies) == {"test.agency.vn", AGENCY}  # one record per call
     assert verify_headers(registry, "test.agency.vn", RAW, signature_headers(again, RAW))
+    assert verify_headers(registry, AGENCY, RAW, signature_headers(province, RAW))
