@@ -112,7 +112,7 @@ class Metrics:
         )
         self.time_to_first_task = Histogram(
             "loa_fanout_time_to_first_task_seconds",
-            "From the fan-out order being written by ingest to its first task produced.",
+            "From the fan-out order being written (else started) to its first task produced.",
             ["priority"],
             buckets=_FIRST_TASK_SECONDS,
             registry=r,
@@ -213,7 +213,7 @@ class Metrics:
         """``n`` targeted recipients got no task, for ``reason`` in :data:`SUPPRESSION_REASONS`."""
         if reason not in SUPPRESSION_REASONS:
             raise ValueError(f"unknown suppression reason {reason!r}")
-        if n:
+        if n > 0:
             self.tasks_suppressed.labels(reason, priority).inc(n)
 
     def throttled(self, channel: str, seconds: float) -> None:
@@ -221,13 +221,20 @@ class Metrics:
         if seconds > 0:
             self.throttle_wait.labels(channel).inc(seconds)
 
-    def order_finished(self, done: Progress, *, written_at: float | None) -> None:
-        """A fan-out order completed; ``written_at``: Unix seconds the order was written."""
+    def order_finished(self, done: Progress, *, written_at: float | None = None) -> None:
+        """A fan-out order completed (or stopped).
+
+        Time to first task counts from ``written_at`` (Unix seconds the order was written),
+        else from the order's start. An order stopped by a Cancel or its expiry counts the
+        recipients it did not reach as suppressed for that reason.
+        """
         end = done.finished_at or done.started_at
         self.fanout_duration.labels(done.priority).observe(max(end - done.started_at, 0.0))
-        if done.first_task_at is not None and written_at:
-            first = done.first_task_at - written_at
+        if done.first_task_at is not None:
+            first = done.first_task_at - (written_at or done.started_at)
             self.time_to_first_task.labels(done.priority).observe(max(first, 0.0))
+        if done.stopped in SUPPRESSION_REASONS:
+            self.suppressed(done.stopped, done.targeted - done.emitted, done.priority)
 
     # -- receipts -------------------------------------------------------------------------------
 

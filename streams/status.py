@@ -5,9 +5,11 @@ suppressed per order partition, written by the fan-out) and ``loa.receipts.progr
 and failed per receipts partition, written by :mod:`streams.receipts`). :func:`summarize` is
 the pure part; :class:`StatusReader` follows the topics incrementally (for ``--watch``).
 
-Suppressions are read from an optional ``suppressed`` object (``{reason: count}``) in the
-progress record; the fan-out stages that suppress (dedup, caps, opt-outs, expiry, cancel) write
-it there and count :meth:`streams.metrics.Metrics.suppressed`.
+Suppressions are read from the progress record: an order ``stopped`` by a Cancel or its expiry
+suppresses the recipients it did not reach (``targeted - emitted``, under that reason), and an
+optional ``suppressed`` object (``{reason: count}``) carries the stages that drop recipients
+before emission (dedup, caps, opt-outs); they also count
+:meth:`streams.metrics.Metrics.suppressed`.
 
 "Done" means the fan-out finished on every partition and every emitted task has a receipt.
 """
@@ -81,6 +83,11 @@ def summarize(
         done += bool(doc.get("done"))
         for reason, n in (doc.get("suppressed") or {}).items():
             suppressed[str(reason)] += int(n)
+        stopped = doc.get("stopped")
+        if stopped and doc.get("done"):  # a Cancel or expiry ended it: the rest is suppressed
+            rest = int(doc.get("targeted", 0)) - int(doc.get("emitted", 0))
+            if rest > 0:
+                suppressed[str(stopped)] += rest
     for doc in tallies:
         if doc.get("alert_id") != alert_id or doc.get("version") != version:
             continue

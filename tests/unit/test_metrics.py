@@ -91,6 +91,12 @@ def test_order_finished_observes_duration_and_time_to_first_task() -> None:
     assert samples[("loa_fanout_duration_seconds_sum", (("priority", "severe"),))] == 2.0
     key = ("loa_fanout_time_to_first_task_seconds_sum", (("priority", "severe"),))
     assert samples[key] == 1.5
+    stopped = Progress("a/1", 1, 0, "severe", 10, 4, True, 100.0, 100.5, 101.0, "expired")
+    metrics.order_finished(stopped)  # no write time: from the order's start
+    samples = _samples(metrics)
+    assert samples[key] == 2.0
+    reason = ("loa_tasks_suppressed_total", (("priority", "severe"), ("reason", "expired")))
+    assert samples[reason] == 6.0
 
 
 def test_metrics_are_served_over_http_on_the_configured_host_and_port() -> None:

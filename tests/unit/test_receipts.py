@@ -130,3 +130,19 @@ def test_status_sums_partitions_and_is_done_when_every_task_has_a_receipt() -> N
     assert "a/1 v1: done" in text
     assert "(cap 4)" in text and "(unreachable 1)" in text
     assert not summarize("a/1", 1, 2, progress[:1], []).fanout_done
+
+
+def test_a_stopped_order_counts_its_unreached_recipients_as_suppressed() -> None:
+    progress = [
+        {
+            "alert_id": "a/1",
+            "version": 1,
+            "partition": 0,
+            "targeted": 10,
+            "emitted": 4,
+            "done": True,
+            "stopped": "cancelled",
+        },
+    ]
+    status = summarize("a/1", 1, 1, progress, [])
+    assert status.suppressed == {"cancelled": 6}
