@@ -2,12 +2,17 @@
 
 Agents (each ``concurrency=1``: Faust may commit past a record still in flight otherwise):
 
-* ``ingest`` on ``loa.alerts.inbound``: :func:`streams.ingest.decide`, then the decision is
-  written (rejection, or accepted alert plus one order per directory partition) before the
-  next record is read. It catches everything: Faust acks a record when an agent raises, so an
+* ``ingest`` on ``loa.alerts.inbound`` (one partition: alerts are few, and their lifecycle
+  needs a total order): :func:`streams.ingest.decide` against the lifecycle state (a replica of
+  the compacted ``loa.alerts.accepted``), then the decision (rejection or duplicate, or the
+  accepted message plus one order per directory partition) is written in one Kafka transaction
+  together with the inbound offset, so each inbound record gets exactly one decision even
+  across crashes. It catches everything: Faust acks a record when an agent raises, so an
   uncaught exception would silently drop it.
-* ``fanout`` on ``loa.fanout.orders``: waits for its directory partition to catch up, then
-  :func:`streams.fanout.emitter.emit_order`. Retriable failures are retried in place.
+* ``fanout`` on ``loa.fanout.orders``: hands each order to the
+  :class:`~streams.fanout.scheduler.FanoutScheduler`, which owns the orders of the partitions
+  this worker holds (restored from Kafka on assignment) and emits them chunk by chunk in
+  transactions, most urgent first.
 
 Loa owns its producer (``acks=all``, idempotent) instead of Faust's, and the directory owns
 its consumer (replay from offset 0 on assignment).
@@ -17,19 +22,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
 import mode
-from aiokafka import AIOKafkaProducer
+import orjson
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from streams.directory.service import DirectoryService
 from streams.errors import LoaError, RejectionCode
-from streams.fanout.emitter import emit_order
-from streams.ingest import Accepted, Rejected, decide, rejection_record
+from streams.fanout.scheduler import FanoutScheduler
+from streams.ingest import Accepted, Duplicate, Rejected, decide, rejection_record
+from streams.ingest.lifecycle import LifecycleState, Plan
 from streams.kafka import create_topics, make_producer
-from streams.records import FanoutOrder, Progress
+from streams.metrics import LagSampler, Metrics, serve, shutdown
+from streams.receipts import ReceiptsAgent
+from streams.records import FanoutOrder
 from streams.regions import RegionRegistry, registry
+from streams.replica import CompactedReplica
 from streams.settings import Settings
 
 __all__ = ["Runtime", "create_app"]
@@ -46,7 +58,48 @@ class Runtime:
         self.settings = settings
         self.regions = regions
         self.directory = DirectoryService(settings, regions)
+        # observability (streams.metrics, streams.receipts): a registry per runtime
+        self.metrics = Metrics()
+        self.receipts = ReceiptsAgent(settings, self.metrics)
+        self.lag = LagSampler(
+            settings,
+            self.metrics,
+            {
+                settings.inbound_topic: settings.app_id,
+                settings.orders_topic: settings.app_id,
+                settings.receipts_topic: self.receipts.group_id,
+            },
+            self.directory.stats,
+        )
+        self._metrics_server: Any = None
         self._producer: AIOKafkaProducer | None = None
+        # ingest: lifecycle state fed by a replica of the accepted topic; decisions are written
+        # by a transactional producer (one transactional id: the inbound topic has one partition)
+        self.lifecycle = LifecycleState()
+        self.accepted = CompactedReplica(
+            settings,
+            settings.accepted_topic,
+            partitions=1,
+            decode=self._on_accepted,
+            name="accepted",
+        )
+        self._ingest_producer: AIOKafkaProducer | None = None
+        # fan-out: channel limits (live, from a compacted topic) and the scheduler
+        self.channels: CompactedReplica[float] = CompactedReplica(
+            settings,
+            settings.channels_topic,
+            partitions=1,
+            decode=_decode_limit,
+            name="channels",
+        )
+        self.scheduler = FanoutScheduler(
+            settings,
+            regions,
+            self.directory,
+            self.metrics,
+            stop_reason=self.stop_reason,
+            limits=lambda: {k.decode(): v for k, v in self.channels.items().items()},
+        )
         self._started = asyncio.Event()
         self._wanted: set[int] | None = None
 
@@ -60,14 +113,33 @@ class Runtime:
         self._producer = make_producer(self.settings)
         await self._producer.start()
         await self.directory.start()
+        await self.accepted.start()
+        await self.channels.start()
+        await self.scheduler.start()
+        self._ingest_producer = make_producer(
+            self.settings, transactional_id=f"{self.settings.app_id}-ingest-0"
+        )
+        await self._ingest_producer.start()
         if self._wanted is not None:
             await self.directory.assign(self._wanted)
+            await self.scheduler.assign(self._wanted)
+        s = self.settings
+        self._metrics_server = serve(self.metrics, s.metrics_host, s.metrics_port)
+        await self.receipts.start()
+        await self.lag.start()
         self._started.set()
 
     async def stop(self) -> None:
+        await self.lag.stop()
+        await self.receipts.stop()
+        shutdown(self._metrics_server)
+        await self.scheduler.stop()
         await self.directory.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+        await self.accepted.stop()
+        await self.channels.stop()
+        for producer in (self._producer, self._ingest_producer):
+            if producer is not None:
+                await producer.stop()
 
     async def wait_started(self) -> None:
         await self._started.wait()
@@ -76,6 +148,7 @@ class Runtime:
         self._wanted = partitions
         if self._started.is_set():
             await self.directory.assign(partitions)
+            await self.scheduler.assign(partitions)
 
     async def send(
         self, topic: str, value: bytes, *, key: bytes | None = None, partition: int | None = None
@@ -91,13 +164,47 @@ class Runtime:
                 log.warning("write to %s failed (%s); retrying", topic, exc)
                 await asyncio.sleep(_RETRY_BACKOFF_S[attempt])
 
-    async def report(self, progress: Progress) -> None:
-        await self.producer.send(
-            self.settings.progress_topic,
-            progress.to_json(),
-            key=progress.key,
-            partition=progress.partition,
-        )
+    def _on_accepted(self, key: bytes, value: bytes) -> Plan:
+        doc = orjson.loads(value)
+        plan = Plan(doc["message_id"], doc["alert_id"], int(doc["version"]))
+        self.lifecycle.record(plan, doc["msg_type"])
+        return plan
+
+    async def commit_decision(
+        self, outputs: list[tuple[str, bytes, bytes | None, int | None]], message: Any
+    ) -> None:
+        """Write a decision's records and the inbound offset after it in one transaction."""
+        assert self._ingest_producer is not None, "runtime not started"
+        producer = self._ingest_producer
+        offsets = {TopicPartition(message.topic, message.partition): message.offset + 1}
+        for attempt in range(len(_RETRY_BACKOFF_S) + 1):
+            try:
+                async with producer.transaction():
+                    for topic, value, key, partition in outputs:
+                        await producer.send(topic, value, key=key, partition=partition)
+                    await producer.send_offsets_to_transaction(offsets, self.settings.app_id)
+                return
+            except Exception as exc:
+                if attempt == len(_RETRY_BACKOFF_S) or not _retriable(exc):
+                    raise
+                log.warning("decision transaction failed (%s); retrying", exc)
+                await asyncio.sleep(_RETRY_BACKOFF_S[attempt])
+
+    def stop_reason(self, order: FanoutOrder) -> str | None:
+        """Why an order must stop now: its lineage was cancelled or its alert expired."""
+        if self.lifecycle.is_cancelled(order.alert_id):
+            return "cancelled"
+        if order.expires is not None and datetime.fromisoformat(order.expires) <= datetime.now(UTC):
+            return "expired"
+        return None
+
+
+def _decode_limit(key: bytes, value: bytes) -> float:
+    """A channel limit record: ``{"rate": tasks per second}`` for the whole cluster."""
+    rate = orjson.loads(value)["rate"]
+    if not isinstance(rate, int | float) or rate < 0:
+        raise ValueError(f"rate must be a number >= 0, got {rate!r}")
+    return float(rate)
 
 
 def _retriable(exc: BaseException) -> bool:
@@ -151,11 +258,14 @@ def create_app(settings: Settings) -> faust.App:
         await runtime.wait_started()
         async for event in stream.events():
             message = event.message
+            # every decision already on Kafka is in the lifecycle state before this one is made
+            await _lifecycle_ready(runtime)
             decision = decide(
                 message.value,
                 regions=regions,
                 partitions=settings.partitions,
                 max_bytes=settings.max_alert_bytes,
+                state=runtime.lifecycle,
             )
             await _write_decision(runtime, decision, message.value, message)
 
@@ -172,20 +282,80 @@ def create_app(settings: Settings) -> faust.App:
                 )
                 await _write_decision(runtime, rejected, message.value, message)
                 continue
-            await _fan_out(runtime, order, message)
+            await runtime.scheduler.submit(order)
 
     return app
 
 
+async def _lifecycle_ready(runtime: Runtime) -> None:
+    """Wait for the accepted-topic replica; never give up (the record must not be dropped)."""
+    attempt = 0
+    while True:
+        try:
+            await runtime.accepted.ready(timeout_s=runtime.settings.directory_catchup_timeout_s)
+            return
+        except Exception as exc:
+            delay = _RETRY_BACKOFF_S[min(attempt, len(_RETRY_BACKOFF_S) - 1)]
+            attempt += 1
+            log.warning("lifecycle state not ready (%s); retry in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+
+
 async def _write_decision(
-    runtime: Runtime, decision: Accepted | Rejected, raw: bytes | None, message: Any
+    runtime: Runtime, decision: Accepted | Duplicate | Rejected, raw: bytes | None, message: Any
 ) -> None:
+    """Write one decision; for inbound records, atomically with the inbound offset."""
     settings = runtime.settings
-    if isinstance(decision, Rejected):
+    inbound = message.topic == settings.inbound_topic
+    outputs: list[tuple[str, bytes, bytes | None, int | None]] = []
+    if isinstance(decision, Accepted):
+        alert = decision.alert
+        if inbound:
+            alert = replace(alert, inbound_offset=message.offset)
+        for order in decision.orders:
+            outputs.append(
+                (settings.orders_topic, order.to_json(), alert.alert_id.encode(), order.partition)
+            )
+        # the accepted record goes last: it is what marks the message as seen
+        outputs.append((settings.accepted_topic, alert.to_json(), alert.message_id.encode(), None))
+    else:
         value = rejection_record(
             decision, raw, topic=message.topic, partition=message.partition, offset=message.offset
         )
-        await runtime.send(settings.rejected_topic, value)
+        outputs.append((settings.rejected_topic, value, None, None))
+    if inbound:
+        await runtime.commit_decision(outputs, message)
+    else:
+        for topic, value, key, partition in outputs:
+            await runtime.send(topic, value, key=key, partition=partition)
+    if isinstance(decision, Accepted):
+        runtime.lifecycle.record(decision.plan, decision.alert.msg_type)
+        alert = decision.alert
+        runtime.metrics.inbound("accepted")
+        runtime.metrics.accepted(alert.priority.value, alert.status)
+        log.info(
+            "decision=accepted message=%s alert=%s version=%d type=%s priority=%s status=%s"
+            " targets=%d orders=%d",
+            alert.message_id,
+            alert.alert_id,
+            alert.version,
+            alert.msg_type,
+            alert.priority.value,
+            alert.status,
+            len(alert.targets),
+            len(decision.orders),
+        )
+    elif isinstance(decision, Duplicate):
+        runtime.metrics.inbound("duplicate")
+        log.info(
+            "decision=duplicate message=%s alert=%s version=%d",
+            decision.plan.message_id,
+            decision.plan.lineage,
+            decision.plan.version,
+        )
+    else:
+        if inbound:  # failed orders are counted by _fan_out
+            runtime.metrics.inbound("rejected", decision.code.value)
         log.info(
             "decision=rejected code=%s sender=%s identifier=%s pointer=%s message=%s",
             decision.code.value,
@@ -194,68 +364,3 @@ async def _write_decision(
             decision.pointer,
             decision.message,
         )
-        return
-    alert = decision.alert
-    await runtime.send(settings.accepted_topic, alert.to_json(), key=alert.alert_id.encode())
-    for order in decision.orders:
-        await runtime.send(
-            settings.orders_topic,
-            order.to_json(),
-            key=alert.alert_id.encode(),
-            partition=order.partition,
-        )
-    log.info(
-        "decision=accepted alert=%s priority=%s status=%s targets=%d orders=%d",
-        alert.alert_id,
-        alert.priority.value,
-        alert.status,
-        len(alert.targets),
-        len(decision.orders),
-    )
-
-
-async def _fan_out(runtime: Runtime, order: FanoutOrder, message: Any) -> None:
-    """Run one order to completion, retrying transient failures (never dropping the order)."""
-    settings = runtime.settings
-    attempt = 0
-    while True:
-        try:
-            directory = await runtime.directory.ready(order.partition)
-            await emit_order(
-                order,
-                directory,
-                runtime.regions,
-                runtime.producer,
-                topic=settings.sends_topic(order.priority.value),
-                chunk=settings.fanout_chunk,
-                report=runtime.report,
-            )
-            return
-        except Exception as exc:
-            if not _retriable(exc):
-                # A bug met this order: keep it on the rejections topic rather than crash the
-                # agent (which would ack and drop it) or retry it forever.
-                log.exception("fanout %s partition %d failed", order.alert_id, order.partition)
-                await _write_decision(
-                    runtime,
-                    Rejected(
-                        RejectionCode.INTERNAL,
-                        f"fan-out failed: {exc!r}",
-                        "",
-                        order.alert_id.split("/")[0],
-                        order.alert_id,
-                    ),
-                    order.to_json(),
-                    message,
-                )
-                return
-            delay = _RETRY_BACKOFF_S[min(attempt, len(_RETRY_BACKOFF_S) - 1)]
-            attempt += 1
-            log.warning(
-                "fanout %s partition %d: %s; retry in %.1f s",
-                order.alert_id,
-                order.partition,
-                exc,
-                delay,
-            )
-            await asyncio.sleep(delay)

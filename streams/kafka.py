@@ -48,12 +48,15 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     p, rf = settings.partitions, settings.replication_factor
     compact = {"cleanup.policy": "compact"}
     specs = [
-        NewTopic(settings.inbound_topic, 1 if p < 1 else min(p, 8), rf),
+        # one partition: alerts are few and their lifecycle (re-publish, Update, Cancel) needs
+        # a total order; the fan-out, not ingest, is where the volume is
+        NewTopic(settings.inbound_topic, 1, rf),
         NewTopic(settings.rejected_topic, 1, rf),
         NewTopic(settings.accepted_topic, 1, rf, topic_configs=compact),
         NewTopic(settings.orders_topic, p, rf),
         NewTopic(settings.progress_topic, p, rf, topic_configs=compact),
         NewTopic(settings.directory_topic, p, rf, topic_configs=compact),
+        NewTopic(settings.channels_topic, 1, rf, topic_configs=compact),
         # One partition: the registry is small and every worker replays all of it.
         NewTopic(settings.agencies_topic, 1, rf, topic_configs=compact),
     ]
@@ -124,5 +127,29 @@ async def read_to_end(
                 return
             if loop.time() > deadline:
                 raise TimeoutError(f"reading {topic} to its end took over {timeout_s} s")
+    finally:
+        await consumer.stop()
+
+
+async def read_partition(
+    settings: Settings, topic: str, partition: int
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Yield the committed records of one partition, from its start to its end as of now."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
+            for record in batch.get(tp, ()):
+                yield record
     finally:
         await consumer.stop()

@@ -206,6 +206,9 @@ class Progress:
     finished_at: float | None = None
     #: Why the order ended before its audience was exhausted ("cancelled", "expired"), if it did.
     stopped: str | None = None
+    #: Last recipient id whose task is committed (tasks go in recipient-id order): where a
+    #: resumed order continues.
+    cursor: int | None = None
 
     @property
     def key(self) -> bytes:

@@ -37,8 +37,12 @@ class Settings:
     max_alert_bytes: int = 256 * 1024
     #: LOA_EMIT_BATCH_BYTES: size of one producer batch of send tasks (one Kafka request).
     emit_batch_bytes: int = 1_000_000
-    #: LOA_FANOUT_CHUNK: recipients encoded per vectorized chunk during fan-out.
+    #: LOA_FANOUT_CHUNK: recipients per chunk: one vectorized encoding and one Kafka transaction
+    #: (tasks plus the order's cursor); also the preemption granularity.
     fanout_chunk: int = 65_536
+    #: LOA_FANOUT_PARALLEL: chunks of different partitions in flight at once (one encodes while
+    #: another's transaction commits).
+    fanout_parallel: int = 4
     #: LOA_DIRECTORY_CATCHUP_TIMEOUT_S: how long an order waits for its directory partition to
     #: reach the end of the changes topic before the fan-out is retried.
     directory_catchup_timeout_s: float = 120.0
@@ -112,6 +116,11 @@ class Settings:
     def delivery_topic(self) -> str:
         """Compacted per-alert delivery tallies of the receipts agent (``streams.receipts``)."""
         return f"{self.topic_prefix}.receipts.progress"
+
+    @property
+    def channels_topic(self) -> str:
+        """Channel rate limits (compacted; key = channel, value ``{"rate": tasks/s}``)."""
+        return f"{self.topic_prefix}.channels"
 
     def sends_topic(self, priority: str) -> str:
         """``<prefix>.sends.<priority>``: per-recipient send tasks of one priority."""

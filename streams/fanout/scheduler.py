@@ -1,0 +1,381 @@
+"""The fan-out scheduler: durable orders, transactional chunks with cursors, priority, throttles.
+
+Where it sits: ``loa.fanout.orders`` partition *p* -> [scheduler] -> ``loa.sends.<priority>``
+partition *p* and ``loa.fanout.progress``. The ``fanout`` agent only hands orders over.
+
+* **Orders are state, not in-flight messages.** The agent submits each order and moves on, so a
+  long routine order never blocks the partition behind it. When a worker takes partition *p*,
+  it restores *p*'s unfinished orders from the orders topic and the committed cursors on the
+  progress topic before it emits anything for *p*.
+* **Priority.** One chunk at a time, always from the most urgent order (extreme, severe,
+  routine; then the oldest), so an extreme alert that arrives during a routine national
+  fan-out starts at the next chunk boundary and is emitted in full before the routine
+  remainder resumes.
+* **Exactly once.** A chunk of tasks and its order's progress record (``cursor`` = the last
+  recipient id emitted) are written in one Kafka transaction by partition *p*'s producer
+  (transactional id ``<app>-fanout-<p>``: a new owner of *p* fences the old one). A
+  ``read_committed`` consumer sees each task once; after a crash the order resumes after the
+  committed cursor. The audience is selected when the order starts (and again on resume); a
+  subscriber added with an id below the cursor after that is not reached by that order.
+* **Stops.** Before each chunk: a Cancel of the lineage or the alert's expiry ends the order
+  with what it emitted and says why on its progress record.
+* **Throttles.** Per channel, the worker's share of the cluster limit (``throttle.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import numpy.typing as npt
+from aiokafka import AIOKafkaProducer
+
+from streams.directory.index import Selection
+from streams.directory.service import DirectoryService
+from streams.fanout.encode import TaskEncoder, select_audience
+from streams.fanout.throttle import ChannelThrottle
+from streams.kafka import make_producer, read_partition
+from streams.metrics import Metrics
+from streams.records import FanoutOrder, Priority, Progress
+from streams.regions import RegionRegistry
+from streams.settings import Settings
+
+__all__ = ["FanoutScheduler"]
+
+log = logging.getLogger(__name__)
+
+_RANK = {p: i for i, p in enumerate(Priority)}
+_RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+
+StopCheck = Callable[[FanoutOrder], str | None]
+Limits = Callable[[], Mapping[str, float]]
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The append loop allocates only untracked ``bytes``; generation-0 collections triggered
+    by the batch builder's bookkeeping would otherwise cost more than the encoding."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def order_key(order: FanoutOrder) -> tuple[str, int, int]:
+    return (order.alert_id, order.version, order.partition)
+
+
+@dataclass(slots=True)
+class _Running:
+    """An order being fanned out: its committed progress and its selected audience."""
+
+    order: FanoutOrder
+    seq: int
+    progress: Progress
+    #: Last recipient id committed (-1: none yet). Ids are unsigned, so -1 sorts first.
+    cursor: int = -1
+    audience: Selection | None = None
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        return (_RANK[self.order.priority], self.seq)
+
+
+@dataclass(slots=True)
+class _Partition:
+    producer: AIOKafkaProducer
+    orders: dict[tuple[str, int, int], _Running] = field(default_factory=dict)
+    finished: set[tuple[str, int, int]] = field(default_factory=set)
+    restored: asyncio.Event = field(default_factory=asyncio.Event)
+    busy: bool = False
+
+
+class FanoutScheduler:
+    """Runs the orders of the partitions this worker owns, chunk by chunk."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        regions: RegionRegistry,
+        directory: DirectoryService,
+        metrics: Metrics,
+        *,
+        stop_reason: StopCheck,
+        limits: Limits,
+    ) -> None:
+        self._settings = settings
+        self._regions = regions
+        self._directory = directory
+        self._metrics = metrics
+        self._stop_reason = stop_reason
+        self._limits = limits
+        self._throttle = ChannelThrottle()
+        self._partitions: dict[int, _Partition] = {}
+        self._seq = 0
+        self._wake = asyncio.Event()
+        self._assign_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._chunks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="loa-fanout-scheduler")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._chunks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for part in self._partitions.values():
+            await part.producer.stop()
+        self._partitions.clear()
+
+    # ------------------------------------------------------------------ ownership
+
+    async def assign(self, partitions: set[int]) -> None:
+        """Own exactly ``partitions``: fence and restore new ones, let go of the others."""
+        async with self._assign_lock:
+            for p in set(self._partitions) - partitions:
+                part = self._partitions.pop(p)
+                await part.producer.stop()
+            new = sorted(partitions - set(self._partitions))
+            for p in new:
+                producer = make_producer(
+                    self._settings, transactional_id=f"{self._settings.app_id}-fanout-{p}"
+                )
+                await producer.start()  # InitProducerId: fences a previous owner's producer
+                self._partitions[p] = _Partition(producer)
+            for p in new:
+                await self._restore(p)
+            self._wake.set()
+
+    async def submit(self, order: FanoutOrder) -> None:
+        """Take an order from the agent (a repeat of a known or finished order is ignored).
+
+        Waits until the order's partition is owned and restored, so an order is never both
+        missed by the restore and dropped here.
+        """
+        part = self._partitions.get(order.partition)
+        if part is None:
+            await self.assign(set(self._partitions) | {order.partition})
+            part = self._partitions[order.partition]
+        await part.restored.wait()
+        key = order_key(order)
+        if key in part.orders or key in part.finished:
+            return
+        self._add(part, order, None)
+        self._wake.set()
+
+    async def _restore(self, p: int) -> None:
+        settings = self._settings
+        part = self._partitions[p]
+        progress: dict[tuple[str, int, int], Progress] = {}
+        async for record in read_partition(settings, settings.progress_topic, p):
+            if record.value is not None:
+                done = Progress.from_json(record.value)
+                progress[(done.alert_id, done.version, done.partition)] = done
+        restored = 0
+        async for record in read_partition(settings, settings.orders_topic, p):
+            try:
+                order = FanoutOrder.from_json(record.value or b"")
+            except Exception:
+                continue  # the agent reports bad orders when it reads them
+            key = order_key(order)
+            if key in part.orders or key in part.finished:
+                continue
+            committed = progress.get(key)
+            if committed is not None and committed.done:
+                part.finished.add(key)
+                continue
+            self._add(part, order, committed)
+            restored += 1
+        part.restored.set()
+        if restored:
+            log.info("partition %d: resumed %d unfinished orders", p, restored)
+
+    def _add(self, part: _Partition, order: FanoutOrder, committed: Progress | None) -> None:
+        self._seq += 1
+        progress = committed or Progress(
+            alert_id=order.alert_id,
+            version=order.version,
+            partition=order.partition,
+            priority=order.priority.value,
+            targeted=0,
+            emitted=0,
+            done=False,
+            started_at=time.time(),
+        )
+        cursor = committed.cursor if committed is not None and committed.cursor is not None else -1
+        part.orders[order_key(order)] = _Running(order, self._seq, progress, cursor)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _next(self) -> tuple[int, _Running] | None:
+        best: tuple[int, _Running] | None = None
+        for p, part in self._partitions.items():
+            if part.busy or not part.orders:
+                continue
+            candidate = min(part.orders.values(), key=lambda r: r.rank)
+            if best is None or candidate.rank < best[1].rank:
+                best = (p, candidate)
+        return best
+
+    async def _run(self) -> None:
+        parallel = max(1, self._settings.fanout_parallel)
+        while True:
+            picked = self._next() if len(self._chunks) < parallel else None
+            if picked is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            p, running = picked
+            part = self._partitions[p]
+            part.busy = True
+            task = asyncio.create_task(self._chunk_guarded(p, part, running))
+            self._chunks.add(task)
+            task.add_done_callback(self._chunk_done(part))
+            # let the chunk start before picking the next one: a more urgent order that
+            # arrives meanwhile is picked next
+            await asyncio.sleep(0)
+
+    def _chunk_done(self, part: _Partition) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            self._chunks.discard(task)
+            part.busy = False
+            self._wake.set()
+
+        return done
+
+    async def _chunk_guarded(self, p: int, part: _Partition, running: _Running) -> None:
+        attempt = 0
+        while p in self._partitions and self._partitions[p] is part:
+            try:
+                await self._chunk(p, part, running)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if type(exc).__name__ == "ProducerFenced":
+                    log.warning("partition %d: producer fenced, another worker owns it", p)
+                    return
+                delay = _RETRY_BACKOFF_S[min(attempt, len(_RETRY_BACKOFF_S) - 1)]
+                attempt += 1
+                log.warning(
+                    "fanout %s partition %d: chunk failed (%r); retry in %.1f s",
+                    running.order.alert_id,
+                    p,
+                    exc,
+                    delay,
+                )
+                running.audience = None  # reselect after a failure: the directory may be new
+                await asyncio.sleep(delay)
+
+    async def _chunk(self, p: int, part: _Partition, running: _Running) -> None:
+        order = running.order
+        settings = self._settings
+        if running.audience is None:
+            directory = await self._directory.ready(p)
+            running.audience = select_audience(order, directory, self._regions)
+            if running.progress.targeted == 0:
+                running.progress = replace(running.progress, targeted=len(running.audience))
+        audience = running.audience
+        start = (
+            0
+            if running.cursor < 0
+            else int(np.searchsorted(audience.ids, np.uint64(running.cursor), side="right"))
+        )
+        stopped = self._stop_reason(order)
+        limit = self._throttle_limit()
+        stop = start if stopped else min(len(audience), start + limit)
+        channels = audience.channel[start:stop]
+        await self._wait_throttle(channels)
+        now = time.time()
+        done = stopped is not None or stop >= len(audience)
+        emitted = stop - start
+        progress = replace(
+            running.progress,
+            emitted=running.progress.emitted + emitted,
+            cursor=int(audience.ids[stop - 1]) if emitted else running.progress.cursor,
+            first_task_at=running.progress.first_task_at or (now if emitted else None),
+            done=done,
+            stopped=stopped,
+            finished_at=now if done else None,
+        )
+        producer = part.producer
+        topic = settings.sends_topic(order.priority.value)
+        async with producer.transaction():
+            if emitted:
+                await self._emit(producer, topic, p, TaskEncoder(order), audience, start, stop)
+            await producer.send(
+                settings.progress_topic, progress.to_json(), key=progress.key, partition=p
+            )
+        running.progress = progress
+        running.cursor = progress.cursor if progress.cursor is not None else -1
+        if emitted:
+            self._metrics.emitted(order.priority.value, channels)
+        if done:
+            key = order_key(order)
+            part.orders.pop(key, None)
+            part.finished.add(key)
+            self._metrics.targeted(order.priority.value, progress.targeted)
+            self._metrics.order_finished(progress, written_at=None)
+            log.info(
+                "fanout %s v%d partition %d: %d targeted, %d emitted in %.2f s%s",
+                order.alert_id,
+                order.version,
+                p,
+                progress.targeted,
+                progress.emitted,
+                now - progress.started_at,
+                f", stopped: {stopped}" if stopped else "",
+            )
+
+    async def _emit(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        p: int,
+        encoder: TaskEncoder,
+        audience: Selection,
+        start: int,
+        stop: int,
+    ) -> None:
+        """Append ``audience[start:stop]`` to record batches; one ``send_batch`` per full batch."""
+        pending: list[asyncio.Future[object]] = []
+        batch = producer.create_batch()
+        timestamp_ms = int(time.time() * 1000)
+        with gc_paused():
+            for key, value in encoder.encode(audience, start, stop):
+                if batch.append(timestamp=timestamp_ms, key=key, value=value) is None:
+                    pending.append(await producer.send_batch(batch, topic, partition=p))
+                    batch = producer.create_batch()
+                    batch.append(timestamp=timestamp_ms, key=key, value=value)
+        if batch.record_count():
+            pending.append(await producer.send_batch(batch, topic, partition=p))
+        await asyncio.gather(*pending)
+
+    # ------------------------------------------------------------------ throttling
+
+    def _throttle_limit(self) -> int:
+        owned = len(self._partitions)
+        share = owned / self._settings.partitions if owned else 0.0
+        self._throttle.configure(self._limits(), share, time.monotonic())
+        return self._throttle.chunk_limit(self._settings.fanout_chunk)
+
+    async def _wait_throttle(self, channels: npt.NDArray[np.uint8]) -> None:
+        waits = self._throttle.reserve(channels, time.monotonic())
+        if not waits:
+            return
+        for channel, seconds in waits.items():
+            self._metrics.throttled(channel, seconds)
+        await asyncio.sleep(max(waits.values()))
