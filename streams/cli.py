@@ -193,7 +193,9 @@ def publish(file: Path, key_file: Path | None, key_id: str | None, wait: bool) -
         producer = make_producer(settings)
         await producer.start()
         try:
-            await producer.send_and_wait(settings.inbound_topic, raw, headers=headers or None)
+            meta = await producer.send_and_wait(
+                settings.inbound_topic, raw, headers=headers or None
+            )
         finally:
             await producer.stop()
         if not wait:
@@ -201,9 +203,15 @@ def publish(file: Path, key_file: Path | None, key_id: str | None, wait: bool) -
         if ids is None:
             click.echo("sent (no sender and identifier found in the file: not waiting)")
             return 0
-        outcome, record = await wait_decision(settings, *ids)
+        outcome, record = await wait_decision(settings, *ids, offset=meta.offset)
         if outcome == "accepted":
-            click.echo(f"accepted {record['alert_id']} priority={record['priority']}")
+            click.echo(
+                f"accepted {record['message_id']} as {record['alert_id']}"
+                f" version {record['version']} priority={record['priority']}"
+            )
+            return 0
+        if outcome == "duplicate":
+            click.echo(f"duplicate: {record['message']}")
             return 0
         click.echo(
             f"rejected code={record['code']} pointer={record['pointer']}: {record['message']}"
