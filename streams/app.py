@@ -35,6 +35,8 @@ from streams.directory.service import DirectoryService
 from streams.errors import LoaError, RejectionCode
 from streams.fanout.scheduler import FanoutScheduler
 from streams.ingest import Accepted, Duplicate, Rejected, decide, rejection_record
+from streams.ingest.agencies import AgencyRegistry
+from streams.ingest.agency_service import AgencyRegistryService
 from streams.ingest.lifecycle import LifecycleState, Plan
 from streams.kafka import create_topics, make_producer
 from streams.metrics import LagSampler, Metrics, serve, shutdown
@@ -76,6 +78,7 @@ class Runtime:
         # ingest: lifecycle state fed by a replica of the accepted topic; decisions are written
         # by a transactional producer (one transactional id: the inbound topic has one partition)
         self.lifecycle = LifecycleState()
+        self.agencies = AgencyRegistryService(settings)
         self.accepted = CompactedReplica(
             settings,
             settings.accepted_topic,
@@ -114,6 +117,7 @@ class Runtime:
         await self._producer.start()
         await self.directory.start()
         await self.accepted.start()
+        await self.agencies.start()
         await self.channels.start()
         await self.scheduler.start()
         self._ingest_producer = make_producer(
@@ -136,6 +140,7 @@ class Runtime:
         await self.scheduler.stop()
         await self.directory.stop()
         await self.accepted.stop()
+        await self.agencies.stop()
         await self.channels.stop()
         for producer in (self._producer, self._ingest_producer):
             if producer is not None:
@@ -259,13 +264,17 @@ def create_app(settings: Settings) -> faust.App:
         async for event in stream.events():
             message = event.message
             # every decision already on Kafka is in the lifecycle state before this one is made
-            await _lifecycle_ready(runtime)
+            agencies = await _ingest_ready(runtime)
             decision = decide(
                 message.value,
                 regions=regions,
                 partitions=settings.partitions,
                 max_bytes=settings.max_alert_bytes,
                 state=runtime.lifecycle,
+                agencies=agencies,
+                headers=message.headers,
+                require_signatures=settings.require_signatures,
+                h3_resolution=settings.h3_resolution,
             )
             await _write_decision(runtime, decision, message.value, message)
 
@@ -287,17 +296,18 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-async def _lifecycle_ready(runtime: Runtime) -> None:
-    """Wait for the accepted-topic replica; never give up (the record must not be dropped)."""
+async def _ingest_ready(runtime: Runtime) -> AgencyRegistry:
+    """The lifecycle state and agency registry, caught up with their topics; never gives up
+    (the record must not be dropped, and judging it on stale state would be wrong)."""
     attempt = 0
     while True:
         try:
             await runtime.accepted.ready(timeout_s=runtime.settings.directory_catchup_timeout_s)
-            return
+            return await runtime.agencies.ready()
         except Exception as exc:
             delay = _RETRY_BACKOFF_S[min(attempt, len(_RETRY_BACKOFF_S) - 1)]
             attempt += 1
-            log.warning("lifecycle state not ready (%s); retry in %.1f s", exc, delay)
+            log.warning("ingest state not ready (%s); retry in %.1f s", exc, delay)
             await asyncio.sleep(delay)
 
 

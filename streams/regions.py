@@ -66,7 +66,7 @@ MAX_AREA_CELLS = 1_000_000
 MAX_COMPACT_CELLS = 20_000
 #: ``(south, west, north, east)`` of Viet Nam including its islands; shapes must touch it.
 COUNTRY_BOUNDS = (7.0, 102.0, 23.5, 118.0)
-_DEFAULT_H3_RESOLUTION = 7  # = Settings.h3_resolution's default
+DEFAULT_H3_RESOLUTION = 7  # = Settings.h3_resolution's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,13 +161,15 @@ class Targets:
     cells: tuple[str, ...]
     #: CAP categories of the alert's info blocks, in first-seen order.
     categories: tuple[str, ...]
+    #: ``(pointer, code)`` of every region code and resolved geocode, for authorization.
+    pointed: tuple[tuple[str, str], ...] = ()
 
 
 def resolve_targets(
     infos: Sequence[Mapping[str, Any]],
     regions: RegionRegistry,
     *,
-    h3_resolution: int = _DEFAULT_H3_RESOLUTION,
+    h3_resolution: int = DEFAULT_H3_RESOLUTION,
 ) -> Targets:
     """Resolve the areas of schema-valid ``info`` blocks; raises a :class:`PoisonError` with the
     JSON pointer of the offending field (unknown code, malformed or oversized shape)."""
@@ -210,7 +212,7 @@ def resolve_targets(
             f"{MAX_COMPACT_CELLS}; target large areas with region codes",
             pointer="/info",
         )
-    return Targets(tuple(codes), tuple(compact), tuple(categories))
+    return Targets(tuple(codes), tuple(compact), tuple(categories), tuple(pointed))
 
 
 def _add_cells(cells: set[str], found: list[str], pointer: str) -> None:

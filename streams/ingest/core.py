@@ -9,6 +9,7 @@ clock is passed in.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 
 from streams.errors import InternalError, PoisonError, RejectionCode, TooLarge
+from streams.ingest.agencies import Agency, AgencyRegistry, authorize, identify, verify_headers
 from streams.ingest.cap import detect_format, json_pointer_to_xpath, parse_cap
 from streams.ingest.json_alert import decode_json_alert, validate_json_alert
 from streams.ingest.lifecycle import SILENT_TYPES, LifecycleState, Plan
@@ -28,7 +30,7 @@ from streams.records import (
     most_urgent,
     priority_of,
 )
-from streams.regions import RegionRegistry, Targets
+from streams.regions import DEFAULT_H3_RESOLUTION, RegionRegistry, Targets
 from streams.regions import resolve_targets as resolve_areas
 
 __all__ = ["Accepted", "Decision", "Duplicate", "Rejected", "decide", "rejection_record"]
@@ -62,6 +64,7 @@ class Rejected:
 
 
 Decision = Accepted | Duplicate | Rejected
+Headers = Iterable[tuple[str, bytes]] | None
 
 
 def decide(
@@ -71,9 +74,19 @@ def decide(
     partitions: int,
     max_bytes: int,
     state: LifecycleState | None = None,
+    agencies: AgencyRegistry | None = None,
+    headers: Headers = None,
+    require_signatures: bool = True,
+    h3_resolution: int = DEFAULT_H3_RESOLUTION,
     now: datetime | None = None,
 ) -> Decision:
-    """Decide one inbound record. Any exception is turned into a rejection, never raised."""
+    """Decide one inbound record. Any exception is turned into a rejection, never raised.
+
+    ``agencies`` is the registry the sender must be in, signing the raw bytes (``headers``:
+    ``loa-signature``, ``loa-key-id``) unless ``require_signatures`` is off, and whose rights
+    (statuses, severity, jurisdiction) the alert must keep within. ``None`` skips the agency
+    checks: only ``loa preview`` and unit tests of the other steps do that; the agent never.
+    """
     doc: dict[str, Any] | None = None
     now = now or datetime.now(UTC)
     raw = raw or b""
@@ -84,7 +97,22 @@ def decide(
         xml = detect_format(raw) == "xml"
         doc = parse_cap(raw, max_bytes=max_bytes) if xml else decode_json_alert(raw)
         validate_json_alert(doc)
-        return _accept(doc, regions=regions, partitions=partitions, state=state, now=now)
+        agency: Agency | None = None
+        if agencies is not None:
+            agency = (
+                verify_headers(agencies, doc["sender"], raw, headers)
+                if require_signatures
+                else identify(agencies, doc["sender"])
+            )
+        return _accept(
+            doc,
+            regions=regions,
+            partitions=partitions,
+            state=state,
+            agency=agency,
+            h3_resolution=h3_resolution,
+            now=now,
+        )
     except PoisonError as exc:
         if xml and exc.pointer and not exc.pointer.startswith("/alert"):
             # name the element the agency wrote, not Loa's JSON mapping of it
@@ -106,10 +134,12 @@ def _rejected(exc: PoisonError, doc: dict[str, Any] | None) -> Rejected:
     )
 
 
-def resolve_targets(doc: dict[str, Any], regions: RegionRegistry) -> Targets:
+def resolve_targets(
+    doc: dict[str, Any], regions: RegionRegistry, h3_resolution: int = DEFAULT_H3_RESOLUTION
+) -> Targets:
     """Region codes, H3 cells and categories of every area and info block (regions, geocodes,
     polygons, circles: :func:`streams.regions.resolve_targets`); raises at the bad field."""
-    return resolve_areas(doc.get("info", ()), regions)
+    return resolve_areas(doc.get("info", ()), regions, h3_resolution=h3_resolution)
 
 
 def _accept(
@@ -118,6 +148,8 @@ def _accept(
     regions: RegionRegistry,
     partitions: int,
     state: LifecycleState | None,
+    agency: Agency | None,
+    h3_resolution: int,
     now: datetime,
 ) -> Accepted | Duplicate:
     msg_type = doc.get("msgType", "Alert")
@@ -134,7 +166,15 @@ def _accept(
     )
     if plan.duplicate:
         return Duplicate(plan, doc["sender"], doc["identifier"])
-    targeting = resolve_targets(doc, regions)
+    targeting = resolve_targets(doc, regions, h3_resolution)
+    if agency is not None:
+        authorize(
+            agency,
+            status=("/status", status),
+            severities=[(f"/info/{i}/severity", info["severity"]) for i, info in enumerate(infos)],
+            region_codes=targeting.pointed,
+            cells=[("/info", cell) for cell in targeting.cells],
+        )
     targets = targeting.codes
     priority = (
         most_urgent(priority_of(info["severity"], info["urgency"]) for info in infos)

@@ -16,6 +16,8 @@ import pytest
 from streams.directory.index import ChangeBatch
 from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
+from streams.ingest.agencies import KeyPair, signature_headers
+from streams.ingest.agency_service import ensure_local_key
 from streams.kafka import create_topics, make_producer, read_to_end
 from streams.localrun import WorkerProcess
 from streams.observe import wait_decision, watch_progress
@@ -27,12 +29,18 @@ SUBSCRIBERS = 40_000
 SEED = 11
 
 
+ROOT = Path(__file__).resolve().parents[2]
+TEST_AGENCY = "test.agency.vn"
+
+
 @dataclass
 class LiveLoa:
     settings: Settings
     regions: RegionRegistry
     directory: ChangeBatch
     worker: WorkerProcess
+    #: Keys by agency id, registered on the agencies topic (test agency, NCHMF, Quảng Ninh).
+    keys: dict[str, KeyPair]
 
     async def publish(
         self,
@@ -40,8 +48,12 @@ class LiveLoa:
         *,
         key: bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
+        signed_by: str | None = TEST_AGENCY,
     ) -> int:
-        """Send one inbound record; returns its offset."""
+        """Send one inbound record, signed by ``signed_by``'s key unless ``headers`` are given
+        or ``signed_by`` is None; returns its offset."""
+        if headers is None and signed_by is not None and value is not None:
+            headers = list(signature_headers(self.keys[signed_by], value))
         producer = make_producer(self.settings)
         await producer.start()
         try:
@@ -83,6 +95,18 @@ class LiveLoa:
         return set(self.directory.ids[np.flatnonzero(hit)].tolist())
 
 
+async def register_agencies(settings: Settings, key_dir: Path) -> dict[str, KeyPair]:
+    """Register the test agency and the two sample agencies, each with a fresh local key."""
+    return {
+        agency: await ensure_local_key(settings, agency, key_dir, agencies_path=path)
+        for agency, path in (
+            (TEST_AGENCY, ROOT / "deploy" / "agencies" / "testing"),
+            ("nchmf.gov.vn", ROOT / "deploy" / "agencies"),
+            ("ubnd.quangninh.gov.vn", ROOT / "deploy" / "agencies"),
+        )
+    }
+
+
 @pytest.fixture(scope="module")
 async def live(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
@@ -97,11 +121,14 @@ async def live(
     )
     regions = registry()
     await create_topics(settings)
+    keys = await register_agencies(settings, Path(tmp_path_factory.mktemp("keys")))
     await load_synthetic(settings, SUBSCRIBERS, SEED, regions)
     log_path = Path(tmp_path_factory.mktemp("logs")) / "worker.log"
     worker = WorkerProcess(settings, log_path).start()
     try:
-        yield LiveLoa(settings, regions, synthetic_subscribers(SUBSCRIBERS, SEED, regions), worker)
+        yield LiveLoa(
+            settings, regions, synthetic_subscribers(SUBSCRIBERS, SEED, regions), worker, keys
+        )
     finally:
         worker.stop()
         assert worker.proc is not None

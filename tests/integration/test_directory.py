@@ -23,7 +23,7 @@ from streams.kafka import create_topics, read_to_end
 from streams.localrun import WorkerProcess
 from streams.regions import circle_cells, registry
 from streams.settings import Settings
-from tests.integration.conftest import LiveLoa, alert
+from tests.integration.conftest import LiveLoa, alert, register_agencies
 
 pytestmark = pytest.mark.integration
 
@@ -49,9 +49,10 @@ async def loa(
     regions = registry()
     subs = synthetic_subscribers(SUBSCRIBERS, SEED, regions, optout_share=0.05)
     await create_topics(settings)
+    keys = await register_agencies(settings, Path(tmp_path_factory.mktemp("keys")))
     await write_changes(settings, subs, regions)
     log_path = Path(tmp_path_factory.mktemp("logs")) / "worker.log"
-    live = LiveLoa(settings, regions, subs, WorkerProcess(settings, log_path).start())
+    live = LiveLoa(settings, regions, subs, WorkerProcess(settings, log_path).start(), keys)
     try:
         yield live
     finally:

@@ -34,7 +34,7 @@ from streams.regions import registry
 from streams.schemas import validator
 from streams.settings import Settings
 from streams.status import StatusReader
-from tests.integration.conftest import alert
+from tests.integration.conftest import alert, register_agencies
 
 pytestmark = pytest.mark.integration
 
@@ -112,6 +112,7 @@ async def observed(
         data_dir=str(tmp_path_factory.mktemp(f"data-{tag}")),
     )
     await create_topics(settings)
+    await register_agencies(settings, Path(tmp_path_factory.mktemp("keys")))
     await load_synthetic(settings, SUBSCRIBERS, SEED, registry())
     port = _free_port()
     log_path = Path(tmp_path_factory.mktemp("logs")) / "worker.log"
