@@ -50,7 +50,9 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     specs = [
         # one partition: alerts are few and their lifecycle (re-publish, Update, Cancel) needs
         # a total order; the fan-out, not ingest, is where the volume is
-        NewTopic(settings.inbound_topic, 1, rf),
+        # records up to 16 MiB get in, so an oversized alert is a clear ``too_large``
+        # rejection instead of a producer error the agency may never read
+        NewTopic(settings.inbound_topic, 1, rf, topic_configs={"max.message.bytes": "16777216"}),
         NewTopic(settings.rejected_topic, 1, rf),
         NewTopic(settings.accepted_topic, 1, rf, topic_configs=compact),
         NewTopic(settings.orders_topic, p, rf),
