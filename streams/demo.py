@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,12 +15,15 @@ import orjson
 
 from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
+from streams.ingest.agencies import signature_headers
+from streams.ingest.agency_service import ensure_local_key
 from streams.kafka import create_topics, make_producer
 from streams.localrun import WorkerProcess, start_broker, stop_broker
 from streams.observe import wait_decision, watch_progress
 from streams.records import CHANNELS, Progress
 from streams.regions import registry
 from streams.settings import Settings
+from streams.status import AlertStatus, StatusReader
 
 SAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "samples" / "typhoon.json"
 
@@ -27,18 +31,34 @@ SAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "samples" / "typhoo
 def run_demo(settings: Settings, *, subscribers: int, seed: int, alert_file: Path | None) -> int:
     from streams.cli import ProgressBar
 
+    # aiokafka warns about leader elections on topics it has just created: noise in a demo
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
     regions = registry()
     started_broker = start_broker(settings)
     log_path = Path(".loa") / "demo-worker.log"
     worker = WorkerProcess(settings, log_path).start()
-    print(f"worker started (log: {log_path})")
+    # the reference delivery worker: logs each task and writes a receipt
+    delivery = WorkerProcess(
+        settings,
+        Path(".loa") / "demo-deliver.log",
+        command=("deliver", "--channel", "log", "--idle-exit", "30"),
+        LOA_LOG_LEVEL="WARNING",
+    ).start()
+    print(f"worker and delivery worker started (logs: {log_path}, .loa/demo-deliver.log)")
     try:
         doc = orjson.loads((alert_file or SAMPLE).read_bytes())
         doc["identifier"] = f"{doc['identifier']}-{int(time.time())}"
         raw = orjson.dumps(doc)
 
-        async def run() -> tuple[str, dict[int, Progress], float]:
+        async def run() -> tuple[str, dict[int, Progress], float, AlertStatus | None]:
             await create_topics(settings)
+            # the sample's agency, with a key made for this machine (kept in .loa/keys)
+            key = await ensure_local_key(
+                settings,
+                doc["sender"],
+                Path(".loa") / "keys",
+                agencies_path=Path(settings.resolved_agencies_dir),
+            )
             bar = ProgressBar("directory", subscribers)
             t0 = time.monotonic()
             await load_synthetic(settings, subscribers, seed, regions, on_progress=bar.update)
@@ -46,7 +66,9 @@ def run_demo(settings: Settings, *, subscribers: int, seed: int, alert_file: Pat
             producer = make_producer(settings)
             await producer.start()
             try:
-                meta = await producer.send_and_wait(settings.inbound_topic, raw)
+                meta = await producer.send_and_wait(
+                    settings.inbound_topic, raw, headers=list(signature_headers(key, raw))
+                )
             finally:
                 await producer.stop()
             published = time.time()
@@ -54,8 +76,8 @@ def run_demo(settings: Settings, *, subscribers: int, seed: int, alert_file: Pat
                 settings, doc["sender"], doc["identifier"], offset=meta.offset
             )
             if outcome != "accepted":
-                print(f"rejected: {record['code']} {record['message']}")
-                return outcome, {}, published
+                print(f"{outcome}: {record['code']} {record['message']}")
+                return outcome, {}, published, None
             print(f"accepted {record['alert_id']} priority={record['priority']}")
             # The directory is synthetic and deterministic, so the audience size is known
             # before the workers report it: the bar has a fixed total from the start.
@@ -65,16 +87,17 @@ def run_demo(settings: Settings, *, subscribers: int, seed: int, alert_file: Pat
                 fan.update(sum(p.emitted for p in latest.values()))
 
             result = await watch_progress(settings, record["alert_id"], on_update=update)
-            return outcome, result, published
+            return outcome, result, published, await _receipts(settings, record["alert_id"])
 
-        outcome, result, published = asyncio.run(run())
+        outcome, result, published, status = asyncio.run(run())
         if outcome != "accepted":
             return 1
-        _summary(doc, result, published, subscribers, seed)
+        _summary(doc, result, published, subscribers, seed, status)
         return 0
     finally:
+        delivery.stop()
         worker.stop()
-        print("worker stopped")
+        print("worker and delivery worker stopped")
         if started_broker:
             stop_broker(settings)
 
@@ -95,8 +118,27 @@ def expected_audience(doc: dict[str, Any], subscribers: int, seed: int) -> int:
     return int(_audience_mask(doc, subscribers, seed).sum())
 
 
+async def _receipts(settings: Settings, alert_id: str) -> AlertStatus | None:
+    """Wait (bounded) until every emitted task has a receipt; the last status seen."""
+    status: AlertStatus | None = None
+    deadline = time.monotonic() + 60
+    async with StatusReader(settings, alert_id) as reader:
+        while time.monotonic() < deadline:
+            await reader.catch_up()
+            status = reader.status(1)
+            if status.done:
+                break
+            await asyncio.sleep(0.5)
+    return status
+
+
 def _summary(
-    doc: dict[str, Any], result: dict[int, Progress], published: float, n: int, seed: int
+    doc: dict[str, Any],
+    result: dict[int, Progress],
+    published: float,
+    n: int,
+    seed: int,
+    status: AlertStatus | None,
 ) -> None:
     regions = registry()
     targeted = sum(p.targeted for p in result.values())
@@ -126,3 +168,8 @@ def _summary(
         "by channel                "
         + ", ".join(f"{c} {int(v):,}" for c, v in zip(CHANNELS, by_channel, strict=True))
     )
+    if status is not None:
+        print(
+            f"receipts                  delivered {status.delivered:,}, failed {status.failed:,}"
+            f" (loa deliver --channel log; `loa status {status.alert_id}`)"
+        )

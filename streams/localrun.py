@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -48,11 +49,20 @@ def stop_broker(settings: Settings) -> None:
 
 
 class WorkerProcess:
-    """``loa worker`` in a subprocess of its own process group, logging to a file."""
+    """``loa worker`` (or another ``loa`` command) in a subprocess of its own process group,
+    logging to a file, with the settings passed as ``LOA_*`` variables."""
 
-    def __init__(self, settings: Settings, log_path: Path, **env: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        *,
+        command: Sequence[str] = ("worker",),
+        **env: str,
+    ) -> None:
         self.settings = settings
         self.log_path = log_path
+        self.command = tuple(command)
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -71,7 +81,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker"],
+            [sys.executable, "-m", "streams", *self.command],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
