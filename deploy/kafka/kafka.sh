@@ -3,7 +3,7 @@
 # development, tests and demos -- no Docker, no Kafka tarball: the broker jars
 # are resolved from Maven Central with `mvn` and cached outside the repo.
 #
-# Usage: kafka.sh start|stop|status|fetch
+# Usage: kafka.sh start|stop|restart|status|fetch
 #
 # Environment (all optional):
 #   LOA_KAFKA_VERSION          org.apache.kafka:kafka_2.13 version  (default 4.4.0)
@@ -17,6 +17,8 @@
 #   LOA_MVN                    mvn binary                           (default mvn)
 #   KAFKA_HEAP_OPTS            JVM heap flags                       (default "-Xms512m -Xmx1g")
 #   KAFKA_OPTS                 extra JVM flags appended to the broker command line
+#   LOA_KAFKA_KEEP_DATA        1: `start` reuses the formatted storage in LOA_KAFKA_DIR
+#                              (topics, offsets, transactions survive); default 0 (wipe)
 #
 # `start` prints the bootstrap address (127.0.0.1:PORT) alone on stdout; all
 # other messages go to stderr, so `BOOTSTRAP=$(kafka.sh start)` works.
@@ -35,9 +37,11 @@ die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
 
 usage() {
   cat >&2 <<EOF
-usage: $PROG start|stop|status|fetch
+usage: $PROG start|stop|restart|status|fetch
   start   fetch jars if needed, start a fresh single-node KRaft broker on 127.0.0.1
+          (with LOA_KAFKA_KEEP_DATA=1: keep the data of a previous run in LOA_KAFKA_DIR)
   stop    stop the broker (SIGTERM, then SIGKILL after LOA_KAFKA_STOP_TIMEOUT s)
+  restart stop the broker, then start it again on the same data (LOA_KAFKA_KEEP_DATA=1)
   status  print whether the broker runs; exit 0 if running, 3 if not
   fetch   resolve the Kafka jars from Maven Central into the cache
 EOF
@@ -67,6 +71,8 @@ is_uint "$START_TIMEOUT" || die "LOA_KAFKA_START_TIMEOUT must be a number of sec
 STOP_TIMEOUT="${LOA_KAFKA_STOP_TIMEOUT:-20}"
 is_uint "$STOP_TIMEOUT" || die "LOA_KAFKA_STOP_TIMEOUT must be a number of seconds, got '$STOP_TIMEOUT'"
 MVN="${LOA_MVN:-mvn}"
+KEEP_DATA="${LOA_KAFKA_KEEP_DATA:-0}"
+[[ "$KEEP_DATA" == 0 || "$KEEP_DATA" == 1 ]] || die "LOA_KAFKA_KEEP_DATA must be 0 or 1, got '$KEEP_DATA'"
 BOOTSTRAP="127.0.0.1:$PORT"
 
 PID_FILE="$RUN_DIR/kafka.pid"
@@ -370,6 +376,11 @@ EOF
     "$RUN_DIR/log4j2.properties" >"$RUN_DIR/log4j2-tools.properties"
 }
 
+# A previous run's storage that a restart can reuse: our marker, our config, formatted data.
+storage_formatted() {
+  [[ -f "$RUN_MARKER" && -f "$PROPS" && -f "$RUN_DIR/data/meta.properties" ]]
+}
+
 format_storage() {
   local cid
   cid="$(new_cluster_id)"
@@ -439,8 +450,15 @@ do_start() {
   port_in_use "$CPORT" && die "controller port 127.0.0.1:$CPORT is already in use by another process (set LOA_KAFKA_CONTROLLER_PORT)"
 
   local t0=$SECONDS
-  prepare_run_dir
-  format_storage
+  if [[ "$KEEP_DATA" == 1 ]] && storage_formatted; then
+    # same config, cluster id and data: only the log of the previous run is set aside, so
+    # the readiness check below cannot match its "started" line
+    mv -f -- "$BROKER_LOG" "$BROKER_LOG.prev" 2>/dev/null || true
+    say "keeping the data in $RUN_DIR/data (LOA_KAFKA_KEEP_DATA=1)"
+  else
+    prepare_run_dir
+    format_storage
+  fi
   launch_broker
 
   local pid deadline
@@ -497,6 +515,7 @@ main() {
   case "$1" in
     start) do_start ;;
     stop) do_stop ;;
+    restart) do_stop; KEEP_DATA=1; do_start ;;
     status) do_status ;;
     fetch) do_fetch ;;
     -h|--help|help) usage ;;
