@@ -358,6 +358,29 @@ def agencies_list() -> None:
 
 
 @main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def preview(file: Path) -> None:
+    """How many subscribers FILE would reach, by province and channel; sends nothing."""
+    from streams.ingest import Rejected
+    from streams.preview import preview as run_preview
+    from streams.regions import registry
+
+    settings = _settings()
+    result = asyncio.run(run_preview(settings, file.read_bytes(), registry()))
+    if isinstance(result, Rejected):
+        click.echo(
+            f"would be rejected: code={result.code.value} pointer={result.pointer}: "
+            f"{result.message}"
+        )
+        sys.exit(1)
+    click.echo(f"{result.alert_id}: priority {result.priority}, status {result.status}")
+    click.echo(f"would reach {result.reached:,} of {result.directory:,} subscribers")
+    for name, n in result.by_province.items():
+        click.echo(f"  {name:<32} {n:>12,}")
+    click.echo("by channel: " + ", ".join(f"{c} {n:,}" for c, n in result.by_channel.items()))
+
+
+@main.command()
 @click.argument("alert_id")
 @click.option("--timeout", type=float, default=600.0, show_default=True)
 def watch(alert_id: str, timeout: float) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -155,3 +158,31 @@ def alert(identifier: str, regions: list[str], **info: Any) -> dict[str, Any]:
         "msgType": "Alert",
         "info": [block],
     }
+
+
+async def run_loa(settings: Settings, *args: str) -> tuple[int, str, str]:
+    """Run the ``loa`` CLI against ``settings``' topics (bounded)."""
+    env = {
+        **os.environ,
+        "LOA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "LOA_APP_ID": settings.app_id,
+        "LOA_TOPIC_PREFIX": settings.topic_prefix,
+        "LOA_PARTITIONS": str(settings.partitions),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "streams",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 90)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

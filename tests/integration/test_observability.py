@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import urllib.parse
 import urllib.request
 import uuid
@@ -34,7 +32,7 @@ from streams.regions import registry
 from streams.schemas import validator
 from streams.settings import Settings
 from streams.status import StatusReader
-from tests.integration.conftest import alert, register_agencies
+from tests.integration.conftest import alert, register_agencies, run_loa
 
 pytestmark = pytest.mark.integration
 
@@ -349,11 +347,11 @@ async def test_receipts_fold_into_status_delivered_and_failed_exactly_once(
     for doc in receipts[:200]:
         check.validate(doc)
 
-    code, out, _ = await _loa(s, "status", alert_id)
+    code, out, _ = await run_loa(s, "status", alert_id)
     assert code == 0
     assert f"{alert_id} v1: done" in out
     assert f"delivered   {status.delivered:>12,}" in out
-    code, out, err = await _loa(s, "status", alert_id, "--watch", "--timeout", "30")
+    code, out, err = await run_loa(s, "status", alert_id, "--watch", "--timeout", "30")
     assert code == 0, err
     assert f"{len(mine):,}/{len(mine):,}" in err  # the progress bar reached the end
 
@@ -387,31 +385,3 @@ async def test_worker_logs_one_json_line_per_alert_decision(observed: Observed) 
     assert accepted[0]["priority"] == "extreme" and accepted[0]["level"] == "INFO"
     rejected = [d for d in docs if d["decision"] == "rejected"]
     assert rejected[-1]["code"] == "schema"
-
-
-async def _loa(settings: Settings, *args: str) -> tuple[int, str, str]:
-    """Run the ``loa`` CLI against ``settings``' topics (bounded)."""
-    env = {
-        **os.environ,
-        "LOA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "LOA_APP_ID": settings.app_id,
-        "LOA_TOPIC_PREFIX": settings.topic_prefix,
-        "LOA_PARTITIONS": str(settings.partitions),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streams",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
