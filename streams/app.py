@@ -41,7 +41,7 @@ from streams.ingest.lifecycle import LifecycleState, Plan
 from streams.kafka import create_topics, make_producer
 from streams.metrics import LagSampler, Metrics, serve, shutdown
 from streams.receipts import ReceiptsAgent
-from streams.records import FanoutOrder
+from streams.records import AcceptedAlert, FanoutOrder, TaskKind
 from streams.regions import RegionRegistry, registry
 from streams.replica import CompactedReplica
 from streams.settings import Settings
@@ -170,9 +170,9 @@ class Runtime:
                 await asyncio.sleep(_RETRY_BACKOFF_S[attempt])
 
     def _on_accepted(self, key: bytes, value: bytes) -> Plan:
-        doc = orjson.loads(value)
-        plan = Plan(doc["message_id"], doc["alert_id"], int(doc["version"]))
-        self.lifecycle.record(plan, doc["msg_type"])
+        alert = AcceptedAlert.from_json(value)
+        plan = Plan(alert.message_id, alert.alert_id, alert.version)
+        self.lifecycle.record(plan, alert.msg_type, alert)
         return plan
 
     async def commit_decision(
@@ -197,6 +197,8 @@ class Runtime:
 
     def stop_reason(self, order: FanoutOrder) -> str | None:
         """Why an order must stop now: its lineage was cancelled or its alert expired."""
+        if order.kind is TaskKind.CANCEL:
+            return None  # the Cancel's own tasks tell people to stand down: they always go
         if self.lifecycle.is_cancelled(order.alert_id):
             return "cancelled"
         if order.expires is not None and datetime.fromisoformat(order.expires) <= datetime.now(UTC):
@@ -236,6 +238,8 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         broker_commit_every=1,
         stream_wait_empty=False,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
     )
     app.loa_runtime = runtime  # type: ignore[attr-defined]
 
@@ -275,6 +279,7 @@ def create_app(settings: Settings) -> faust.App:
                 headers=message.headers,
                 require_signatures=settings.require_signatures,
                 h3_resolution=settings.h3_resolution,
+                cancel_tasks=settings.cancel_tasks,
             )
             await _write_decision(runtime, decision, message.value, message)
 
@@ -339,7 +344,7 @@ async def _write_decision(
         for topic, value, key, partition in outputs:
             await runtime.send(topic, value, key=key, partition=partition)
     if isinstance(decision, Accepted):
-        runtime.lifecycle.record(decision.plan, decision.alert.msg_type)
+        runtime.lifecycle.record(decision.plan, decision.alert.msg_type, decision.alert)
         alert = decision.alert
         runtime.metrics.inbound("accepted")
         runtime.metrics.accepted(alert.priority.value, alert.status)

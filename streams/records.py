@@ -7,7 +7,7 @@ The JSON Schemas of every record are in ``schemas/``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -169,6 +169,9 @@ class FanoutOrder:
     categories: tuple[str, ...] = ()
     #: Latest ``expires`` of the alert (ISO 8601): the fan-out stops when it passes.
     expires: str | None = None
+    #: For an Update: whether it changes what earlier versions told (headline, instruction,
+    #: severity, urgency, expiry). Recipients already served get an ``update`` task only then.
+    changed: bool = True
 
     def to_json(self) -> bytes:
         return _dumps(asdict(self))
@@ -187,6 +190,7 @@ class FanoutOrder:
             cells=tuple(str(c) for c in d.get("cells", ())),
             categories=tuple(str(c) for c in d.get("categories", ())),
             expires=d.get("expires"),
+            changed=bool(d.get("changed", True)),
         )
 
 
@@ -209,6 +213,8 @@ class Progress:
     #: Last recipient id whose task is committed (tasks go in recipient-id order): where a
     #: resumed order continues.
     cursor: int | None = None
+    #: Recipients of the audience left out, by reason (``cap``: routine frequency cap).
+    suppressed: dict[str, int] = field(default_factory=dict)
 
     @property
     def key(self) -> bytes:

@@ -40,12 +40,24 @@ class Settings:
     #: LOA_FANOUT_CHUNK: recipients per chunk: one vectorized encoding and one Kafka transaction
     #: (tasks plus the order's cursor); also the preemption granularity.
     fanout_chunk: int = 65_536
+    #: LOA_CANCEL_TASKS: a Cancel of an Actual alert sends a ``cancel`` task to everyone the
+    #: lineage already reached (and stops what remains).
+    cancel_tasks: bool = True
+    #: LOA_CAP_COUNT: a routine alert reaches a recipient only if fewer than this many other
+    #: routine alerts reached them within the window (extreme and severe alerts are never capped).
+    cap_count: int = 3
+    #: LOA_CAP_WINDOW_S: the frequency-cap window in seconds.
+    cap_window_s: float = 86_400.0
     #: LOA_FANOUT_PARALLEL: chunks of different partitions in flight at once (one encodes while
     #: another's transaction commits).
     fanout_parallel: int = 4
     #: LOA_DIRECTORY_CATCHUP_TIMEOUT_S: how long an order waits for its directory partition to
     #: reach the end of the changes topic before the fan-out is retried.
     directory_catchup_timeout_s: float = 120.0
+    #: LOA_DIRECTORY_RAW_KAFKA: the directory loader builds record batches column-wise and the
+    #: restore reads fetched record batches column-wise (``streams.directory.rawkafka``); false
+    #: falls back to aiokafka's public per-record producer and consumer paths (slower).
+    directory_raw_kafka: bool = True
     #: LOA_H3_RESOLUTION: H3 resolution of subscriber location cells and of the cells that
     #: polygons and circles resolve to (7: cells of about 5 km², edge 1.4 km).
     h3_resolution: int = 7
@@ -71,6 +83,10 @@ class Settings:
     #: LOA_AGENCIES_CATCHUP_TIMEOUT_S: how long ingest waits for the agency registry to apply its
     #: topic up to the current end before the alert is retried.
     agencies_catchup_timeout_s: float = 30.0
+    #: LOA_SESSION_TIMEOUT_S: consumer-group session timeout of the workers: how long after a
+    #: worker dies (kill -9, lost host) its partitions move to the others (heartbeats every
+    #: third of it, at most 3 s). The broker's floor is ``group.min.session.timeout.ms`` (6 s).
+    session_timeout_s: float = 60.0
 
     @property
     def inbound_topic(self) -> str:

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from streams.directory.cells import CellSet
 from streams.directory.index import DirectoryPartition, Selection, category_mask
 from streams.encoding import RecordLayout, decimal_digits, digit_runs, lookup_table, rows
-from streams.records import CHANNELS, LANGUAGES, FanoutOrder, Priority
+from streams.records import CHANNELS, LANGUAGES, FanoutOrder, Priority, TaskKind
 from streams.regions import RegionRegistry
 
-__all__ = ["TaskEncoder", "select_audience"]
+__all__ = ["KINDS", "TaskEncoder", "select_audience"]
 
 _CHANNEL_TOKENS = lookup_table([orjson.dumps(c) for c in CHANNELS])
 _LANGUAGE_TOKENS = lookup_table([orjson.dumps(c) for c in LANGUAGES])
+#: Task kinds in the order of their ``uint8`` code in a kinds column.
+KINDS: tuple[TaskKind, ...] = tuple(TaskKind)
+_KIND_TOKENS = lookup_table([orjson.dumps(k.value) for k in KINDS])
 
 
 def select_audience(
@@ -41,8 +46,9 @@ def select_audience(
 class TaskEncoder:
     """Encodes the send tasks of one order: ``schemas/send_task.schema.json``, key = recipient id.
 
-    The per-order parts of the record are serialized once; per chunk, the recipient id, channel
-    and language are filled in column-wise.
+    The per-order parts of the record are serialized once; per chunk, the recipient id, the
+    task kind (an Update tells new recipients the ``alert`` and those already served the
+    ``update``), channel and language are filled in column-wise.
     """
 
     __slots__ = ("_head", "_key_head", "_layouts")
@@ -50,12 +56,15 @@ class TaskEncoder:
     def __init__(self, order: FanoutOrder) -> None:
         alert = orjson.dumps(order.alert_id)
         self._head = (
-            b'{"alert_id":' + alert + b',"version":%d,"kind":"%s","priority":"%s","recipient_id":'
-        ) % (order.version, order.kind.value.encode(), order.priority.value.encode())
-        self._key_head = orjson.dumps(order.alert_id)[:-1] + b":%d:%s:" % (
-            order.version,
-            order.kind.value.encode(),
+            b'{"alert_id":'
+            + alert
+            + b',"version":%d,"priority":"%s","kind":'
+            % (
+                order.version,
+                order.priority.value.encode(),
+            )
         )
+        self._key_head = orjson.dumps(order.alert_id)[:-1] + b":%d:" % order.version
         self._layouts: dict[int, RecordLayout] = {}
 
     def _layout(self, id_width: int) -> RecordLayout:
@@ -64,6 +73,8 @@ class TaskEncoder:
             layout = self._layouts[id_width] = RecordLayout(
                 [
                     self._head,
+                    _KIND_TOKENS.shape[1],
+                    b',"recipient_id":',
                     id_width,
                     b',"channel":',
                     _CHANNEL_TOKENS.shape[1],
@@ -77,16 +88,21 @@ class TaskEncoder:
             )
         return layout
 
-    def encode(self, audience: Selection, start: int, stop: int) -> Iterator[tuple[bytes, bytes]]:
-        """``(key, value)`` of the tasks for ``audience[start:stop]``."""
+    def encode(
+        self, audience: Selection, start: int, stop: int, kinds: npt.NDArray[np.uint8]
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` of the tasks for ``audience[start:stop]``; ``kinds`` holds the
+        :data:`KINDS` index of each recipient's task, parallel to the audience."""
         ids = audience.ids[start:stop]
         channel = audience.channel[start:stop]
         language = audience.language[start:stop]
+        kind = kinds[start:stop]
         for a, b, width in digit_runs(ids):
             digits = decimal_digits(ids[a:b], width)
             matrix = self._layout(width).fill(
                 b - a,
                 [
+                    _KIND_TOKENS[kind[a:b]],
                     digits,
                     _CHANNEL_TOKENS[channel[a:b]],
                     _LANGUAGE_TOKENS[language[a:b]],

@@ -38,7 +38,8 @@ from aiokafka import AIOKafkaProducer
 
 from streams.directory.index import Selection
 from streams.directory.service import DirectoryService
-from streams.fanout.encode import TaskEncoder, select_audience
+from streams.fanout.encode import TaskEncoder
+from streams.fanout.plan import CapPolicy, PastOrder, plan_audience
 from streams.fanout.throttle import ChannelThrottle
 from streams.kafka import make_producer, read_partition
 from streams.metrics import Metrics
@@ -84,6 +85,8 @@ class _Running:
     #: Last recipient id committed (-1: none yet). Ids are unsigned, so -1 sorts first.
     cursor: int = -1
     audience: Selection | None = None
+    #: Task kind code of each audience member (``encode.KINDS``), parallel to ``audience``.
+    kinds: npt.NDArray[np.uint8] | None = None
 
     @property
     def rank(self) -> tuple[int, int]:
@@ -95,6 +98,8 @@ class _Partition:
     producer: AIOKafkaProducer
     orders: dict[tuple[str, int, int], _Running] = field(default_factory=dict)
     finished: set[tuple[str, int, int]] = field(default_factory=set)
+    #: Every order seen on this partition with its committed cursor: lineage dedup and caps.
+    history: dict[tuple[str, int, int], PastOrder] = field(default_factory=dict)
     restored: asyncio.Event = field(default_factory=asyncio.Event)
     busy: bool = False
 
@@ -196,6 +201,7 @@ class FanoutScheduler:
             committed = progress.get(key)
             if committed is not None and committed.done:
                 part.finished.add(key)
+                part.history[key] = _past(order, committed)
                 continue
             self._add(part, order, committed)
             restored += 1
@@ -217,6 +223,7 @@ class FanoutScheduler:
         )
         cursor = committed.cursor if committed is not None and committed.cursor is not None else -1
         part.orders[order_key(order)] = _Running(order, self._seq, progress, cursor)
+        part.history[order_key(order)] = _past(order, progress)
 
     # ------------------------------------------------------------------ the loop
 
@@ -225,7 +232,14 @@ class FanoutScheduler:
         for p, part in self._partitions.items():
             if part.busy or not part.orders:
                 continue
-            candidate = min(part.orders.values(), key=lambda r: r.rank)
+            # a later version of a lineage waits until the earlier ones on this partition are
+            # finished (they stop at once: superseded), so its plan sees their final cursors
+            oldest: dict[str, int] = {}
+            for r in part.orders.values():
+                a = r.order.alert_id
+                oldest[a] = min(oldest.get(a, r.order.version), r.order.version)
+            ready = [r for r in part.orders.values() if r.order.version == oldest[r.order.alert_id]]
+            candidate = min(ready, key=lambda r: r.rank)
             if best is None or candidate.rank < best[1].rank:
                 best = (p, candidate)
         return best
@@ -283,18 +297,27 @@ class FanoutScheduler:
     async def _chunk(self, p: int, part: _Partition, running: _Running) -> None:
         order = running.order
         settings = self._settings
-        if running.audience is None:
+        if running.audience is None or running.kinds is None:
             directory = await self._directory.ready(p)
-            running.audience = select_audience(order, directory, self._regions)
+            caps = CapPolicy(settings.cap_count, settings.cap_window_s, time.time())
+            planned = plan_audience(
+                order, directory, self._regions, list(part.history.values()), caps
+            )
+            running.audience, running.kinds = planned.audience, planned.kinds
             if running.progress.targeted == 0:
-                running.progress = replace(running.progress, targeted=len(running.audience))
-        audience = running.audience
+                running.progress = replace(
+                    running.progress,
+                    targeted=len(planned.audience) + sum(planned.suppressed.values()),
+                    suppressed=planned.suppressed,
+                )
+                self._metrics.orders_in_progress.labels(order.priority.value).inc()
+        audience, kinds = running.audience, running.kinds
         start = (
             0
             if running.cursor < 0
             else int(np.searchsorted(audience.ids, np.uint64(running.cursor), side="right"))
         )
-        stopped = self._stop_reason(order)
+        stopped = self._stop_reason(order) or _superseded(part, order)
         limit = self._throttle_limit()
         stop = start if stopped else min(len(audience), start + limit)
         channels = audience.channel[start:stop]
@@ -315,12 +338,15 @@ class FanoutScheduler:
         topic = settings.sends_topic(order.priority.value)
         async with producer.transaction():
             if emitted:
-                await self._emit(producer, topic, p, TaskEncoder(order), audience, start, stop)
+                await self._emit(
+                    producer, topic, p, TaskEncoder(order), audience, kinds, start, stop
+                )
             await producer.send(
                 settings.progress_topic, progress.to_json(), key=progress.key, partition=p
             )
         running.progress = progress
         running.cursor = progress.cursor if progress.cursor is not None else -1
+        part.history[order_key(order)] = _past(order, progress)
         if emitted:
             self._metrics.emitted(order.priority.value, channels)
         if done:
@@ -329,6 +355,9 @@ class FanoutScheduler:
             part.finished.add(key)
             self._metrics.targeted(order.priority.value, progress.targeted)
             self._metrics.order_finished(progress, written_at=None)
+            self._metrics.orders_in_progress.labels(order.priority.value).dec()
+            for reason, n in progress.suppressed.items():
+                self._metrics.suppressed(reason, n, order.priority.value)
             log.info(
                 "fanout %s v%d partition %d: %d targeted, %d emitted in %.2f s%s",
                 order.alert_id,
@@ -347,6 +376,7 @@ class FanoutScheduler:
         p: int,
         encoder: TaskEncoder,
         audience: Selection,
+        kinds: npt.NDArray[np.uint8],
         start: int,
         stop: int,
     ) -> None:
@@ -355,7 +385,7 @@ class FanoutScheduler:
         batch = producer.create_batch()
         timestamp_ms = int(time.time() * 1000)
         with gc_paused():
-            for key, value in encoder.encode(audience, start, stop):
+            for key, value in encoder.encode(audience, start, stop, kinds):
                 if batch.append(timestamp=timestamp_ms, key=key, value=value) is None:
                     pending.append(await producer.send_batch(batch, topic, partition=p))
                     batch = producer.create_batch()
@@ -379,3 +409,17 @@ class FanoutScheduler:
         for channel, seconds in waits.items():
             self._metrics.throttled(channel, seconds)
         await asyncio.sleep(max(waits.values()))
+
+
+def _past(order: FanoutOrder, progress: Progress) -> PastOrder:
+    cursor = progress.cursor if progress.cursor is not None else -1
+    return PastOrder(order, cursor, progress.started_at)
+
+
+def _superseded(part: _Partition, order: FanoutOrder) -> str | None:
+    """ "superseded" when a later version of the lineage is waiting on this partition: what this
+    order has not sent yet, the later one sends, in its newer words."""
+    for key in part.orders:
+        if key[0] == order.alert_id and key[1] > order.version:
+            return "superseded"
+    return None

@@ -20,7 +20,7 @@ from streams.errors import InternalError, PoisonError, RejectionCode, TooLarge
 from streams.ingest.agencies import Agency, AgencyRegistry, authorize, identify, verify_headers
 from streams.ingest.cap import detect_format, json_pointer_to_xpath, parse_cap
 from streams.ingest.json_alert import decode_json_alert, validate_json_alert
-from streams.ingest.lifecycle import SILENT_TYPES, LifecycleState, Plan
+from streams.ingest.lifecycle import LifecycleState, Plan, told
 from streams.records import (
     AcceptedAlert,
     AlertInfo,
@@ -78,6 +78,7 @@ def decide(
     headers: Headers = None,
     require_signatures: bool = True,
     h3_resolution: int = DEFAULT_H3_RESOLUTION,
+    cancel_tasks: bool = True,
     now: datetime | None = None,
 ) -> Decision:
     """Decide one inbound record. Any exception is turned into a rejection, never raised.
@@ -111,6 +112,7 @@ def decide(
             state=state,
             agency=agency,
             h3_resolution=h3_resolution,
+            cancel_tasks=cancel_tasks,
             now=now,
         )
     except PoisonError as exc:
@@ -150,13 +152,14 @@ def _accept(
     state: LifecycleState | None,
     agency: Agency | None,
     h3_resolution: int,
+    cancel_tasks: bool,
     now: datetime,
 ) -> Accepted | Duplicate:
     msg_type = doc.get("msgType", "Alert")
     status = doc.get("status", "Actual")
     infos = doc.get("info", [])
     expires = [datetime.fromisoformat(i["expires"]) for i in infos if "expires" in i]
-    plan = (state or LifecycleState()).plan(
+    plan = (state if state is not None else LifecycleState()).plan(
         sender=doc["sender"],
         identifier=doc["identifier"],
         msg_type=msg_type,
@@ -176,11 +179,11 @@ def _accept(
             cells=[("/info", cell) for cell in targeting.cells],
         )
     targets = targeting.codes
-    priority = (
-        most_urgent(priority_of(info["severity"], info["urgency"]) for info in infos)
-        if infos
-        else Priority.ROUTINE
-    )
+    lifecycle = state or LifecycleState()
+    if infos:
+        priority = most_urgent(priority_of(info["severity"], info["urgency"]) for info in infos)
+    else:  # a Cancel (or Ack, Error) goes out at the priority of the alert it is about
+        priority = Priority(lifecycle.priority(plan.lineage) or Priority.ROUTINE)
     alert = AcceptedAlert(
         alert_id=plan.lineage,
         version=plan.version,
@@ -210,10 +213,16 @@ def _accept(
         references=doc.get("references"),
     )
     orders: tuple[FanoutOrder, ...] = ()
-    # Cancel stops the lineage's fan-out through the accepted record itself (workers watch the
-    # accepted topic); Ack and Error never reach anyone.
-    if alert.delivers and msg_type not in SILENT_TYPES and msg_type != "Cancel":
-        kind = TaskKind.ALERT if msg_type == "Alert" else TaskKind.UPDATE
+    # A Cancel stops the lineage's fan-out (workers watch the accepted topic and their own
+    # order book) and, for Actual alerts when ``cancel_tasks``, tells those already served.
+    # Ack and Error never reach anyone.
+    kind = {"Alert": TaskKind.ALERT, "Update": TaskKind.UPDATE, "Cancel": TaskKind.CANCEL}.get(
+        msg_type
+    )
+    if msg_type == "Cancel" and not (cancel_tasks and status == "Actual"):
+        kind = None
+    if alert.delivers and kind is not None:
+        changed = msg_type != "Update" or told(alert) != lifecycle.told(plan.lineage)
         orders = tuple(
             FanoutOrder(
                 alert_id=alert.alert_id,
@@ -226,6 +235,7 @@ def _accept(
                 cells=targeting.cells,
                 categories=targeting.categories,
                 expires=alert.expires,
+                changed=changed,
             )
             for p in range(partitions)
         )

@@ -12,12 +12,16 @@ whole state and decisions are totally ordered.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from streams.errors import AlreadyCancelled, Expired, UnknownReference
+import orjson
 
-__all__ = ["LifecycleState", "Plan", "parse_references"]
+from streams.errors import AlreadyCancelled, Expired, UnknownReference
+from streams.records import AcceptedAlert
+
+__all__ = ["LifecycleState", "Plan", "parse_references", "told"]
 
 #: Message types that start nothing and stop nothing: recorded, no tasks.
 SILENT_TYPES = frozenset({"Ack", "Error"})
@@ -47,6 +51,19 @@ class Plan:
 class _Lineage:
     version: int
     cancelled: bool = False
+    #: Fingerprint of what the latest version told people (``told``); an Update that does not
+    #: change it gives recipients already served no new task.
+    told: str = ""
+    #: Priority of the latest version that had one (a Cancel goes out at the alert's priority).
+    priority: str = ""
+
+
+def told(alert: AcceptedAlert) -> str:
+    """What an alert told people: headline, instruction, severity, urgency, expiry per language."""
+    content = [alert.expires] + [
+        [i.language, i.headline, i.instruction, i.severity, i.urgency] for i in alert.infos
+    ]
+    return hashlib.sha256(orjson.dumps(content)).hexdigest()
 
 
 @dataclass(slots=True)
@@ -98,15 +115,26 @@ class LifecycleState:
             pointer="/references",
         )
 
-    def record(self, plan: Plan, msg_type: str) -> None:
+    def record(self, plan: Plan, msg_type: str, alert: AcceptedAlert | None = None) -> None:
         """Remember an accepted message (idempotent: replays apply the same record again)."""
         self.messages[plan.message_id] = (plan.lineage, plan.version)
         state = self.lineages.get(plan.lineage)
         if state is None:
             state = self.lineages[plan.lineage] = _Lineage(plan.version)
+        if alert is not None and msg_type in ("Alert", "Update") and plan.version >= state.version:
+            state.told = told(alert)
+            state.priority = alert.priority.value
         state.version = max(state.version, plan.version)
         if msg_type == "Cancel":
             state.cancelled = True
+
+    def told(self, lineage: str) -> str:
+        state = self.lineages.get(lineage)
+        return state.told if state is not None else ""
+
+    def priority(self, lineage: str) -> str:
+        state = self.lineages.get(lineage)
+        return state.priority if state is not None else ""
 
     def is_cancelled(self, lineage: str) -> bool:
         state = self.lineages.get(lineage)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import uuid
@@ -110,10 +111,15 @@ async def register_agencies(settings: Settings, key_dir: Path) -> dict[str, KeyP
     }
 
 
-@pytest.fixture(scope="module")
-async def live(
-    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+@contextlib.asynccontextmanager
+async def live_loa(
+    kafka_bootstrap: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    subscribers: int = SUBSCRIBERS,
+    **worker_env: str,
 ) -> AsyncIterator[LiveLoa]:
+    """Topics of their own, registered agencies, a synthetic directory and a running worker."""
     tag = uuid.uuid4().hex[:10]
     settings = Settings(
         bootstrap_servers=kafka_bootstrap,
@@ -125,17 +131,25 @@ async def live(
     regions = registry()
     await create_topics(settings)
     keys = await register_agencies(settings, Path(tmp_path_factory.mktemp("keys")))
-    await load_synthetic(settings, SUBSCRIBERS, SEED, regions)
+    await load_synthetic(settings, subscribers, SEED, regions)
     log_path = Path(tmp_path_factory.mktemp("logs")) / "worker.log"
-    worker = WorkerProcess(settings, log_path).start()
+    worker = WorkerProcess(settings, log_path, **worker_env).start()
     try:
         yield LiveLoa(
-            settings, regions, synthetic_subscribers(SUBSCRIBERS, SEED, regions), worker, keys
+            settings, regions, synthetic_subscribers(subscribers, SEED, regions), worker, keys
         )
     finally:
         worker.stop()
         assert worker.proc is not None
         assert worker.proc.returncode is not None
+
+
+@pytest.fixture(scope="module")
+async def live(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[LiveLoa]:
+    async with live_loa(kafka_bootstrap, tmp_path_factory) as loa:
+        yield loa
 
 
 def alert(identifier: str, regions: list[str], **info: Any) -> dict[str, Any]:

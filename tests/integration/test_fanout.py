@@ -64,7 +64,7 @@ async def test_send_tasks_follow_the_schema_and_name_their_idempotency_key(live:
     check = validator("send_task")
     for doc in docs[:500]:
         check.validate(doc)
-        assert doc["idempotency_key"] == f"{alert_id}:1:alert:{doc['recipient_id']}"
+        assert doc["idempotency_key"] == f"{alert_id}:1:{doc['recipient_id']}"
     assert len({d["idempotency_key"] for d in docs}) == len(docs)
 
 

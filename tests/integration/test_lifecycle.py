@@ -48,9 +48,24 @@ async def test_update_is_version_two_of_the_lineage(live: LiveLoa) -> None:
     assert (second["alert_id"], second["version"]) == (first["alert_id"], 2)
     assert second["message_id"] == f"{SENDER}/{original}-u1"
     _, docs = await live.tasks(first["alert_id"], "extreme")
-    v2 = {d["recipient_id"] for d in docs if d["version"] == 2}
-    assert v2 == live.expected(["VN-42", "VN-40"])
-    assert {d["kind"] for d in docs if d["version"] == 2} == {"update"}
+    v2 = {d["recipient_id"]: d["kind"] for d in docs if d["version"] == 2}
+    # the headline changed: those told in version 1 get the update, the newly targeted the alert
+    assert {r for r, k in v2.items() if k == "update"} == live.expected(["VN-42"])
+    assert {r for r, k in v2.items() if k == "alert"} == live.expected(["VN-40"])
+    assert len(v2) == sum(1 for d in docs if d["version"] == 2)
+
+
+async def test_update_that_changes_nothing_reaches_only_new_recipients(live: LiveLoa) -> None:
+    original = f"W-{uuid.uuid4().hex[:8]}"
+    first = await _accepted_and_done(live, alert(original, ["VN-42"]))
+    wider = alert(f"{original}-u1", ["VN-42", "VN-40"])  # same words, wider area
+    wider["msgType"] = "Update"
+    wider["references"] = _ref(original)
+    await _accepted_and_done(live, wider)
+    _, docs = await live.tasks(first["alert_id"], "extreme")
+    v2 = [d for d in docs if d["version"] == 2]
+    assert {d["recipient_id"] for d in v2} == live.expected(["VN-40"])
+    assert {d["kind"] for d in v2} == {"alert"}
 
 
 async def test_cancel_is_accepted_and_later_updates_are_refused(live: LiveLoa) -> None:
@@ -87,11 +102,15 @@ async def test_cancel_right_after_the_alert_stops_what_remains(live: LiveLoa) ->
     }
     await live.publish(orjson.dumps(cancel))
     progress = await live.fanned_out(f"{SENDER}/{original}")
-    counts, _ = await live.tasks(f"{SENDER}/{original}", "extreme")
-    # whatever was emitted before the Cancel arrived is on the topic exactly once, and every
-    # order that saw the Cancel says so
-    assert sum(counts.values()) == sum(p.emitted for p in progress.values())
-    assert max(counts.values(), default=1) == 1
+    await live.fanned_out(f"{SENDER}/{original}", version=2)
+    _, docs = await live.tasks(f"{SENDER}/{original}", "extreme")
+    alerted = [d["recipient_id"] for d in docs if d["version"] == 1]
+    cancelled = [d["recipient_id"] for d in docs if d["version"] == 2]
+    # whatever was emitted before the Cancel arrived is on the topic exactly once, every order
+    # that saw the Cancel says so, and exactly those alerted get the cancel
+    assert len(alerted) == sum(p.emitted for p in progress.values()) == len(set(alerted))
+    assert sorted(cancelled) == sorted(alerted)
+    assert {d["kind"] for d in docs if d["version"] == 2} <= {"cancel"}
     for p in progress.values():
         assert p.stopped in (None, "cancelled")
         if p.stopped == "cancelled":

@@ -43,7 +43,7 @@ def _run(state: LifecycleState, doc: dict[str, Any]) -> Accepted | Duplicate | R
         orjson.dumps(doc), regions=registry(), partitions=2, max_bytes=1 << 16, state=state, now=NOW
     )
     if isinstance(decision, Accepted):  # what the agent does once the decision is on Kafka
-        state.record(decision.plan, decision.alert.msg_type)
+        state.record(decision.plan, decision.alert.msg_type, decision.alert)
     return decision
 
 
@@ -74,16 +74,61 @@ def test_update_joins_the_lineage_with_the_next_version() -> None:
     assert (third.alert.alert_id, third.alert.version) == ("nchmf.gov.vn/T-1", 3)
 
 
-def test_cancel_is_accepted_without_orders_and_marks_the_lineage() -> None:
+def test_cancel_orders_cancel_tasks_at_the_alerts_priority_and_marks_the_lineage() -> None:
     state = LifecycleState()
     _run(state, _msg("T-1"))
     cancel = _run(state, {**_msg("T-9", "Cancel", "nchmf.gov.vn,T-1,x"), "info": []})
     assert isinstance(cancel, Accepted)
-    assert cancel.orders == ()
+    assert {(o.kind, o.priority.value, o.version) for o in cancel.orders} == {
+        (TaskKind.CANCEL, "extreme", 2)
+    }
     assert state.is_cancelled("nchmf.gov.vn/T-1")
     late = _run(state, _msg("T-10", "Update", "nchmf.gov.vn,T-1,x"))
     assert isinstance(late, Rejected)
     assert late.code is RejectionCode.ALREADY_CANCELLED
+
+
+def test_cancel_tasks_can_be_turned_off_and_never_go_to_exercises() -> None:
+    state = LifecycleState()
+    _run(state, _msg("T-1"))
+    cancel = {**_msg("T-9", "Cancel", "nchmf.gov.vn,T-1,x"), "info": []}
+    quiet = decide(
+        orjson.dumps(cancel),
+        regions=registry(),
+        partitions=2,
+        max_bytes=1 << 16,
+        state=state,
+        now=NOW,
+        cancel_tasks=False,
+    )
+    assert isinstance(quiet, Accepted)
+    assert quiet.orders == ()
+    drill = LifecycleState()
+    _run(drill, {**_msg("E-1"), "status": "Exercise"})
+    exercise_cancel = _run(
+        drill, {**cancel, "references": "nchmf.gov.vn,E-1,x", "status": "Exercise"}
+    )
+    assert isinstance(exercise_cancel, Accepted)
+    assert exercise_cancel.orders == ()
+
+
+def test_update_that_changes_nothing_told_is_marked_unchanged() -> None:
+    state = LifecycleState()
+    _run(state, _msg("T-1"))
+    same = _run(
+        state,
+        _msg(
+            "T-2",
+            "Update",
+            "nchmf.gov.vn,T-1,x",
+            area=[{"areaDesc": "wider", "regions": ["VN-22", "VN-31"]}],
+        ),
+    )
+    assert isinstance(same, Accepted)
+    assert {o.changed for o in same.orders} == {False}
+    worse = _run(state, _msg("T-3", "Update", "nchmf.gov.vn,T-2,x", headline="Bão mạnh lên"))
+    assert isinstance(worse, Accepted)
+    assert {o.changed for o in worse.orders} == {True}
 
 
 def test_update_of_an_unknown_alert_is_rejected() -> None:

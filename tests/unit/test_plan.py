@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from streams.directory.index import DirectoryPartition
+from streams.directory.synthetic import synthetic_subscribers
+from streams.fanout.encode import KINDS, select_audience
+from streams.fanout.plan import CapPolicy, PastOrder, plan_audience
+from streams.records import FanoutOrder, Priority, TaskKind
+from streams.regions import registry
+
+R = registry()
+ALERT, UPDATE, CANCEL = (KINDS.index(k) for k in TaskKind)
+
+
+@pytest.fixture(scope="module")
+def index() -> DirectoryPartition:
+    d = DirectoryPartition()
+    d.apply(synthetic_subscribers(50_000, 3, R))
+    d.compact()
+    return d
+
+
+def _order(version: int, kind: TaskKind, targets: tuple[str, ...], **kw: object) -> FanoutOrder:
+    base = FanoutOrder("a.vn/T-1", version, kind, Priority.EXTREME, 0, targets, False)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def _ids(index: DirectoryPartition, targets: tuple[str, ...]) -> set[int]:
+    order = _order(1, TaskKind.ALERT, targets)
+    return set(select_audience(order, index, R).ids.tolist())
+
+
+def _done(order: FanoutOrder, index: DirectoryPartition) -> PastOrder:
+    ids = select_audience(order, index, R).ids
+    return PastOrder(order, int(ids[-1]) if len(ids) else -1, 0.0)
+
+
+def test_first_version_is_its_audience(index: DirectoryPartition) -> None:
+    plan = plan_audience(_order(1, TaskKind.ALERT, ("VN-22",)), index, R, [])
+    assert set(plan.audience.ids.tolist()) == _ids(index, ("VN-22",))
+    assert set(plan.kinds.tolist()) == {ALERT}
+
+
+def test_unchanged_update_reaches_only_new_recipients(index: DirectoryPartition) -> None:
+    v1 = _order(1, TaskKind.ALERT, ("VN-22",))
+    v2 = _order(2, TaskKind.UPDATE, ("VN-22", "VN-31"), changed=False)
+    plan = plan_audience(v2, index, R, [_done(v1, index)])
+    assert set(plan.audience.ids.tolist()) == _ids(index, ("VN-31",))
+    assert set(plan.kinds.tolist()) == {ALERT}
+    assert plan.suppressed == {"duplicate": len(_ids(index, ("VN-22",)))}
+
+
+def test_changed_update_tells_everyone_served_and_alerts_the_new(
+    index: DirectoryPartition,
+) -> None:
+    v1 = _order(1, TaskKind.ALERT, ("VN-22", "VN-31"))
+    v2 = _order(2, TaskKind.UPDATE, ("VN-31", "VN-33"), changed=True)
+    plan = plan_audience(v2, index, R, [_done(v1, index)])
+    kinds = dict(zip(plan.audience.ids.tolist(), plan.kinds.tolist(), strict=True))
+    served = _ids(index, ("VN-22", "VN-31"))
+    assert {r for r, k in kinds.items() if k == UPDATE} == served  # VN-22 learns it shrank
+    assert {r for r, k in kinds.items() if k == ALERT} == _ids(index, ("VN-33",))
+    assert np.all(np.diff(plan.audience.ids.astype(np.int64)) > 0)
+
+
+def test_served_stops_at_the_committed_cursor(index: DirectoryPartition) -> None:
+    v1 = _order(1, TaskKind.ALERT, ("VN-22",))
+    ids = select_audience(v1, index, R).ids
+    half = int(ids[len(ids) // 2])
+    v2 = _order(2, TaskKind.UPDATE, ("VN-22",), changed=False)
+    plan = plan_audience(v2, index, R, [PastOrder(v1, half, 0.0)])
+    assert set(plan.audience.ids.tolist()) == {i for i in ids.tolist() if i > half}
+
+
+def test_cancel_reaches_everyone_the_lineage_served(index: DirectoryPartition) -> None:
+    v1 = _order(1, TaskKind.ALERT, ("VN-22",))
+    v2 = _order(2, TaskKind.UPDATE, ("VN-31",), changed=True)
+    v3 = _order(3, TaskKind.CANCEL, ())
+    plan = plan_audience(v3, index, R, [_done(v1, index), _done(v2, index)])
+    assert set(plan.audience.ids.tolist()) == _ids(index, ("VN-22", "VN-31"))
+    assert set(plan.kinds.tolist()) == {CANCEL}
+
+
+def test_routine_alerts_are_capped_but_extreme_ones_never(index: DirectoryPartition) -> None:
+    def routine(alert_id: str) -> FanoutOrder:
+        return replace(
+            _order(1, TaskKind.ALERT, ("VN-22",)), alert_id=alert_id, priority=Priority.ROUTINE
+        )
+
+    history = [_done(routine(f"a.vn/R-{i}"), index) for i in range(3)]
+    caps = CapPolicy(count=3, window_s=3600, now=100.0)
+    fourth = plan_audience(routine("a.vn/R-9"), index, R, history, caps)
+    assert len(fourth.audience) == 0
+    assert fourth.suppressed == {"cap": len(_ids(index, ("VN-22",)))}
+    looser = plan_audience(routine("a.vn/R-9"), index, R, history, replace(caps, count=4))
+    assert set(looser.audience.ids.tolist()) == _ids(index, ("VN-22",))
+    extreme = plan_audience(_order(1, TaskKind.ALERT, ("VN-22",)), index, R, history, caps)
+    assert set(extreme.audience.ids.tolist()) == _ids(index, ("VN-22",))
+    stale = plan_audience(
+        routine("a.vn/R-9"), index, R, history, replace(caps, now=10_000.0)
+    )  # the others left the window
+    assert len(stale.audience) == len(_ids(index, ("VN-22",)))
