@@ -5,26 +5,40 @@ the last change per recipient is written (what compaction would keep anyway), ea
 partition (``recipient_id mod partitions``), encoded vectorized (``streams.directory.wire``).
 It returns once the broker has acknowledged every record (``acks=all``, idempotent producer),
 so a count it reports is a count the directory holds.
+
+Speed: subscribers in Loa's fixed layout become whole record batches built column-wise
+(:mod:`streams.directory.recordbatch`, no Python object per record), and batches go out
+round-robin over the partitions, so each produce request carries a batch for every partition
+instead of waiting on one partition at a time. The few records outside the fixed layout
+(opt-outs, tombstones) use aiokafka's per-record batch builder. Records of one call have
+distinct keys, so their order across batches does not change what compaction keeps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
+from aiokafka import AIOKafkaProducer
 
 from streams.directory.index import ChangeBatch
+from streams.directory.rawkafka import PrebuiltBatch
+from streams.directory.recordbatch import HEADER_SIZE, build_records
 from streams.directory.synthetic import synthetic_subscribers
-from streams.directory.wire import encode_subscribers
+from streams.directory.wire import encode_matrices, encode_subscribers
 from streams.kafka import make_producer
 from streams.regions import RegionRegistry
 from streams.settings import Settings
 
 __all__ = ["load_synthetic", "write_changes"]
 
-_CHUNK = 200_000
+#: Subscribers encoded at once: small enough that the sender keeps the broker busy between
+#: encodings, large enough that numpy's per-call cost is amortized.
+_CHUNK = 131_072
+#: Bytes per record beyond key and value (varints, attributes, headers count): an upper bound.
+_RECORD_OVERHEAD = 16
 
 
 async def write_changes(
@@ -41,36 +55,68 @@ async def write_changes(
     topic = settings.directory_topic
     parts = np.uint64(settings.partitions)
     written = 0
+    # the loop allocates only untracked bytes and arrays: collections would only cost time
+    gc_was = gc.isenabled()
+    gc.disable()
     try:
         pending: list[asyncio.Future[object]] = []
         for start in range(0, len(batch), _CHUNK):
             chunk = batch.take(slice(start, start + _CHUNK))
             owner = chunk.ids % parts
-            for p in range(settings.partitions):
-                records = encode_subscribers(chunk.take(np.flatnonzero(owner == p)), regions)
-                builder = producer.create_batch()
-                # the loop allocates only untracked bytes: collections would only cost time
-                gc_was = gc.isenabled()
-                gc.disable()
-                try:
-                    for key, value in records:
-                        if builder.append(timestamp=None, key=key, value=value) is None:
-                            pending.append(await producer.send_batch(builder, topic, partition=p))
-                            builder = producer.create_batch()
-                            builder.append(timestamp=None, key=key, value=value)
-                finally:
-                    if gc_was:
-                        gc.enable()
-                if builder.record_count():
+            queues = [
+                (p, _batches(producer, chunk.take(np.flatnonzero(owner == p)), regions, settings))
+                for p in range(settings.partitions)
+            ]
+            # round-robin: one batch per partition in turn, so a request carries several
+            while queues:
+                still = []
+                for p, queue in queues:
+                    builder = next(queue, None)
+                    if builder is None:
+                        continue
                     pending.append(await producer.send_batch(builder, topic, partition=p))
+                    still.append((p, queue))
+                queues = still
             written += len(chunk)
             pending = _settled(pending)
             if on_progress is not None:
                 on_progress(written)
         await asyncio.gather(*pending)
     finally:
+        if gc_was:
+            gc.enable()
         await producer.stop()
     return written
+
+
+def _batches(
+    producer: AIOKafkaProducer, part: ChangeBatch, regions: RegionRegistry, settings: Settings
+) -> Iterator[object]:
+    """The record batches of one partition's share of a chunk, built lazily."""
+    if not settings.directory_raw_kafka:
+        yield from _appended(producer, encode_subscribers(part, regions))
+        return
+    fixed, other = encode_matrices(part, regions)
+    for keys, values in fixed:
+        width = keys.shape[1] + values.shape[1] + _RECORD_OVERHEAD
+        per_batch = max(1, (settings.emit_batch_bytes - HEADER_SIZE) // width)
+        for a in range(0, keys.shape[0], per_batch):
+            records, count = build_records(keys[a : a + per_batch], values[a : a + per_batch])
+            yield PrebuiltBatch(records, count)
+    yield from _appended(producer, other)
+
+
+def _appended(
+    producer: AIOKafkaProducer, records: list[tuple[bytes, bytes | None]]
+) -> Iterator[object]:
+    builder = producer.create_batch()
+    for key, value in records:
+        if builder.append(timestamp=None, key=key, value=value) is None:
+            yield builder
+            builder = producer.create_batch()
+            builder.append(timestamp=None, key=key, value=value)
+    if builder.record_count():
+        yield builder
 
 
 def _settled(pending: list[asyncio.Future[object]]) -> list[asyncio.Future[object]]:

@@ -11,6 +11,12 @@ subscriber, plus tombstones younger than ``delete.retention.ms``), decoded vecto
 (``streams.directory.wire``) and merged with one sort per 2M changes. Orders wait for the
 replay (:meth:`DirectoryService.ready`): an alert is never fanned out against a partial
 directory.
+
+Restore speed: by default the partitions are fetched as raw record batches
+(:class:`streams.directory.rawkafka.RawFetcher`) and read column-wise
+(:func:`streams.directory.recordbatch.read_partition`, the consumer's read_committed rules),
+so no Python object is built per record. ``LOA_DIRECTORY_RAW_KAFKA=false`` uses aiokafka's
+consumer (``getmany``) instead; both feed the same decoder and index.
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
 
 from streams.directory.index import DirectoryPartition
-from streams.directory.wire import decode_changes
+from streams.directory.rawkafka import RawFetcher
+from streams.directory.recordbatch import FetchedRecords, read_partition
+from streams.directory.wire import decode_fetched
 from streams.errors import DirectoryNotReady
 from streams.regions import RegionRegistry
 from streams.settings import Settings
@@ -45,6 +54,9 @@ class DirectoryService:
         self._assign_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.bad_records = 0
+        # raw mode: the fetcher, and the next offset to fetch of each owned partition
+        self._fetcher: RawFetcher | None = None
+        self._positions: dict[int, int] = {}
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -59,13 +71,25 @@ class DirectoryService:
             client_id=f"{self._settings.app_id}-directory",
         )
         await self._consumer.start()
-        self._task = asyncio.create_task(self._run(), name="loa-directory")
+        if self._settings.directory_raw_kafka:
+            self._fetcher = RawFetcher(
+                self._settings.bootstrap_servers,
+                f"{self._settings.app_id}-directory-fetch",
+                max_wait_ms=50,
+            )
+            await self._fetcher.start()
+            run = self._run_raw()
+        else:
+            run = self._run()
+        self._task = asyncio.create_task(run, name="loa-directory")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._fetcher is not None:
+            await self._fetcher.close()
         if self._consumer is not None:
             await self._consumer.stop()
 
@@ -81,6 +105,9 @@ class DirectoryService:
         assert self._consumer is not None
         async with self._assign_lock:
             if partitions == set(self._indexes):
+                return
+            if self._fetcher is not None:
+                await self._assign_raw(partitions)
                 return
             positions = {
                 p: await self._consumer.position(TopicPartition(self._topic, p))
@@ -98,6 +125,19 @@ class DirectoryService:
                     self._indexes[tp.partition] = DirectoryPartition()
                     await self._consumer.seek_to_beginning(tp)
             log.info("directory owns partitions %s", sorted(partitions))
+
+    async def _assign_raw(self, partitions: set[int]) -> None:
+        assert self._consumer is not None
+        for p in set(self._indexes) - partitions:
+            del self._indexes[p]
+            del self._positions[p]
+        new = sorted(partitions - set(self._indexes))
+        tps = [TopicPartition(self._topic, p) for p in new]
+        starts = await self._consumer.beginning_offsets(tps) if tps else {}
+        for tp in tps:
+            self._indexes[tp.partition] = DirectoryPartition()
+            self._positions[tp.partition] = int(starts[tp])
+        log.info("directory owns partitions %s", sorted(partitions))
 
     async def ensure(self, p: int) -> None:
         if p not in self._indexes:
@@ -140,6 +180,8 @@ class DirectoryService:
 
     async def _position(self, tp: TopicPartition) -> int:
         assert self._consumer is not None
+        if self._fetcher is not None:
+            return self._positions.get(tp.partition, -1)
         if tp not in self._consumer.assignment():
             return -1
         return int(await self._consumer.position(tp))
@@ -161,14 +203,59 @@ class DirectoryService:
                 index = self._indexes.get(tp.partition)
                 if index is None:
                     continue
-                batch, errors = decode_changes(
-                    [(r.key, r.value) for r in records],
-                    self._regions,
-                    h3_resolution=self._settings.h3_resolution,
+                self._apply(
+                    tp.partition,
+                    index,
+                    FetchedRecords.from_pairs([(r.key, r.value) for r in records]),
                 )
-                for error in errors[:5]:
-                    log.warning("bad directory change in %s: %s", tp, error)
-                self.bad_records += len(errors)
-                index.apply(batch)
             async with self._changed:
                 self._changed.notify_all()
+
+    async def _run_raw(self) -> None:
+        assert self._fetcher is not None and self._consumer is not None
+        while True:
+            if not self._positions:
+                await asyncio.sleep(0.1)
+                continue
+            asked = dict(self._positions)
+            try:
+                answers = await self._fetcher.fetch(self._topic, asked)
+                failed = False
+                for p, answer in answers.items():
+                    index = self._indexes.get(p)
+                    # the partition was dropped, or re-assigned from the start, meanwhile
+                    if index is None or self._positions.get(p) != asked[p]:
+                        continue
+                    if isinstance(answer.error, OffsetOutOfRangeError):
+                        tp = TopicPartition(self._topic, p)
+                        start = (await self._consumer.beginning_offsets([tp]))[tp]
+                        log.warning(
+                            "directory %s: offset %d out of range, from %d", tp, asked[p], start
+                        )
+                        self._positions[p] = int(start)
+                        continue
+                    if answer.error is not None:
+                        log.warning("directory fetch of partition %d failed: %r", p, answer.error)
+                        failed = True
+                        continue
+                    records = read_partition(answer.data, asked[p], aborted=answer.aborted)
+                    self._apply(p, index, records)
+                    self._positions[p] = records.next_offset
+            except Exception:  # a broker hiccup or a corrupt batch must not end the directory
+                log.exception("directory fetch failed; retrying")
+                failed = True
+            async with self._changed:
+                self._changed.notify_all()
+            if failed:
+                await asyncio.sleep(1.0)
+
+    def _apply(self, p: int, index: DirectoryPartition, records: FetchedRecords) -> None:
+        if not len(records):
+            return
+        batch, errors = decode_fetched(
+            records, self._regions, h3_resolution=self._settings.h3_resolution
+        )
+        for error in errors[:5]:
+            log.warning("bad directory change in partition %d: %s", p, error)
+        self.bad_records += len(errors)
+        index.apply(batch)

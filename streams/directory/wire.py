@@ -15,23 +15,33 @@ is ever misread; a bad record is reported and skipped, never fatal.
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 import h3
 import numpy as np
 import numpy.typing as npt
 import orjson
+from numpy.lib.stride_tricks import sliding_window_view
 
 from streams.directory.cells import cell_resolution, format_hex, is_cell, parse_hex, to_resolution
 from streams.directory.index import COLUMNS, FLAG_TEST, NO_CHANNEL, ChangeBatch, category_mask
+from streams.directory.recordbatch import FetchedRecords
 from streams.encoding import decimal_digits, digit_runs, fixed_records, lookup_table, rows
 from streams.errors import LoaError
 from streams.records import CATEGORIES, CHANNELS, LANGUAGES
 from streams.regions import RegionRegistry
 
-__all__ = ["DEFAULT_H3_RESOLUTION", "Columns", "apply_doc", "decode_changes", "encode_subscribers"]
+__all__ = [
+    "DEFAULT_H3_RESOLUTION",
+    "Columns",
+    "apply_doc",
+    "decode_changes",
+    "decode_fetched",
+    "encode_matrices",
+    "encode_subscribers",
+]
 
 #: The directory's H3 resolution when none is given (``LOA_H3_RESOLUTION``'s default).
 DEFAULT_H3_RESOLUTION = 7
@@ -46,6 +56,7 @@ _FIELDS = frozenset(
 )
 
 Record = tuple[bytes | None, bytes | None]
+U8 = npt.NDArray[np.uint8]
 
 
 # ---------------------------------------------------------------------------------- layout
@@ -145,17 +156,18 @@ def _cell_tokens(cells: npt.NDArray[np.uint64], null: npt.NDArray[np.uint8]) -> 
     return out
 
 
-def encode_subscribers(
+def encode_matrices(
     batch: ChangeBatch, regions: RegionRegistry
-) -> list[tuple[bytes, bytes | None]]:
-    """``(key, value)`` change records for ``batch``; ``deleted`` rows become tombstones.
+) -> tuple[list[tuple[U8, U8]], list[tuple[bytes, bytes | None]]]:
+    """``batch`` as change records without a Python object per fixed-layout record.
 
-    ``batch.ids`` must be sorted and unique (``ChangeBatch.last_per_id`` makes them so).
-    Subscribers without opt-outs are encoded vectorized in Loa's fixed layout; the few with
-    opt-outs, and tombstones, one by one.
+    Returns ``(fixed, other)``: ``fixed`` is one ``(keys, values)`` pair of byte matrices per
+    run of ids with the same number of digits (row ``i`` of both is one record); ``other`` holds
+    the records that are not in the fixed layout (subscribers with opt-outs, and tombstones)
+    as ``(key, value)``. ``batch.ids`` must be sorted and unique.
     """
     layout = _layout(regions)
-    out: list[tuple[bytes, bytes | None]] = []
+    fixed: list[tuple[U8, U8]] = []
     plain = ~batch.deleted & (batch.optout == 0)
     fast = batch.take(plain)
     for start, stop, width in digit_runs(fast.ids):
@@ -183,14 +195,32 @@ def encode_subscribers(
                 b',"opted_out":[]}',
             ],
         )
-        out.extend(zip(rows(digits), rows(matrix), strict=True))
+        fixed.append((np.ascontiguousarray(digits), matrix))
+    other: list[tuple[bytes, bytes | None]] = []
     for i in np.flatnonzero(~plain).tolist():
         rid = int(batch.ids[i])
         key = b"%d" % rid
         if batch.deleted[i]:
-            out.append((key, None))
+            other.append((key, None))
         else:
-            out.append((key, orjson.dumps(_as_dict(batch, i, regions))))
+            other.append((key, orjson.dumps(_as_dict(batch, i, regions))))
+    return fixed, other
+
+
+def encode_subscribers(
+    batch: ChangeBatch, regions: RegionRegistry
+) -> list[tuple[bytes, bytes | None]]:
+    """``(key, value)`` change records for ``batch``; ``deleted`` rows become tombstones.
+
+    ``batch.ids`` must be sorted and unique (``ChangeBatch.last_per_id`` makes them so).
+    Subscribers without opt-outs are encoded vectorized in Loa's fixed layout; the few with
+    opt-outs, and tombstones, one by one.
+    """
+    fixed, other = encode_matrices(batch, regions)
+    out: list[tuple[bytes, bytes | None]] = []
+    for keys, values in fixed:
+        out.extend(zip(rows(keys), rows(values), strict=True))
+    out.extend(other)
     return out
 
 
@@ -244,15 +274,29 @@ def decode_changes(
     ``fast=False`` forces the general path (for tests that compare the two).
     """
     recs = records if isinstance(records, list) else list(records)
-    out = Columns(len(recs))
-    pending = np.ones(len(recs), dtype=np.bool_)
-    if fast and recs:
-        _fast_path(recs, regions, h3_resolution, out, pending)
+    return decode_fetched(
+        FetchedRecords.from_pairs(recs), regions, h3_resolution=h3_resolution, fast=fast
+    )
+
+
+def decode_fetched(
+    records: FetchedRecords,
+    regions: RegionRegistry,
+    *,
+    h3_resolution: int = DEFAULT_H3_RESOLUTION,
+    fast: bool = True,
+) -> tuple[ChangeBatch, list[str]]:
+    """:func:`decode_changes` for records laid out in one buffer (a fetched partition): the
+    fast path gathers fixed-layout values straight into a matrix, no object per record."""
+    n = len(records)
+    out = Columns(n)
+    pending = np.ones(n, dtype=np.bool_)
+    if fast and n:
+        _fast_path(records, regions, h3_resolution, out, pending)
     errors: list[str] = []
     for i in np.flatnonzero(pending).tolist():
-        key, value = recs[i]
         try:
-            _general(i, key, value, regions, h3_resolution, out)
+            _general(i, records.key(i), records.value(i), regions, h3_resolution, out)
         except (ValueError, KeyError, TypeError, LoaError) as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
     return out.batch(), errors
@@ -366,62 +410,62 @@ _DIGIT_WEIGHTS = [np.uint64(10**k) for k in range(20)]
 
 
 def _fast_path(
-    recs: Sequence[Record],
+    recs: FetchedRecords,
     regions: RegionRegistry,
     h3_resolution: int,
     out: Columns,
     pending: npt.NDArray[np.bool_],
 ) -> None:
     layout = _layout(regions)
-    n = len(recs)
-    # transpose and measure with C-level loops: this is the per-record cost of a restore
-    keys, values = (list(col) for col in zip(*recs, strict=True))
-    if None in values:
-        lengths = np.fromiter(map(len, [b"" if v is None else v for v in values]), np.int64, n)
-    else:
-        lengths = np.fromiter(map(len, values), np.int64, n)
     base = sum(p if isinstance(p, int) else len(p) for p in layout.pieces(0))
-    for width in range(1, 20):  # 20-digit ids may overflow uint64: general path
-        group = np.flatnonzero(lengths == base + width)
-        if group.size == 0:
-            continue
-        if group.size == n:
-            group_keys, group_values = keys, values
+    key_len, value_len = recs.key_len, recs.value_len
+    # 20-digit ids may overflow uint64: general path
+    candidate = (value_len == key_len + base) & (key_len >= 1) & (key_len <= 19)
+    widths = np.unique(key_len[candidate]).tolist()
+    for width in widths:
+        group = np.flatnonzero(candidate & (key_len == width))
+        # rows gathered from a strided window view: one memcpy per record, all in C
+        values = sliding_window_view(recs.buffer, base + width)[recs.value_at[group]]
+        keys = sliding_window_view(recs.buffer, width)[recs.key_at[group]]
+        _fast_group(group, keys, values, width, layout, h3_resolution, out, pending)
+
+
+@cache
+def _template(layout: _Layout, width: int) -> tuple[U8, U8, list[tuple[int, int]]]:
+    """The literal bytes of the layout for ``width``, their mask, and the slots."""
+    template = bytearray()
+    literal = bytearray()
+    slots: list[tuple[int, int]] = []
+    for piece in layout.pieces(width):
+        if isinstance(piece, bytes):
+            template += piece
+            literal += b"\xff" * len(piece)
         else:
-            pick = operator.itemgetter(*group.tolist())
-            group_keys = list(pick(keys)) if group.size > 1 else [pick(keys)]
-            group_values = list(pick(values)) if group.size > 1 else [pick(values)]
-        _fast_group(group, group_keys, group_values, width, layout, h3_resolution, out, pending)
+            slots.append((len(template), len(template) + piece))
+            template += b" " * piece
+            literal += b"\x00" * piece
+    return (
+        np.frombuffer(bytes(template), dtype=np.uint8),
+        np.frombuffer(bytes(literal), dtype=np.uint8),
+        slots,
+    )
 
 
 def _fast_group(
     group: npt.NDArray[np.intp],
-    keys: list[bytes | None],
-    values: list[bytes | None],
+    keys: U8,
+    m: U8,
     width: int,
     layout: _Layout,
     h3_resolution: int,
     out: Columns,
     pending: npt.NDArray[np.bool_],
 ) -> None:
-    pieces = layout.pieces(width)
-    template = bytearray()
-    literal = []
-    slots: list[tuple[int, int]] = []
-    for piece in pieces:
-        if isinstance(piece, bytes):
-            literal.append((len(template), len(template) + len(piece)))
-            template += piece
-        else:
-            slots.append((len(template), len(template) + piece))
-            template += b" " * piece
-    tmpl = np.frombuffer(bytes(template), dtype=np.uint8)
-    is_literal = np.zeros(len(template), dtype=np.bool_)
-    for a, b in literal:
-        is_literal[a:b] = True
-    joined = b"".join(values)  # type: ignore[arg-type]
-    m = np.frombuffer(joined, dtype=np.uint8).reshape(group.size, len(template))
-    ok = (m[:, is_literal] == tmpl[is_literal]).all(axis=1)
+    tmpl, literal, slots = _template(layout, width)
+    # literal bytes equal the template's: xor, mask, and test whole rows at once
+    diff = np.bitwise_xor(m, tmpl)
+    diff &= literal
+    ok = ~diff.any(axis=1)
 
     (d0, d1), (p0, p1), (w0, w1), (c0, c1), (l0, l1), (t0, t1), (x0, x1) = slots
     digits = m[:, d0:d1]
@@ -431,20 +475,7 @@ def _fast_group(
     ids = np.zeros(group.size, dtype=np.uint64)
     for k in range(width):
         ids += (digits[:, width - 1 - k] - ord("0")).astype(np.uint64) * _DIGIT_WEIGHTS[k]
-
-    if None in keys:
-        keys = [b"" if k is None else k for k in keys]
-    key_len = np.fromiter(map(len, keys), np.int64, group.size)  # type: ignore[arg-type]
-    if (key_len == width).all():
-        km = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, width)  # type: ignore[arg-type]
-        ok &= (km == digits).all(axis=1)
-    else:  # odd keys: rows with the wrong key length take the general path, which says why
-        ok &= key_len == width
-        good_rows = np.flatnonzero(ok)
-        if good_rows.size:
-            picked = b"".join([keys[i] for i in good_rows.tolist()])  # type: ignore[misc]
-            km = np.frombuffer(picked, dtype=np.uint8).reshape(-1, width)
-            ok[good_rows] = (km == digits[good_rows]).all(axis=1)
+    ok &= (keys == digits).all(axis=1)
 
     prov = m[:, p0:p1].astype(np.int32) - ord("0")
     wdig = m[:, w0:w1].astype(np.int32) - ord("0")
