@@ -234,7 +234,8 @@ class Metrics:
             first = done.first_task_at - (written_at or done.started_at)
             self.time_to_first_task.labels(done.priority).observe(max(first, 0.0))
         if done.stopped in SUPPRESSION_REASONS:
-            self.suppressed(done.stopped, done.targeted - done.emitted, done.priority)
+            rest = done.targeted - done.emitted - sum(done.suppressed.values())
+            self.suppressed(done.stopped, rest, done.priority)
 
     # -- receipts -------------------------------------------------------------------------------
 

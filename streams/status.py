@@ -81,11 +81,13 @@ def summarize(
         targeted += int(doc.get("targeted", 0))
         emitted += int(doc.get("emitted", 0))
         done += bool(doc.get("done"))
+        left_out = 0
         for reason, n in (doc.get("suppressed") or {}).items():
             suppressed[str(reason)] += int(n)
+            left_out += int(n)
         stopped = doc.get("stopped")
         if stopped and doc.get("done"):  # a Cancel or expiry ended it: the rest is suppressed
-            rest = int(doc.get("targeted", 0)) - int(doc.get("emitted", 0))
+            rest = int(doc.get("targeted", 0)) - int(doc.get("emitted", 0)) - left_out
             if rest > 0:
                 suppressed[str(stopped)] += rest
     for doc in tallies:
