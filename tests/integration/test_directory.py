@@ -17,9 +17,10 @@ import pytest
 
 from streams.directory.index import ChangeBatch
 from streams.directory.load import write_changes
+from streams.directory.service import DirectoryService
 from streams.directory.synthetic import synthetic_subscribers
-from streams.directory.wire import decode_changes
-from streams.kafka import create_topics, read_to_end
+from streams.directory.wire import decode_changes, encode_subscribers
+from streams.kafka import create_topics, make_producer, read_to_end
 from streams.localrun import WorkerProcess
 from streams.regions import circle_cells, registry
 from streams.settings import Settings
@@ -184,3 +185,82 @@ async def test_load_file_reports_each_bad_row_and_writes_the_good_ones(
     batch, errors = decode_changes(records, registry())
     assert errors == []
     assert sorted(batch.ids.tolist()) == [101, 103, 106]
+
+
+async def test_restore_reads_what_a_read_committed_consumer_reads_in_raw_and_fallback_modes(
+    make_settings: object,
+) -> None:
+    """Loader batches, another writer's JSON, tombstones, an aborted and a committed
+    transaction, on the real broker: both restore paths hold exactly the committed directory,
+    and aiokafka's own consumer reads the loader's batches the same way."""
+    settings: Settings = make_settings(partitions=2)  # type: ignore[operator]
+    regions = registry()
+    await create_topics(settings)
+    subs = synthetic_subscribers(30_000, 3, regions, optout_share=0.05)
+    await write_changes(settings, subs, regions)
+    gone = subs.ids[:1_000:7]
+    await write_changes(
+        settings,
+        replace(subs.take(np.isin(subs.ids, gone)), deleted=np.ones(gone.size, bool)),
+        regions,
+    )
+    foreign = {
+        b"40001": b'{"recipient_id": 40001, "ward": "VN-01-00004", "channels": ["sms"],'
+        b' "language": "vi"}',
+        b"40002": b"not a change",
+    }
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for key, value in foreign.items():
+            await producer.send_and_wait(
+                settings.directory_topic, value, key=key, partition=int(key) % 2
+            )
+    finally:
+        await producer.stop()
+    moved = subs.take(slice(5_000, 5_100))
+    for commit, ids_from in ((False, 50_000), (True, 60_000)):
+        txn = make_producer(settings, transactional_id=f"{settings.app_id}-t{int(commit)}")
+        await txn.start()
+        try:
+            await txn.begin_transaction()
+            newcomers = synthetic_subscribers(100, 4, regions, id_base=ids_from)
+            for batch in (newcomers, replace(moved, ward=moved.ward[::-1].copy())):
+                for key, value in encode_subscribers(batch, regions):
+                    await txn.send(settings.directory_topic, value, key=key, partition=int(key) % 2)
+            await (txn.commit_transaction() if commit else txn.abort_transaction())
+        finally:
+            await txn.stop()
+
+    committed = synthetic_subscribers(100, 4, regions, id_base=60_000)
+    expected = ChangeBatch.concat(
+        [
+            subs,
+            replace(subs.take(np.isin(subs.ids, gone)), deleted=np.ones(gone.size, bool)),
+            decode_changes([(b"40001", foreign[b"40001"])], regions)[0],
+            committed,
+            replace(moved, ward=moved.ward[::-1].copy()),
+        ]
+    ).last_per_id()
+    expected = expected.take(~expected.deleted)
+
+    records = [(r.key, r.value) async for r in read_to_end(settings, settings.directory_topic)]
+    via_consumer, errors = decode_changes(records, regions)
+    assert len(errors) == 1
+    for raw in (True, False):
+        service = DirectoryService(replace(settings, directory_raw_kafka=raw), regions)
+        await service.start()
+        try:
+            await service.assign({0, 1})
+            indexes = [await service.ready(p, timeout_s=60) for p in (0, 1)]
+        finally:
+            await service.stop()
+        assert service.bad_records == 1
+        got = np.sort(np.concatenate([ix.ids for ix in indexes]))
+        assert np.array_equal(got, expected.ids)
+        for ix in indexes:
+            at = np.searchsorted(expected.ids, ix.ids)
+            for column in ("ward", "cell", "channel", "channel2", "language", "optout"):
+                assert np.array_equal(getattr(ix, column), getattr(expected, column)[at]), column
+    final = via_consumer.take(np.argsort(via_consumer.ids, kind="stable")).last_per_id()
+    assert np.array_equal(final.ids[~final.deleted], expected.ids)
