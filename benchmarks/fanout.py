@@ -25,12 +25,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from streams.directory.index import DirectoryPartition
 from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
 from streams.fanout.encode import TaskEncoder, select_audience
+from streams.fanout.plan import CapPolicy, PastOrder, plan_audience
 from streams.kafka import create_topics, make_producer
 from streams.localrun import WorkerProcess, start_broker, stop_broker
 from streams.observe import watch_progress
@@ -67,7 +69,9 @@ def sample_task(alert_id: str, n: int) -> tuple[int, int]:
     index = DirectoryPartition()
     index.apply(synthetic_subscribers(min(n, 50_000), 1, regions, id_base=n - min(n, 50_000)))
     order = FanoutOrder(alert_id, 1, TaskKind.ALERT, Priority.EXTREME, 0, ("VN",), False)
-    pairs = list(TaskEncoder(order).encode(select_audience(order, index, regions), 0, 50_000))
+    audience = select_audience(order, index, regions)
+    kinds = np.zeros(len(audience), dtype=np.uint8)
+    pairs = list(TaskEncoder(order).encode(audience, 0, 50_000, kinds))
     return (
         round(sum(len(k) for k, _ in pairs) / len(pairs)),
         round(sum(len(v) for _, v in pairs) / len(pairs)),
@@ -155,6 +159,72 @@ async def fanout_run(settings: Settings, n: int, workdir: Path) -> dict[str, Any
     }
 
 
+def plan_costs(per_partition: int) -> dict[str, float]:
+    """Seconds to plan one partition's audience: plain alert, lineage dedup, caps."""
+    regions = registry()
+    index = DirectoryPartition()
+    index.apply(synthetic_subscribers(per_partition, 1, regions))
+    index.compact()
+
+    def order(alert_id: str, version: int, kind: TaskKind, priority: Priority) -> FanoutOrder:
+        return FanoutOrder(alert_id, version, kind, priority, 0, ("VN",), False)
+
+    def past(o: FanoutOrder) -> PastOrder:
+        return PastOrder(o, int(index.ids[-1]), time.time())
+
+    def timed(o: FanoutOrder, history: list[PastOrder], caps: CapPolicy | None) -> float:
+        started = time.perf_counter()
+        plan_audience(o, index, regions, history, caps)
+        return time.perf_counter() - started
+
+    caps = CapPolicy(3, 86_400, time.time())
+    first = order("b/A", 1, TaskKind.ALERT, Priority.EXTREME)
+    routines = [past(order(f"b/R{i}", 1, TaskKind.ALERT, Priority.ROUTINE)) for i in range(3)]
+    return {
+        "subscribers": per_partition,
+        "select_s": timed(first, [], None),
+        "update_dedup_s": timed(
+            order("b/A", 2, TaskKind.UPDATE, Priority.EXTREME), [past(first)], None
+        ),
+        "routine_caps_s": timed(order("b/R9", 1, TaskKind.ALERT, Priority.ROUTINE), routines, caps),
+    }
+
+
+async def transaction_cost(settings: Settings, n: int, chunk: int, size: int) -> dict[str, float]:
+    """Records/s of chunked emission to one partition with and without a transaction per chunk."""
+    topic = settings.sends_topic("routine")
+    keys = [b"%07d" % i for i in range(chunk)]
+    value = b"x" * size
+    rates: dict[str, float] = {}
+    for mode in ("idempotent", "transactional"):
+        producer = make_producer(
+            settings,
+            **({"transactional_id": f"{settings.app_id}-bench"} if mode == "transactional" else {}),
+        )
+        await producer.start()
+        try:
+            started = time.perf_counter()
+            for _ in range(n // chunk):
+                if mode == "transactional":
+                    await producer.begin_transaction()
+                pending = []
+                batch = producer.create_batch()
+                for key in keys:
+                    if batch.append(timestamp=None, key=key, value=value) is None:
+                        pending.append(await producer.send_batch(batch, topic, partition=0))
+                        batch = producer.create_batch()
+                        batch.append(timestamp=None, key=key, value=value)
+                pending.append(await producer.send_batch(batch, topic, partition=0))
+                await asyncio.gather(*pending)
+                if mode == "transactional":
+                    await producer.commit_transaction()
+            rates[mode] = (n // chunk) * chunk / (time.perf_counter() - started)
+        finally:
+            await producer.stop()
+    rates["ratio"] = rates["transactional"] / rates["idempotent"]
+    return rates
+
+
 async def main(sizes: list[int], partitions: int) -> dict[str, Any]:
     bootstrap = os.environ.get("LOA_BOOTSTRAP_SERVERS")
     base = Settings(bootstrap_servers=bootstrap or "127.0.0.1:19992", partitions=partitions)
@@ -177,6 +247,10 @@ async def main(sizes: list[int], partitions: int) -> dict[str, Any]:
                     settings, n, run["key_bytes"], run["value_bytes"]
                 )
                 run["ratio"] = run["fanout_tasks_per_s"] / run["ceiling_tasks_per_s"]
+                run["plan_costs"] = plan_costs(n // partitions)
+                run["transaction_cost"] = await transaction_cost(
+                    settings, min(n, 1_000_000), settings.fanout_chunk, run["value_bytes"]
+                )
                 results.append(run)
                 print(
                     f"{n:>11,} subscribers: fan-out {run['fanout_tasks_per_s']:>10,.0f} tasks/s"
@@ -185,6 +259,15 @@ async def main(sizes: list[int], partitions: int) -> dict[str, Any]:
                     f" | {run['fanout_seconds']:.1f} s"
                     f", first task after {run['time_to_first_task_s']:.2f} s"
                     f" | directory load {run['directory_load_per_s']:,.0f}/s",
+                    flush=True,
+                )
+                plan, txn = run["plan_costs"], run["transaction_cost"]
+                print(
+                    f"{'':>13}per partition of {plan['subscribers']:,}: select"
+                    f" {plan['select_s'] * 1e3:.0f} ms, update dedup"
+                    f" {plan['update_dedup_s'] * 1e3:.0f} ms, routine caps"
+                    f" {plan['routine_caps_s'] * 1e3:.0f} ms | transaction per chunk:"
+                    f" {txn['ratio']:.2f} x the idempotent producer",
                     flush=True,
                 )
     finally:
