@@ -21,6 +21,7 @@ its consumer (replay from offset 0 on assignment).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ import faust
 import mode
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import ProducerFenced
 
 from streams.directory.service import DirectoryService
 from streams.errors import LoaError, RejectionCode
@@ -120,10 +122,8 @@ class Runtime:
         await self.agencies.start()
         await self.channels.start()
         await self.scheduler.start()
-        self._ingest_producer = make_producer(
-            self.settings, transactional_id=f"{self.settings.app_id}-ingest-0"
-        )
-        await self._ingest_producer.start()
+        # the ingest producer is made when this worker first decides (``_ingest``): every
+        # worker making it here would fence the one that holds the inbound partition
         if self._wanted is not None:
             await self.directory.assign(self._wanted)
             await self.scheduler.assign(self._wanted)
@@ -179,10 +179,9 @@ class Runtime:
         self, outputs: list[tuple[str, bytes, bytes | None, int | None]], message: Any
     ) -> None:
         """Write a decision's records and the inbound offset after it in one transaction."""
-        assert self._ingest_producer is not None, "runtime not started"
-        producer = self._ingest_producer
         offsets = {TopicPartition(message.topic, message.partition): message.offset + 1}
         for attempt in range(len(_RETRY_BACKOFF_S) + 1):
+            producer = await self._ingest()
             try:
                 async with producer.transaction():
                     for topic, value, key, partition in outputs:
@@ -190,10 +189,29 @@ class Runtime:
                     await producer.send_offsets_to_transaction(offsets, self.settings.app_id)
                 return
             except Exception as exc:
-                if attempt == len(_RETRY_BACKOFF_S) or not _retriable(exc):
+                fenced = isinstance(exc, ProducerFenced) or producer._txn_manager.is_fatal_error()
+                if fenced:
+                    # The inbound partition was another worker's before this one's, and its
+                    # producer (same transactional id) fenced ours: nothing was committed, so
+                    # take the id back with a new producer and decide again.
+                    self._ingest_producer = None
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                if attempt == len(_RETRY_BACKOFF_S) or not (fenced or _retriable(exc)):
                     raise
                 log.warning("decision transaction failed (%s); retrying", exc)
                 await asyncio.sleep(_RETRY_BACKOFF_S[attempt])
+
+    async def _ingest(self) -> AIOKafkaProducer:
+        """The ingest producer (transactional id ``<app>-ingest-0``); starting it fences any
+        other worker's, as the new owner of the inbound partition must."""
+        if self._ingest_producer is None:
+            producer = make_producer(
+                self.settings, transactional_id=f"{self.settings.app_id}-ingest-0"
+            )
+            await producer.start()
+            self._ingest_producer = producer
+        return self._ingest_producer
 
     def stop_reason(self, order: FanoutOrder) -> str | None:
         """Why an order must stop now: its lineage was cancelled or its alert expired."""

@@ -1,0 +1,287 @@
+"""Fault tests on the real broker: kill -9 workers, restart the broker, feed poison.
+
+Helpers here start workers (each in its own process group, killed with SIGKILL as a crash
+would), throttle a fan-out through the channels topic so it can be caught half way, and read
+the committed send tasks back with a ``read_committed`` consumer, parsing only keys (the
+recipient id in ASCII decimal) into a numpy array. Every loop is bounded; every process a test
+starts is gone when it ends (checked with ``pgrep`` on its process group).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.directory.load import load_synthetic
+from streams.ingest.agencies import KeyPair
+from streams.kafka import create_topics, make_producer
+from streams.localrun import KAFKA_SCRIPT, WorkerProcess
+from streams.observe import watch_progress
+from streams.records import Progress
+from streams.regions import RegionRegistry, registry
+from streams.settings import Settings
+from tests.integration.conftest import LiveLoa, alert, register_agencies
+
+#: Workers of the fault tests notice a dead peer after this many seconds (the broker's floor).
+SESSION_TIMEOUT_S = "6"
+SEED = 23
+
+_STARTED: list[WorkerProcess] = []
+
+
+def group_alive(pid: int) -> list[str]:
+    """The processes still in the process group ``pid`` (a worker's own session)."""
+    out = subprocess.run(["pgrep", "-g", str(pid), "-a"], capture_output=True, text=True)
+    return out.stdout.splitlines()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Final check: no worker process group of these tests outlives them."""
+    yield
+    leftovers = {w.proc.pid: group_alive(w.proc.pid) for w in _STARTED if w.proc is not None}
+    assert not any(leftovers.values()), f"processes left behind: {leftovers}"
+
+
+@dataclass
+class Workers:
+    """Starts ``loa worker`` processes for one test and stops them all at its end."""
+
+    tmp: Path
+    started: list[WorkerProcess] = field(default_factory=list)
+
+    def start(self, settings: Settings, name: str, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(
+            settings,
+            self.tmp / f"{name}.log",
+            LOA_SESSION_TIMEOUT_S=SESSION_TIMEOUT_S,
+            LOA_METRICS_PORT="0",
+            **env,
+        ).start()
+        self.started.append(worker)
+        _STARTED.append(worker)
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            worker.stop(timeout_s=20)
+        for worker in self.started:
+            assert worker.proc is not None
+            assert not group_alive(worker.proc.pid), f"{worker.log_path.name} left processes"
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    started = Workers(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+def owned_partitions(worker: WorkerProcess) -> set[int] | None:
+    """The directory partitions the worker's log last said it owns (None: not yet said)."""
+    if not worker.log_path.exists():
+        return None
+    found = re.findall(r"directory owns partitions \[([0-9, ]*)\]", worker.log_path.read_text())
+    if not found:
+        return None
+    return {int(p) for p in found[-1].split(",") if p.strip()}
+
+
+async def wait_until(check: Callable[[], bool], what: str, timeout_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+# --------------------------------------------------------------------------- a directory
+
+
+@dataclass
+class Stage:
+    """Topics with a synthetic directory and registered agencies (no worker yet)."""
+
+    settings: Settings
+    regions: RegionRegistry
+    subscribers: int
+    keys: dict[str, KeyPair]
+
+    def app(self, tag: str) -> Settings:
+        """Settings of a worker group of its own on these topics."""
+        return Settings(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            topic_prefix=self.settings.topic_prefix,
+            app_id=f"{self.settings.app_id}-{tag}",
+            partitions=self.settings.partitions,
+            data_dir=self.settings.data_dir,
+        )
+
+    def live(self, worker: WorkerProcess) -> LiveLoa:
+        """The integration tests' helpers (signed publish, decisions) for these topics."""
+        return LiveLoa(self.settings, self.regions, None, worker, self.keys)  # type: ignore[arg-type]
+
+
+async def make_stage(bootstrap: str, tmp: Path, subscribers: int, *, partitions: int = 4) -> Stage:
+    tag = uuid.uuid4().hex[:10]
+    settings = Settings(
+        bootstrap_servers=bootstrap,
+        topic_prefix=f"ft-{tag}",
+        app_id=f"ft-{tag}",
+        partitions=partitions,
+        data_dir=str(tmp / "data"),
+    )
+    regions = registry()
+    await create_topics(settings)
+    keys = await register_agencies(settings, tmp / "keys")
+    if subscribers:
+        await load_synthetic(settings, subscribers, SEED, regions)
+    return Stage(settings, regions, subscribers, keys)
+
+
+# --------------------------------------------------------------------------- fan-out control
+
+
+async def set_channel_rate(settings: Settings, channel: str, rate: float | None) -> None:
+    """Cluster-wide limit of ``channel`` in tasks/s (None: a tombstone, no limit)."""
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        value = None if rate is None else orjson.dumps({"rate": rate})
+        await producer.send_and_wait(settings.channels_topic, value, key=channel.encode())
+    finally:
+        await producer.stop()
+
+
+async def publish_national(stage: Stage, worker: WorkerProcess) -> str:
+    """A signed national extreme alert; returns its alert id once ingest has accepted it."""
+    live = stage.live(worker)
+    identifier = f"F-{uuid.uuid4().hex[:8]}"
+    offset = await live.publish(orjson.dumps(alert(identifier, ["VN"])))
+    outcome, record = await live.decision("test.agency.vn", identifier, offset=offset)
+    assert outcome == "accepted", record
+    return str(record["alert_id"])
+
+
+class _Reached(Exception):
+    def __init__(self, latest: dict[int, Progress]) -> None:
+        self.latest = dict(latest)
+
+
+async def wait_progress(
+    settings: Settings,
+    alert_id: str,
+    reached: Callable[[dict[int, Progress]], bool],
+    *,
+    timeout_s: float,
+) -> dict[int, Progress]:
+    """The committed progress of ``alert_id`` (latest per partition) once ``reached`` holds."""
+
+    def check(latest: dict[int, Progress]) -> None:
+        if reached(latest):
+            raise _Reached(latest)
+
+    try:
+        return await watch_progress(settings, alert_id, on_update=check, timeout_s=timeout_s)
+    except _Reached as got:
+        return got.latest
+
+
+def emitted_share(total: int) -> Callable[[dict[int, Progress]], float]:
+    return lambda latest: sum(p.emitted for p in latest.values()) / total
+
+
+async def sends_end(settings: Settings, priority: str = "extreme") -> dict[TopicPartition, int]:
+    """End offsets of a send-task topic (read_committed), to read a test's tasks from."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        topic = settings.sends_topic(priority)
+        return dict(
+            await consumer.end_offsets(
+                [TopicPartition(topic, p) for p in range(settings.partitions)]
+            )
+        )
+    finally:
+        await consumer.stop()
+
+
+async def committed_recipients(
+    settings: Settings, start: dict[TopicPartition, int], *, timeout_s: float = 120.0
+) -> npt.NDArray[np.uint64]:
+    """Recipient ids of every committed task after ``start``, with repeats, parsed from keys."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    keys: list[bytes] = []
+    try:
+        tps = list(start)
+        consumer.assign(tps)
+        for tp, offset in start.items():
+            consumer.seek(tp, offset)
+        end = await consumer.end_offsets(tps)
+        async with asyncio.timeout(timeout_s):
+            while any([await consumer.position(tp) < end[tp] for tp in tps]):
+                batch = await consumer.getmany(*tps, timeout_ms=500, max_records=200_000)
+                for records in batch.values():
+                    keys.extend([r.key for r in records])
+    finally:
+        await consumer.stop()
+    if not keys:
+        return np.zeros(0, dtype=np.uint64)
+    return np.array(keys).astype(np.uint64)
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    committed: int
+    missing: int
+    duplicate: int
+    extra: int
+
+
+def compare(got: npt.NDArray[np.uint64], expected: npt.NDArray[np.uint64]) -> ReadBack:
+    """Committed tasks against the expected recipients: counts of each kind of error."""
+    ids, counts = np.unique(got, return_counts=True)
+    present = np.isin(expected, ids)
+    return ReadBack(
+        committed=int(got.shape[0]),
+        missing=int((~present).sum()),
+        duplicate=int((counts > 1).sum()),
+        extra=int((~np.isin(ids, expected)).sum()),
+    )
+
+
+def kafka_env(port: int, run_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(LOA_KAFKA_PORT=str(port), LOA_KAFKA_DIR=str(run_dir))
+    return env
+
+
+def kafka(action: str, env: dict[str, str]) -> None:
+    done = subprocess.run(
+        ["bash", str(KAFKA_SCRIPT), action], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, f"kafka.sh {action}:\n{done.stdout}\n{done.stderr}"

@@ -1,0 +1,98 @@
+"""The broker stopped and started again (data kept) in the middle of a fan-out.
+
+A broker of this test's own (``kafka.sh`` on a port of the fault tests' range, its run dir under
+the test's tmp dir), so the session broker the other tests share is never bounced. The worker
+lives through the outage (it may log errors) and finishes: exactly once as in the kill tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.directory.synthetic import synthetic_subscribers
+from streams.records import Progress
+from tests.faults.conftest import (
+    SEED,
+    Workers,
+    committed_recipients,
+    compare,
+    emitted_share,
+    kafka,
+    kafka_env,
+    make_stage,
+    publish_national,
+    sends_end,
+    set_channel_rate,
+    wait_progress,
+)
+
+pytestmark = pytest.mark.integration
+
+log = logging.getLogger(__name__)
+
+PORT = 19900
+SUBSCRIBERS = 200_000
+#: ``oa`` tasks/s while the outage is prepared: about 15 s for the whole fan-out.
+THROTTLE = 10_000.0
+#: How long the broker stays down: longer than a request retry, shorter than any give-up.
+OUTAGE_S = 5.0
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = kafka_env(PORT, tmp_path / "kafka")
+    kafka("start", env)
+    try:
+        yield env
+    finally:
+        kafka("stop", env)
+
+
+async def test_broker_restart_mid_fanout_finishes_with_nothing_lost(
+    own_broker: dict[str, str], workers: Workers, tmp_path: Path
+) -> None:
+    stage = await make_stage(f"127.0.0.1:{PORT}", tmp_path, SUBSCRIBERS)
+    settings = stage.app("bounce")
+    start = await sends_end(settings)
+    await set_channel_rate(settings, "oa", THROTTLE)
+    worker = workers.start(settings, "worker")
+    alert_id = await publish_national(stage, worker)
+
+    def midway(latest: dict[int, Progress]) -> bool:
+        return 0.10 < emitted_share(SUBSCRIBERS)(latest) < 0.60
+
+    before = await wait_progress(settings, alert_id, midway, timeout_s=120)
+    started = time.monotonic()
+    kafka("stop", own_broker)
+    await asyncio.sleep(OUTAGE_S)
+    kafka("start", {**own_broker, "LOA_KAFKA_KEEP_DATA": "1"})
+    back = time.monotonic()
+    assert worker.alive
+
+    await set_channel_rate(settings, "oa", None)
+    final = await wait_progress(
+        settings,
+        alert_id,
+        lambda x: len(x) == settings.partitions and all(p.done for p in x.values()),
+        timeout_s=180,
+    )
+    assert worker.alive
+    assert sum(p.emitted for p in final.values()) == SUBSCRIBERS
+
+    got = await committed_recipients(settings, start)
+    expected = synthetic_subscribers(SUBSCRIBERS, SEED, stage.regions).ids
+    result = compare(got, expected)
+    log.warning(
+        "broker down %.1f s after %d committed tasks; read back %s",
+        back - started,
+        sum(p.emitted for p in before.values()),
+        result,
+    )
+    assert (result.missing, result.duplicate, result.extra) == (0, 0, 0)
+    assert result.committed == SUBSCRIBERS
