@@ -314,6 +314,18 @@ def create_app(settings: Settings) -> faust.App:
                 )
                 await _write_decision(runtime, rejected, message.value, message)
                 continue
+            if order.partition != message.partition:
+                # submitting it would make this worker claim (and fence) another partition
+                rejected = Rejected(
+                    RejectionCode.MALFORMED,
+                    f"fan-out order for partition {order.partition} on partition "
+                    f"{message.partition}",
+                    "/partition",
+                    None,
+                    None,
+                )
+                await _write_decision(runtime, rejected, message.value, message)
+                continue
             await runtime.scheduler.submit(order)
 
     return app

@@ -56,9 +56,12 @@ async def wait_decision(
                 data = await consumer.getmany(timeout_ms=200)
                 for tp, records in data.items():
                     for record in records:
-                        if record.value is None:
+                        try:
+                            doc = orjson.loads(record.value or b"")
+                        except orjson.JSONDecodeError:
+                            continue  # not Loa's (the worker ignores it too)
+                        if not isinstance(doc, dict):
                             continue
-                        doc = orjson.loads(record.value)
                         if tp.topic == settings.accepted_topic:
                             if doc.get("message_id") == message_id and offset in (
                                 None,
@@ -99,7 +102,10 @@ async def watch_progress(
                     for record in records:
                         if record.value is None or not (record.key or b"").startswith(prefix):
                             continue
-                        progress = Progress.from_json(record.value)
+                        try:
+                            progress = Progress.from_json(record.value)
+                        except Exception:
+                            continue  # not a progress record (the worker skips it too)
                         latest[progress.partition] = progress
                         changed = True
                 if changed and on_update is not None:

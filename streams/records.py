@@ -208,7 +208,8 @@ class Progress:
     started_at: float
     first_task_at: float | None = None
     finished_at: float | None = None
-    #: Why the order ended before its audience was exhausted ("cancelled", "expired"), if it did.
+    #: Why the order ended before its audience was exhausted ("cancelled", "expired", "failed":
+    #: the order cannot be carried out), if it did.
     stopped: str | None = None
     #: Last recipient id whose task is committed (tasks go in recipient-id order): where a
     #: resumed order continues.

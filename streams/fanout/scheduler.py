@@ -18,7 +18,10 @@ partition *p* and ``loa.fanout.progress``. The ``fanout`` agent only hands order
   committed cursor. The audience is selected when the order starts (and again on resume); a
   subscriber added with an id below the cursor after that is not reached by that order.
 * **Stops.** Before each chunk: a Cancel of the lineage or the alert's expiry ends the order
-  with what it emitted and says why on its progress record.
+  with what it emitted and says why on its progress record. An order that cannot be carried
+  out (a chunk fails three times with a non-transient error: an unknown region, a malformed
+  cell or expiry) ends as ``failed``, so poison never holds its partition; Kafka and network
+  errors are retried with backoff for as long as the partition is owned.
 * **Throttles.** Per channel, the worker's share of the cluster limit (``throttle.py``).
 """
 
@@ -35,9 +38,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from streams.directory.index import Selection
 from streams.directory.service import DirectoryService
+from streams.errors import LoaError
 from streams.fanout.encode import TaskEncoder
 from streams.fanout.plan import CapPolicy, PastOrder, plan_audience
 from streams.fanout.throttle import ChannelThrottle
@@ -53,6 +58,10 @@ log = logging.getLogger(__name__)
 
 _RANK = {p: i for i, p in enumerate(Priority)}
 _RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+#: A chunk that has failed this often, the last time with an error no retry can fix (the
+#: order's own content: an unknown region, a malformed cell or expiry), ends its order as
+#: ``failed`` instead of holding its partition forever.
+_POISON_ATTEMPTS = 3
 
 StopCheck = Callable[[FanoutOrder], str | None]
 Limits = Callable[[], Mapping[str, float]]
@@ -186,15 +195,19 @@ class FanoutScheduler:
         part = self._partitions[p]
         progress: dict[tuple[str, int, int], Progress] = {}
         async for record in read_partition(settings, settings.progress_topic, p):
-            if record.value is not None:
-                done = Progress.from_json(record.value)
-                progress[(done.alert_id, done.version, done.partition)] = done
+            try:
+                done = Progress.from_json(record.value or b"")
+            except Exception:
+                continue  # not a progress record: nothing to resume from
+            progress[(done.alert_id, done.version, done.partition)] = done
         restored = 0
         async for record in read_partition(settings, settings.orders_topic, p):
             try:
                 order = FanoutOrder.from_json(record.value or b"")
             except Exception:
                 continue  # the agent reports bad orders when it reads them
+            if order.partition != p:
+                continue  # misrouted: the agent rejects it (it is another partition's)
             key = order_key(order)
             if key in part.orders or key in part.finished:
                 continue
@@ -272,9 +285,13 @@ class FanoutScheduler:
 
     async def _chunk_guarded(self, p: int, part: _Partition, running: _Running) -> None:
         attempt = 0
+        poison: Exception | None = None
         while p in self._partitions and self._partitions[p] is part:
             try:
-                await self._chunk(p, part, running)
+                if poison is None:
+                    await self._chunk(p, part, running)
+                else:
+                    await self._fail(p, part, running, poison)
                 return
             except asyncio.CancelledError:
                 raise
@@ -284,6 +301,9 @@ class FanoutScheduler:
                     return
                 delay = _RETRY_BACKOFF_S[min(attempt, len(_RETRY_BACKOFF_S) - 1)]
                 attempt += 1
+                if poison is None and attempt >= _POISON_ATTEMPTS and not _transient(exc):
+                    poison = exc
+                    continue
                 log.warning(
                     "fanout %s partition %d: chunk failed (%r); retry in %.1f s",
                     running.order.alert_id,
@@ -369,6 +389,30 @@ class FanoutScheduler:
                 f", stopped: {stopped}" if stopped else "",
             )
 
+    async def _fail(self, p: int, part: _Partition, running: _Running, exc: Exception) -> None:
+        """End an order that cannot be carried out: its progress says ``stopped: failed`` with
+        what it emitted, so neither this worker nor a restore takes it up again."""
+        order = running.order
+        progress = replace(running.progress, done=True, stopped="failed", finished_at=time.time())
+        async with part.producer.transaction():
+            await part.producer.send(
+                self._settings.progress_topic, progress.to_json(), key=progress.key, partition=p
+            )
+        running.progress = progress
+        key = order_key(order)
+        part.orders.pop(key, None)
+        part.finished.add(key)
+        part.history[key] = _past(order, progress)
+        self._metrics.order_finished(progress, written_at=None)
+        log.error(
+            "fanout %s v%d partition %d: failed, the order cannot be carried out (%r); %d emitted",
+            order.alert_id,
+            order.version,
+            p,
+            exc,
+            progress.emitted,
+        )
+
     async def _emit(
         self,
         producer: AIOKafkaProducer,
@@ -409,6 +453,13 @@ class FanoutScheduler:
         for channel, seconds in waits.items():
             self._metrics.throttled(channel, seconds)
         await asyncio.sleep(max(waits.values()))
+
+
+def _transient(exc: Exception) -> bool:
+    """Errors a retry can outlive: Kafka's, the network's and Loa's retriable ones."""
+    if isinstance(exc, LoaError):
+        return exc.retriable
+    return isinstance(exc, (KafkaError, OSError, TimeoutError))
 
 
 def _past(order: FanoutOrder, progress: Progress) -> PastOrder:
