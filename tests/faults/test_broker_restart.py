@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from streams.directory.synthetic import synthetic_subscribers
+from streams.localrun import KAFKA_SCRIPT
 from streams.records import Progress
 from tests.faults.conftest import (
     SEED,
@@ -52,6 +54,10 @@ def own_broker(tmp_path: Path) -> Iterator[dict[str, str]]:
         yield env
     finally:
         kafka("stop", env)
+        status = subprocess.run(
+            ["bash", str(KAFKA_SCRIPT), "status"], env=env, capture_output=True, check=False
+        )
+        assert status.returncode == 3, "the test's broker is still running"
 
 
 async def test_broker_restart_mid_fanout_finishes_with_nothing_lost(
