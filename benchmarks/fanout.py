@@ -33,15 +33,18 @@ from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
 from streams.fanout.encode import TaskEncoder, select_audience
 from streams.fanout.plan import CapPolicy, PastOrder, plan_audience
+from streams.ingest.agencies import signature_headers
+from streams.ingest.agency_service import ensure_local_key
 from streams.kafka import create_topics, make_producer
 from streams.localrun import WorkerProcess, start_broker, stop_broker
-from streams.observe import watch_progress
+from streams.observe import wait_decision, watch_progress
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry
 from streams.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALERT_SENDER = "bench.loa"
+ALERT_SENDER = "nchmf.gov.vn"
+AGENCIES = Path(__file__).resolve().parent.parent / "deploy" / "agencies"
 
 
 def national_alert(identifier: str) -> bytes:
@@ -127,15 +130,24 @@ async def fanout_run(settings: Settings, n: int, workdir: Path) -> dict[str, Any
     load_s = time.perf_counter() - t0
     identifier = f"NATIONAL-{uuid.uuid4().hex[:6]}"
     alert_id = f"{ALERT_SENDER}/{identifier}"
+    key = await ensure_local_key(settings, ALERT_SENDER, workdir / "keys", agencies_path=AGENCIES)
+    raw = national_alert(identifier)
     worker = WorkerProcess(settings, workdir / f"worker-{n}.log").start()
     try:
         producer = make_producer(settings)
         await producer.start()
         try:
-            await producer.send_and_wait(settings.inbound_topic, national_alert(identifier))
+            meta = await producer.send_and_wait(
+                settings.inbound_topic, raw, headers=list(signature_headers(key, raw))
+            )
         finally:
             await producer.stop()
         published = time.time()
+        outcome, record = await wait_decision(
+            settings, ALERT_SENDER, identifier, offset=meta.offset
+        )
+        if outcome != "accepted":
+            raise RuntimeError(f"the benchmark alert was not accepted: {record}")
         progress = await watch_progress(settings, alert_id, timeout_s=1800)
     finally:
         worker.stop()

@@ -178,9 +178,15 @@ class Runtime:
     async def commit_decision(
         self, outputs: list[tuple[str, bytes, bytes | None, int | None]], message: Any
     ) -> None:
-        """Write a decision's records and the inbound offset after it in one transaction."""
+        """Write a decision's records and the inbound offset after it in one transaction.
+
+        Retries until it succeeds: the record must not be acked (Faust would commit past it)
+        before its decision is on Kafka. A worker stuck here shows as inbound lag.
+        """
         offsets = {TopicPartition(message.topic, message.partition): message.offset + 1}
-        for attempt in range(len(_RETRY_BACKOFF_S) + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             producer = await self._ingest()
             try:
                 async with producer.transaction():
@@ -197,10 +203,10 @@ class Runtime:
                     self._ingest_producer = None
                     with contextlib.suppress(Exception):
                         await producer.stop()
-                if attempt == len(_RETRY_BACKOFF_S) or not (fenced or _retriable(exc)):
-                    raise
-                log.warning("decision transaction failed (%s); retrying", exc)
-                await asyncio.sleep(_RETRY_BACKOFF_S[attempt])
+                delay = _RETRY_BACKOFF_S[min(attempt, len(_RETRY_BACKOFF_S)) - 1]
+                log_at = log.warning if fenced or _retriable(exc) else log.error
+                log_at("decision transaction failed (%r); retry %d in %.1f s", exc, attempt, delay)
+                await asyncio.sleep(delay)
 
     async def _ingest(self) -> AIOKafkaProducer:
         """The ingest producer (transactional id ``<app>-ingest-0``); starting it fences any

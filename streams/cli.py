@@ -79,7 +79,7 @@ def worker() -> None:
 
 
 @main.command()
-@click.argument("action", type=click.Choice(["start", "stop", "status", "fetch"]))
+@click.argument("action", type=click.Choice(["start", "stop", "restart", "status", "fetch"]))
 def kafka(action: str) -> None:
     """Manage the local development broker (deploy/kafka/kafka.sh)."""
     sys.exit(subprocess.call(["bash", str(KAFKA_SCRIPT), action]))

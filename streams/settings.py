@@ -48,6 +48,10 @@ class Settings:
     cap_count: int = 3
     #: LOA_CAP_WINDOW_S: the frequency-cap window in seconds.
     cap_window_s: float = 86_400.0
+    #: LOA_FANOUT_RAW_BATCHES: build send-task record batches column-wise from the encoder's
+    #: byte matrices (no Python work per task); ``false`` appends each task with aiokafka's
+    #: public ``BatchBuilder.append`` (slower, no private aiokafka protocol used).
+    fanout_raw_batches: bool = True
     #: LOA_FANOUT_PARALLEL: chunks of different partitions in flight at once (one encodes while
     #: another's transaction commits).
     fanout_parallel: int = 4

@@ -88,11 +88,13 @@ class TaskEncoder:
             )
         return layout
 
-    def encode(
+    def matrices(
         self, audience: Selection, start: int, stop: int, kinds: npt.NDArray[np.uint8]
-    ) -> Iterator[tuple[bytes, bytes]]:
-        """``(key, value)`` of the tasks for ``audience[start:stop]``; ``kinds`` holds the
-        :data:`KINDS` index of each recipient's task, parallel to the audience."""
+    ) -> Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]]:
+        """``(keys, values)`` byte matrices (one row per task) for ``audience[start:stop]``, run
+        by run of equal id width; ``kinds`` holds the :data:`KINDS` index of each recipient's
+        task, parallel to the audience. The values matrix is reused by the next run: consume it
+        before asking for the next."""
         ids = audience.ids[start:stop]
         channel = audience.channel[start:stop]
         language = audience.language[start:stop]
@@ -109,4 +111,11 @@ class TaskEncoder:
                     digits,
                 ],
             )
-            yield from zip(rows(digits), rows(matrix), strict=True)
+            yield digits, matrix
+
+    def encode(
+        self, audience: Selection, start: int, stop: int, kinds: npt.NDArray[np.uint8]
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` of the tasks for ``audience[start:stop]`` (see :meth:`matrices`)."""
+        for keys, values in self.matrices(audience, start, stop, kinds):
+            yield from zip(rows(keys), rows(values), strict=True)

@@ -41,6 +41,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streams.directory.index import Selection
+from streams.directory.rawkafka import PrebuiltBatch
+from streams.directory.recordbatch import HEADER_SIZE, build_records
 from streams.directory.service import DirectoryService
 from streams.errors import LoaError
 from streams.fanout.encode import TaskEncoder
@@ -58,6 +60,8 @@ log = logging.getLogger(__name__)
 
 _RANK = {p: i for i, p in enumerate(Priority)}
 _RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+#: Bytes a record adds around its key and value (length, attributes, deltas, lengths, headers).
+_RECORD_OVERHEAD = 16
 #: A chunk that has failed this often, the last time with an error no retry can fix (the
 #: order's own content: an unknown region, a malformed cell or expiry), ends its order as
 #: ``failed`` instead of holding its partition forever.
@@ -96,6 +100,8 @@ class _Running:
     audience: Selection | None = None
     #: Task kind code of each audience member (``encode.KINDS``), parallel to ``audience``.
     kinds: npt.NDArray[np.uint8] | None = None
+    #: Whether this worker counts it in ``loa_fanout_orders_in_progress``.
+    counted: bool = False
 
     @property
     def rank(self) -> tuple[int, int]:
@@ -330,6 +336,8 @@ class FanoutScheduler:
                     targeted=len(planned.audience) + sum(planned.suppressed.values()),
                     suppressed=planned.suppressed,
                 )
+            if not running.counted:
+                running.counted = True
                 self._metrics.orders_in_progress.labels(order.priority.value).inc()
         audience, kinds = running.audience, running.kinds
         start = (
@@ -375,7 +383,8 @@ class FanoutScheduler:
             part.finished.add(key)
             self._metrics.targeted(order.priority.value, progress.targeted)
             self._metrics.order_finished(progress, written_at=None)
-            self._metrics.orders_in_progress.labels(order.priority.value).dec()
+            if running.counted:
+                self._metrics.orders_in_progress.labels(order.priority.value).dec()
             for reason, n in progress.suppressed.items():
                 self._metrics.suppressed(reason, n, order.priority.value)
             log.info(
@@ -404,6 +413,9 @@ class FanoutScheduler:
         part.finished.add(key)
         part.history[key] = _past(order, progress)
         self._metrics.order_finished(progress, written_at=None)
+        self._metrics.orders_failed.labels(order.priority.value).inc()
+        if running.counted:
+            self._metrics.orders_in_progress.labels(order.priority.value).dec()
         log.error(
             "fanout %s v%d partition %d: failed, the order cannot be carried out (%r); %d emitted",
             order.alert_id,
@@ -424,7 +436,10 @@ class FanoutScheduler:
         start: int,
         stop: int,
     ) -> None:
-        """Append ``audience[start:stop]`` to record batches; one ``send_batch`` per full batch."""
+        """Send ``audience[start:stop]`` in record batches; one ``send_batch`` per full batch."""
+        if self._settings.fanout_raw_batches:
+            await self._emit_prebuilt(producer, topic, p, encoder, audience, kinds, start, stop)
+            return
         pending: list[asyncio.Future[object]] = []
         batch = producer.create_batch()
         timestamp_ms = int(time.time() * 1000)
@@ -436,6 +451,29 @@ class FanoutScheduler:
                     batch.append(timestamp=timestamp_ms, key=key, value=value)
         if batch.record_count():
             pending.append(await producer.send_batch(batch, topic, partition=p))
+        await asyncio.gather(*pending)
+
+    async def _emit_prebuilt(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        p: int,
+        encoder: TaskEncoder,
+        audience: Selection,
+        kinds: npt.NDArray[np.uint8],
+        start: int,
+        stop: int,
+    ) -> None:
+        """Whole record batches built column-wise from the encoder's byte matrices: no Python
+        work per task at all (see :mod:`streams.directory.rawkafka`)."""
+        pending: list[asyncio.Future[object]] = []
+        budget = self._settings.emit_batch_bytes - HEADER_SIZE
+        for keys, values in encoder.matrices(audience, start, stop, kinds):
+            per_batch = max(1, budget // (keys.shape[1] + values.shape[1] + _RECORD_OVERHEAD))
+            for a in range(0, keys.shape[0], per_batch):
+                records, count = build_records(keys[a : a + per_batch], values[a : a + per_batch])
+                batch = PrebuiltBatch(records, count, transactional=True)
+                pending.append(await producer.send_batch(batch, topic, partition=p))
         await asyncio.gather(*pending)
 
     # ------------------------------------------------------------------ throttling
