@@ -227,6 +227,19 @@ class DirectoryPartition:
         audience. ``exclude_optout``: the alert's category bits; a subscriber who opted out of
         every one of them is left out (0: nobody is, as for extreme alerts).
         """
+        return self.take(
+            self.rows(ward_mask, test_only=test_only, cells=cells, exclude_optout=exclude_optout)
+        )
+
+    def rows(
+        self,
+        ward_mask: npt.NDArray[np.bool_],
+        *,
+        test_only: bool,
+        cells: npt.NDArray[np.bool_] | None = None,
+        exclude_optout: int = 0,
+    ) -> npt.NDArray[np.bool_]:
+        """The row mask behind :meth:`select` (rows are in recipient-id order)."""
         self.compact()
         hit = ward_mask[self.ward]
         if cells is not None:
@@ -236,5 +249,9 @@ class DirectoryPartition:
         if exclude_optout:
             alert = np.uint16(exclude_optout)
             hit &= (alert & ~self.optout) != 0
-        idx = np.flatnonzero(hit)
+        return hit
+
+    def take(self, rows: npt.NDArray[np.bool_]) -> Selection:
+        """The subscribers of a row mask, in recipient-id order."""
+        idx = np.flatnonzero(rows)
         return Selection(ids=self.ids[idx], channel=self.channel[idx], language=self.language[idx])

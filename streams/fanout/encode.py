@@ -14,7 +14,7 @@ from streams.encoding import RecordLayout, decimal_digits, digit_runs, lookup_ta
 from streams.records import CHANNELS, LANGUAGES, FanoutOrder, Priority, TaskKind
 from streams.regions import RegionRegistry
 
-__all__ = ["KINDS", "TaskEncoder", "select_audience"]
+__all__ = ["KINDS", "TaskEncoder", "audience_rows", "select_audience"]
 
 _CHANNEL_TOKENS = lookup_table([orjson.dumps(c) for c in CHANNELS])
 _LANGUAGE_TOKENS = lookup_table([orjson.dumps(c) for c in LANGUAGES])
@@ -26,7 +26,15 @@ _KIND_TOKENS = lookup_table([orjson.dumps(k.value) for k in KINDS])
 def select_audience(
     order: FanoutOrder, directory: DirectoryPartition, regions: RegionRegistry
 ) -> Selection:
-    """Recipients of ``directory`` that ``order`` targets, in recipient-id order.
+    """Recipients of ``directory`` that ``order`` targets, in recipient-id order
+    (:func:`audience_rows` gathered)."""
+    return directory.take(audience_rows(order, directory, regions))
+
+
+def audience_rows(
+    order: FanoutOrder, directory: DirectoryPartition, regions: RegionRegistry
+) -> npt.NDArray[np.bool_]:
+    """Row mask over ``directory`` of the recipients ``order`` targets.
 
     Targeted: home ward under one of the order's region codes, or location cell inside the
     order's H3 cells (polygons, circles). Then only the test audience if the order is test-only,
@@ -40,7 +48,7 @@ def select_audience(
         area = CellSet.of(int(c, 16) for c in order.cells)
         cells = area.contains(directory.cell)
     optout = 0 if order.priority is Priority.EXTREME else category_mask(order.categories)
-    return directory.select(mask, test_only=order.test_only, cells=cells, exclude_optout=optout)
+    return directory.rows(mask, test_only=order.test_only, cells=cells, exclude_optout=optout)
 
 
 class TaskEncoder:

@@ -27,14 +27,13 @@ import numpy as np
 import numpy.typing as npt
 
 from streams.directory.index import DirectoryPartition, Selection
-from streams.fanout.encode import KINDS, select_audience
+from streams.fanout.encode import KINDS, audience_rows
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import RegionRegistry
 
 __all__ = ["CapPolicy", "PastOrder", "Planned", "plan_audience"]
 
 _ALERT, _UPDATE, _CANCEL = (np.uint8(KINDS.index(k)) for k in TaskKind)
-_NO_IDS = np.empty(0, dtype=np.uint64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,93 +71,73 @@ def plan_audience(
     history: Sequence[PastOrder],
     caps: CapPolicy | None = None,
 ) -> Planned:
-    served = _served(
-        [
-            h
-            for h in history
-            if h.order.alert_id == order.alert_id and h.order.version < order.version
-        ],
-        index,
-        regions,
-    )
+    # Everything is a boolean mask over the partition's rows (recipient-id order): unions,
+    # differences and counts are one vectorized pass each, and "up to the cursor" is a prefix.
+    earlier = [
+        h for h in history if h.order.alert_id == order.alert_id and h.order.version < order.version
+    ]
+    served = _served(earlier, index, regions)
     if order.kind is TaskKind.CANCEL:
-        audience = _lookup(index, served)
-        return Planned(audience, np.full(len(audience), _CANCEL, dtype=np.uint8))
-    base = select_audience(order, index, regions)
-    new = ~np.isin(base.ids, served, assume_unique=True)
+        return _planned(index, served, np.full(len(index.ids), _CANCEL, dtype=np.uint8), {})
+    base = audience_rows(order, index, regions)
+    new = base & ~served
     suppressed: dict[str, int] = {}
-    if order.kind is TaskKind.UPDATE and not order.changed and not new.all():
-        suppressed["duplicate"] = int((~new).sum())  # told already, and nothing changed
+    if order.kind is TaskKind.UPDATE and not order.changed:
+        already = int(np.count_nonzero(base & served))
+        if already:
+            suppressed["duplicate"] = already  # told already, and nothing changed
     if caps is not None and order.priority is Priority.ROUTINE and caps.count > 0:
-        capped = new & _capped(base.ids, order, index, regions, history, caps)
+        capped = new & _capped(order, index, regions, history, caps)
         if capped.any():
-            suppressed["cap"] = int(capped.sum())
+            suppressed["cap"] = int(np.count_nonzero(capped))
             new &= ~capped
-    fresh = _take(base, np.flatnonzero(new))
     if order.kind is TaskKind.ALERT or not order.changed:
-        return Planned(fresh, np.full(len(fresh), _ALERT, dtype=np.uint8), suppressed)
-    told = _lookup(index, served)
-    ids = np.concatenate([fresh.ids, told.ids])
-    order_by_id = np.argsort(ids, kind="stable")
-    kinds = np.concatenate(
-        [np.full(len(fresh), _ALERT, dtype=np.uint8), np.full(len(told), _UPDATE, dtype=np.uint8)]
-    )
-    merged = Selection(
-        ids=ids[order_by_id],
-        channel=np.concatenate([fresh.channel, told.channel])[order_by_id],
-        language=np.concatenate([fresh.language, told.language])[order_by_id],
-    )
-    return Planned(merged, kinds[order_by_id], suppressed)
+        return _planned(index, new, np.full(len(index.ids), _ALERT, dtype=np.uint8), suppressed)
+    kinds = np.where(new, _ALERT, _UPDATE).astype(np.uint8)
+    return _planned(index, new | served, kinds, suppressed)
+
+
+def _planned(
+    index: DirectoryPartition,
+    rows: npt.NDArray[np.bool_],
+    kinds: npt.NDArray[np.uint8],
+    suppressed: dict[str, int],
+) -> Planned:
+    return Planned(index.take(rows), kinds[rows], suppressed)
 
 
 def _served(
     past: Sequence[PastOrder], index: DirectoryPartition, regions: RegionRegistry
-) -> npt.NDArray[np.uint64]:
-    """Sorted ids that ``past`` orders reached (their audience up to their cursor)."""
-    reached = _NO_IDS
+) -> npt.NDArray[np.bool_]:
+    """Rows that ``past`` orders reached (their audience up to their cursor)."""
+    reached = np.zeros(len(index.ids), dtype=np.bool_)
     for h in past:
         if h.cursor < 0 or h.order.kind is TaskKind.CANCEL:
             continue
-        ids = select_audience(h.order, index, regions).ids
-        reached = np.union1d(reached, ids[ids <= np.uint64(h.cursor)])
+        upto = int(np.searchsorted(index.ids, np.uint64(h.cursor), side="right"))
+        rows = audience_rows(h.order, index, regions)
+        reached[:upto] |= rows[:upto]
     return reached
 
 
 def _capped(
-    ids: npt.NDArray[np.uint64],
     order: FanoutOrder,
     index: DirectoryPartition,
     regions: RegionRegistry,
     history: Sequence[PastOrder],
     caps: CapPolicy,
 ) -> npt.NDArray[np.bool_]:
-    """Which ``ids`` other routine lineages reached ``caps.count`` times within the window."""
+    """Rows that ``caps.count`` other routine lineages reached within the window."""
     since = caps.now - caps.window_s
     lineages: dict[str, list[PastOrder]] = {}
     for h in history:
         o = h.order
-        if (
-            o.alert_id != order.alert_id
-            and o.priority is Priority.ROUTINE
-            and h.started_at >= since
-        ):
+        other = o.alert_id != order.alert_id
+        if other and o.priority is Priority.ROUTINE and h.started_at >= since:
             lineages.setdefault(o.alert_id, []).append(h)
-    counts = np.zeros(len(ids), dtype=np.int32)
+    if len(lineages) < caps.count:
+        return np.zeros(len(index.ids), dtype=np.bool_)
+    counts = np.zeros(len(index.ids), dtype=np.int16)
     for past in lineages.values():
-        counts += np.isin(ids, _served(past, index, regions), assume_unique=True)
+        counts += _served(past, index, regions)
     return counts >= caps.count
-
-
-def _lookup(index: DirectoryPartition, ids: npt.NDArray[np.uint64]) -> Selection:
-    """The directory's channel and language for ``ids`` still subscribed (sorted in, sorted out)."""
-    pos = np.searchsorted(index.ids, ids)
-    inside = pos < len(index.ids)
-    inside[inside] = index.ids[pos[inside]] == ids[inside]
-    at = pos[inside]
-    return Selection(ids=index.ids[at], channel=index.channel[at], language=index.language[at])
-
-
-def _take(selection: Selection, at: npt.NDArray[np.intp]) -> Selection:
-    return Selection(
-        ids=selection.ids[at], channel=selection.channel[at], language=selection.language[at]
-    )
