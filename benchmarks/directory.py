@@ -21,15 +21,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
-import platform
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import ceiling, write_results
 from streams.directory.index import DirectoryPartition
 from streams.directory.load import write_changes
 from streams.directory.recordbatch import build_records, finish_batch, read_partition
@@ -43,7 +42,6 @@ from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry, resolve_targets
 from streams.settings import Settings
 
-RESULTS = Path(__file__).resolve().parent / "results"
 HANOI = "20.90,105.70 20.90,105.95 21.15,105.95 21.15,105.70 20.90,105.70"
 _CHUNK = 1_000_000
 _FETCH_BYTES = 8 * 1024 * 1024  # what one fetch hands the directory (max partition bytes)
@@ -159,47 +157,6 @@ def in_process(n: int) -> dict[str, Any]:
     }
 
 
-async def ceiling(settings: Settings, n: int, key_size: int, value_size: int) -> float:
-    """Records/s of aiokafka's batch producer with pre-serialized records of the same size,
-    one ``append`` per record, batches round-robin over the partitions (as
-    ``benchmarks/fanout.py``): the best aiokafka's public batch API does on this broker."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    topic = f"{settings.topic_prefix}.ceiling"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, settings.partitions, 1)])
-    finally:
-        await admin.close()
-    keys = [b"%0*d" % (key_size, i) for i in range(n)]
-    value = b"x" * value_size
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, b"warm-up", key=b"0", partition=0)
-        for p in range(settings.partitions):
-            await producer.send_and_wait(topic, b"warm-up", key=b"0", partition=p)
-        ts = int(time.time() * 1000)
-        gc.disable()
-        started = time.perf_counter()
-        pending = []
-        partition = 0
-        batch = producer.create_batch()
-        for key in keys:
-            if batch.append(timestamp=ts, key=key, value=value) is None:
-                pending.append(await producer.send_batch(batch, topic, partition=partition))
-                partition = (partition + 1) % settings.partitions
-                batch = producer.create_batch()
-                batch.append(timestamp=ts, key=key, value=value)
-        pending.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*pending)
-        return n / (time.perf_counter() - started)
-    finally:
-        gc.enable()
-        await producer.stop()
-
-
 async def _leaders_ready(settings: Settings) -> None:
     """Wait until every directory partition has a leader that takes writes (a fresh topic
     answers NotLeader for a moment; that wait is not the loader's)."""
@@ -304,16 +261,7 @@ async def main(n: int, broker_n: int, partitions: int) -> dict[str, Any]:
         ),
         flush=True,
     )
-    report = {
-        "benchmark": "directory",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "in_process": local,
-        "broker": broker,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "directory.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return write_results("directory", {"in_process": local, "broker": broker})
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import tempfile
 import time
 import uuid
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from benchmarks.common import ceiling, write_results
 from streams.directory.index import DirectoryPartition
 from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
@@ -42,7 +41,6 @@ from streams.records import FanoutOrder, Priority, Progress, TaskKind
 from streams.regions import registry
 from streams.settings import Settings
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ALERT_SENDER = "nchmf.gov.vn"
 AGENCIES = Path(__file__).resolve().parent.parent / "deploy" / "agencies"
 
@@ -79,47 +77,6 @@ def sample_task(alert_id: str, n: int) -> tuple[int, int]:
         round(sum(len(k) for k, _ in pairs) / len(pairs)),
         round(sum(len(v) for _, v in pairs) / len(pairs)),
     )
-
-
-async def ceiling(settings: Settings, n: int, key_size: int, value_size: int) -> float:
-    """Records/s of the batch producer with pre-serialized records: the best it can do.
-
-    Batches go round-robin over every partition, so each produce request carries as many
-    batches as the producer can fill while the previous request is in flight (the fan-out has
-    fewer partitions in flight at once: one per parallel chunk).
-    """
-    topic = f"{settings.topic_prefix}.ceiling"
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, settings.partitions, 1)])
-    finally:
-        await admin.close()
-    keys = [b"%0*d" % (key_size, i) for i in range(n)]
-    value = b"x" * value_size
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        started = time.perf_counter()
-        pending = []
-        ts = int(time.time() * 1000)
-        partition = 0
-        batch = producer.create_batch()
-        # Same shape as the fan-out's hot loop: one append per record, a send_batch per full
-        # batch; the next batch goes to the next partition.
-        for key in keys:
-            if batch.append(timestamp=ts, key=key, value=value) is None:
-                pending.append(await producer.send_batch(batch, topic, partition=partition))
-                partition = (partition + 1) % settings.partitions
-                batch = producer.create_batch()
-                batch.append(timestamp=ts, key=key, value=value)
-        pending.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*pending)
-        return n / (time.perf_counter() - started)
-    finally:
-        await producer.stop()
 
 
 async def fanout_run(settings: Settings, n: int, workdir: Path) -> dict[str, Any]:
@@ -294,16 +251,7 @@ async def main(sizes: list[int], partitions: int) -> dict[str, Any]:
     finally:
         if started_broker:
             stop_broker(base)
-    report = {
-        "benchmark": "fanout",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "partitions": partitions,
-        "runs": results,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fanout.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return write_results("fanout", {"partitions": partitions, "runs": results})
 
 
 if __name__ == "__main__":

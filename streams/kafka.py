@@ -43,6 +43,19 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
+def make_reader(settings: Settings, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer without a group that reads committed records from the start of what it is
+    assigned (replays, read-backs, status): the one place those options are chosen."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(**options)
+
+
 def topic_specs(settings: Settings) -> list[NewTopic]:
     """Every topic Loa uses, with its partitions and cleanup policy."""
     p, rf = settings.partitions, settings.replication_factor
@@ -99,12 +112,8 @@ async def read_to_end(
 
     With ``until``, keep reading past the end until ``until()`` is true or ``timeout_s`` passes.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level=isolation_level,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
+    consumer = make_reader(
+        settings, isolation_level=isolation_level, max_partition_fetch_bytes=4 * 1024 * 1024
     )
     await consumer.start()
     try:
@@ -137,12 +146,7 @@ async def read_partition(
     settings: Settings, topic: str, partition: int
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Yield the committed records of one partition, from its start to its end as of now."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
+    consumer = make_reader(settings)
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.kafka import topic_specs
+from streams.kafka import make_reader, topic_specs
 from streams.records import Progress
 from streams.settings import Settings
 
@@ -21,12 +21,7 @@ Decided = tuple[str, dict[str, Any]]
 async def _consumer(
     settings: Settings, *topics: str
 ) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
+    consumer = make_reader(settings)
     await consumer.start()
     counts = {spec.name: spec.num_partitions for spec in topic_specs(settings)}
     tps = [TopicPartition(topic, p) for topic in topics for p in range(counts[topic])]

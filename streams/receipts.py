@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from streams.errors import MalformedInput
-from streams.kafka import make_producer
+from streams.kafka import make_producer, make_reader
 from streams.metrics import RECEIPT_OUTCOMES, Metrics
 from streams.settings import Settings
 
@@ -318,12 +318,7 @@ async def read_partitions(
     settings: Settings, topic: str, partitions: list[int], *, timeout_s: float = 60.0
 ) -> list[dict[str, Any]]:
     """The latest committed JSON value per key of ``partitions`` of a compacted ``topic``."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
+    consumer = make_reader(settings)
     await consumer.start()
     latest: dict[bytes, dict[str, Any]] = {}
     try:

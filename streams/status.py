@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.kafka import topic_specs
+from streams.kafka import make_reader, topic_specs
 from streams.settings import Settings
 
 __all__ = ["AlertStatus", "StatusReader", "render", "summarize"]
@@ -149,12 +149,7 @@ class StatusReader:
         self._tps: list[TopicPartition] = []
 
     async def __aenter__(self) -> StatusReader:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-        )
+        self._consumer = make_reader(self.settings)
         await self._consumer.start()
         counts = {spec.name: spec.num_partitions for spec in topic_specs(self.settings)}
         topics = (self.settings.progress_topic, self.settings.delivery_topic)
