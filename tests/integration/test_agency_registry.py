@@ -3,9 +3,6 @@ worker's service, and changed (key rotation, jurisdiction, removal) without a re
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -37,6 +34,7 @@ from streams.ingest.agency_service import (
 )
 from streams.kafka import create_topics, make_producer, read_to_end
 from streams.settings import Settings
+from tests.integration.conftest import run_loa
 
 pytestmark = pytest.mark.integration
 
@@ -176,26 +174,10 @@ async def test_a_new_worker_replays_the_registry_and_ready_times_out_retriably(
 async def test_cli_makes_a_key_registers_it_and_lists_it(
     settings: Settings, tmp_path: Path
 ) -> None:
-    env = {
-        **os.environ,
-        "LOA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "LOA_TOPIC_PREFIX": settings.topic_prefix,
-        "LOA_LOG_LEVEL": "WARNING",
-    }
-
     async def loa(*args: str) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "streams",
-            *args,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await proc.communicate()
-        assert proc.returncode == 0, out.decode()
-        return out.decode()
+        code, out, err = await run_loa(settings, *args)
+        assert code == 0, out + err
+        return out + err
 
     keys = tmp_path / "keys"
     created = await loa(
