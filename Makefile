@@ -34,6 +34,9 @@ typecheck: $(STAMP)  ## mypy --strict on streams/
 unit: $(STAMP)  ## unit tests only (no broker)
 	$(BIN)/pytest tests/unit
 
+integration: setup  ## integration and fault tests only (real broker, real Prometheus)
+	$(BIN)/pytest tests/integration tests/faults
+
 test: setup lint typecheck rules  ## lint, typecheck, rules, unit and integration tests (starts its own broker)
 	$(BIN)/pytest
 
