@@ -265,7 +265,6 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
     )
-    app.loa_runtime = runtime  # type: ignore[attr-defined]
 
     class RuntimeService(mode.Service):
         async def on_start(self) -> None:

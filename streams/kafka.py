@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -41,6 +41,23 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+def appended_batches(
+    producer: AIOKafkaProducer,
+    records: Iterable[tuple[bytes, bytes | None]],
+    *,
+    timestamp_ms: int | None = None,
+) -> Iterator[Any]:
+    """Full aiokafka ``BatchBuilder`` objects (public batch API), one ``append`` per record."""
+    builder = producer.create_batch()
+    for key, value in records:
+        if builder.append(timestamp=timestamp_ms, key=key, value=value) is None:
+            yield builder
+            builder = producer.create_batch()
+            builder.append(timestamp=timestamp_ms, key=key, value=value)
+    if builder.record_count():
+        yield builder
 
 
 def make_reader(settings: Settings, **overrides: Any) -> AIOKafkaConsumer:

@@ -80,8 +80,7 @@ class RegionRegistry:
     ward_codes: tuple[str, ...]
     #: For each ward index, the index of its province in ``province_codes``.
     ward_province: npt.NDArray[np.uint8]
-    #: Ward names, for humans (previews, demo summary).
-    ward_names: tuple[str, ...]
+    #: Province names, for humans (previews, demo summary).
     province_names: tuple[str, ...]
     _ward_index: dict[str, int]
     _province_index: dict[str, int]
@@ -336,7 +335,6 @@ def registry() -> RegionRegistry:
         province_codes=province_codes,
         ward_codes=ward_codes,
         ward_province=ward_province,
-        ward_names=tuple(w.name for w in wards),
         province_names=tuple(p.name for p in provinces),
         _ward_index={code: i for i, code in enumerate(ward_codes)},
         _province_index=province_index,

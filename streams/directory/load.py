@@ -24,11 +24,10 @@ import numpy as np
 from aiokafka import AIOKafkaProducer
 
 from streams.directory.index import ChangeBatch
-from streams.directory.rawkafka import PrebuiltBatch
-from streams.directory.recordbatch import HEADER_SIZE, build_records
+from streams.directory.rawkafka import prebuilt_batches
 from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import encode_matrices, encode_subscribers
-from streams.kafka import make_producer
+from streams.kafka import appended_batches, make_producer
 from streams.regions import RegionRegistry
 from streams.settings import Settings
 
@@ -38,7 +37,6 @@ __all__ = ["load_synthetic", "write_changes"]
 #: encodings, large enough that numpy's per-call cost is amortized.
 _CHUNK = 131_072
 #: Bytes per record beyond key and value (varints, attributes, headers count): an upper bound.
-_RECORD_OVERHEAD = 16
 
 
 async def write_changes(
@@ -94,29 +92,12 @@ def _batches(
 ) -> Iterator[object]:
     """The record batches of one partition's share of a chunk, built lazily."""
     if not settings.directory_raw_kafka:
-        yield from _appended(producer, encode_subscribers(part, regions))
+        yield from appended_batches(producer, encode_subscribers(part, regions))
         return
     fixed, other = encode_matrices(part, regions)
     for keys, values in fixed:
-        width = keys.shape[1] + values.shape[1] + _RECORD_OVERHEAD
-        per_batch = max(1, (settings.emit_batch_bytes - HEADER_SIZE) // width)
-        for a in range(0, keys.shape[0], per_batch):
-            records, count = build_records(keys[a : a + per_batch], values[a : a + per_batch])
-            yield PrebuiltBatch(records, count)
-    yield from _appended(producer, other)
-
-
-def _appended(
-    producer: AIOKafkaProducer, records: list[tuple[bytes, bytes | None]]
-) -> Iterator[object]:
-    builder = producer.create_batch()
-    for key, value in records:
-        if builder.append(timestamp=None, key=key, value=value) is None:
-            yield builder
-            builder = producer.create_batch()
-            builder.append(timestamp=None, key=key, value=value)
-    if builder.record_count():
-        yield builder
+        yield from prebuilt_batches(keys, values, settings.emit_batch_bytes)
+    yield from appended_batches(producer, other)
 
 
 def _settled(pending: list[asyncio.Future[object]]) -> list[asyncio.Future[object]]:

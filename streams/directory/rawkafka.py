@@ -26,17 +26,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiokafka.errors as kafka_errors
+import numpy as np
+import numpy.typing as npt
 from aiokafka import TopicPartition
 from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.fetch import FetchRequest
 
-from streams.directory.recordbatch import HEADER_SIZE, finish_batch
+from streams.directory.recordbatch import HEADER_SIZE, build_records, finish_batch
 
-__all__ = ["PartitionFetch", "PrebuiltBatch", "RawFetcher"]
+__all__ = ["PartitionFetch", "PrebuiltBatch", "RawFetcher", "prebuilt_batches"]
 
 _READ_COMMITTED = 1
 #: Errors after which the partition's leader must be looked up again.
@@ -95,6 +98,25 @@ class PrebuiltBatch:
             )
             self._records = b""
         return self._buffer
+
+
+#: Bytes a record adds around its key and value (length, attributes, deltas, lengths, headers).
+_RECORD_OVERHEAD = 16
+
+
+def prebuilt_batches(
+    keys: npt.NDArray[np.uint8],
+    values: npt.NDArray[np.uint8],
+    batch_bytes: int,
+    *,
+    transactional: bool = False,
+) -> Iterator[PrebuiltBatch]:
+    """``keys[i] -> values[i]`` (one row per record) cut into batches of about ``batch_bytes``."""
+    width = keys.shape[1] + values.shape[1] + _RECORD_OVERHEAD
+    per_batch = max(1, (batch_bytes - HEADER_SIZE) // width)
+    for a in range(0, keys.shape[0], per_batch):
+        records, count = build_records(keys[a : a + per_batch], values[a : a + per_batch])
+        yield PrebuiltBatch(records, count, transactional=transactional)
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,14 +41,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streams.directory.index import Selection
-from streams.directory.rawkafka import PrebuiltBatch
-from streams.directory.recordbatch import HEADER_SIZE, build_records
+from streams.directory.rawkafka import prebuilt_batches
 from streams.directory.service import DirectoryService
 from streams.errors import LoaError
 from streams.fanout.encode import TaskEncoder
 from streams.fanout.plan import CapPolicy, PastOrder, plan_audience
 from streams.fanout.throttle import ChannelThrottle
-from streams.kafka import make_producer, read_partition
+from streams.kafka import appended_batches, make_producer, read_partition
 from streams.metrics import Metrics
 from streams.records import FanoutOrder, Priority, Progress
 from streams.regions import RegionRegistry
@@ -60,8 +59,6 @@ log = logging.getLogger(__name__)
 
 _RANK = {p: i for i, p in enumerate(Priority)}
 _RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
-#: Bytes a record adds around its key and value (length, attributes, deltas, lengths, headers).
-_RECORD_OVERHEAD = 16
 #: A chunk that has failed this often, the last time with an error no retry can fix (the
 #: order's own content: an unknown region, a malformed cell or expiry), ends its order as
 #: ``failed`` instead of holding its partition forever.
@@ -102,6 +99,8 @@ class _Running:
     kinds: npt.NDArray[np.uint8] | None = None
     #: Whether this worker counts it in ``loa_fanout_orders_in_progress``.
     counted: bool = False
+    #: The order's task encoder: its record templates are built once, not once per chunk.
+    encoder: TaskEncoder | None = None
 
     @property
     def rank(self) -> tuple[int, int]:
@@ -330,6 +329,7 @@ class FanoutScheduler:
                 order, directory, self._regions, list(part.history.values()), caps
             )
             running.audience, running.kinds = planned.audience, planned.kinds
+            running.encoder = running.encoder or TaskEncoder(order)
             if running.progress.targeted == 0:
                 running.progress = replace(
                     running.progress,
@@ -366,9 +366,8 @@ class FanoutScheduler:
         topic = settings.sends_topic(order.priority.value)
         async with producer.transaction():
             if emitted:
-                await self._emit(
-                    producer, topic, p, TaskEncoder(order), audience, kinds, start, stop
-                )
+                assert running.encoder is not None  # set with the audience
+                await self._emit(producer, topic, p, running.encoder, audience, kinds, start, stop)
             await producer.send(
                 settings.progress_topic, progress.to_json(), key=progress.key, partition=p
             )
@@ -436,43 +435,30 @@ class FanoutScheduler:
         start: int,
         stop: int,
     ) -> None:
-        """Send ``audience[start:stop]`` in record batches; one ``send_batch`` per full batch."""
-        if self._settings.fanout_raw_batches:
-            await self._emit_prebuilt(producer, topic, p, encoder, audience, kinds, start, stop)
-            return
-        pending: list[asyncio.Future[object]] = []
-        batch = producer.create_batch()
-        timestamp_ms = int(time.time() * 1000)
-        with gc_paused():
-            for key, value in encoder.encode(audience, start, stop, kinds):
-                if batch.append(timestamp=timestamp_ms, key=key, value=value) is None:
-                    pending.append(await producer.send_batch(batch, topic, partition=p))
-                    batch = producer.create_batch()
-                    batch.append(timestamp=timestamp_ms, key=key, value=value)
-        if batch.record_count():
-            pending.append(await producer.send_batch(batch, topic, partition=p))
-        await asyncio.gather(*pending)
+        """Send ``audience[start:stop]`` in record batches; one ``send_batch`` per full batch.
 
-    async def _emit_prebuilt(
-        self,
-        producer: AIOKafkaProducer,
-        topic: str,
-        p: int,
-        encoder: TaskEncoder,
-        audience: Selection,
-        kinds: npt.NDArray[np.uint8],
-        start: int,
-        stop: int,
-    ) -> None:
-        """Whole record batches built column-wise from the encoder's byte matrices: no Python
-        work per task at all (see :mod:`streams.directory.rawkafka`)."""
+        By default the batches are built column-wise from the encoder's byte matrices, with no
+        Python work per task (:mod:`streams.directory.rawkafka`); with
+        ``LOA_FANOUT_RAW_BATCHES=false`` each task is appended with aiokafka's public API.
+        """
+        batches: Iterator[object]
+        if self._settings.fanout_raw_batches:
+            batches = (
+                batch
+                for keys, values in encoder.matrices(audience, start, stop, kinds)
+                for batch in prebuilt_batches(
+                    keys, values, self._settings.emit_batch_bytes, transactional=True
+                )
+            )
+        else:
+            batches = appended_batches(
+                producer,
+                encoder.encode(audience, start, stop, kinds),
+                timestamp_ms=int(time.time() * 1000),
+            )
         pending: list[asyncio.Future[object]] = []
-        budget = self._settings.emit_batch_bytes - HEADER_SIZE
-        for keys, values in encoder.matrices(audience, start, stop, kinds):
-            per_batch = max(1, budget // (keys.shape[1] + values.shape[1] + _RECORD_OVERHEAD))
-            for a in range(0, keys.shape[0], per_batch):
-                records, count = build_records(keys[a : a + per_batch], values[a : a + per_batch])
-                batch = PrebuiltBatch(records, count, transactional=True)
+        with gc_paused():
+            for batch in batches:
                 pending.append(await producer.send_batch(batch, topic, partition=p))
         await asyncio.gather(*pending)
 
