@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from streams.schemas import validator
-from tests.integration.conftest import LiveLoa, alert
+from tests.integration.conftest import LiveLoa, alert, live_loa
 
 pytestmark = pytest.mark.integration
 
@@ -93,3 +93,13 @@ async def test_unknown_region_is_rejected_at_its_field(live: LiveLoa) -> None:
     assert outcome == "rejected"
     assert record["code"] == "unknown_region"
     assert record["pointer"] == "/info/0/area/0/regions/1"
+
+
+async def test_public_append_path_reaches_exactly_the_same_audience(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # LOA_FANOUT_RAW_BATCHES=false: one aiokafka BatchBuilder.append per task, no internals
+    async with live_loa(
+        kafka_bootstrap, tmp_path_factory, subscribers=10_000, LOA_FANOUT_RAW_BATCHES="false"
+    ) as public:
+        await _fan_out(public, ["VN-22", "VN-01"])
