@@ -29,10 +29,10 @@ from typing import Any
 
 import faust
 import mode
-import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
+from streams.channels import decode_limit
 from streams.directory.service import DirectoryService
 from streams.errors import LoaError, RejectionCode
 from streams.fanout.scheduler import FanoutScheduler
@@ -94,7 +94,7 @@ class Runtime:
             settings,
             settings.channels_topic,
             partitions=1,
-            decode=_decode_limit,
+            decode=decode_limit,
             name="channels",
         )
         self.scheduler = FanoutScheduler(
@@ -228,14 +228,6 @@ class Runtime:
         if order.expires is not None and datetime.fromisoformat(order.expires) <= datetime.now(UTC):
             return "expired"
         return None
-
-
-def _decode_limit(key: bytes, value: bytes) -> float:
-    """A channel limit record: ``{"rate": tasks per second}`` for the whole cluster."""
-    rate = orjson.loads(value)["rate"]
-    if not isinstance(rate, int | float) or rate < 0:
-        raise ValueError(f"rate must be a number >= 0, got {rate!r}")
-    return float(rate)
 
 
 def _retriable(exc: BaseException) -> bool:

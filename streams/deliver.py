@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from streams.kafka import make_producer
+from streams.kafka import make_producer, start_all
 from streams.records import Priority
 from streams.settings import Settings
 
@@ -131,9 +131,9 @@ async def deliver(
     stats = DeliveryStats()
     seen = _Seen(dedup_keys)
     loop = asyncio.get_running_loop()
-    await producer.start()
+    await start_all(producer)
     try:
-        await consumer.start()
+        await start_all(consumer)
         try:
             last_task = loop.time()
             while max_tasks is None or stats.receipts < max_tasks:

@@ -19,12 +19,25 @@ from aiokafka.errors import TopicAlreadyExistsError
 from streams.records import Priority
 from streams.settings import Settings
 
-__all__ = ["create_topics", "make_producer", "read_to_end", "topic_specs"]
+__all__ = ["create_topics", "make_producer", "read_to_end", "start_all", "topic_specs"]
 
 log = logging.getLogger(__name__)
 
 #: Broker-side limit Loa's batches must fit in (the dev broker allows 2 MiB per message batch).
 _REQUEST_OVERHEAD = 64 * 1024
+
+
+async def start_all(*clients: Any) -> None:
+    """Start aiokafka clients in order; if one fails, stop them all before re-raising, so a
+    failed start (broker unreachable, not authorized) leaves no "Unclosed AIOKafka..." behind."""
+    try:
+        for client in clients:
+            await client.start()
+    except BaseException:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.stop()
+        raise
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -104,8 +117,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 async def create_topics(settings: Settings) -> list[str]:
     """Create missing topics (idempotent). Returns the names that were created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         missing = [t for t in topic_specs(settings) if t.name not in existing]
         if missing:
@@ -132,7 +145,7 @@ async def read_to_end(
     consumer = make_reader(
         settings, isolation_level=isolation_level, max_partition_fetch_bytes=4 * 1024 * 1024
     )
-    await consumer.start()
+    await start_all(consumer)
     try:
         counts = {spec.name: spec.num_partitions for spec in topic_specs(settings)}
         tps = [TopicPartition(topic, p) for p in range(counts[topic])]
@@ -164,7 +177,7 @@ async def read_partition(
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Yield the committed records of one partition, from its start to its end as of now."""
     consumer = make_reader(settings)
-    await consumer.start()
+    await start_all(consumer)
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])

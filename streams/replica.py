@@ -27,6 +27,7 @@ from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams.kafka import start_all
 from streams.settings import Settings
 
 __all__ = ["CompactedReplica", "ReplicaNotReady"]
@@ -84,8 +85,7 @@ class CompactedReplica(Generic[T]):
         self._offsets = AIOKafkaConsumer(
             client_id=f"{self._settings.app_id}-{self._name}-offsets", **common
         )
-        await self._consumer.start()
-        await self._offsets.start()
+        await start_all(self._consumer, self._offsets)
         self._consumer.assign(self._tps)
         await self._consumer.seek_to_beginning(*self._tps)
         self._task = asyncio.create_task(self._run(), name=f"loa-{self._name}")

@@ -27,7 +27,7 @@ from streams.directory.index import ChangeBatch
 from streams.directory.rawkafka import prebuilt_batches
 from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import encode_matrices, encode_subscribers
-from streams.kafka import appended_batches, make_producer
+from streams.kafka import appended_batches, make_producer, start_all
 from streams.regions import RegionRegistry
 from streams.settings import Settings
 
@@ -49,7 +49,7 @@ async def write_changes(
     """Write ``batch`` to its partitions; returns the number of records written."""
     batch = batch.last_per_id()
     producer = make_producer(settings)
-    await producer.start()
+    await start_all(producer)
     topic = settings.directory_topic
     parts = np.uint64(settings.partitions)
     written = 0

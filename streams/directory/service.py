@@ -33,6 +33,7 @@ from streams.directory.rawkafka import RawFetcher
 from streams.directory.recordbatch import FetchedRecords, read_partition
 from streams.directory.wire import decode_fetched
 from streams.errors import DirectoryNotReady
+from streams.kafka import start_all
 from streams.regions import RegionRegistry
 from streams.settings import Settings
 
@@ -70,7 +71,7 @@ class DirectoryService:
             fetch_max_wait_ms=50,
             client_id=f"{self._settings.app_id}-directory",
         )
-        await self._consumer.start()
+        await start_all(self._consumer)
         if self._settings.directory_raw_kafka:
             self._fetcher = RawFetcher(
                 self._settings.bootstrap_servers,
