@@ -431,9 +431,13 @@ def channels_list(as_json: bool) -> None:
 @click.argument("rate", type=click.FloatRange(min=0.0, max=1e9))
 def channels_set(channel: str, rate: float) -> None:
     """Limit CHANNEL to RATE tasks/s across the cluster (0 pauses it)."""
-    from streams.channels import set_limit
+    from streams.channels import limit_value, set_limit
     from streams.kafka import create_topics
 
+    try:
+        limit_value(rate)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="RATE") from None
     settings = _settings()
 
     async def run() -> None:
