@@ -56,7 +56,7 @@ async def test_unreachable_broker_is_one_line_and_exit_4_for_every_command(
     args: tuple[str, ...],
 ) -> None:
     settings = Settings(bootstrap_servers=f"127.0.0.1:{_closed_port()}", topic_prefix="nowhere")
-    code, out, err = await run_loa(settings, *args)
+    code, _out, err = await run_loa(settings, *args)
     assert code == ExitCode.UNREACHABLE, err
     line = _one_line(err, logs=args[0] == "deliver")
     assert line.startswith(f"error: no Kafka broker answered at {settings.bootstrap_servers}")
@@ -127,7 +127,7 @@ async def test_status_of_an_updates_own_message_id_shows_that_version(live: Live
     update["msgType"] = "Update"
     update["references"] = f"{SENDER},{original},2026-11-23T08:00:00+07:00"
     await live.publish(orjson.dumps(update))
-    outcome, second = await live.decision(SENDER, f"{original}-u1")
+    outcome, _second = await live.decision(SENDER, f"{original}-u1")
     assert outcome == "accepted"
     await live.fanned_out(first["alert_id"], version=2)
 
