@@ -35,6 +35,7 @@ from aiokafka.errors import ProducerFenced
 from streams.channels import decode_limit
 from streams.directory.service import DirectoryService
 from streams.errors import LoaError, RejectionCode
+from streams.health import Readiness
 from streams.fanout.scheduler import FanoutScheduler
 from streams.ingest import Accepted, Duplicate, Rejected, decide, rejection_record
 from streams.ingest.agencies import AgencyRegistry
@@ -64,6 +65,8 @@ class Runtime:
         self.directory = DirectoryService(settings, regions)
         # observability (streams.metrics, streams.receipts): a registry per runtime
         self.metrics = Metrics()
+        #: The worker's one readiness record (``/ready``): every owned partition's state.
+        self.readiness = Readiness()
         self.receipts = ReceiptsAgent(settings, self.metrics)
         self.lag = LagSampler(
             settings,
@@ -128,12 +131,16 @@ class Runtime:
             await self.directory.assign(self._wanted)
             await self.scheduler.assign(self._wanted)
         s = self.settings
-        self._metrics_server = serve(self.metrics, s.metrics_host, s.metrics_port)
+        self._metrics_server = serve(
+            self.metrics, s.metrics_host, s.metrics_port, readiness=self.readiness
+        )
         await self.receipts.start()
         await self.lag.start()
+        self.readiness.started()
         self._started.set()
 
     async def stop(self) -> None:
+        self.readiness.started(False)
         await self.lag.stop()
         await self.receipts.stop()
         shutdown(self._metrics_server)

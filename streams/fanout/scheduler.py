@@ -381,7 +381,7 @@ class FanoutScheduler:
             part.orders.pop(key, None)
             part.finished.add(key)
             self._metrics.targeted(order.priority.value, progress.targeted)
-            self._metrics.order_finished(progress, written_at=None)
+            self._metrics.order_finished(progress, written_at=order.decided_at)
             if running.counted:
                 self._metrics.orders_in_progress.labels(order.priority.value).dec()
             for reason, n in progress.suppressed.items():
@@ -411,7 +411,7 @@ class FanoutScheduler:
         part.orders.pop(key, None)
         part.finished.add(key)
         part.history[key] = _past(order, progress)
-        self._metrics.order_finished(progress, written_at=None)
+        self._metrics.order_finished(progress, written_at=order.decided_at)
         self._metrics.orders_failed.labels(order.priority.value).inc()
         if running.counted:
             self._metrics.orders_in_progress.labels(order.priority.value).dec()
