@@ -127,3 +127,18 @@ def test_install_script_is_a_quick_no_op_when_prometheus_is_there() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "apt-get" not in out.stdout + out.stderr
+
+
+def test_every_alert_has_a_runbook_url_to_a_section_of_docs_runbooks() -> None:
+    doc = yaml.safe_load((PROM / "rules" / "loa.rules.yml").read_text())
+    headings = {
+        line[3:].strip().lower()
+        for line in (ROOT / "docs" / "runbooks.md").read_text().splitlines()
+        if line.startswith("## ")
+    }
+    alerts = [rule for group in doc["groups"] for rule in group["rules"] if "alert" in rule]
+    assert len(alerts) >= 12
+    for rule in alerts:
+        url = rule["annotations"]["runbook_url"]
+        assert url.split("#")[0].endswith("/docs/runbooks.md"), url
+        assert url.split("#")[1] == rule["alert"].lower() in headings, url
