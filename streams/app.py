@@ -35,8 +35,8 @@ from aiokafka.errors import ProducerFenced
 from streams.channels import decode_limit
 from streams.directory.service import DirectoryService
 from streams.errors import LoaError, RejectionCode
-from streams.health import Readiness
 from streams.fanout.scheduler import FanoutScheduler
+from streams.health import Readiness
 from streams.ingest import Accepted, Duplicate, Rejected, decide, rejection_record
 from streams.ingest.agencies import AgencyRegistry
 from streams.ingest.agency_service import AgencyRegistryService

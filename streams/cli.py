@@ -592,47 +592,113 @@ def status(
 
 
 @main.command()
-@click.option("--channel", type=click.Choice(["log"]), default="log", show_default=True)
+@click.option(
+    "--provider",
+    type=click.Choice(["log", "http"]),
+    default="log",
+    show_default=True,
+    help="log: write a line per task; http: POST each task as JSON to --url.",
+)
+@click.option("--url", default=None, help="Provider URL for --provider http.")
+@click.option(
+    "--channel",
+    type=click.Choice(["log", *CHANNELS]),
+    default=None,
+    help="Deliver only tasks of this channel (its own consumer group); default: all.",
+)
 @click.option(
     "--priority",
     "priorities",
     multiple=True,
     type=click.Choice(["extreme", "severe", "routine"]),
-    help="Send-task topics to consume (default: all).",
+    help="Send-task topics to consume (default: all, extreme first).",
 )
+@click.option("--concurrency", type=click.IntRange(1, 10_000), default=32, show_default=True)
+@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True)
+@click.option("--max-attempts", type=click.IntRange(1, 100), default=5, show_default=True)
 @click.option("--max-tasks", type=int, default=None, help="Stop after this many receipts.")
 @click.option("--idle-exit", type=float, default=None, help="Stop after this many idle seconds.")
-@click.option("--fail-every", type=int, default=0, help="Fail every Nth task (drills).")
+@click.option("--fail-every", type=int, default=0, help="log provider: fail every Nth task.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Serve /metrics, /ready, /live on LOA_METRICS_HOST:PORT (0: off).",
+)
 def deliver(
-    channel: str,
+    provider: str,
+    url: str | None,
+    channel: str | None,
     priorities: tuple[str, ...],
+    concurrency: int,
+    timeout_s: float,
+    max_attempts: int,
     max_tasks: int | None,
     idle_exit: float | None,
     fail_every: int,
+    metrics_port: int,
 ) -> None:
-    """Reference delivery worker: consume send tasks, deliver via CHANNEL, write receipts."""
-    from streams.deliver import deliver as run_delivery
+    """Delivery worker: consume send tasks (extreme before severe before routine), call the
+    provider with bounded concurrency outside any transaction, and commit receipts with the
+    consumed offsets in small transactions. SIGTERM drains the batch in flight, then stops."""
+    from streams.delivery.channels import Channel, HttpChannel, LogChannel
+    from streams.delivery.worker import DeliveryMetrics, stop_on_signals
+    from streams.delivery.worker import deliver as run_delivery
+    from streams.health import Readiness
+    from streams.httpserver import start_server
     from streams.kafka import create_topics
+    from streams.metrics import shutdown
 
+    if channel == "log":  # the old spelling of --provider log
+        channel = None
+    if provider == "http" and not url:
+        raise click.UsageError("--provider http needs --url")
     settings = _settings()
     _logging(settings)
+    metrics = DeliveryMetrics()
+    readiness = Readiness()
+    server = (
+        start_server(settings.metrics_host, metrics_port, metrics.registry, readiness)
+        if metrics_port
+        else None
+    )
 
     async def run() -> None:
-        await create_topics(settings)
-        stats = await run_delivery(
-            settings,
-            channel=channel,
-            priorities=priorities or ("extreme", "severe", "routine"),
-            max_tasks=max_tasks,
-            idle_exit_s=idle_exit,
-            fail_every=fail_every,
+        chosen: Channel = (
+            HttpChannel(url, timeout_s=timeout_s, max_connections=concurrency)
+            if provider == "http" and url
+            else LogChannel(fail_every)
         )
+        stop = asyncio.Event()
+        try:
+            await create_topics(settings)
+            readiness.started()
+            with stop_on_signals(stop):
+                stats = await run_delivery(
+                    settings,
+                    provider=chosen,
+                    channel=channel,
+                    priorities=priorities or ("extreme", "severe", "routine"),
+                    max_tasks=max_tasks,
+                    idle_exit_s=idle_exit,
+                    concurrency=concurrency,
+                    max_attempts=max_attempts,
+                    metrics=metrics,
+                    stop=stop,
+                )
+        finally:
+            readiness.started(False)
+            await chosen.close()
         click.echo(
             f"delivered {stats.delivered:,}, failed {stats.failed:,}, "
-            f"duplicates dropped {stats.duplicates:,}, unreadable {stats.invalid:,}"
+            f"duplicates dropped {stats.duplicates:,}, unreadable {stats.invalid:,}, "
+            f"retries {stats.retries:,}, fallbacks {stats.fallbacks:,}"
         )
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        shutdown(server)
 
 
 def _preview_json(result: Preview | Rejected) -> dict[str, Any]:
