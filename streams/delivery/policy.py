@@ -44,6 +44,9 @@ class Outcome:
     reason: str | None = None
     #: For ``retry``: the provider asked to wait this long (Retry-After), else None (back-off).
     after_s: float | None = None
+    #: For ``failed``: the provider refused this task for good (a 4xx): the recipient's next
+    #: channel gets a task. False when transient failures only ran out of attempts.
+    permanent: bool = True
 
     @classmethod
     def delivered(cls) -> Outcome:
@@ -105,11 +108,9 @@ def next_attempt(outcome: Outcome, attempt: int, max_attempts: int) -> float | N
 
 def final(outcome: Outcome) -> Outcome:
     """A ``retry`` that ran out of attempts is a failure with its reason."""
-    return (
-        Outcome.failed(outcome.reason or "retries_exhausted")
-        if outcome.status == "retry"
-        else outcome
-    )
+    if outcome.status != "retry":
+        return outcome
+    return Outcome("failed", outcome.reason or "retries_exhausted", permanent=False)
 
 
 def receipt(task: dict[str, Any], outcome: Outcome, *, worker: str, at: float) -> dict[str, Any]:
@@ -131,6 +132,9 @@ def receipt(task: dict[str, Any], outcome: Outcome, *, worker: str, at: float) -
 
 def fallback_task(task: dict[str, Any]) -> dict[str, Any] | None:
     """The task for the recipient's next channel after a permanent failure, or None.
+
+    Only a permanent refusal moves on (see :attr:`Outcome.permanent`): when a provider is down,
+    every recipient of the channel would move at once and overload the next channel.
 
     ``fallback`` in a send task lists the recipient's further channels in preference order.
     """

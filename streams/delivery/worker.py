@@ -309,12 +309,14 @@ class _Run:
                 else min(batch_size, max_tasks - self.stats.receipts)
             )
             records = self.buffer.take(budget)
+            if not self.consumer.assignment():  # still joining the group: not idle yet
+                last_task = loop.time()
             if not records:
                 if idle_exit_s is not None and loop.time() - last_task > idle_exit_s:
                     return
                 continue
-            last_task = loop.time()
             await self._settle(records, sender, seen)
+            last_task = loop.time()  # idle counts from the end of the last batch
 
     async def _fetch(self, timeout_ms: int) -> None:
         data = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=2_000)
@@ -372,7 +374,7 @@ class _Run:
     ) -> None:
         channel = str(task["channel"])
         if outcome.status == "failed":
-            nxt = fallback_task(task)
+            nxt = fallback_task(task) if outcome.permanent else None
             if nxt is not None:  # the recipient's next channel gets the same lineage
                 await self.producer.send(
                     record.topic, orjson.dumps(nxt), key=record.key, partition=record.partition

@@ -73,7 +73,13 @@ def test_retry_waits_for_retry_after_else_backs_off_and_gives_up_after_max_attem
     assert next_attempt(Outcome.retry("timeout"), 5, 5) is None
     assert next_attempt(Outcome.failed("http_400"), 1, 5) is None
     assert next_attempt(Outcome.delivered(), 1, 5) is None
-    assert final(Outcome.retry("http_500")) == Outcome.failed("http_500")
+    exhausted = final(Outcome.retry("http_500"))
+    assert (exhausted.status, exhausted.reason, exhausted.permanent) == (
+        "failed",
+        "http_500",
+        False,
+    )
+    assert Outcome.failed("http_400").permanent
 
 
 def test_receipts_are_schema_valid_for_both_outcomes() -> None:
