@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from streams.kafka import make_producer, read_to_end, start_all
+from streams.kafkaio.clients import make_producer, read_to_end, start_all
 from streams.records import CHANNELS
 from streams.settings import Settings
 

@@ -14,6 +14,7 @@ import click
 
 from streams.clikit import LoaGroup, debug_option, emit_json, json_option, wants_json
 from streams.errors import BadInputFile
+from streams.progress import ProgressBar
 from streams.records import CHANNELS
 from streams.settings import Settings
 
@@ -38,31 +39,6 @@ def _logging(settings: Settings) -> None:
     from streams.logs import configure
 
     configure(settings.log_level, settings.log_format)  # LOA_LOG_FORMAT: text | json
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total = label, max(total, 1)
-        self.started = time.monotonic()
-        self._tty = sys.stderr.isatty()
-        self._last = -1.0
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        finished = done >= self.total
-        if not finished and now - self._last < (0.1 if self._tty else 2.0):
-            return
-        self._last = now
-        frac = min(done / self.total, 1.0)
-        bar = "#" * int(frac * 30)
-        rate = done / max(now - self.started, 1e-9)
-        line = f"{self.label} [{bar:<30}] {done:,}/{self.total:,} {frac:6.1%} {rate:,.0f}/s"
-        sys.stderr.write(("\r" + line) if self._tty else line + "\n")
-        if finished and self._tty:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
 
 
 @click.group(cls=LoaGroup)
@@ -115,7 +91,7 @@ def topics() -> None:
 @topics.command("create")
 def topics_create() -> None:
     """Create every topic Loa uses (idempotent)."""
-    from streams.kafka import create_topics
+    from streams.kafkaio.clients import create_topics
 
     created = asyncio.run(create_topics(_settings()))
     click.echo(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else ""))
@@ -146,7 +122,7 @@ def directory_load(file: Path | None, n: int | None, seed: int, fmt: str | None)
     from streams.directory.files import read_subscribers
     from streams.directory.load import write_changes
     from streams.directory.synthetic import synthetic_subscribers
-    from streams.kafka import create_topics
+    from streams.kafkaio.clients import create_topics
     from streams.regions import registry
 
     if (file is None) == (n is None):
@@ -194,7 +170,7 @@ def publish(file: Path, key_file: Path | None, key_id: str | None, wait: bool) -
     """Send an alert file (CAP XML or Loa JSON) to loa.alerts.inbound and print what ingest
     decided. With --key the exact file bytes are signed (headers loa-signature, loa-key-id)."""
     from streams.ingest.agencies import load_private_key, signature_headers
-    from streams.kafka import create_topics, make_producer, start_all
+    from streams.kafkaio.clients import create_topics, make_producer, start_all
     from streams.observe import wait_decision
 
     settings = _settings()
@@ -325,7 +301,7 @@ def agencies_load(path: Path | None, key_files: tuple[Path, ...]) -> None:
     LOA_AGENCIES_DIR) to the registry topic. Each agency's record is replaced as a whole."""
     from streams.errors import InvalidAgency
     from streams.ingest.agency_service import load_agencies
-    from streams.kafka import create_topics
+    from streams.kafkaio.clients import create_topics
 
     settings = _settings()
     source = path or Path(settings.resolved_agencies_dir)
@@ -347,7 +323,7 @@ def agencies_load(path: Path | None, key_files: tuple[Path, ...]) -> None:
 def agencies_remove(agency_ids: tuple[str, ...]) -> None:
     """Remove agencies (tombstones): their alerts are rejected as unknown_sender from now on."""
     from streams.ingest.agency_service import remove_agencies
-    from streams.kafka import create_topics
+    from streams.kafkaio.clients import create_topics
 
     settings = _settings()
 
@@ -364,7 +340,7 @@ def agencies_list(as_json: bool) -> None:
     """Print the registry as the topic holds it now."""
     from streams.ingest.agencies import AgencyRegistry
     from streams.ingest.agency_service import read_agencies
-    from streams.kafka import create_topics
+    from streams.kafkaio.clients import create_topics
 
     settings = _settings()
 
@@ -410,7 +386,7 @@ def channels() -> None:
 def channels_list(as_json: bool) -> None:
     """Each channel's limit in tasks/s across the cluster ("unlimited" when none is set)."""
     from streams.channels import read_limits
-    from streams.kafka import create_topics
+    from streams.kafkaio.clients import create_topics
 
     settings = _settings()
 
@@ -432,7 +408,7 @@ def channels_list(as_json: bool) -> None:
 def channels_set(channel: str, rate: float) -> None:
     """Limit CHANNEL to RATE tasks/s across the cluster (0 pauses it)."""
     from streams.channels import limit_value, set_limit
-    from streams.kafka import create_topics
+    from streams.kafkaio.clients import create_topics
 
     try:
         limit_value(rate)
@@ -453,7 +429,7 @@ def channels_set(channel: str, rate: float) -> None:
 def channels_lift(channel: str) -> None:
     """Remove CHANNEL's limit."""
     from streams.channels import lift_limit
-    from streams.kafka import create_topics
+    from streams.kafkaio.clients import create_topics
 
     settings = _settings()
 
@@ -646,7 +622,7 @@ def deliver(
     from streams.delivery.worker import deliver as run_delivery
     from streams.health import Readiness
     from streams.httpserver import start_server
-    from streams.kafka import create_topics
+    from streams.kafkaio.clients import create_topics
     from streams.metrics import shutdown
 
     if channel == "log":  # the old spelling of --provider log

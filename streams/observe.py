@@ -11,7 +11,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.errors import TopicMissing
-from streams.kafka import make_reader, start_all, topic_specs
+from streams.kafkaio.clients import make_reader, start_all, topic_specs
 from streams.records import Progress
 from streams.settings import Settings
 

@@ -26,7 +26,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.errors import TopicMissing
-from streams.kafka import make_reader, start_all, topic_specs
+from streams.kafkaio.clients import make_reader, start_all, topic_specs
 from streams.settings import Settings
 
 __all__ = ["AlertStatus", "StatusReader", "as_json", "render", "summarize"]

@@ -88,14 +88,14 @@ class HttpChannel:
 
     def __init__(self, url: str, *, timeout_s: float = 10.0, max_connections: int = 64) -> None:
         self.url = url
-        self._client = httpx.AsyncClient(
+        self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_connections=max_connections),
         )
 
     async def send(self, task: dict[str, Any]) -> Outcome:
         try:
-            response = await self._client.post(
+            response = await self._http.post(
                 self.url,
                 content=orjson.dumps(task),
                 headers={
@@ -110,4 +110,4 @@ class HttpChannel:
         return outcome_of_response(response.status_code, response.headers)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()

@@ -53,7 +53,7 @@ from streams.delivery.policy import (
     parse_task,
     receipt,
 )
-from streams.kafka import make_producer, start_all
+from streams.kafkaio.clients import make_producer, make_reader, start_all
 from streams.records import CHANNELS, Priority
 from streams.settings import Settings
 
@@ -223,13 +223,10 @@ async def deliver(
     name = worker_name or f"deliver-{channel or 'all'}-{uuid.uuid4().hex[:8]}"
     group = group_id or f"{settings.app_id}-deliver-{channel or 'all'}"
     topic_priority = {settings.sends_topic(p): p for p in priorities}
-    consumer = AIOKafkaConsumer(
+    consumer = make_reader(
+        settings,
         *topic_priority,
-        bootstrap_servers=settings.bootstrap_servers,
         group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
         max_partition_fetch_bytes=1024 * 1024,
         client_id=name,
     )

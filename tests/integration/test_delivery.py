@@ -24,7 +24,7 @@ import pytest
 
 from streams.delivery import HttpChannel, deliver
 from streams.delivery.worker import DeliveryMetrics
-from streams.kafka import create_topics, make_producer, read_to_end
+from streams.kafkaio.clients import create_topics, make_producer, read_to_end
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
