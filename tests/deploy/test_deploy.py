@@ -14,6 +14,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from streams.delivery.worker import DeliveryMetrics
 from streams.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -31,7 +32,11 @@ def _promtool() -> str:
 
 def _exported() -> set[str]:
     names = set()
-    for family in Metrics(CollectorRegistry()).registry.collect():
+    families = [
+        *Metrics(CollectorRegistry()).registry.collect(),
+        *DeliveryMetrics(CollectorRegistry()).registry.collect(),
+    ]
+    for family in families:
         if family.type == "counter":
             names |= {family.name + "_total"}
         elif family.type == "histogram":
