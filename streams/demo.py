@@ -170,5 +170,5 @@ def _summary(
     if status is not None:
         print(
             f"receipts                  delivered {status.delivered:,}, failed {status.failed:,}"
-            f" (loa deliver --channel log; `loa status {status.alert_id}`)"
+            f" (loa deliver --provider log; `loa status {status.alert_id}`)"
         )
