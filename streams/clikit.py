@@ -184,37 +184,34 @@ def _bootstrap() -> str:
     return os.environ.get("LOA_BOOTSTRAP_SERVERS", "")
 
 
-def debug_option(f: F) -> F:
-    """``--debug``: show tracebacks instead of one-line errors (root group only)."""
+def _flag(key: str, *decls: str, help: str, **extra: Any) -> Callable[[F], F]:
+    """A boolean flag whose value is also kept in ``ctx.meta[key]``, where :class:`LoaGroup`
+    (root context) and :func:`wants_json` read it."""
 
     def remember(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
-        ctx.meta[_DEBUG_KEY] = value
+        ctx.meta[key] = value
         return value
 
-    return click.option(
-        "--debug",
-        is_flag=True,
-        expose_value=False,
-        is_eager=True,
-        callback=remember,
-        help="Show the full traceback of an error instead of one line.",
-    )(f)
+    return click.option(*decls, is_flag=True, callback=remember, help=help, **extra)
 
 
-def json_option(f: F) -> F:
-    """``--json``: print one JSON document on stdout instead of text (the shared convention)."""
+#: ``--debug``: show tracebacks instead of one-line errors (root group only).
+debug_option = _flag(
+    _DEBUG_KEY,
+    "--debug",
+    expose_value=False,
+    is_eager=True,
+    help="Show the full traceback of an error instead of one line.",
+)
 
-    def remember(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
-        ctx.meta[_JSON_KEY] = value
-        return value
-
-    return click.option(
-        "--json",
-        "as_json",
-        is_flag=True,
-        callback=remember,
-        help='Print one JSON document on stdout (errors too: {"error": ...}).',
-    )(f)
+#: ``--json``: print one JSON document on stdout instead of text (the shared convention;
+#: the command gets it as ``as_json``).
+json_option = _flag(
+    _JSON_KEY,
+    "--json",
+    "as_json",
+    help='Print one JSON document on stdout (errors too: {"error": ...}).',
+)
 
 
 def wants_json() -> bool:
