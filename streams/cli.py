@@ -536,7 +536,7 @@ def status(
     from streams.status import as_json as status_json
 
     settings = _settings()
-    fate = _resolve(settings, message_id)
+    fate = _resolve(settings, message_id, wait_s=min(timeout, 10.0) if watch else 0.0)
     assert fate.alert_id is not None
     alert_id = fate.alert_id
     if version is None and fate.message_id != fate.alert_id:
