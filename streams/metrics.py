@@ -297,11 +297,17 @@ class Metrics:
             self.time_to_first_task.labels(done.priority).observe(max(first, 0.0))
         if written_at is not None and done.first_task_at is not None:
             last = (done.finished_at or done.first_task_at) - written_at
-            self.decision_to_first_task.labels(done.priority).observe(max(first, 0.0))
             self.decision_to_last_task.labels(done.priority).observe(max(last, 0.0))
         if done.stopped in SUPPRESSION_REASONS:
             rest = done.targeted - done.emitted - sum(done.suppressed.values())
             self.suppressed(done.stopped, rest, done.priority)
+
+    def first_task(self, priority: str, decided_at: float | None, at: float) -> None:
+        """An order partition's first chunk of tasks committed ``at`` (Unix seconds): decision
+        → first task, observed now rather than when the order finishes, so the SLO rule
+        (LoaFirstTaskSloMissed) fires during a slow national fan-out, not after it."""
+        if decided_at is not None:
+            self.decision_to_first_task.labels(priority).observe(max(at - decided_at, 0.0))
 
     # -- receipts -------------------------------------------------------------------------------
 

@@ -304,6 +304,7 @@ class FanoutScheduler:
             stopped=stopped,
             at=now,
         )
+        first_chunk = emitted > 0 and running.progress.first_task_at is None
         producer = part.producer
         topic = settings.sends_topic(order.priority.value)
         async with producer.transaction():
@@ -316,6 +317,8 @@ class FanoutScheduler:
         part.queue.committed(running, progress)
         if emitted:
             self._metrics.emitted(order.priority.value, channels)
+        if first_chunk:  # observed when committed, so the first-task SLO alert is timely
+            self._metrics.first_task(order.priority.value, order.decided_at, now)
         if done:
             self._metrics.targeted(order.priority.value, progress.targeted)
             self._metrics.order_finished(progress, written_at=order.decided_at)

@@ -116,11 +116,14 @@ def test_exposition_has_build_info_and_process_metrics_and_no_created_series() -
 def test_order_finished_observes_decision_to_first_and_last_task() -> None:
     metrics = Metrics(CollectorRegistry())
     done = Progress("a/1", 1, 0, "extreme", 10, 10, True, 100.0, 100.5, 130.0)
+    metrics.first_task("extreme", 99.0, 100.5)
     metrics.order_finished(done, written_at=99.0)
     samples = _samples(metrics)
     prio = (("priority", "extreme"),)
     assert samples[("loa_decision_to_first_task_seconds_sum", prio)] == 1.5
     assert samples[("loa_decision_to_last_task_seconds_sum", prio)] == 31.0
+    metrics.first_task("extreme", None, 100.5)  # an order without a decision time
+    assert _samples(metrics)[("loa_decision_to_first_task_seconds_count", prio)] == 1.0
     metrics.order_finished(done)  # no decision time (an order from an older ingest): not counted
     assert _samples(metrics)[("loa_decision_to_last_task_seconds_count", prio)] == 1.0
 
