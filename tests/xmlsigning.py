@@ -5,7 +5,9 @@ Every key and certificate is generated at run time; nothing secret is committed.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -89,3 +91,53 @@ def sign_xml(
     root = etree.fromstring(raw)
     signed = xml_signer.sign(root, key=signer[0], cert=[signer[1]], reference_uri=reference_uri)
     return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+
+
+def tls_files(directory: Path) -> dict[str, Path]:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, as PEM
+    files in ``directory``: ``ca``, ``server_cert``, ``server_key``, ``client_cert``,
+    ``client_key``."""
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Loa test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime.now(UTC) - timedelta(days=1))
+        .not_valid_after(datetime.now(UTC) + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    files: dict[str, Path] = {"ca": directory / "ca.pem"}
+    files["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    for role, san in (
+        ("server", x509.IPAddress(ipaddress.ip_address("127.0.0.1"))),
+        ("client", None),
+    ):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        start = datetime.now(UTC) - timedelta(days=1)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"loa-{role}")]))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(start + timedelta(days=30))
+        )
+        if san is not None:
+            builder = builder.add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
+        files[f"{role}_cert"] = directory / f"{role}.pem"
+        files[f"{role}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        files[f"{role}_key"] = directory / f"{role}.key"
+        files[f"{role}_key"].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return files

@@ -5,13 +5,16 @@ twice, and the conservation count holds for Kafka and HTTP together (issue 11 it
 from __future__ import annotations
 
 import asyncio
-import io
 import contextlib
 import dataclasses
+import io
 import logging
+import socket
+import ssl
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -31,10 +34,11 @@ from streams.ingest.agencies import (
 from streams.ingest.agency_service import publish_agencies
 from streams.ingest.cap import detect_format
 from streams.kafka import make_producer, make_reader
+from streams.localrun import WorkerProcess
 from streams.settings import Settings
 from tests.integration.conftest import ROOT, TEST_AGENCY, LiveLoa, alert
 from tests.integration.test_conservation import Record, _catalogue, _decisions, _signed
-from tests.xmlsigning import cap_alert, cert_pem, new_signer, sign_xml
+from tests.xmlsigning import cap_alert, cert_pem, new_signer, sign_xml, tls_files
 
 pytestmark = pytest.mark.integration
 
@@ -295,3 +299,53 @@ async def test_metrics_count_requests_by_route_and_status(door: Door) -> None:
     assert status == 200 and body == {"ok": True}
     status, body = await door.get(f"/v1/alerts/{quote('no.such/alert', safe='')}")
     assert status == 404 and body["error"] == "not_found"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_loa_gateway_serves_https_and_requires_a_client_certificate(
+    live: LiveLoa, door: Door, tmp_path: Path
+) -> None:
+    files = tls_files(tmp_path)
+    port = _free_port()
+    process = WorkerProcess(
+        live.settings,
+        tmp_path / "gateway.log",
+        command=("gateway",),
+        LOA_GATEWAY_PORT=str(port),
+        LOA_GATEWAY_TLS_CERT=str(files["server_cert"]),
+        LOA_GATEWAY_TLS_KEY=str(files["server_key"]),
+        LOA_GATEWAY_TLS_CLIENT_CA=str(files["ca"]),
+        LOA_LOG_FORMAT="json",
+        LOA_GATEWAY_DECISION_TIMEOUT_S="90",
+    ).start()
+    trusted = ssl.create_default_context(cafile=str(files["ca"]))
+    with_cert = ssl.create_default_context(cafile=str(files["ca"]))
+    with_cert.load_cert_chain(str(files["client_cert"]), str(files["client_key"]))
+    url = f"https://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            for _ in range(120):  # bounded: the gateway is up within seconds
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{url}/v1/health", ssl=with_cert) as r:
+                        if r.status == 200:
+                            break
+                await asyncio.sleep(0.5)
+            body = _json_alert(live, f"G{uuid.uuid4().hex[:6]}-tls")
+            headers = {n: v.decode() for n, v in _signed(live, body)}
+            headers["Content-Type"] = "application/json"
+            async with http.post(
+                f"{url}/v1/alerts", data=body, headers=headers, ssl=with_cert
+            ) as r:
+                assert r.status == 201, await r.text()
+            with pytest.raises(aiohttp.ClientError):
+                async with http.get(f"{url}/v1/health", ssl=trusted) as r:
+                    await r.read()
+    finally:
+        process.stop()
+    log = (tmp_path / "gateway.log").read_text()
+    assert '"access":"POST"' in log and '"status":"201"' in log
