@@ -42,7 +42,7 @@ from streams.gateway.policy import (
     pending_answer,
 )
 from streams.ingest.agencies import KEY_ID_HEADER, SIGNATURE_HEADER
-from streams.kafka import make_producer
+from streams.kafkaio.clients import make_producer
 from streams.publishing import alert_ids, send_inbound
 from streams.settings import Settings
 from streams.status import StatusReader

@@ -33,7 +33,7 @@ from streams.ingest.agencies import (
 )
 from streams.ingest.agency_service import publish_agencies
 from streams.ingest.cap import detect_format
-from streams.kafka import make_producer, make_reader
+from streams.kafkaio.clients import make_producer, make_reader
 from streams.localrun import WorkerProcess
 from streams.settings import Settings
 from tests.integration.conftest import ROOT, TEST_AGENCY, LiveLoa, alert
