@@ -38,6 +38,7 @@ from streams.localrun import WorkerProcess
 from streams.settings import Settings
 from tests.integration.conftest import ROOT, TEST_AGENCY, LiveLoa, alert
 from tests.integration.test_conservation import Record, _catalogue, _decisions, _signed
+from tests.integration.test_observability import run_prometheus
 from tests.xmlsigning import cap_alert, cert_pem, new_signer, sign_xml, tls_files
 
 pytestmark = pytest.mark.integration
@@ -290,15 +291,39 @@ async def test_hostile_bodies_get_ingests_decision_and_conservation_holds_for_ka
             assert decided[body["inbound_offset"]][0] == (body.get("code") or body["outcome"])
 
 
-async def test_metrics_count_requests_by_route_and_status(door: Door) -> None:
-    async with door.http.get(f"{door.url}/metrics") as r:
-        text = await r.text()
-    assert r.status == 200
-    assert 'loa_gateway_requests_total{route="post_alert",status="201"}' in text
-    status, body = await door.get("/v1/health")
-    assert status == 200 and body == {"ok": True}
-    status, body = await door.get(f"/v1/alerts/{quote('no.such/alert', safe='')}")
-    assert status == 404 and body["error"] == "not_found"
+async def test_prometheus_reads_the_gateways_answers_by_status_and_outcome(
+    live: LiveLoa, tmp_path: Path
+) -> None:
+    async with open_door(live.settings) as fresh:
+        ident = f"G{uuid.uuid4().hex[:6]}-prom"
+        sent: Counter[int] = Counter()
+        for n in (1, 2, 2):  # two alerts, then the second again
+            body = _json_alert(live, f"{ident}-{n}")
+            sent[(await fresh.post(body, _signed(live, body)))[0]] += 1
+        sent[(await fresh.post(b"{}", content_type="text/plain"))[0]] += 1
+        assert sent == {201: 2, 200: 1, 415: 1}
+        status, health = await fresh.get("/v1/health")
+        assert status == 200 and health == {"ok": True}
+        status, missing = await fresh.get(f"/v1/alerts/{quote('no.such/alert', safe='')}")
+        assert status == 404 and missing["error"] == "not_found"
+
+        with run_prometheus([fresh.url.removeprefix("http://")], tmp_path) as prom:
+
+            def scraped() -> dict[str, float | None]:
+                metric = "loa_gateway_requests_total"
+                got = {
+                    str(code): prom.scalar(f'{metric}{{route="post_alert",status="{code}"}}')
+                    for code in sent
+                }
+                got["duplicate"] = prom.scalar('loa_gateway_outcomes_total{outcome="duplicate"}')
+                return got
+
+            want = {**{str(code): float(n) for code, n in sent.items()}, "duplicate": 1.0}
+            for _ in range(120):  # bounded: Prometheus scrapes every second
+                if scraped() == want:
+                    break
+                await asyncio.sleep(0.5)
+            assert scraped() == want
 
 
 def _free_port() -> int:
