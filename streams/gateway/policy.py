@@ -87,9 +87,8 @@ def decision_answer(outcome: str, record: dict[str, Any], inbound_offset: int) -
     return Answer(422, body)
 
 
-def pending_answer(inbound_offset: int, ids: tuple[str, str] | None) -> Answer:
+def pending_answer(inbound_offset: int, alert_id: str) -> Answer:
     """202: written to Kafka, decision not known yet; the link asks for it by offset."""
-    alert_id = f"{ids[0]}/{ids[1]}" if ids else "-"
     path = status_path(alert_id, inbound_offset)
     body = {"outcome": Outcome.PENDING.value, "inbound_offset": inbound_offset, "status_url": path}
     return Answer(202, body, {"Location": path})

@@ -187,17 +187,16 @@ class Gateway:
         self.metrics.requests.labels(route, str(response.status)).inc()
         self.metrics.seconds.labels(route).observe(seconds)
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        access_log.info(
-            "access=%s path=%s status=%d ms=%.1f remote=%s bytes_in=%s %s",
-            request.method,
-            request.path,
-            response.status,
-            seconds * 1000,
-            peer[0] if peer else "-",
-            request.content_length if request.content_length is not None else "-",
-            extra,
-        )
+        line = {
+            "access": request.method,
+            "path": request.path,
+            "status": response.status,
+            "ms": f"{seconds * 1000:.1f}",
+            "remote": peer[0] if peer else "-",
+            "bytes_in": request.content_length if request.content_length is not None else "-",
+            **fields,
+        }
+        access_log.info(" ".join(f"{k}={_token(v)}" for k, v in line.items()))
         return response
 
     def _too_large(self) -> str:
@@ -260,7 +259,7 @@ class Gateway:
         except RuntimeError:
             decided = None  # the follower is down: the record is written, the answer pending
         if decided is None:
-            return pending_answer(offset, ids)
+            return pending_answer(offset, f"{ids[0]}/{ids[1]}" if ids else "-")
         return decision_answer(*decided, inbound_offset=offset)
 
     async def get_alert(self, request: web.Request) -> web.StreamResponse:
@@ -268,13 +267,14 @@ class Gateway:
         decision: dict[str, Any] | None = None
         text = request.query.get("inbound_offset")
         if text is not None:
-            if not text.isdigit():
+            if not (text.isascii() and text.isdigit()):
                 return _json(error_answer(400, "bad_request", "inbound_offset is not a number"))
             decided = self.follower.known(int(text))
-            if decided is not None:
-                decision = decision_answer(*decided, inbound_offset=int(text)).body
-                if decided[0] == "accepted":
-                    alert_id = str(decided[1]["alert_id"])
+            if decided is None:  # not decided yet (or longer ago than the follower keeps)
+                return _json(pending_answer(int(text), alert_id))
+            decision = decision_answer(*decided, inbound_offset=int(text)).body
+            if decided[0] == "accepted":
+                alert_id = str(decided[1]["alert_id"])
         async with StatusReader(self.settings, alert_id) as reader:
             await reader.catch_up()
             status = reader.status()
@@ -295,6 +295,12 @@ class Gateway:
     async def serve_metrics(self, request: web.Request) -> web.StreamResponse:
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _token(value: object) -> str:
+    """A log token: no whitespace or control characters (a body's sender is untrusted), capped."""
+    text = str(value)
+    return "".join(c if c.isprintable() and not c.isspace() else "?" for c in text[:128]) or "-"
 
 
 def _dumps(value: Any) -> str:

@@ -65,7 +65,7 @@ def test_decisions_map_to_status_codes_with_the_ingest_fields() -> None:
     answer = decision_answer("rejected", rejected, 9)
     assert answer.status == 422
     assert (answer.body["code"], answer.body["pointer"]) == ("schema", "/alert/status")
-    pending = pending_answer(10, ("a.vn", "X"))
+    pending = pending_answer(10, "a.vn/X")
     assert pending.status == 202
     assert (
         pending.body["status_url"]
@@ -107,3 +107,11 @@ def test_gateway_settings_are_read_from_the_environment() -> None:
     env = {"LOA_GATEWAY_PORT": "19651", "LOA_GATEWAY_RATE": "0.5", "LOA_GATEWAY_BURST": "4"}
     settings = Settings.from_env(env)
     assert (settings.gateway_port, settings.gateway_rate, settings.gateway_burst) == (19651, 0.5, 4)
+
+
+def test_access_log_tokens_carry_no_whitespace_from_an_untrusted_sender() -> None:
+    from streams.gateway.server import _token
+
+    assert _token("evil.vn\nlevel=ERROR fake") == "evil.vn?level=ERROR?fake"
+    assert _token("") == "-"
+    assert len(_token("x" * 1000)) == 128
