@@ -20,22 +20,35 @@ from signxml.algorithms import DigestAlgorithm, SignatureMethod
 Signer = tuple[rsa.RSAPrivateKey, x509.Certificate]
 
 
-def new_signer(name: str, *, days: int = 365, start_days_ago: int = 1) -> Signer:
-    """A 2048-bit RSA key and a self-signed certificate for ``name``."""
+def new_signer(
+    name: str,
+    *,
+    days: int = 365,
+    start_days_ago: int = 1,
+    issuer: Signer | None = None,
+    ca: bool = False,
+    ip: str | None = None,
+) -> Signer:
+    """A 2048-bit RSA key and a certificate for ``name``, self-signed unless ``issuer`` signs
+    it; ``ca`` makes it a CA, ``ip`` adds that IP address as subject alternative name."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     start = datetime.now(UTC) - timedelta(days=start_days_ago)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(subject)
+        .issuer_name(issuer[1].subject if issuer else subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(start + timedelta(days=days))
-        .sign(key, hashes.SHA256())
     )
-    return key, cert
+    if ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+    if ip is not None:
+        san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))])
+        builder = builder.add_extension(san, critical=False)
+    return key, builder.sign(issuer[0] if issuer else key, hashes.SHA256())
 
 
 def cert_pem(signer: Signer) -> str:
@@ -97,39 +110,11 @@ def tls_files(directory: Path) -> dict[str, Path]:
     """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, as PEM
     files in ``directory``: ``ca``, ``server_cert``, ``server_key``, ``client_cert``,
     ``client_key``."""
-    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Loa test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(datetime.now(UTC) - timedelta(days=1))
-        .not_valid_after(datetime.now(UTC) + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca = new_signer("Loa test CA", ca=True)
     files: dict[str, Path] = {"ca": directory / "ca.pem"}
-    files["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    for role, san in (
-        ("server", x509.IPAddress(ipaddress.ip_address("127.0.0.1"))),
-        ("client", None),
-    ):
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        start = datetime.now(UTC) - timedelta(days=1)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"loa-{role}")]))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(start + timedelta(days=30))
-        )
-        if san is not None:
-            builder = builder.add_extension(x509.SubjectAlternativeName([san]), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
+    files["ca"].write_bytes(ca[1].public_bytes(serialization.Encoding.PEM))
+    for role, ip in (("server", "127.0.0.1"), ("client", None)):
+        key, cert = new_signer(f"loa-{role}", days=30, issuer=ca, ip=ip)
         files[f"{role}_cert"] = directory / f"{role}.pem"
         files[f"{role}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         files[f"{role}_key"] = directory / f"{role}.key"
