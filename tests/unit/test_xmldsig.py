@@ -12,7 +12,9 @@ from lxml import etree
 from streams.errors import InvalidAgency, RejectionCode
 from streams.ingest.agencies import Agency, AgencyRegistry, parse_agency, signature_headers
 from streams.ingest.agencies import new_key_pair as new_ed25519
+from streams.ingest.cap import parse_cap
 from streams.ingest.core import Accepted, Rejected, decide
+from streams.ingest.xmldsig import verify_enveloped
 from streams.regions import registry
 from tests.xmlsigning import Signer, cap_alert, cert_pem, new_signer, sign_xml
 
@@ -153,13 +155,19 @@ def test_signed_alert_of_an_agency_without_certificates_is_bad_signature() -> No
     _refused(raw, "has no registered certificates", agencies=bare)
 
 
-def test_alert_is_parsed_from_the_verified_bytes() -> None:
-    # A comment is not covered by the default canonicalization: the accepted alert is
-    # parsed from what the digest covered, and that is the genuine headline.
+def test_a_comment_added_after_signing_changes_nothing_in_the_accepted_alert() -> None:
+    # comments are outside the canonical form the digest covers: the alert is the signed one
     raw = _signed().replace(b"<headline>", b"<headline><!-- unsigned -->")
     decision = _decide(raw)
     assert isinstance(decision, Accepted), decision
     assert decision.alert.infos[0].headline == "Bão"
+
+
+def test_verification_returns_the_canonical_signed_alert_without_its_signature() -> None:
+    raw = _signed()
+    verified = verify_enveloped(REGISTRY.agencies[NATIONAL_ID], raw, now=datetime.now(UTC))
+    assert verified.startswith(b"<alert") and b"Signature" not in verified
+    assert parse_cap(verified, max_bytes=1 << 20) == parse_cap(raw, max_bytes=1 << 20)
 
 
 def test_agency_record_refuses_a_weak_or_unreadable_certificate() -> None:
