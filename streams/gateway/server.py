@@ -144,7 +144,14 @@ class Gateway:
         self._producer = make_producer(self.settings)
         await self._producer.start()
         await self.follower.start()
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # keepalive_timeout also closes a connection whose request line and headers do not
+        # arrive in time (aiohttp has no separate header timeout): slow-header clients
+        self._runner = web.AppRunner(
+            self.app(),
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=self.settings.gateway_read_timeout_s,
+        )
         await self._runner.setup()
         context = tls_context(self.settings)
         # bind the socket here: with port 0 the caller learns which port it got

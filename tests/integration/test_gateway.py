@@ -204,6 +204,32 @@ async def test_a_slow_client_gets_408_and_nothing_is_written(live: LiveLoa, door
     assert await _inbound_end(live) == before
 
 
+async def test_a_client_trickling_its_headers_is_disconnected(door: Door) -> None:
+    host, port = door.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = b"POST /v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    closed = False
+    try:
+        for byte in head * 20:  # one byte every 0.2 s: minutes if nobody stops it
+            writer.write(bytes([byte]))
+            await writer.drain()
+            if await _eof_within(reader, 0.2):
+                closed = True
+                break
+    except ConnectionError:
+        closed = True
+    finally:
+        writer.close()
+    assert closed, "the gateway kept a connection whose headers never finished"
+
+
+async def _eof_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(1), seconds) == b""
+    except TimeoutError:
+        return False
+
+
 async def test_over_the_agency_rate_is_429_and_a_slow_decision_is_202_with_a_link(
     live: LiveLoa,
 ) -> None:
