@@ -85,7 +85,9 @@ def decide(
     """Decide one inbound record. Any exception is turned into a rejection, never raised.
 
     ``agencies`` is the registry the sender must be in, signing the raw bytes (``headers``:
-    ``loa-signature``, ``loa-key-id``) unless ``require_signatures`` is off, and whose rights
+    ``loa-signature``, ``loa-key-id``; or, for CAP without them, an enveloped XML-DSig signature
+    by a registered certificate, :mod:`streams.ingest.xmldsig`) unless ``require_signatures``
+    is off, and whose rights
     (statuses, severity, jurisdiction) the alert must keep within. ``None`` skips the agency
     checks: only ``loa preview`` and unit tests of the other steps do that; the agent never.
     """
