@@ -19,7 +19,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from streams.records import Priority
 from streams.settings import Settings
 
-__all__ = ["create_topics", "make_producer", "read_to_end", "topic_specs"]
+__all__ = ["cluster_id", "create_topics", "make_producer", "read_to_end", "topic_specs"]
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,20 @@ async def create_topics(settings: Settings) -> list[str]:
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def cluster_id(settings: Settings) -> str:
+    """The Kafka cluster id (what a directory snapshot says it was taken from)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    value = described.get("cluster_id")
+    if not isinstance(value, str) or not value:
+        raise RuntimeError(f"the cluster at {settings.bootstrap_servers} names no cluster id")
+    return value
 
 
 async def read_to_end(
