@@ -2,10 +2,11 @@
 columnar indexes and keeps them current.
 
 Durability choice: the compacted changes topic *is* the store. On start and on every
-rebalance a worker replays each newly owned partition from offset 0 with its own consumer
-(manual assignment, no consumer group, no committed offsets), so a restarted worker serves
-exactly what the topic holds, including changes written while it was down. There is no local
-store (no Faust table, no RocksDB): a local copy could only be *older* than the topic, and a
+rebalance a worker replays each newly owned partition with its own consumer (manual
+assignment, no consumer group, no committed offsets), so a restarted worker serves exactly what
+the topic holds, including changes written while it was down. The only local state is a
+snapshot to start the replay from (below), never a store served from: a local copy could only
+be *older* than the topic, and a full
 replay of the compacted topic is bounded by the directory's size (one record per live
 subscriber, plus tombstones younger than ``delete.retention.ms``), decoded vectorized
 (``streams.directory.wire``) and merged with one sort per 2M changes. Orders wait for the

@@ -18,6 +18,7 @@ from streams.directory.snapshot import (
 )
 from streams.directory.synthetic import synthetic_subscribers
 from streams.regions import registry
+from streams.settings import Settings
 
 ALL = ("ids", *COLUMNS)
 
@@ -192,3 +193,14 @@ def test_a_snapshot_at_an_offset_already_written_is_not_rewritten(
     index = _index()
     assert write_snapshot(tmp_path, key, 10, index.columns()) is not None
     assert write_snapshot(tmp_path, key, 10, index.columns()) is None
+
+
+@pytest.mark.parametrize("raw", ["-1", "nan", "soon"])
+def test_unusable_snapshot_interval_stops_with_a_clear_error(raw: str) -> None:
+    with pytest.raises(ValueError, match="LOA_SNAPSHOT_INTERVAL_S"):
+        Settings.from_env({"LOA_SNAPSHOT_INTERVAL_S": raw})
+
+
+def test_snapshots_are_on_by_default_and_zero_turns_them_off() -> None:
+    assert Settings.from_env({}).snapshot_interval_s > 0
+    assert Settings.from_env({"LOA_SNAPSHOT_INTERVAL_S": "0"}).snapshot_interval_s == 0
