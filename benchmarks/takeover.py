@@ -48,7 +48,7 @@ from streams.directory.index import ChangeBatch
 from streams.directory.load import write_changes
 from streams.directory.snapshot import partition_dir
 from streams.directory.synthetic import synthetic_subscribers
-from streams.kafka import create_topics, make_producer
+from streams.kafkaio.clients import create_topics, make_producer
 from streams.localrun import WorkerProcess, start_broker, stop_broker
 from streams.observe import watch_progress
 from streams.records import FanoutOrder, Priority, TaskKind

@@ -17,7 +17,7 @@ from streams.directory.load import write_changes
 from streams.directory.service import DirectoryService
 from streams.directory.snapshot import partition_dir
 from streams.directory.synthetic import synthetic_subscribers
-from streams.kafka import create_topics
+from streams.kafkaio.clients import create_topics
 from streams.regions import RegionRegistry, registry
 from streams.settings import Settings
 
