@@ -30,11 +30,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import re
 import tempfile
 import time
-import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,13 +41,13 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from benchmarks.common import write_results
+from benchmarks.common import bench_broker, tagged, write_results
 from streams.directory.index import ChangeBatch
 from streams.directory.load import write_changes
 from streams.directory.snapshot import partition_dir
 from streams.directory.synthetic import synthetic_subscribers
 from streams.kafkaio.clients import create_topics, make_producer
-from streams.localrun import WorkerProcess, start_broker, stop_broker
+from streams.localrun import WorkerProcess
 from streams.observe import watch_progress
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry
@@ -284,25 +282,10 @@ async def on_broker(settings: Settings, n: int, workdir: Path) -> dict[str, Any]
 
 
 async def main(n: int, partitions: int, workdir: str | None) -> dict[str, Any]:
-    bootstrap = os.environ.get("LOA_BOOTSTRAP_SERVERS")
-    base = Settings(bootstrap_servers=bootstrap or "127.0.0.1:19551", partitions=partitions)
     with contextlib.ExitStack() as stack:
         tmp = workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="loa-takeover-"))
-        os.environ.setdefault("LOA_KAFKA_PORT", "19551")
-        os.environ.setdefault("LOA_KAFKA_DIR", str(Path(tmp) / "kafka"))
-        started_broker = False if bootstrap else start_broker(base)
-        try:
-            tag = uuid.uuid4().hex[:8]
-            settings = Settings(
-                bootstrap_servers=base.bootstrap_servers,
-                partitions=partitions,
-                topic_prefix=f"bench-to-{tag}",
-                app_id=f"bench-to-{tag}",
-            )
-            result = await on_broker(settings, n, Path(tmp))
-        finally:
-            if started_broker:
-                stop_broker(base)
+        base = stack.enter_context(bench_broker(partitions, 19551, Path(tmp)))
+        result = await on_broker(tagged(base, "bench-to"), n, Path(tmp))
     report = write_results("takeover", result)
     print(
         f"takeover of {n:,} subscribers in {partitions} partitions, assignment → first task: "
