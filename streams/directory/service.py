@@ -238,13 +238,14 @@ class DirectoryService:
         if self._cluster_id is None:
             return 0
         for p in sorted(self._indexes):
-            # the offset first, the columns after: columns at or past the offset are a valid
-            # snapshot of it (replaying records it already holds changes nothing)
-            offset = await self._position(TopicPartition(self._topic, p))
-            index = self._indexes.get(p)
-            if index is None or offset < 0 or self._snapshotted.get(p) == offset:
-                continue
-            columns = index.columns()
+            # the offset first, the columns after, with no reassignment in between: columns at
+            # or past the offset are a valid snapshot of it (replaying what they hold is a no-op)
+            async with self._assign_lock:
+                offset = await self._position(TopicPartition(self._topic, p))
+                index = self._indexes.get(p)
+                if index is None or offset < 0 or self._snapshotted.get(p) == offset:
+                    continue
+                columns = index.columns()
             try:
                 path = await asyncio.to_thread(
                     write_snapshot,
