@@ -14,7 +14,8 @@ Layout (one directory per snapshot, ``<data dir>/snapshots/<topic>/<partition>/`
         ids.npy ward.npy cell.npy channel.npy ...   one .npy per column, memory-mappable
 
 A snapshot is written into a temporary directory, every file and the directory fsynced, then
-renamed into place (a rename is atomic), so a crash leaves either a whole snapshot or none.
+renamed into place (a rename is atomic), so a crash leaves either a whole snapshot or none (and
+a temporary that the next writer removes once it is an hour old).
 The two newest are kept: if the newest turns out unreadable the older one still saves a replay.
 
 Guarantee: a snapshot is used only if it is *exactly* what a replay of its partition up to
@@ -38,6 +39,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import time
 import uuid
 import zlib
 from collections.abc import Mapping
@@ -68,6 +70,9 @@ FORMAT_VERSION = 1
 #: Snapshots kept per partition (the newest, and one to fall back on).
 KEEP = 2
 _HEADER = "header.json"
+_TMP = ".tmp-"
+#: A temporary directory untouched this long was left by a writer that died mid-write.
+ABANDONED_S = 3600.0
 _PREFIX = "snap-"
 _ALL_COLUMNS: dict[str, type[np.unsignedinteger]] = {"ids": np.uint64, **COLUMNS}
 #: The meaning of the small integer columns: an index into these tuples, or a bit of them.
@@ -152,7 +157,8 @@ def write_snapshot(
     if final.exists():
         return None
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".tmp-{uuid.uuid4().hex}"
+    _remove_abandoned(parent)
+    tmp = parent / f"{_TMP}{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
         checksums = {}
@@ -264,6 +270,16 @@ def _snapshots(parent: Path) -> list[Path]:
             reverse=True,
         )
     return []
+
+
+def _remove_abandoned(parent: Path) -> None:
+    """Remove temporaries of writers that died mid-write (kill -9, power loss): never read,
+    they would only fill the disk. A live writer's temporary is younger than an hour."""
+    now = time.time()
+    for path in parent.glob(f"{_TMP}*"):
+        with contextlib.suppress(FileNotFoundError):
+            if now - path.stat().st_mtime > ABANDONED_S:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _fsync_dir(path: Path) -> None:

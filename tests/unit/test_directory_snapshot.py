@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -8,6 +10,7 @@ import pytest
 
 from streams.directory.index import COLUMNS, DirectoryPartition
 from streams.directory.snapshot import (
+    ABANDONED_S,
     KEEP,
     SnapshotKey,
     SnapshotUnusable,
@@ -204,3 +207,18 @@ def test_unusable_snapshot_interval_stops_with_a_clear_error(raw: str) -> None:
 def test_snapshots_are_on_by_default_and_zero_turns_them_off() -> None:
     assert Settings.from_env({}).snapshot_interval_s > 0
     assert Settings.from_env({"LOA_SNAPSHOT_INTERVAL_S": "0"}).snapshot_interval_s == 0
+
+
+def test_a_writer_killed_mid_write_leaves_nothing_that_is_loaded_and_its_leftover_is_removed(
+    tmp_path: Path, key: SnapshotKey
+) -> None:
+    parent = partition_dir(tmp_path, key.topic, key.partition)
+    leftover = parent / ".tmp-dead-writer"
+    leftover.mkdir(parents=True)
+    (leftover / "ids.npy").write_bytes(b"half a column")
+    with pytest.raises(SnapshotUnusable, match="no snapshot"):
+        load_snapshot(tmp_path, key, log_start=0, log_end=10)
+    hour_ago = time.time() - ABANDONED_S - 60
+    os.utime(leftover, (hour_ago, hour_ago))
+    write_snapshot(tmp_path, key, 10, _index().columns())
+    assert [p.name for p in parent.iterdir()] == [f"snap-{10:020d}"]
