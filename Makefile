@@ -45,9 +45,10 @@ rules:  ## promtool: check and unit-test the Prometheus alert rules (installs pr
 	promtool check rules deploy/prometheus/rules/*.yml
 	promtool test rules deploy/prometheus/tests/*.test.yml
 
-bench: setup  ## fan-out and directory benchmarks; writes benchmarks/results/*.json
+bench: setup  ## fan-out, directory and takeover benchmarks; writes benchmarks/results/*.json
 	$(BIN)/python -m benchmarks.fanout
 	$(BIN)/python -m benchmarks.directory
+	$(BIN)/python -m benchmarks.takeover
 
 kafka-start: setup  ## start the local dev broker
 	bash deploy/kafka/kafka.sh start

@@ -1,22 +1,50 @@
-"""What both benchmarks share: the producer ceiling they are compared with, and the results file."""
+"""What the benchmarks share: the broker they run on, the producer ceiling they are compared with,
+and the results file."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
 import platform
 import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import NewTopic
 
 from streams.kafkaio.clients import make_admin, make_producer
+from streams.localrun import start_broker, stop_broker
 from streams.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@contextlib.contextmanager
+def bench_broker(partitions: int, port: int, workdir: Path) -> Iterator[Settings]:
+    """The broker a benchmark runs on: ``LOA_BOOTSTRAP_SERVERS`` if set, else the dev broker on
+    ``port`` with its data under ``workdir``, stopped after."""
+    bootstrap = os.environ.get("LOA_BOOTSTRAP_SERVERS")
+    base = Settings(bootstrap_servers=bootstrap or f"127.0.0.1:{port}", partitions=partitions)
+    os.environ.setdefault("LOA_KAFKA_PORT", str(port))
+    os.environ.setdefault("LOA_KAFKA_DIR", str(workdir / "kafka"))
+    started = False if bootstrap else start_broker(base)
+    try:
+        yield base
+    finally:
+        if started:
+            stop_broker(base)
+
+
+def tagged(base: Settings, prefix: str, **fields: Any) -> Settings:
+    """``base`` with topics and a consumer group of a run of its own."""
+    tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    return replace(base, topic_prefix=tag, app_id=tag, **fields)
 
 
 async def ceiling(settings: Settings, n: int, key_size: int, value_size: int) -> float:

@@ -27,6 +27,7 @@ from streams.settings import Settings
 __all__ = [
     "appended_batches",
     "client_options",
+    "cluster_id",
     "create_topics",
     "faust_broker_options",
     "make_admin",
@@ -175,6 +176,20 @@ async def create_topics(settings: Settings) -> list[str]:
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def cluster_id(settings: Settings) -> str:
+    """The Kafka cluster id (what a directory snapshot says it was taken from)."""
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        described = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    value = described.get("cluster_id")
+    if not isinstance(value, str) or not value:
+        raise RuntimeError(f"the cluster at {settings.bootstrap_servers} names no cluster id")
+    return value
 
 
 async def read_to_end(
