@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.kafkaio.clients import client_options
 from streams.settings import Settings
 
 __all__ = [
@@ -32,23 +33,40 @@ __all__ = [
 LOG_APPEND = {"message.timestamp.type": "LogAppendTime"}
 
 
+#: aiokafka option (as :func:`streams.kafkaio.clients.client_options` gives it) -> librdkafka's
+_LIBRDKAFKA = {
+    "bootstrap_servers": "bootstrap.servers",
+    "security_protocol": "security.protocol",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_plain_username": "sasl.username",
+    "sasl_plain_password": "sasl.password",
+    "client_id": "client.id",
+}
+#: Settings fields with TLS files, where the settings carry them
+_TLS_FILES = {
+    "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+}
+
+
 def client_config(settings: Settings) -> dict[str, Any]:
-    """librdkafka options for ``settings``: bootstrap servers and, where the settings carry
-    them, the security options (same meaning as Loa's own clients)."""
-    config: dict[str, Any] = {"bootstrap.servers": settings.bootstrap_servers}
-    mapping = {
-        "security_protocol": "security.protocol",
-        "sasl_mechanism": "sasl.mechanism",
-        "sasl_username": "sasl.username",
-        "sasl_password": "sasl.password",
-        "ssl_cafile": "ssl.ca.location",
-        "ssl_certfile": "ssl.certificate.location",
-        "ssl_keyfile": "ssl.key.location",
-    }
-    for name, option in mapping.items():
+    """librdkafka options with the connection and security options Loa's own clients get
+    (:func:`~streams.kafkaio.clients.client_options`). An option with no librdkafka
+    equivalent stops the bench (it would otherwise connect less securely than Loa)."""
+    config: dict[str, Any] = {}
+    for name, value in client_options(settings).items():
+        if name == "ssl_context":
+            continue  # built from the TLS files below
+        if name not in _LIBRDKAFKA:
+            raise ValueError(f"the bench cannot pass Kafka client option {name!r} to librdkafka")
+        config[_LIBRDKAFKA[name]] = value
+    for name, option in _TLS_FILES.items():
         value = getattr(settings, name, None)
         if value:
             config[option] = value
+    if "ssl_context" in client_options(settings) and "ssl.ca.location" not in config:
+        raise ValueError("the bench needs the TLS CA as a file to pass it to librdkafka")
     return config
 
 
@@ -115,6 +133,9 @@ class BrokerCount:
     first_ms: int = 0
     last_ms: int = 0
     per_partition: dict[int, int] = field(default_factory=dict)
+    #: average key and value size, bytes
+    key_bytes: float = 0.0
+    value_bytes: float = 0.0
 
     @property
     def seconds(self) -> float:
@@ -190,7 +211,10 @@ def count_tasks(
                 count.last_ms = max(count.last_ms, ts)
                 part = msg.partition()
                 count.per_partition[part] = count.per_partition.get(part, 0) + 1
-                keys[group].append(msg.key() or b"")
+                key = msg.key() or b""
+                keys[group].append(key)
+                count.key_bytes += len(key)
+                count.value_bytes += len(value or b"")
                 topic_partition = (msg.topic(), part)
                 if msg.offset() + 1 >= remaining.get(topic_partition, 2**62):
                     del remaining[topic_partition]
@@ -205,4 +229,6 @@ def count_tasks(
         unique = len(set(keys[group]))
         count.distinct = unique
         count.duplicates = count.tasks - unique
+        count.key_bytes /= count.tasks
+        count.value_bytes /= count.tasks
     return counts

@@ -10,7 +10,7 @@ import asyncio
 import os
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from benchmarks.brokerclock import (
 from streams.directory.load import load_synthetic
 from streams.ingest.agencies import signature_headers
 from streams.ingest.agency_service import ensure_local_key
-from streams.kafka import create_topics, make_producer, topic_specs
+from streams.kafkaio.clients import create_topics, make_producer, topic_specs
 from streams.localrun import WorkerProcess
 from streams.observe import wait_decision, watch_progress
 from streams.records import Priority, Progress
@@ -74,7 +74,7 @@ def ward_counts(n: int) -> np.ndarray[Any, np.dtype[np.int64]]:
     return np.bincount(ward, minlength=regions.n_wards)
 
 
-def _proc_stat(pid: int) -> tuple[float, int]:
+def proc_stat(pid: int) -> tuple[float, int]:
     """(CPU seconds, resident bytes) of a process, from /proc."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -112,10 +112,8 @@ class Deployment:
 
     @property
     def settings(self) -> Settings:
-        return Settings(
-            bootstrap_servers=self.base.bootstrap_servers,
-            partitions=self.base.partitions,
-            replication_factor=self.base.replication_factor,
+        return replace(
+            self.base,
             topic_prefix=f"{RUN_PREFIX}-{self.tag}",
             app_id=f"{RUN_PREFIX}-{self.tag}",
             data_dir=str(self.workdir / self.tag),
@@ -178,7 +176,7 @@ class Deployment:
         self.workers.clear()
 
     def worker_stats(self) -> list[tuple[float, int]]:
-        return [_proc_stat(w.proc.pid) for w in self.workers if w.proc is not None]
+        return [proc_stat(w.proc.pid) for w in self.workers if w.proc is not None]
 
     async def publish(
         self,

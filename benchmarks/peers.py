@@ -27,7 +27,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from benchmarks.brokerclock import client_config, count_tasks, create_log_append_topics
-from streams.kafka import appended_batches, make_producer
+from streams.kafkaio.clients import appended_batches, make_producer
 from streams.settings import Settings
 
 __all__ = ["PEERS", "run_peer"]
@@ -43,8 +43,15 @@ def java_peer(settings: Settings, topic: str, n: int, key_size: int, value_size:
     classpath = subprocess.run(
         ["bash", str(HERE / "kafka-tools.sh")], check=True, capture_output=True, text=True
     ).stdout.strip()
+    connection = client_config(settings)
+    untranslated = set(connection) - {"bootstrap.servers", "security.protocol", "client.id"}
+    if untranslated:
+        # the Java client names SASL and TLS options differently (JAAS, trust stores)
+        raise ValueError(
+            f"the Java peer cannot take {sorted(untranslated)}: leave it out with --peers"
+        )
     props = {
-        **client_config(settings),
+        **connection,
         "acks": "all",
         "enable.idempotence": "true",
         "batch.size": "1000000",

@@ -100,6 +100,7 @@ def finish(result: dict[str, Any], out: Path, *, plots: bool) -> dict[str, Any]:
     if plots:
         result["plots"] = [str(p.name) for p in draw(result, out)]
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "bench.md").write_text(markdown(result))
     return result
 
 
@@ -137,6 +138,78 @@ def table(result: dict[str, Any]) -> str:
             f" {'' if ratio is None else f'{ratio:.2f}'} |"
         )
     return "\n".join(lines)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """Every table of a run, for the README (``<out>/bench.md``)."""
+    m = result["machine"]
+    out = [
+        f"Run {result['when']}: `{result['command']}`; {m['cpus']} cores,"
+        f" {(m['memory_bytes'] or 0) / 2**30:.0f} GiB, Kafka {m['kafka']} single node on the same"
+        f" machine, load average {result['load_before'][0]:.1f} before /"
+        f" {result['load_after'][0]:.1f} after (shared machine: figures are noisy, ratios are"
+        " from the same run).",
+        "",
+        table(result),
+    ]
+    fanout = result.get("fanout", [])
+    if fanout:
+        out += [
+            "",
+            "| subscribers | workers | run | tasks/s (broker) | Loa's own | exact | publish → first"
+            " / last task | restore | directory load | RSS / subscriber | CPU s per worker"
+            " | broker CPU s |",
+            "| ---: | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |",
+        ]
+        for r in fanout:
+            cpu = ", ".join(f"{w['cpu_s']:.1f}" for w in r["per_worker"])
+            broker_cpu = "" if r["broker_cpu_s"] is None else f"{r['broker_cpu_s']:.1f}"
+            out.append(
+                f"| {r['subscribers']:,} | {r['workers']} | {r['label']} | {r['per_s']:,.0f} |"
+                f" {r['loa_own']['per_s']:,.0f} | {r['broker']['tasks']:,} tasks,"
+                f" {r['broker']['duplicates']} dup |"
+                f" {r['publish_to_first_task_s'] * 1000:,.0f} ms /"
+                f" {r['publish_to_last_task_s']:.1f} s | {r['restore_s']:.1f} s |"
+                f" {r['directory_load_per_s']:,.0f}/s |"
+                f" {r['rss_bytes_per_subscriber']:,.0f} B | {cpu} | {broker_cpu} |"
+            )
+    latency = result.get("latency")
+    if latency:
+        out += [
+            "",
+            f"| latency, broker clock ({latency['subscribers']:,} subscribers) | alerts | first"
+            " task p50 / p95 / p99 | last task p50 / p95 / p99 |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for name, label in (
+            ("small_alerts", "one-ward extreme alert, idle worker"),
+            ("extreme_during_national", "one-ward extreme alert during a routine national"),
+        ):
+            f, last = latency[name]["first_task_s"], latency[name]["last_task_s"]
+            out.append(
+                f"| {label} | {f['count']} | "
+                + " / ".join(f"{f[q] * 1000:,.0f}" for q in ("p50", "p95", "p99"))
+                + " ms | "
+                + " / ".join(f"{last[q] * 1000:,.0f}" for q in ("p50", "p95", "p99"))
+                + " ms |"
+            )
+        during = latency["extreme_during_national"]
+        national = during["national"]
+        out.append(
+            f"\n{during['finished_before_national']} of {during['first_task_s']['count']} extreme"
+            f" alerts were fully out before the routine national alert"
+            f" ({national['tasks']:,} tasks over {national['seconds']:.1f} s) finished."
+        )
+    sustained = result.get("sustained")
+    if sustained:
+        out.append(
+            f"\nSustained: {sustained['alerts']} national alerts of {sustained['subscribers']:,},"
+            f" {sustained['tasks']:,} tasks in {sustained['seconds']:.0f} s"
+            f" ({sustained['per_s']:,.0f}/s by broker offsets), send topics capped at"
+            f" {sustained['retention_bytes'] / 2**20:,.0f} MiB per partition, broker disk at most"
+            f" {sustained['broker_disk_max_bytes'] / 2**30:.1f} GiB."
+        )
+    return "\n".join(out) + "\n"
 
 
 def draw(result: dict[str, Any], out: Path) -> list[Path]:

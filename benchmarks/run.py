@@ -28,6 +28,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from benchmarks.harness import (
     Deployment,
     Published,
     own_figures,
+    proc_stat,
     wait_for,
     ward_counts,
 )
@@ -60,21 +62,36 @@ def _say(msg: str) -> None:
 
 
 def _bar(label: str, total: int) -> Any:
-    from streams.cli import ProgressBar
+    from streams.progress import ProgressBar
 
     return ProgressBar(label, total)
 
 
+def _broker_cpu_s(broker_dir: Path | None) -> float | None:
+    """CPU seconds of the local broker so far (None when it is not on this machine)."""
+    try:
+        pid = int((broker_dir / "kafka.pid").read_text().strip()) if broker_dir else 0
+    except (OSError, ValueError):
+        return None
+    return proc_stat(pid)[0] if pid else None
+
+
 async def _national(
-    dep: Deployment, priority: Priority, label: str, expected: int | None
+    dep: Deployment,
+    priority: Priority,
+    label: str,
+    expected: int | None,
+    broker_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Publish one national alert, follow it, and count its tasks on the broker."""
+    broker0 = _broker_cpu_s(broker_dir)
     stats0 = dep.worker_stats()
     bar = _bar(f"{label} {dep.n:,}", expected or dep.n)
     published = await dep.publish(("VN",), priority, expected=expected)
     progress = await dep.progress(published)
     bar.update(sum(p.emitted for p in progress.values()))
     stats1 = dep.worker_stats()
+    broker1 = _broker_cpu_s(broker_dir)
     own = own_figures(progress)
     count = dep.count()[published.alert_id]
     want = expected if expected is not None else own["emitted"]
@@ -93,11 +110,13 @@ async def _national(
             {"cpu_s": c1 - c0, "rss_bytes": r1}
             for (c0, _), (c1, r1) in zip(stats0, stats1, strict=False)
         ],
+        # from publish to the progress read-back: a little more than the fan-out itself
+        "broker_cpu_s": None if broker0 is None or broker1 is None else broker1 - broker0,
     }
 
 
 async def fanout_section(
-    base: Settings, sizes: list[int], workers: list[int], tmp: Path
+    base: Settings, sizes: list[int], workers: list[int], tmp: Path, broker_dir: Path | None
 ) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     for n in sizes:
@@ -122,7 +141,7 @@ async def fanout_section(
                     ]
                 for priority, label, expected in variants:
                     await dep.set_throttle(THROTTLE_RATE if label == "loa+throttle" else None)
-                    run = await _national(dep, priority, label, expected)
+                    run = await _national(dep, priority, label, expected, broker_dir)
                     run.update(
                         directory_load_per_s=load_per_s,
                         directory_load_s=dep.load_s,
@@ -147,7 +166,8 @@ def record_size(n: int) -> tuple[int, int]:
     """Key and value bytes of a national task for a directory of ``n`` (Loa's encoder)."""
     from streams.directory.index import DirectoryPartition
     from streams.directory.synthetic import synthetic_subscribers
-    from streams.fanout.encode import TaskEncoder, select_audience
+    from streams.fanout.encode import TaskEncoder
+    from streams.fanout.plan import select_audience
     from streams.records import FanoutOrder, TaskKind
 
     regions = registry()
@@ -165,17 +185,15 @@ def record_size(n: int) -> tuple[int, int]:
     )
 
 
-def peers_section(base: Settings, n: int, faust_n: int, names: list[str]) -> list[dict[str, Any]]:
-    key_size, value_size = record_size(n)
+def peers_section(
+    base: Settings, n: int, faust_n: int, names: list[str], sizes: tuple[int, int] | None
+) -> list[dict[str, Any]]:
+    """``sizes``: key and value bytes of Loa's tasks as read back (else computed)."""
+    key_size, value_size = sizes or record_size(n)
     out = []
     for name in names:
         count = faust_n if name == "faust" else n
-        settings = Settings(
-            bootstrap_servers=base.bootstrap_servers,
-            partitions=base.partitions,
-            replication_factor=base.replication_factor,
-            topic_prefix=f"{RUN_PREFIX}-peer-{name}",
-        )
+        settings = replace(base, topic_prefix=f"{RUN_PREFIX}-peer-{name}")
         _say(f"peer {name}: {count:,} records of {key_size}+{value_size} bytes")
         result = run_peer(name, settings, count, key_size, value_size)
         result.update(key_bytes=key_size, value_bytes=value_size)
@@ -185,6 +203,14 @@ def peers_section(base: Settings, n: int, faust_n: int, names: list[str]) -> lis
             f" (own {result['own_per_s']:,.0f})"
         )
     return out
+
+
+def _task_bytes(runs: list[dict[str, Any]]) -> tuple[int, int] | None:
+    """Average key and value bytes of the largest national run's tasks, as the broker holds them."""
+    if not runs:
+        return None
+    broker = max(runs, key=lambda r: r["subscribers"])["broker"]
+    return round(broker["key_bytes"]), round(broker["value_bytes"])
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -202,7 +228,7 @@ async def latency_section(dep: Deployment, alerts: int) -> dict[str, Any]:
     n = dep.n
     counts = ward_counts(n)
     wards = np.flatnonzero(counts)[:: max(1, int(np.count_nonzero(counts)) // max(alerts, 1))]
-    from streams.kafka import make_producer
+    from streams.kafkaio.clients import make_producer
 
     producer = make_producer(dep.settings)
     await producer.start()
@@ -344,11 +370,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     bootstrap = os.environ.get("LOA_BOOTSTRAP_SERVERS") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     port = os.environ.setdefault("LOA_KAFKA_PORT", "19992")
     env_settings = Settings.from_env(bootstrap_servers=bootstrap or f"127.0.0.1:{port}")
-    base = Settings(
-        bootstrap_servers=env_settings.bootstrap_servers,
-        partitions=args.partitions,
-        replication_factor=env_settings.replication_factor,
-    )
+    base = replace(env_settings, partitions=args.partitions)
     broker_dir = Path(args.broker_dir) if args.broker_dir else None
     started_broker = False if bootstrap else start_broker(base)
     if started_broker and broker_dir is None:
@@ -371,14 +393,21 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="loa-bench-") as tmpdir:
             tmp = Path(args.workdir or tmpdir)
             if "fanout" in sections:
-                result["fanout"] = await fanout_section(base, args.sizes, args.workers, tmp)
+                result["fanout"] = await fanout_section(
+                    base, args.sizes, args.workers, tmp, broker_dir
+                )
             if "peers" in sections:
                 names = args.peers.split(",")
                 unknown = set(names) - set(PEERS)
                 if unknown:
                     raise SystemExit(f"unknown peers {sorted(unknown)}; known: {sorted(PEERS)}")
                 result["peers"] = await asyncio.to_thread(
-                    peers_section, base, args.peer_records, args.faust_records, names
+                    peers_section,
+                    base,
+                    args.peer_records,
+                    args.faust_records,
+                    names,
+                    _task_bytes(result.get("fanout", [])),
                 )
             if "latency" in sections or "sustained" in sections:
                 # one deployment for both, its send topics retention-limited
@@ -446,7 +475,7 @@ def parser() -> argparse.ArgumentParser:
         default=20_000,
         help="records of the naive Faust peer (slow: bounded)",
     )
-    p.add_argument("--latency-alerts", type=int, default=200, help="one-ward alerts (>= 100)")
+    p.add_argument("--latency-alerts", type=int, default=120, help="one-ward alerts (>= 100)")
     p.add_argument("--latency-subscribers", type=lambda s: int(float(s)), default=1_000_000)
     p.add_argument(
         "--total",
