@@ -107,19 +107,27 @@ def delete_topics(settings: Settings, prefix: str) -> list[str]:
     return sorted(names)
 
 
-def end_offsets(settings: Settings, topics: Iterable[str]) -> int:
-    """Sum of the high watermarks of ``topics`` (records plus transaction markers)."""
+Marks = dict[tuple[str, int], int]
+
+
+def watermarks(settings: Settings, topics: Iterable[str]) -> Marks:
+    """High watermark of every partition of ``topics`` (records plus transaction markers)."""
     consumer = Consumer({**client_config(settings), "group.id": "loa-bench-offsets"})
     try:
-        total = 0
+        marks: Marks = {}
         metadata = consumer.list_topics(timeout=30)
         for topic in topics:
             for p in metadata.topics[topic].partitions:
                 _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-                total += high
-        return total
+                marks[(topic, p)] = high
+        return marks
     finally:
         consumer.close()
+
+
+def end_offsets(settings: Settings, topics: Iterable[str]) -> int:
+    """Sum of the high watermarks of ``topics``."""
+    return sum(watermarks(settings, topics).values())
 
 
 @dataclass(slots=True)
@@ -162,10 +170,12 @@ def count_tasks(
     topics: Iterable[str],
     *,
     by_alert: bool = True,
+    since: Marks | None = None,
     timeout_s: float = 600.0,
 ) -> dict[str, BrokerCount]:
-    """Read ``topics`` from start to their current end, committed records only, and count
-    them per alert id (``by_alert``; else all under ``""``). The record key is the recipient."""
+    """Read ``topics`` from their start (or the offsets ``since``) to their current end,
+    committed records only, and count them per alert id (``by_alert``; else all under
+    ``""``). The record key is the recipient."""
     consumer = Consumer(
         {
             **client_config(settings),
@@ -186,6 +196,7 @@ def count_tasks(
         for topic in topics:
             for p in metadata.topics[topic].partitions:
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+                low = max(low, (since or {}).get((topic, p), 0))
                 if high > low:
                     tps.append(TopicPartition(topic, p, low))
                     remaining[(topic, p)] = high

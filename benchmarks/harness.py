@@ -20,10 +20,12 @@ import orjson
 from benchmarks.brokerclock import (
     LOG_APPEND,
     BrokerCount,
+    Marks,
     client_config,
     count_tasks,
     create_log_append_topics,
     end_offsets,
+    watermarks,
 )
 from streams.directory.load import load_synthetic
 from streams.ingest.agencies import signature_headers
@@ -207,11 +209,28 @@ class Deployment:
                 raise RuntimeError(f"the benchmark alert was not accepted: {record}")
         return Published(identifier, priority, meta.timestamp, expected)
 
-    async def progress(self, published: Published, timeout_s: float = 3600) -> dict[int, Progress]:
-        return await watch_progress(self.settings, published.alert_id, timeout_s=timeout_s)
+    async def progress(
+        self, published: Published, timeout_s: float = 3600, bar: Any = None
+    ) -> dict[int, Progress]:
+        """Loa's progress records of the alert once every partition is done (``bar`` follows
+        the tasks emitted)."""
 
-    def count(self) -> dict[str, BrokerCount]:
-        return count_tasks(self.settings, self.sends_topics())
+        def update(latest: dict[int, Progress]) -> None:
+            bar.update(sum(p.emitted for p in latest.values()))
+
+        return await watch_progress(
+            self.settings,
+            published.alert_id,
+            timeout_s=timeout_s,
+            on_update=None if bar is None else update,
+        )
+
+    def marks(self) -> Marks:
+        """Where the send-task topics end now: count from here after the next alerts."""
+        return watermarks(self.settings, self.sends_topics())
+
+    def count(self, since: Marks | None = None) -> dict[str, BrokerCount]:
+        return count_tasks(self.settings, self.sends_topics(), since=since)
 
     def tasks_on_broker(self) -> int:
         return end_offsets(self.settings, self.sends_topics())

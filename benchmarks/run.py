@@ -86,14 +86,14 @@ async def _national(
     """Publish one national alert, follow it, and count its tasks on the broker."""
     broker0 = _broker_cpu_s(broker_dir)
     stats0 = dep.worker_stats()
+    since = dep.marks()
     bar = _bar(f"{label} {dep.n:,}", expected or dep.n)
     published = await dep.publish(("VN",), priority, expected=expected)
-    progress = await dep.progress(published)
-    bar.update(sum(p.emitted for p in progress.values()))
+    progress = await dep.progress(published, bar=bar)
     stats1 = dep.worker_stats()
     broker1 = _broker_cpu_s(broker_dir)
     own = own_figures(progress)
-    count = dep.count()[published.alert_id]
+    count = dep.count(since)[published.alert_id]
     want = expected if expected is not None else own["emitted"]
     return {
         "label": label,
@@ -230,6 +230,7 @@ async def latency_section(dep: Deployment, alerts: int) -> dict[str, Any]:
     wards = np.flatnonzero(counts)[:: max(1, int(np.count_nonzero(counts)) // max(alerts, 1))]
     from streams.kafkaio.clients import make_producer
 
+    since = dep.marks()
     producer = make_producer(dep.settings)
     await producer.start()
     small: list[Published] = []
@@ -267,7 +268,7 @@ async def latency_section(dep: Deployment, alerts: int) -> dict[str, Any]:
         await producer.stop()
     await dep.progress(routine)
     await dep.progress(urgent[-1])
-    counted = dep.count()
+    counted = dep.count(since)
 
     def measured(alerts_: list[Published]) -> tuple[list[float], list[float], bool]:
         first, last, exact = [], [], True
@@ -319,7 +320,8 @@ async def sustained_section(dep: Deployment, total: int, broker_dir: Path | None
     samples: list[dict[str, float]] = []
     alerts = -(-total // n)
     published: list[Published] = []
-    base_offsets = dep.tasks_on_broker()
+    since = dep.marks()
+    base_offsets = sum(since.values())
     started = time.monotonic()
     last_t, last_tasks = started, 0
     bar = _bar("sustained", alerts * n)
@@ -349,7 +351,7 @@ async def sustained_section(dep: Deployment, total: int, broker_dir: Path | None
     exact = None
     retained = int(dep.extra_topic_configs["retention.bytes"]) * dep.settings.partitions
     if total * 300 < retained:  # every task still on the broker: count them all
-        counted = dep.count()
+        counted = dep.count(since)
         exact = all(
             counted[p.alert_id].tasks == counted[p.alert_id].distinct == n for p in published
         )
