@@ -54,6 +54,7 @@ from streams.regions import registry
 from streams.settings import Settings
 
 SECTIONS = ("fanout", "peers", "latency", "sustained")
+RUNS = ("loa", "loa+throttle", "loa+caps")
 THROTTLE_RATE = 1e9  # tasks/s per channel: bookkeeping on, never binding
 
 
@@ -116,7 +117,12 @@ async def _national(
 
 
 async def fanout_section(
-    base: Settings, sizes: list[int], workers: list[int], tmp: Path, broker_dir: Path | None
+    base: Settings,
+    sizes: list[int],
+    workers: list[int],
+    tmp: Path,
+    broker_dir: Path | None,
+    labels: tuple[str, ...] = RUNS,
 ) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     for n in sizes:
@@ -139,6 +145,7 @@ async def fanout_section(
                         (Priority.EXTREME, "loa+throttle", n),
                         (Priority.ROUTINE, "loa+caps", None),
                     ]
+                variants = [v for v in variants if v[1] in labels]
                 for priority, label, expected in variants:
                     await dep.set_throttle(THROTTLE_RATE if label == "loa+throttle" else None)
                     run = await _national(dep, priority, label, expected, broker_dir)
@@ -396,7 +403,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             tmp = Path(args.workdir or tmpdir)
             if "fanout" in sections:
                 result["fanout"] = await fanout_section(
-                    base, args.sizes, args.workers, tmp, broker_dir
+                    base, args.sizes, args.workers, tmp, broker_dir, tuple(args.runs.split(","))
                 )
             if "peers" in sections:
                 names = args.peers.split(",")
@@ -469,6 +476,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=ints, default=[1, 2, 4], help="worker processes (1,2,4)")
     p.add_argument("--partitions", type=int, default=8, help="partitions per topic (8)")
     p.add_argument("--only", help=f"comma-separated sections of {','.join(SECTIONS)}")
+    p.add_argument(
+        "--runs",
+        default=",".join(RUNS),
+        help="fan-out runs with the first worker count (loa: extreme, throttle off;"
+        " loa+throttle; loa+caps: routine alert under caps and opt-outs)",
+    )
     p.add_argument("--peers", default=",".join(PEERS), help="peers to run (all)")
     p.add_argument("--peer-records", type=lambda s: int(float(s)), default=1_000_000)
     p.add_argument(
