@@ -388,7 +388,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         )
     sections = args.only.split(",") if args.only else list(SECTIONS)
     result: dict[str, Any] = {
-        "command": " ".join(["loa bench", *sys.argv[1:]]),
+        "command": " ".join(["loa bench", *args.argv]),
         "settings": {
             "sizes": args.sizes,
             "workers": args.workers,
@@ -515,6 +515,7 @@ def parser() -> argparse.ArgumentParser:
 
 def cli(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
     if args.quick:
         args.sizes, args.workers = [20_000], [1, 2]
         args.peer_records, args.faust_records = 20_000, 2_000
