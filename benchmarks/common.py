@@ -3,9 +3,7 @@ and the results file."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import gc
 import json
 import os
 import platform
@@ -18,7 +16,8 @@ from typing import Any
 
 from aiokafka.admin import NewTopic
 
-from streams.kafkaio.clients import make_admin, make_producer
+from benchmarks.peers import aiokafka_batch_rate
+from streams.kafkaio.clients import make_admin
 from streams.localrun import start_broker, stop_broker
 from streams.settings import Settings
 
@@ -48,9 +47,8 @@ def tagged(base: Settings, prefix: str, **fields: Any) -> Settings:
 
 
 async def ceiling(settings: Settings, n: int, key_size: int, value_size: int) -> float:
-    """Records/s of aiokafka's batch producer with pre-serialized records of the same size,
-    one ``append`` per record, batches round-robin over the partitions: the best aiokafka's
-    public batch API does on this broker."""
+    """Records/s of aiokafka's public batch API with pre-serialized records of the same size
+    (:func:`benchmarks.peers.aiokafka_batch_rate`) on a fresh topic."""
     topic = f"{settings.topic_prefix}.ceiling"
     admin = make_admin(settings)
     await admin.start()
@@ -58,32 +56,7 @@ async def ceiling(settings: Settings, n: int, key_size: int, value_size: int) ->
         await admin.create_topics([NewTopic(topic, settings.partitions, 1)])
     finally:
         await admin.close()
-    keys = [b"%0*d" % (key_size, i) for i in range(n)]
-    value = b"x" * value_size
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, b"warm-up", key=b"0", partition=0)
-        for p in range(settings.partitions):
-            await producer.send_and_wait(topic, b"warm-up", key=b"0", partition=p)
-        ts = int(time.time() * 1000)
-        gc.disable()
-        started = time.perf_counter()
-        pending = []
-        partition = 0
-        batch = producer.create_batch()
-        for key in keys:
-            if batch.append(timestamp=ts, key=key, value=value) is None:
-                pending.append(await producer.send_batch(batch, topic, partition=partition))
-                partition = (partition + 1) % settings.partitions
-                batch = producer.create_batch()
-                batch.append(timestamp=ts, key=key, value=value)
-        pending.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*pending)
-        return n / (time.perf_counter() - started)
-    finally:
-        gc.enable()
-        await producer.stop()
+    return await aiokafka_batch_rate(settings, topic, n, key_size, value_size)
 
 
 def write_results(name: str, payload: dict[str, Any]) -> dict[str, Any]:

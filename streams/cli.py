@@ -694,3 +694,18 @@ def _preview_json(result: Preview | Rejected) -> dict[str, Any]:
         "by_province": result.by_province,
         "by_channel": result.by_channel,
     }
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Benchmarks by the broker's clock, next to peers (``loa bench --help``)."""
+    import importlib
+
+    # benchmarks/ sits beside the package in the repository, not inside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    run = importlib.import_module("benchmarks.run")
+    raise SystemExit(run.cli(list(args)))
