@@ -51,11 +51,16 @@ def national_alert(identifier: str, regions: tuple[str, ...] = ("VN",)) -> bytes
             "identifier": identifier,
             "sender": ALERT_SENDER,
             "sent": "2026-11-23T08:00:00+07:00",
+            "status": "Actual",
+            "msgType": "Alert",
+            "scope": "Public",
             "info": [
                 {
+                    "category": ["Other"],
                     "event": "Bench",
                     "urgency": "Immediate",
                     "severity": "Extreme",
+                    "certainty": "Observed",
                     "headline": "National benchmark alert",
                     "area": [{"areaDesc": "Viet Nam", "regions": list(regions)}],
                 }

@@ -14,7 +14,8 @@ Alert areas (:func:`resolve_targets`, called by ingest) resolve to that target:
 
 * ``regions``: Loa codes, as above.
 * ``geocode`` (CAP ``valueName``/``value``), mapped to Loa codes. Accepted value names:
-  ``LOA`` (a Loa code: ``VN``, ``VN-01``, ``VN-01-00004``), ``VN-PROVINCE`` (an official
+  ``VN`` or ``LOA`` (a Loa code: ``VN``, ``VN-01``, ``VN-01-00004``; ``VN`` is the name the
+  README and ``schemas/cap/README.md`` document, ``LOA`` an alias), ``VN-PROVINCE`` (an official
   2-digit province code: ``01``), ``VN-WARD`` (an official 5-digit ward code, unique in the
   country: ``00004``). Any other value name, or a value naming no current division, rejects the
   alert (``unknown_region``, at the field): an unknown code never becomes an empty audience.
@@ -59,7 +60,8 @@ __all__ = [
 
 COUNTRY = "VN"
 #: CAP geocode value names Loa maps to region codes (see the module docstring).
-GEOCODE_NAMES = ("LOA", "VN-PROVINCE", "VN-WARD")
+GEOCODE_NAMES = ("VN", "LOA", "VN-PROVINCE", "VN-WARD")
+_LOA_CODE_NAMES = frozenset({"VN", "LOA"})
 #: Most H3 cells one alert's polygons and circles may cover (before compaction).
 MAX_AREA_CELLS = 1_000_000
 #: Most compacted cells one alert may carry (they travel in every fan-out order).
@@ -108,7 +110,7 @@ class RegionRegistry:
     def geocode(self, name: object, value: object, *, pointer: str) -> str:
         """The Loa code of a CAP geocode; raises :class:`UnknownRegion` at ``pointer``."""
         code: str | None = None
-        if name == "LOA" and isinstance(value, str) and self.is_known(value):
+        if name in _LOA_CODE_NAMES and isinstance(value, str) and self.is_known(value):
             code = value
         elif name == "VN-PROVINCE" and isinstance(value, str) and len(value) == 2:
             code = f"{self.country}-{value}"

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from streams.errors import InternalError, PoisonError, RejectionCode, TooLarge
+from streams.errors import InternalError, PoisonError, RejectionCode, TooLarge, Unsupported
 from streams.ingest.agencies import Agency, AgencyRegistry, authorize, identify, verify_headers
 from streams.ingest.cap import detect_format, json_pointer_to_xpath, parse_cap
 from streams.ingest.json_alert import decode_json_alert, validate_json_alert
@@ -155,8 +155,9 @@ def _accept(
     cancel_tasks: bool,
     now: datetime,
 ) -> Accepted | Duplicate:
-    msg_type = doc.get("msgType", "Alert")
-    status = doc.get("status", "Actual")
+    # Required by the schema: an alert never gets a status, type or scope Loa made up.
+    msg_type, status, scope = doc["msgType"], doc["status"], doc["scope"]
+    _check_scope(scope, status=status, msg_type=msg_type)
     infos = doc.get("info", [])
     expires = [datetime.fromisoformat(i["expires"]) for i in infos if "expires" in i]
     plan = (state if state is not None else LifecycleState()).plan(
@@ -240,6 +241,23 @@ def _accept(
             for p in range(partitions)
         )
     return Accepted(alert=alert, orders=orders, plan=plan)
+
+
+#: Statuses and message types that reach someone (Draft, System, Ack, Error reach nobody).
+_DELIVERED_STATUSES = frozenset({"Actual", "Exercise", "Test"})
+_DELIVERED_TYPES = frozenset({"Alert", "Update", "Cancel"})
+
+
+def _check_scope(scope: str, *, status: str, msg_type: str) -> None:
+    """Loa delivers to the public of the targeted areas: it has no restricted or addressed
+    audience, so a Restricted or Private message that would reach anyone is refused rather
+    than sent to everyone in its areas."""
+    if scope != "Public" and status in _DELIVERED_STATUSES and msg_type in _DELIVERED_TYPES:
+        raise Unsupported(
+            f"scope {scope}: Loa delivers only to the public of the targeted areas and would"
+            f" reach everyone there; publish a {scope} {msg_type} through another channel",
+            pointer="/scope",
+        )
 
 
 def rejection_record(

@@ -18,7 +18,15 @@ _MAX_MESSAGE = 300
 
 
 def _pointer(error: ValidationError) -> str:
-    return "".join(f"/{part}" for part in error.absolute_path)
+    pointer = "".join(f"/{part}" for part in error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        required: list[str] = (
+            list(error.schema.get("required", ())) if isinstance(error.schema, dict) else []
+        )
+        missing = [name for name in required if name not in error.instance]
+        if missing:  # point at the element that is missing, not at its parent
+            return f"{pointer}/{missing[0]}"
+    return pointer
 
 
 def decode_json_alert(raw: bytes) -> dict[str, Any]:

@@ -43,8 +43,10 @@ def _cap(body: str, *, declaration: str = "") -> bytes:
     return f'{declaration}<alert xmlns="{CAP_NAMESPACE}">{body}</alert>'.encode()
 
 
-_INFO = (
-    "<info><event>Bão</event><urgency>Immediate</urgency><severity>Extreme</severity>"
+_INFO = (  # with the alert's other required elements, so _HEAD + <sent> + _INFO is complete
+    "<status>Actual</status><msgType>Alert</msgType><scope>Public</scope>"
+    "<info><category>Met</category><event>Bão</event><urgency>Immediate</urgency>"
+    "<severity>Extreme</severity><certainty>Likely</certainty>"
     "<headline>Bão số 3</headline><area><areaDesc>x</areaDesc>"
     "<geocode><valueName>VN</valueName><value>VN-22</value></geocode></area></info>"
 )
