@@ -16,7 +16,14 @@ from typing import Any
 
 import orjson
 
-from streams.errors import InternalError, PoisonError, RejectionCode, TooLarge, Unsupported
+from streams.errors import (
+    InternalError,
+    PoisonError,
+    Problem,
+    RejectionCode,
+    TooLarge,
+    Unsupported,
+)
 from streams.ingest.agencies import Agency, AgencyRegistry, authorize, identify, verify_headers
 from streams.ingest.cap import detect_format, json_pointer_to_xpath, parse_cap
 from streams.ingest.json_alert import decode_json_alert, validate_json_alert
@@ -61,6 +68,13 @@ class Rejected:
     pointer: str
     sender: str | None
     identifier: str | None
+    #: Every fault found, the first being ``message``/``pointer`` (at most ``MAX_PROBLEMS``).
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def all_problems(self) -> tuple[Problem, ...]:
+        """``problems``, or the one fault when only that is known."""
+        return self.problems or (Problem(self.pointer, self.message),)
 
 
 Decision = Accepted | Duplicate | Rejected
@@ -97,7 +111,7 @@ def decide(
             raise TooLarge(f"record is {len(raw)} bytes, the limit is {max_bytes}")
         xml = detect_format(raw) == "xml"
         doc = parse_cap(raw, max_bytes=max_bytes) if xml else decode_json_alert(raw)
-        validate_json_alert(doc)
+        validate_json_alert(doc, cap=xml)
         agency: Agency | None = None
         if agencies is not None:
             agency = (
@@ -133,6 +147,7 @@ def _rejected(exc: PoisonError, doc: dict[str, Any] | None) -> Rejected:
         pointer=exc.pointer,
         sender=sender if isinstance(sender, str) else None,
         identifier=identifier if isinstance(identifier, str) else None,
+        problems=exc.problems,
     )
 
 
@@ -271,27 +286,28 @@ def rejection_record(
 ) -> bytes:
     """The value written to ``loa.alerts.rejected`` (``schemas/rejection.schema.json``).
 
-    A duplicate is reported there too (code ``duplicate``), so every inbound record has its
-    fate on one of two topics: accepted, or rejected/duplicate.
+    A duplicate is reported there too (code ``duplicate``, no ``errors``), so every inbound
+    record has its fate on one of two topics: accepted, or rejected/duplicate. ``errors`` lists
+    every fault found; the first is ``message``/``pointer``.
     """
-    sender: str | None
-    identifier: str | None
+    problems: tuple[Problem, ...] = ()
     if isinstance(rejected, Duplicate):
         code, message, pointer = (
             RejectionCode.DUPLICATE.value,
             f"already accepted as {rejected.plan.lineage} version {rejected.plan.version}",
             "",
         )
-        sender, identifier = rejected.sender, rejected.identifier
     else:
         code, message, pointer = rejected.code.value, rejected.message, rejected.pointer
-        sender, identifier = rejected.sender, rejected.identifier
+        problems = rejected.all_problems
+    sender, identifier = rejected.sender, rejected.identifier
     excerpt = (raw or b"")[:_EXCERPT_BYTES].decode("utf-8", errors="replace")
     return orjson.dumps(
         {
             "code": code,
             "message": message,
             "pointer": pointer,
+            "errors": [{"pointer": p.pointer, "message": p.message} for p in problems],
             "sender": sender,
             "identifier": identifier,
             "source": {"topic": topic, "partition": partition, "offset": offset},

@@ -76,7 +76,7 @@ def test_priority_table(severity: str, urgency: str, priority: str) -> None:
         (b"\xff\xfe\x00", RejectionCode.MALFORMED, ""),
         (b"[1, 2]", RejectionCode.MALFORMED, ""),
         (b"{", RejectionCode.MALFORMED, ""),
-        (b'{"identifier": "x"}', RejectionCode.SCHEMA, "/info"),
+        (b'{"identifier": "x"}', RejectionCode.SCHEMA, "/sender"),
         (b"x" * 70_000, RejectionCode.TOO_LARGE, ""),
     ],
 )
