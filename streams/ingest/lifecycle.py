@@ -18,7 +18,7 @@ from datetime import datetime
 
 import orjson
 
-from streams.errors import AlreadyCancelled, Expired, UnknownReference
+from streams.errors import AlreadyCancelled, Expired, UnknownReference, quote
 from streams.records import AcceptedAlert
 
 __all__ = ["LifecycleState", "Plan", "parse_references", "told"]
@@ -111,7 +111,7 @@ class LifecycleState:
             if seen is not None:
                 return seen[0]
         raise UnknownReference(
-            f"none of the references is an accepted alert: {references[:200]!r}",
+            f"none of the references is an accepted alert: {quote(references[:200])}",
             pointer="/references",
         )
 
