@@ -105,12 +105,13 @@ def decide(
     doc: dict[str, Any] | None = None
     now = now or datetime.now(UTC)
     raw = raw or b""
-    xml = False
+    xml = parsed = False
     try:
         if len(raw) > max_bytes:
             raise TooLarge(f"record is {len(raw)} bytes, the limit is {max_bytes}")
         xml = detect_format(raw) == "xml"
         doc = parse_cap(raw, max_bytes=max_bytes) if xml else decode_json_alert(raw)
+        parsed = True
         validate_json_alert(doc, cap=xml)
         agency: Agency | None = None
         if agencies is not None:
@@ -130,8 +131,9 @@ def decide(
             now=now,
         )
     except PoisonError as exc:
-        if xml and exc.pointer and not exc.pointer.startswith("/alert"):
-            # name the element the agency wrote, not Loa's JSON mapping of it
+        if xml and parsed and exc.pointer and not exc.problems:
+            # the parser and the schema check speak XPath already; later steps name Loa's
+            # JSON mapping of the element, so translate to the element the agency wrote
             exc.pointer = json_pointer_to_xpath(exc.pointer)
         return _rejected(exc, doc)
     except Exception as exc:  # a bug must not drop the record: keep it as `internal`
