@@ -170,10 +170,7 @@ class Runtime:
                 await asyncio.sleep(_RETRY_BACKOFF_S[attempt])
 
     def _on_accepted(self, key: bytes, value: bytes) -> Plan:
-        alert = AcceptedAlert.from_json(value)
-        plan = Plan(alert.message_id, alert.alert_id, alert.version)
-        self.lifecycle.record(plan, alert.msg_type, alert)
-        return plan
+        return self.lifecycle.apply(AcceptedAlert.from_json(value))
 
     async def commit_decision(
         self, outputs: list[tuple[str, bytes, bytes | None, int | None]], message: Any

@@ -115,6 +115,12 @@ class LifecycleState:
             pointer="/references",
         )
 
+    def apply(self, alert: AcceptedAlert) -> Plan:
+        """Replay one record of ``loa.alerts.accepted`` (what a replica of that topic does)."""
+        plan = Plan(alert.message_id, alert.alert_id, alert.version)
+        self.record(plan, alert.msg_type, alert)
+        return plan
+
     def record(self, plan: Plan, msg_type: str, alert: AcceptedAlert | None = None) -> None:
         """Remember an accepted message (idempotent: replays apply the same record again)."""
         self.messages[plan.message_id] = (plan.lineage, plan.version)
