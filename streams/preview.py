@@ -27,7 +27,7 @@ from streams.fanout.encode import KINDS
 from streams.fanout.plan import PastOrder, plan_audience
 from streams.ingest import Accepted, Duplicate, Rejected, decide
 from streams.ingest.lifecycle import LifecycleState
-from streams.kafka import read_partition, read_to_end
+from streams.kafkaio.clients import read_partition, read_to_end
 from streams.records import CHANNELS, AcceptedAlert, FanoutOrder, Progress
 from streams.regions import RegionRegistry
 from streams.settings import Settings

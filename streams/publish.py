@@ -156,7 +156,7 @@ def _text(doc: dict[str, Any], key: str) -> str | None:
 
 
 async def _send(settings: Settings, raw: bytes, headers: list[tuple[str, bytes]]) -> int:
-    from streams.kafka import create_topics, make_producer
+    from streams.kafkaio.clients import create_topics, make_producer
 
     await create_topics(settings)
     producer = make_producer(settings)
