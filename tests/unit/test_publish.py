@@ -1,0 +1,62 @@
+"""``loa publish`` without a broker: what is never sent, and how each outcome is reported."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from streams.publish import EXIT_CODES, Outcome, Published, publish_file
+from streams.settings import Settings
+
+# nothing listens there: a file refused locally must not even try to connect
+NOWHERE = Settings(bootstrap_servers="127.0.0.1:9")
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"", "malformed"),
+        (b"  \n", "malformed"),
+        (b"{", "malformed"),
+        (b"[1]", "malformed"),
+        (b"<alert", "malformed"),
+        (b"<!DOCTYPE x [<!ENTITY a 'b'>]><alert/>", "forbidden_xml"),
+        (b"x" * 300_000, "too_large"),
+    ],
+)
+def test_a_file_that_is_not_an_alert_is_not_sent_and_exits_3(raw: bytes, code: str) -> None:
+    result = asyncio.run(publish_file(NOWHERE, raw, None, wait=True, timeout_s=1))
+    assert (result.outcome, result.exit_code, result.offset) == (Outcome.NOT_SENT, 3, None)
+    assert result.text().startswith(f"not sent: {code}")
+    assert orjson.loads(result.json())["outcome"] == "not_sent"
+
+
+def test_exit_codes_are_0_accepted_or_duplicate_1_rejected_3_not_sent_4_undecided() -> None:
+    assert {o.value: c for o, c in EXIT_CODES.items()} == {
+        "accepted": 0,
+        "duplicate": 0,
+        "rejected": 1,
+        "not_sent": 3,
+        "no_decision": 4,
+        "sent": 0,
+    }
+
+
+def test_rejected_text_lists_every_fault_and_json_keeps_the_record() -> None:
+    record = {
+        "code": "schema",
+        "pointer": "/status",
+        "message": "/status: status is missing",
+        "errors": [
+            {"pointer": "/status", "message": "/status: status is missing"},
+            {"pointer": "/scope", "message": "/scope: scope is missing"},
+        ],
+    }
+    result = Published(Outcome.REJECTED, record, offset=7)
+    assert result.text().splitlines() == [
+        "rejected code=schema pointer=/status: /status: status is missing",
+        "  also: /scope: scope is missing",
+    ]
+    assert orjson.loads(result.json()) == {"outcome": "rejected", "offset": 7, "record": record}
