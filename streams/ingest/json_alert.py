@@ -110,7 +110,15 @@ def validate_json_alert(doc: dict[str, Any], *, cap: bool = False) -> None:
     style = _Style(cap)
     errors = sorted(validator("alert").iter_errors(doc), key=lambda e: len(e.absolute_path))
     problems: list[Problem] = []
-    for problem in (_problem(e, style) for e in errors):
+    # jsonschema reports each missing property of one "required" as its own error, in the
+    # order of the list: count them to know which one each error is about
+    nth_missing: dict[tuple[object, ...], int] = {}
+    for error in errors:
+        n = 0
+        if error.validator == "required":
+            at = (*error.absolute_path, id(error.schema))
+            n = nth_missing[at] = nth_missing.get(at, -1) + 1
+        problem = _problem(error, style, n)
         if problem not in problems:
             problems.append(problem)
     faulted = {p.pointer for p in problems}
@@ -126,13 +134,14 @@ def _pointer(path: Iterable[str | int]) -> str:
     return "".join(f"/{part}" for part in path)
 
 
-def _problem(error: ValidationError, style: _Style) -> Problem:
+def _problem(error: ValidationError, style: _Style, nth_missing: int = 0) -> Problem:
     path = list(error.absolute_path)
     where = style.where(_pointer(path))
     instance = error.instance
     if error.validator == "required" and isinstance(instance, dict):
         required = error.schema.get("required", ()) if isinstance(error.schema, dict) else ()
-        missing = next((n for n in required if n not in instance), "")
+        absent = [n for n in required if n not in instance]
+        missing = absent[min(nth_missing, len(absent) - 1)] if absent else ""
         at = style.where(_pointer([*path, missing]))
         return Problem(at, f"{at}: {style.name(missing)} is missing: {_because(missing, error)}")
     if error.validator == "anyOf" and path and path[-2:-1] == ["area"]:

@@ -242,3 +242,16 @@ def test_rejection_record_lists_every_problem_and_follows_its_schema() -> None:
     assert record["pointer"] == "/status"
     assert [e["pointer"] for e in record["errors"]] == ["/status", "/info/0/certainty"]
     assert record["errors"][0]["message"] == record["message"]
+
+
+def test_several_missing_elements_of_one_block_are_each_named() -> None:
+    doc = _json(drop="status")
+    del doc["scope"], doc["info"][0]["category"], doc["info"][0]["certainty"]
+    decision = _decide(doc)
+    assert isinstance(decision, Rejected)
+    assert [p.pointer for p in decision.all_problems] == [
+        "/status",
+        "/scope",
+        "/info/0/category",
+        "/info/0/certainty",
+    ]
