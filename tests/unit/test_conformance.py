@@ -71,21 +71,16 @@ def test_complete_alert_in_both_formats_is_accepted() -> None:
 
 
 @pytest.mark.parametrize("element", ["status", "msgType", "scope"])
-def test_json_alert_without_status_msgtype_or_scope_is_rejected_naming_it(element: str) -> None:
-    decision = _decide(_json(drop=element))
+@pytest.mark.parametrize("cap", [False, True], ids=["json", "cap"])
+def test_alert_without_status_msgtype_or_scope_is_rejected_naming_it(
+    element: str, cap: bool
+) -> None:
+    decision = _decide(_xml(drop=element) if cap else _json(drop=element))
     assert isinstance(decision, Rejected)
     assert decision.code is RejectionCode.SCHEMA
-    assert decision.pointer == f"/{element}"
-    assert decision.message.startswith(f"/{element}: {element} is missing: CAP 1.2 requires it")
-
-
-@pytest.mark.parametrize("element", ["status", "msgType", "scope"])
-def test_cap_alert_without_status_msgtype_or_scope_is_rejected_naming_it(element: str) -> None:
-    decision = _decide(_xml(drop=element))
-    assert isinstance(decision, Rejected)
-    assert decision.code is RejectionCode.SCHEMA
-    assert decision.pointer == f"/alert/{element}"
-    assert decision.message.startswith(f"/alert/{element}: <{element}> is missing: CAP 1.2")
+    where, name = (f"/alert/{element}", f"<{element}>") if cap else (f"/{element}", element)
+    assert decision.pointer == where
+    assert decision.message.startswith(f"{where}: {name} is missing: CAP 1.2 requires it")
 
 
 @pytest.mark.parametrize("element", ["identifier", "sender", "sent"])
