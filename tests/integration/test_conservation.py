@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 HOSTILE_XML = Path(__file__).resolve().parents[1] / "data" / "cap" / "hostile"
 #: Each record is one ingest transaction (a few per second on a loaded 2-core machine): enough
 #: for every catalogue entry to come up many times between valid alerts.
-RECORDS = 1_000
+RECORDS = 600
 CAP_1_2 = "urn:oasis:names:tc:emergency:cap:1.2"
 CAP_1_1 = "urn:oasis:names:tc:emergency:cap:1.1"
 
@@ -184,9 +184,10 @@ async def test_every_record_ends_as_exactly_one_decision_and_valid_alerts_still_
     expected = dict(zip(offsets, (code for _, _, code in stream), strict=True))
 
     decided = await _decisions(live, set(offsets))
-    assert set(decided) == set(offsets), "every inbound record has a decision"
-    wrong = {o: (expected[o], decided[o]) for o in offsets if expected[o] != decided[o][0]}
-    assert wrong == {}
+    wrong = {o: (expected[o], d) for o, d in decided.items() if expected[o] != d[0]}
+    assert wrong == {}  # (checked first: what was decided says more than what is missing)
+    undecided = sorted(set(offsets) - set(decided))
+    assert undecided == [], f"{len(undecided)} inbound records without a decision"
     assert all(n == 1 for n in Counter(o for o, _ in _all_decisions(decided)).values())
 
     alert_id = f"{TEST_AGENCY}/{run}-last"
