@@ -181,6 +181,21 @@ def publish(
     sys.exit(result.exit_code)
 
 
+@main.command()
+def gateway() -> None:
+    """Serve the HTTP gateway for agencies: POST /v1/alerts, GET /v1/alerts/{id}
+    (schemas/gateway.openapi.yaml; LOA_GATEWAY_* settings)."""
+    from streams.gateway import check_settings, serve
+
+    settings = _settings()
+    try:
+        check_settings(settings)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _logging(settings)
+    asyncio.run(serve(settings))
+
+
 @main.group()
 def keys() -> None:
     """Agency signing keys (Ed25519)."""

@@ -157,12 +157,12 @@ def _text(doc: dict[str, Any], key: str) -> str | None:
 
 async def _send(settings: Settings, raw: bytes, headers: list[tuple[str, bytes]]) -> int:
     from streams.kafkaio.clients import create_topics, make_producer
+    from streams.publishing import send_inbound
 
     await create_topics(settings)
     producer = make_producer(settings)
     await producer.start()
-    try:
-        meta = await producer.send_and_wait(settings.inbound_topic, raw, headers=headers or None)
+    try:  # the same record as the HTTP gateway writes
+        return await send_inbound(producer, settings, raw, headers)
     finally:
         await producer.stop()
-    return int(meta.offset)

@@ -7,7 +7,7 @@ import asyncio
 import orjson
 import pytest
 
-from streams.publish import EXIT_CODES, Outcome, Published, publish_file
+from streams.publish import EXIT_CODES, Outcome, Published, _parse, publish_file
 from streams.settings import Settings
 
 # nothing listens there: a file refused locally must not even try to connect
@@ -60,3 +60,12 @@ def test_rejected_text_lists_every_fault_and_json_keeps_the_record() -> None:
         "  also: /scope: scope is missing",
     ]
     assert orjson.loads(result.json()) == {"outcome": "rejected", "offset": 7, "record": record}
+
+
+def test_publish_reads_sender_and_identifier_of_cap_and_json_before_sending() -> None:
+    xml = (
+        b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>QN-2026-1</identifier>'
+        b"<sender>ubnd.quangninh.gov.vn</sender></alert>"
+    )
+    assert _parse(xml, 64 * 1024)["identifier"] == "QN-2026-1"
+    assert _parse(b'{"sender": "a.vn", "identifier": "X-1"}', 64 * 1024)["sender"] == "a.vn"
