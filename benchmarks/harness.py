@@ -53,12 +53,16 @@ def alert_json(identifier: str, regions: tuple[str, ...], priority: Priority) ->
             "identifier": identifier,
             "sender": ALERT_SENDER,
             "sent": "2026-11-23T08:00:00+07:00",
+            "status": "Actual",
+            "msgType": "Alert",
+            "scope": "Public",
             "info": [
                 {
                     "category": ["Met"],
                     "event": "Bench",
                     "urgency": urgency,
                     "severity": SEVERITY[priority],
+                    "certainty": "Observed",
                     "headline": "Benchmark alert",
                     "area": [{"areaDesc": "bench", "regions": list(regions)}],
                 }

@@ -166,19 +166,32 @@ def directory_load(file: Path | None, n: int | None, seed: int, fmt: str | None)
 )
 @click.option("--key-id", default=None, help="Key id to send (default: the one in the key file).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Print ingest's decision.")
-def publish(file: Path, key_file: Path | None, key_id: str | None, wait: bool) -> None:
+@click.option(
+    "--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for it."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the decision record as JSON.")
+def publish(
+    file: Path, key_file: Path | None, key_id: str | None, wait: bool, timeout: float, as_json: bool
+) -> None:
     """Send an alert file (CAP XML or Loa JSON) to loa.alerts.inbound and print what ingest
-    decided. With --key the exact file bytes are signed (headers loa-signature, loa-key-id)."""
-    from streams.ingest.agencies import load_private_key, signature_headers
-    from streams.kafkaio.clients import create_topics, make_producer, start_all
-    from streams.observe import wait_decision
-    from streams.publishing import alert_ids, send_inbound
+    decided. With --key the exact file bytes are signed (headers loa-signature, loa-key-id).
+
+    Exit status: 0 accepted or duplicate; 1 rejected (the code, pointer and every fault are
+    printed); 7 not sent, the file is not an alert at all (empty, not well-formed, too large,
+    forbidden XML); 4 Kafka did not take it, or no decision came within --timeout (retry
+    later); 2 a usage error. --no-wait exits 0 once the record is on the topic.
+    """
+    from streams.publish import publish_file
 
     settings = _settings()
-    raw = file.read_bytes()
-    headers: list[tuple[str, bytes]] = []
-    ids = alert_ids(raw, settings.max_alert_bytes)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise click.UsageError(f"{file}: {exc.strerror}") from None
+    key = None
     if key_file is not None:
+        from streams.ingest.agencies import load_private_key
+
         try:
             key = load_private_key(key_file.read_bytes(), key_id=key_id)
         except (ValueError, TypeError) as exc:
@@ -186,39 +199,11 @@ def publish(file: Path, key_file: Path | None, key_id: str | None, wait: bool) -
                 f"{key_file}: not a usable private key: {str(exc).splitlines()[0]}",
                 hint="give the .key file `loa keys new` wrote",
             ) from None
-        headers = list(signature_headers(key, raw))
-        if ids is not None and key.agency and key.agency != ids[0]:
-            click.echo(f"warning: key of {key.agency}, alert sender is {ids[0]}", err=True)
-
-    async def run() -> int:
-        await create_topics(settings)
-        producer = make_producer(settings)
-        await start_all(producer)
-        try:
-            offset = await send_inbound(producer, settings, raw, headers)
-        finally:
-            await producer.stop()
-        if not wait:
-            return 0
-        if ids is None:
-            click.echo("sent (no sender and identifier found in the file: not waiting)")
-            return 0
-        outcome, record = await wait_decision(settings, *ids, offset=offset)
-        if outcome == "accepted":
-            click.echo(
-                f"accepted {record['message_id']} as {record['alert_id']}"
-                f" version {record['version']} priority={record['priority']}"
-            )
-            return 0
-        if outcome == "duplicate":
-            click.echo(f"duplicate: {record['message']}")
-            return 0
-        click.echo(
-            f"rejected code={record['code']} pointer={record['pointer']}: {record['message']}"
-        )
-        return 1
-
-    sys.exit(asyncio.run(run()))
+    result = asyncio.run(publish_file(settings, raw, key, wait=wait, timeout_s=timeout))
+    for line in result.warnings:
+        click.echo(f"warning: {line}", err=True)
+    click.echo(result.json() if as_json else result.text())
+    sys.exit(result.exit_code)
 
 
 @main.command()
@@ -442,7 +427,9 @@ def channels_lift(channel: str) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @json_option
 def preview(file: Path, as_json: bool) -> None:
-    """How many subscribers FILE would reach, by province and channel; sends nothing."""
+    """Who FILE would reach, with which task (alert, update, cancel), by province and channel,
+    judged against the live lifecycle state; sends nothing. Exit status 1 if it would be
+    rejected."""
     from streams.ingest import Rejected
     from streams.preview import preview as run_preview
     from streams.regions import registry
@@ -457,9 +444,22 @@ def preview(file: Path, as_json: bool) -> None:
             f"would be rejected: code={result.code.value} pointer={result.pointer}: "
             f"{result.message}"
         )
+        for problem in result.all_problems[1:]:
+            click.echo(f"  also: {problem.message}")
         sys.exit(1)
-    click.echo(f"{result.alert_id}: priority {result.priority}, status {result.status}")
+    if result.duplicate:
+        click.echo(
+            f"duplicate: already accepted as {result.alert_id} version {result.version};"
+            " a re-publish reaches nobody"
+        )
+        return
+    click.echo(
+        f"{result.alert_id} version {result.version} ({result.msg_type}): priority "
+        f"{result.priority}, status {result.status}"
+    )
     click.echo(f"would reach {result.reached:,} of {result.directory:,} subscribers")
+    kinds = result.by_kind or {}
+    click.echo("by task: " + ", ".join(f"{k} {n:,}" for k, n in kinds.items()))
     for name, n in result.by_province.items():
         click.echo(f"  {name:<32} {n:>12,}")
     click.echo("by channel: " + ", ".join(f"{c} {n:,}" for c, n in result.by_channel.items()))
@@ -683,13 +683,17 @@ def _preview_json(result: Preview | Rejected) -> dict[str, Any]:
             "code": result.code.value,
             "pointer": result.pointer,
             "message": result.message,
+            "errors": [{"pointer": p.pointer, "message": p.message} for p in result.all_problems],
         }
     return {
-        "outcome": "accepted",
+        "outcome": "duplicate" if result.duplicate else "accepted",
         "alert_id": result.alert_id,
+        "version": result.version,
+        "msg_type": result.msg_type,
         "priority": result.priority,
         "status": result.status,
         "reached": result.reached,
+        "by_kind": result.by_kind,
         "directory": result.directory,
         "by_province": result.by_province,
         "by_channel": result.by_channel,

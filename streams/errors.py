@@ -36,12 +36,17 @@
         └── NotFound               the alert, message id or channel asked for is not known
 
 A poison error carries ``pointer``, the JSON pointer (or XPath for XML) of the field at fault,
-so a rejection tells the agency where to look.
+so a rejection tells the agency where to look, and ``problems``: every fault found in the record
+(a schema check reports all of them, up to a bound, so an agency fixes a file in one round; the
+first is the one in ``message``/``pointer``). Messages quote input with :func:`quote` (JSON
+string syntax), never with a Python repr.
 """
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
+from typing import NamedTuple
 
 __all__ = [
     "AgenciesNotReady",
@@ -61,6 +66,7 @@ __all__ = [
     "OperatorError",
     "OutOfJurisdiction",
     "PoisonError",
+    "Problem",
     "RejectionCode",
     "RetriableError",
     "SchemaViolation",
@@ -72,7 +78,27 @@ __all__ = [
     "UnknownRegion",
     "UnknownSender",
     "Unsupported",
+    "quote",
 ]
+
+_QUOTE_LIMIT = 80
+
+
+def quote(value: object, limit: int = _QUOTE_LIMIT) -> str:
+    """``value`` as an agency reads it in a message: a JSON string or literal, cut at ``limit``."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return json.dumps(text, ensure_ascii=False) if isinstance(value, str) else text
+
+
+class Problem(NamedTuple):
+    """One fault in a rejected record."""
+
+    pointer: str
+    """Where: a JSON pointer for Loa JSON, a 1-based XPath (``/alert/info[1]/area[2]``) for CAP."""
+    message: str
+    """What is wrong and what would be right, in the same convention as ``pointer``."""
 
 
 class RejectionCode(StrEnum):
@@ -110,10 +136,14 @@ class PoisonError(LoaError):
     retriable = False
     code: RejectionCode = RejectionCode.INTERNAL
 
-    def __init__(self, message: str, *, pointer: str = "") -> None:
+    def __init__(
+        self, message: str, *, pointer: str = "", problems: tuple[Problem, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.pointer = pointer
+        #: Every fault found (the first is ``message``/``pointer``); empty means just that one.
+        self.problems = problems
 
 
 class MalformedInput(PoisonError):

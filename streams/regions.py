@@ -14,7 +14,8 @@ Alert areas (:func:`resolve_targets`, called by ingest) resolve to that target:
 
 * ``regions``: Loa codes, as above.
 * ``geocode`` (CAP ``valueName``/``value``), mapped to Loa codes. Accepted value names:
-  ``LOA`` (a Loa code: ``VN``, ``VN-01``, ``VN-01-00004``), ``VN-PROVINCE`` (an official
+  ``VN`` or ``LOA`` (a Loa code: ``VN``, ``VN-01``, ``VN-01-00004``; ``VN`` is the name the
+  README and ``schemas/cap/README.md`` document, ``LOA`` an alias), ``VN-PROVINCE`` (an official
   2-digit province code: ``01``), ``VN-WARD`` (an official 5-digit ward code, unique in the
   country: ``00004``). Any other value name, or a value naming no current division, rejects the
   alert (``unknown_region``, at the field): an unknown code never becomes an empty audience.
@@ -41,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 import vietnam_provinces as vp
 
-from streams.errors import SchemaViolation, UnknownRegion, Unsupported
+from streams.errors import SchemaViolation, UnknownRegion, Unsupported, quote
 
 __all__ = [
     "COUNTRY",
@@ -59,7 +60,8 @@ __all__ = [
 
 COUNTRY = "VN"
 #: CAP geocode value names Loa maps to region codes (see the module docstring).
-GEOCODE_NAMES = ("LOA", "VN-PROVINCE", "VN-WARD")
+GEOCODE_NAMES = ("VN", "LOA", "VN-PROVINCE", "VN-WARD")
+_LOA_CODE_NAMES = frozenset({"VN", "LOA"})
 #: Most H3 cells one alert's polygons and circles may cover (before compaction).
 MAX_AREA_CELLS = 1_000_000
 #: Most compacted cells one alert may carry (they travel in every fan-out order).
@@ -94,13 +96,13 @@ class RegionRegistry:
         try:
             return self._ward_index[code]
         except KeyError:
-            raise UnknownRegion(f"unknown ward code {code!r}") from None
+            raise UnknownRegion(f"unknown ward code {quote(code)}") from None
 
     def province_index(self, code: str) -> int:
         try:
             return self._province_index[code]
         except KeyError:
-            raise UnknownRegion(f"unknown province code {code!r}") from None
+            raise UnknownRegion(f"unknown province code {quote(code)}") from None
 
     def is_known(self, code: str) -> bool:
         return code == self.country or code in self._province_index or code in self._ward_index
@@ -108,7 +110,7 @@ class RegionRegistry:
     def geocode(self, name: object, value: object, *, pointer: str) -> str:
         """The Loa code of a CAP geocode; raises :class:`UnknownRegion` at ``pointer``."""
         code: str | None = None
-        if name == "LOA" and isinstance(value, str) and self.is_known(value):
+        if name in _LOA_CODE_NAMES and isinstance(value, str) and self.is_known(value):
             code = value
         elif name == "VN-PROVINCE" and isinstance(value, str) and len(value) == 2:
             code = f"{self.country}-{value}"
@@ -117,11 +119,13 @@ class RegionRegistry:
             code = self._ward_by_official().get(value)
         elif name not in GEOCODE_NAMES:
             raise UnknownRegion(
-                f"geocode valueName {name!r} is not one of {', '.join(GEOCODE_NAMES)}",
+                f"geocode valueName {quote(name)} is not one of {', '.join(GEOCODE_NAMES)}",
                 pointer=f"{pointer}/valueName",
             )
         if code is None:
-            raise UnknownRegion(f"unknown {name} geocode {value!r}", pointer=f"{pointer}/value")
+            raise UnknownRegion(
+                f"unknown {name} geocode {quote(value)}", pointer=f"{pointer}/value"
+            )
         return code
 
     def _ward_by_official(self) -> dict[str, str]:
@@ -141,7 +145,7 @@ class RegionRegistry:
             elif code in self._ward_index:
                 mask[self._ward_index[code]] = True
             else:
-                raise UnknownRegion(f"unknown region code {code!r}", pointer=pointer)
+                raise UnknownRegion(f"unknown region code {quote(code)}", pointer=pointer)
         return mask
 
 
@@ -229,9 +233,9 @@ def _point(text: str, pointer: str) -> tuple[float, float]:
         lat_s, lon_s = text.split(",")
         lat, lon = float(lat_s), float(lon_s)
     except ValueError:
-        raise SchemaViolation(f"{text!r} is not a 'lat,lon' point", pointer=pointer) from None
+        raise SchemaViolation(f"{quote(text)} is not a 'lat,lon' point", pointer=pointer) from None
     if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
-        raise SchemaViolation(f"point {text!r} is out of range", pointer=pointer)
+        raise SchemaViolation(f"point {quote(text)} is out of range", pointer=pointer)
     return lat, lon
 
 
@@ -256,14 +260,16 @@ def parse_circle(text: str, *, pointer: str) -> tuple[float, float, float]:
     """A CAP circle (``"lat,lon radius_km"``) as ``(lat, lon, radius_km)``."""
     parts = text.split()
     if len(parts) != 2:
-        raise SchemaViolation(f"{text!r} is not a 'lat,lon radius' circle", pointer=pointer)
+        raise SchemaViolation(f"{quote(text)} is not a 'lat,lon radius' circle", pointer=pointer)
     lat, lon = _point(parts[0], pointer)
     try:
         radius = float(parts[1])
     except ValueError:
-        raise SchemaViolation(f"radius {parts[1]!r} is not a number", pointer=pointer) from None
+        raise SchemaViolation(
+            f"radius {quote(parts[1])} is not a number", pointer=pointer
+        ) from None
     if not (math.isfinite(radius) and radius >= 0):
-        raise SchemaViolation(f"radius {parts[1]!r} is not a distance in km", pointer=pointer)
+        raise SchemaViolation(f"radius {quote(parts[1])} is not a distance in km", pointer=pointer)
     if not _in_country(lat, lon):
         raise UnknownRegion(f"the circle's centre lies outside {COUNTRY}", pointer=pointer)
     return lat, lon, radius

@@ -51,6 +51,7 @@ from streams.errors import (
     SeverityNotAllowed,
     StatusNotAllowed,
     UnknownSender,
+    quote,
 )
 from streams.regions import COUNTRY
 from streams.schemas import validator
@@ -226,16 +227,18 @@ def parse_agency(doc: object, *, key: str | None = None) -> Agency:
         raise InvalidAgency(f"agency record at {where}: {first.message}", agency=hint)
     assert isinstance(doc, dict)
     if key is not None and doc["id"] != key:
-        raise InvalidAgency(f"record key {key!r} differs from its id {doc['id']!r}", agency=key)
+        raise InvalidAgency(
+            f"record key {quote(key)} differs from its id {quote(doc['id'])}", agency=key
+        )
     keys: dict[str, bytes] = {}
     for kid, text in doc["keys"].items():
         raw = base64.b64decode(text, validate=True)
         if len(raw) != _PUBLIC_KEY_BYTES:
-            raise InvalidAgency(f"key {kid!r} is not an Ed25519 public key", agency=hint)
+            raise InvalidAgency(f"key {quote(kid)} is not an Ed25519 public key", agency=hint)
         try:
             _public_key(raw)
         except ValueError as exc:
-            raise InvalidAgency(f"key {kid!r}: {exc}", agency=hint) from None
+            raise InvalidAgency(f"key {quote(kid)}: {exc}", agency=hint) from None
         keys[kid] = raw
     certificates = {
         cid: certificate_der(pem, cid, hint) for cid, pem in doc.get("certificates", {}).items()
@@ -318,7 +321,7 @@ def load_agency_files(path: Path) -> list[Agency]:
         except InvalidAgency as exc:
             raise InvalidAgency(f"{file}: {exc.message}", agency=exc.agency) from None
         if agency.id in seen:
-            raise InvalidAgency(f"{file}: agency {agency.id!r} is also in {seen[agency.id]}")
+            raise InvalidAgency(f"{file}: agency {quote(agency.id)} is also in {seen[agency.id]}")
         seen[agency.id] = file
         agencies.append(agency)
     return agencies
@@ -377,7 +380,7 @@ def identify(registry: AgencyRegistry, sender: str | None, *, pointer: str = "/s
         why = registry.invalid.get(sender) if isinstance(sender, str) else None
         detail = f" (its registry record is invalid: {why})" if why else ""
         raise UnknownSender(
-            f"sender {sender!r} is not a registered agency{detail}", pointer=pointer
+            f"sender {quote(sender)} is not a registered agency{detail}", pointer=pointer
         )
     return agency
 
@@ -405,13 +408,13 @@ def verify(
     kid = _header_text(key_id, KEY_ID_HEADER)
     public = agency.keys.get(kid)
     if public is None:
-        raise BadSignature(f"key id {kid!r} is not a key of agency {agency.id!r}")
+        raise BadSignature(f"key id {quote(kid)} is not a key of agency {quote(agency.id)}")
     sig = _decode_signature(signature)
     try:
         _public_key(public).verify(sig, raw or b"")
     except InvalidSignature:
         raise BadSignature(
-            f"signature does not verify with key {kid!r} of agency {agency.id!r}"
+            f"signature does not verify with key {quote(kid)} of agency {quote(agency.id)}"
         ) from None
     return agency
 
@@ -512,13 +515,13 @@ def authorize(
     if value not in agency.allowed_statuses:
         allowed = ", ".join(agency.allowed_statuses) or "none"
         raise StatusNotAllowed(
-            f"agency {agency.id!r} may not publish status {value!r} (allowed: {allowed})",
+            f"agency {quote(agency.id)} may not publish status {quote(value)} (allowed: {allowed})",
             pointer=pointer,
         )
     for pointer, value in severities:
         if SEVERITY_RANK.get(value, len(SEVERITY_RANK)) > agency._rank:
             raise SeverityNotAllowed(
-                f"agency {agency.id!r} may not publish severity {value!r} "
+                f"agency {quote(agency.id)} may not publish severity {quote(value)} "
                 f"(its highest is {agency.max_severity})",
                 pointer=pointer,
             )
@@ -526,14 +529,14 @@ def authorize(
         if not agency.covers(value):
             area = ", ".join(agency.jurisdiction) or "none"
             raise OutOfJurisdiction(
-                f"{value!r} is outside the jurisdiction of agency {agency.id!r} ({area})",
+                f"{quote(value)} is outside the jurisdiction of agency {quote(agency.id)} ({area})",
                 pointer=pointer,
             )
     for pointer, value in cells:
         if not agency.covers_cell(value):
             raise OutOfJurisdiction(
                 f"the shape reaches H3 cell {value} outside the jurisdiction of agency "
-                f"{agency.id!r}"
+                f"{quote(agency.id)}"
                 + ("" if agency.jurisdiction_cells else " (it has no jurisdiction_cells)"),
                 pointer=pointer,
             )
@@ -649,6 +652,8 @@ def add_keys(agencies: Iterable[Agency], keys: Iterable[tuple[str, str, bytes]])
     by_id = {a.id: a for a in agencies}
     for agency_id, key_id, public in keys:
         if agency_id not in by_id:
-            raise InvalidAgency(f"key {key_id!r} is for agency {agency_id!r}, which is not loaded")
+            raise InvalidAgency(
+                f"key {quote(key_id)} is for agency {quote(agency_id)}, which is not loaded"
+            )
         by_id[agency_id] = with_key(by_id[agency_id], key_id, public)
     return list(by_id.values())

@@ -262,7 +262,4 @@ class IngestAgent:
         return self._txn_producer
 
     def _on_accepted(self, key: bytes, value: bytes) -> Plan:
-        alert = AcceptedAlert.from_json(value)
-        plan = Plan(alert.message_id, alert.alert_id, alert.version)
-        self.lifecycle.record(plan, alert.msg_type, alert)
-        return plan
+        return self.lifecycle.apply(AcceptedAlert.from_json(value))

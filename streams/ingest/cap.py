@@ -57,12 +57,29 @@ from defusedxml import (
 )
 from defusedxml.ElementTree import DefusedXMLParser
 
-from streams.errors import ForbiddenXml, MalformedInput, SchemaViolation, TooLarge
+from streams.errors import (
+    ForbiddenXml,
+    MalformedInput,
+    SchemaViolation,
+    TooLarge,
+    Unsupported,
+    quote,
+)
 
-__all__ = ["CAP_NAMESPACE", "detect_format", "json_pointer_to_xpath", "parse_cap"]
+__all__ = [
+    "CAP_1_1_NAMESPACE",
+    "CAP_NAMESPACE",
+    "detect_format",
+    "json_pointer_to_xpath",
+    "parse_cap",
+]
 
 CAP_NAMESPACE: Final = "urn:oasis:names:tc:emergency:cap:1.2"
-_OLDER_CAP = ("urn:oasis:names:tc:emergency:cap:1.1", "urn:oasis:names:tc:emergency:cap:1.0")
+CAP_1_1_NAMESPACE: Final = "urn:oasis:names:tc:emergency:cap:1.1"
+#: CAP 1.0's namespace as published, and the OASIS-style spelling some feeds use.
+_CAP_1_0: Final = ("http://www.incident.com/cap/1.0", "urn:oasis:names:tc:emergency:cap:1.0")
+#: CAP 1.1 values that CAP 1.2 dropped: no exact 1.2 equivalent, so such an alert is unsupported.
+_CAP_1_1_ONLY: Final = {"certainty": frozenset({"Very Likely"})}
 _XML_SPACE: Final = " \t\r\n"
 _MAX_MESSAGE = 200
 
@@ -110,11 +127,13 @@ def detect_format(raw: bytes) -> Literal["xml", "json"]:
 
 
 def parse_cap(raw: bytes, *, max_bytes: int, max_depth: int = 32) -> dict[str, Any]:
-    """Parse one CAP 1.2 ``<alert>`` into Loa's JSON alert shape (see the module docstring).
+    """Parse one CAP 1.2 (or exactly mappable CAP 1.1) ``<alert>`` into Loa's JSON alert shape
+    (see the module docstring).
 
     Raises :class:`TooLarge` (over ``max_bytes``), :class:`ForbiddenXml` (DTD, entity, external
     reference, deeper than ``max_depth``), :class:`MalformedInput` (empty, undecodable, not
-    well-formed, not a CAP 1.2 ``alert``) or :class:`SchemaViolation` (CAP structure broken).
+    well-formed, not a CAP ``alert``), :class:`Unsupported` (CAP 1.0; CAP 1.1 using a value
+    CAP 1.2 dropped) or :class:`SchemaViolation` (CAP structure broken).
     """
     if len(raw) > max_bytes:
         raise TooLarge(f"record is {len(raw)} bytes, the limit is {max_bytes}")
@@ -123,9 +142,31 @@ def parse_cap(raw: bytes, *, max_bytes: int, max_depth: int = 32) -> dict[str, A
         raise MalformedInput("empty record")
     root = _parse(text, max_depth)
     namespace, name = _split(root.tag)
-    if namespace != CAP_NAMESPACE or name != "alert":
+    if name == "alert" and namespace in _CAP_1_0:
+        raise Unsupported(
+            f"CAP 1.0 is not supported: publish CAP 1.2 (namespace {CAP_NAMESPACE}) or CAP 1.1",
+            pointer="/alert",
+        )
+    if namespace not in (CAP_NAMESPACE, CAP_1_1_NAMESPACE) or name != "alert":
         raise MalformedInput(_not_cap(namespace, name), pointer=f"/{name}")
-    return _map_block(root, "/alert", _ALERT)
+    doc = _map_block(root, "/alert", _ALERT, namespace)
+    if namespace == CAP_1_1_NAMESPACE:
+        _check_cap_1_1(doc)
+    return doc
+
+
+def _check_cap_1_1(doc: dict[str, Any]) -> None:
+    """CAP 1.1 maps to 1.2 element for element; only values 1.2 dropped have no exact mapping."""
+    infos = doc.get("info", ())
+    for i, info in enumerate(infos):
+        for element, dropped in _CAP_1_1_ONLY.items():
+            value = info.get(element)
+            if value in dropped:
+                raise Unsupported(
+                    f"/alert/info[{i + 1}]/{element}: CAP 1.1 value {quote(value)} has no exact"
+                    f" CAP 1.2 equivalent; send one of the CAP 1.2 values instead",
+                    pointer=f"/alert/info[{i + 1}]/{element}",
+                )
 
 
 def json_pointer_to_xpath(pointer: str) -> str:
@@ -154,14 +195,15 @@ def _decode(raw: bytes) -> str:
     try:
         info = codecs.lookup(encoding)
     except LookupError:
-        raise MalformedInput(f"unknown encoding {encoding!r} in the XML declaration") from None
+        raise MalformedInput(f"unknown encoding {quote(encoding)} in the XML declaration") from None
     if not getattr(info, "_is_text_encoding", True) or info.name in _REFUSED_CODECS:
-        raise MalformedInput(f"encoding {encoding!r} is not a character set")
+        raise MalformedInput(f"encoding {quote(encoding)} is not a character set")
     try:
         text = body.decode(info.name)
     except UnicodeDecodeError as exc:
         raise MalformedInput(
-            f"not valid {info.name}: byte {exc.start} ({exc.object[exc.start : exc.start + 4]!r})"
+            f"not valid {info.name}: byte {exc.start}"
+            f" (hex {exc.object[exc.start : exc.start + 4].hex(' ')})"
         ) from None
     except (UnicodeError, ValueError) as exc:  # a codec's own refusal (e.g. a truncated UTF-16)
         raise MalformedInput(f"not valid {info.name}: {_short(exc)}") from None
@@ -269,11 +311,9 @@ def _split(tag: str) -> tuple[str, str]:
 def _not_cap(namespace: str, name: str) -> str:
     if name != "alert":
         return f"the root element is <{name}>, a CAP message is an <alert>"
-    if namespace in _OLDER_CAP:
-        return f"CAP namespace {namespace!r} is not CAP 1.2 ({CAP_NAMESPACE!r})"
     if not namespace:
-        return f"<alert> has no namespace, CAP 1.2 is {CAP_NAMESPACE!r}"
-    return f"<alert> is in namespace {namespace!r}, CAP 1.2 is {CAP_NAMESPACE!r}"
+        return f"<alert> has no namespace, CAP 1.2 is {CAP_NAMESPACE}"
+    return f"<alert> is in namespace {quote(namespace)}, CAP 1.2 is {CAP_NAMESPACE}"
 
 
 def _short(exc: BaseException) -> str:
@@ -340,25 +380,27 @@ _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _SPACE_RUN = re.compile(r"[ \t\r\n]+")
 
 
-def _map_block(elem: Element, path: str, spec: _Spec) -> dict[str, Any]:
+def _map_block(elem: Element, path: str, spec: _Spec, namespace: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     seen: dict[str, int] = {}
     for child in elem:
-        namespace, name = _split(child.tag)
-        if namespace != CAP_NAMESPACE:
+        child_namespace, name = _split(child.tag)
+        if child_namespace != namespace:
             continue  # XML-DSig signatures and extensions: not CAP content
         seen[name] = seen.get(name, 0) + 1
         entry = spec.get(name)
         if entry is None:
             raise SchemaViolation(
-                f"<{name}> is not a CAP 1.2 element here", pointer=f"{path}/{name}[{seen[name]}]"
+                f"{path}/{name}[{seen[name]}]: <{name}> is not a CAP 1.2 element here",
+                pointer=f"{path}/{name}[{seen[name]}]",
             )
         kind, repeated = entry
         if repeated:
             child_path = f"{path}/{name}[{seen[name]}]"
         elif seen[name] > 1:
             raise SchemaViolation(
-                f"<{name}> may appear once, this is number {seen[name]}",
+                f"{path}/{name}[{seen[name]}]: <{name}> may appear once, this is number"
+                f" {seen[name]}",
                 pointer=f"{path}/{name}[{seen[name]}]",
             )
         else:
@@ -367,7 +409,7 @@ def _map_block(elem: Element, path: str, spec: _Spec) -> dict[str, Any]:
         if kind is None:
             continue
         if isinstance(kind, dict):
-            value = _map_block(child, child_path, kind)
+            value = _map_block(child, child_path, kind, namespace)
         else:
             value = _LEAF[kind](_leaf_text(child, child_path))
         if repeated:
@@ -379,7 +421,8 @@ def _map_block(elem: Element, path: str, spec: _Spec) -> dict[str, Any]:
 
 def _leaf_text(elem: Element, path: str) -> str:
     if len(elem):
-        raise SchemaViolation(f"<{_split(elem.tag)[1]}> holds text, not elements", pointer=path)
+        name = _split(elem.tag)[1]
+        raise SchemaViolation(f"{path}: <{name}> holds text, not elements", pointer=path)
     text = (elem.text or "").strip(_XML_SPACE)
     # windows-1258 spells Vietnamese tones as combining marks; NFC makes the same alert the same
     # text whatever charset the agency used (content hashes, SMS length, comparisons).

@@ -16,7 +16,14 @@ from typing import Any
 
 import orjson
 
-from streams.errors import InternalError, PoisonError, RejectionCode, TooLarge
+from streams.errors import (
+    InternalError,
+    PoisonError,
+    Problem,
+    RejectionCode,
+    TooLarge,
+    Unsupported,
+)
 from streams.ingest.agencies import Agency, AgencyRegistry, authorize, identify
 from streams.ingest.cap import detect_format, json_pointer_to_xpath, parse_cap
 from streams.ingest.json_alert import decode_json_alert, validate_json_alert
@@ -62,6 +69,13 @@ class Rejected:
     pointer: str
     sender: str | None
     identifier: str | None
+    #: Every fault found, the first being ``message``/``pointer`` (at most ``MAX_PROBLEMS``).
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def all_problems(self) -> tuple[Problem, ...]:
+        """``problems``, or the one fault when only that is known."""
+        return self.problems or (Problem(self.pointer, self.message),)
 
 
 Decision = Accepted | Duplicate | Rejected
@@ -94,13 +108,14 @@ def decide(
     doc: dict[str, Any] | None = None
     now = now or datetime.now(UTC)
     raw = raw or b""
-    xml = False
+    xml = parsed = False
     try:
         if len(raw) > max_bytes:
             raise TooLarge(f"record is {len(raw)} bytes, the limit is {max_bytes}")
         xml = detect_format(raw) == "xml"
         doc = parse_cap(raw, max_bytes=max_bytes) if xml else decode_json_alert(raw)
-        validate_json_alert(doc)
+        parsed = True
+        validate_json_alert(doc, cap=xml)
         agency: Agency | None = None
         if agencies is not None and require_signatures:
             # Loa's headers, or an XML-DSig signature: then ``doc`` is what the signature covers
@@ -120,8 +135,9 @@ def decide(
             now=now,
         )
     except PoisonError as exc:
-        if xml and exc.pointer and not exc.pointer.startswith("/alert"):
-            # name the element the agency wrote, not Loa's JSON mapping of it
+        if xml and parsed and exc.pointer and not exc.problems:
+            # the parser and the schema check speak XPath already; later steps name Loa's
+            # JSON mapping of the element, so translate to the element the agency wrote
             exc.pointer = json_pointer_to_xpath(exc.pointer)
         return _rejected(exc, doc)
     except Exception as exc:  # a bug must not drop the record: keep it as `internal`
@@ -137,6 +153,7 @@ def _rejected(exc: PoisonError, doc: dict[str, Any] | None) -> Rejected:
         pointer=exc.pointer,
         sender=sender if isinstance(sender, str) else None,
         identifier=identifier if isinstance(identifier, str) else None,
+        problems=exc.problems,
     )
 
 
@@ -159,8 +176,9 @@ def _accept(
     cancel_tasks: bool,
     now: datetime,
 ) -> Accepted | Duplicate:
-    msg_type = doc.get("msgType", "Alert")
-    status = doc.get("status", "Actual")
+    # Required by the schema: an alert never gets a status, type or scope Loa made up.
+    msg_type, status, scope = doc["msgType"], doc["status"], doc["scope"]
+    _check_scope(scope, status=status, msg_type=msg_type)
     infos = doc.get("info", [])
     expires = [datetime.fromisoformat(i["expires"]) for i in infos if "expires" in i]
     plan = (state if state is not None else LifecycleState()).plan(
@@ -247,6 +265,23 @@ def _accept(
     return Accepted(alert=alert, orders=orders, plan=plan)
 
 
+#: Statuses and message types that reach someone (Draft, System, Ack, Error reach nobody).
+_DELIVERED_STATUSES = frozenset({"Actual", "Exercise", "Test"})
+_DELIVERED_TYPES = frozenset({"Alert", "Update", "Cancel"})
+
+
+def _check_scope(scope: str, *, status: str, msg_type: str) -> None:
+    """Loa delivers to the public of the targeted areas: it has no restricted or addressed
+    audience, so a Restricted or Private message that would reach anyone is refused rather
+    than sent to everyone in its areas."""
+    if scope != "Public" and status in _DELIVERED_STATUSES and msg_type in _DELIVERED_TYPES:
+        raise Unsupported(
+            f"scope {scope}: Loa delivers only to the public of the targeted areas and would"
+            f" reach everyone there; publish a {scope} {msg_type} through another channel",
+            pointer="/scope",
+        )
+
+
 def rejection_record(
     rejected: Rejected | Duplicate,
     raw: bytes | None,
@@ -258,27 +293,28 @@ def rejection_record(
 ) -> bytes:
     """The value written to ``loa.alerts.rejected`` (``schemas/rejection.schema.json``).
 
-    A duplicate is reported there too (code ``duplicate``), so every inbound record has its
-    fate on one of two topics: accepted, or rejected/duplicate.
+    A duplicate is reported there too (code ``duplicate``, no ``errors``), so every inbound
+    record has its fate on one of two topics: accepted, or rejected/duplicate. ``errors`` lists
+    every fault found; the first is ``message``/``pointer``.
     """
-    sender: str | None
-    identifier: str | None
+    problems: tuple[Problem, ...] = ()
     if isinstance(rejected, Duplicate):
         code, message, pointer = (
             RejectionCode.DUPLICATE.value,
             f"already accepted as {rejected.plan.lineage} version {rejected.plan.version}",
             "",
         )
-        sender, identifier = rejected.sender, rejected.identifier
     else:
         code, message, pointer = rejected.code.value, rejected.message, rejected.pointer
-        sender, identifier = rejected.sender, rejected.identifier
+        problems = rejected.all_problems
+    sender, identifier = rejected.sender, rejected.identifier
     excerpt = (raw or b"")[:_EXCERPT_BYTES].decode("utf-8", errors="replace")
     return orjson.dumps(
         {
             "code": code,
             "message": message,
             "pointer": pointer,
+            "errors": [{"pointer": p.pointer, "message": p.message} for p in problems],
             "sender": sender,
             "identifier": identifier,
             "source": {"topic": topic, "partition": partition, "offset": offset},

@@ -18,7 +18,7 @@ from datetime import datetime
 
 import orjson
 
-from streams.errors import AlreadyCancelled, Expired, UnknownReference
+from streams.errors import AlreadyCancelled, Expired, UnknownReference, quote
 from streams.records import AcceptedAlert
 
 __all__ = ["LifecycleState", "Plan", "parse_references", "told"]
@@ -111,9 +111,15 @@ class LifecycleState:
             if seen is not None:
                 return seen[0]
         raise UnknownReference(
-            f"none of the references is an accepted alert: {references[:200]!r}",
+            f"none of the references is an accepted alert: {quote(references[:200])}",
             pointer="/references",
         )
+
+    def apply(self, alert: AcceptedAlert) -> Plan:
+        """Replay one record of ``loa.alerts.accepted`` (what a replica of that topic does)."""
+        plan = Plan(alert.message_id, alert.alert_id, alert.version)
+        self.record(plan, alert.msg_type, alert)
+        return plan
 
     def record(self, plan: Plan, msg_type: str, alert: AcceptedAlert | None = None) -> None:
         """Remember an accepted message (idempotent: replays apply the same record again)."""

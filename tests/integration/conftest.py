@@ -156,6 +156,7 @@ def alert(identifier: str, regions: list[str], **info: Any) -> dict[str, Any]:
     """A minimal valid Loa JSON alert."""
     block: dict[str, Any] = {
         "language": "vi-VN",
+        "category": ["Met"],
         "event": "Lũ quét",
         "urgency": "Immediate",
         "severity": "Extreme",
@@ -170,6 +171,7 @@ def alert(identifier: str, regions: list[str], **info: Any) -> dict[str, Any]:
         "sent": "2026-11-23T08:00:00+07:00",
         "status": "Actual",
         "msgType": "Alert",
+        "scope": "Public",
         "info": [block],
     }
 

@@ -75,7 +75,9 @@ async def test_cancel_is_accepted_and_later_updates_are_refused(live: LiveLoa) -
         "identifier": f"{original}-x",
         "sender": SENDER,
         "sent": "2026-11-23T09:00:00+07:00",
+        "status": "Actual",
         "msgType": "Cancel",
+        "scope": "Public",
         "references": _ref(original),
     }
     await live.publish(orjson.dumps(cancel))
@@ -97,7 +99,9 @@ async def test_cancel_right_after_the_alert_stops_what_remains(live: LiveLoa) ->
         "identifier": f"{original}-x",
         "sender": SENDER,
         "sent": "2026-11-23T09:00:00+07:00",
+        "status": "Actual",
         "msgType": "Cancel",
+        "scope": "Public",
         "references": _ref(original),
     }
     await live.publish(orjson.dumps(cancel))

@@ -16,9 +16,11 @@ from streams.schemas import validator
 
 def _alert(**info: Any) -> dict[str, Any]:
     block: dict[str, Any] = {
+        "category": ["Met"],
         "event": "Bão",
         "urgency": "Immediate",
         "severity": "Extreme",
+        "certainty": "Likely",
         "headline": "Bão số 3",
         "area": [{"areaDesc": "ven biển", "regions": ["VN-22", "VN-31"]}],
     }
@@ -27,6 +29,9 @@ def _alert(**info: Any) -> dict[str, Any]:
         "identifier": "X-1",
         "sender": "nchmf.gov.vn",
         "sent": "2026-09-06T08:00:00+07:00",
+        "status": "Actual",
+        "msgType": "Alert",
+        "scope": "Public",
         "info": [block],
     }
 
@@ -71,7 +76,7 @@ def test_priority_table(severity: str, urgency: str, priority: str) -> None:
         (b"\xff\xfe\x00", RejectionCode.MALFORMED, ""),
         (b"[1, 2]", RejectionCode.MALFORMED, ""),
         (b"{", RejectionCode.MALFORMED, ""),
-        (b'{"identifier": "x"}', RejectionCode.SCHEMA, ""),
+        (b'{"identifier": "x"}', RejectionCode.SCHEMA, "/sender"),
         (b"x" * 70_000, RejectionCode.TOO_LARGE, ""),
     ],
 )

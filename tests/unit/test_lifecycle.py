@@ -19,9 +19,11 @@ def _msg(
     identifier: str, msg_type: str = "Alert", references: str | None = None, **info: Any
 ) -> dict[str, Any]:
     block: dict[str, Any] = {
+        "category": ["Met"],
         "event": "Bão",
         "urgency": "Immediate",
         "severity": "Extreme",
+        "certainty": "Likely",
         "headline": "Bão số 3",
         "area": [{"areaDesc": "ven biển", "regions": ["VN-22"]}],
     }
@@ -30,12 +32,18 @@ def _msg(
         "identifier": identifier,
         "sender": "nchmf.gov.vn",
         "sent": "2026-09-06T08:00:00+07:00",
+        "status": "Actual",
         "msgType": msg_type,
+        "scope": "Public",
         "info": [block],
     }
     if references is not None:
         doc["references"] = references
     return doc
+
+
+def _ref(identifier: str) -> str:
+    return f"nchmf.gov.vn,{identifier},2026-09-06T08:00:00+07:00"
 
 
 def _run(state: LifecycleState, doc: dict[str, Any]) -> Accepted | Duplicate | Rejected:
@@ -64,7 +72,7 @@ def test_republish_is_a_duplicate_with_no_orders() -> None:
 def test_update_joins_the_lineage_with_the_next_version() -> None:
     state = LifecycleState()
     _run(state, _msg("T-1"))
-    update = _run(state, _msg("T-2", "Update", "nchmf.gov.vn,T-1,2026-09-06T08:00:00+07:00"))
+    update = _run(state, _msg("T-2", "Update", _ref("T-1")))
     assert isinstance(update, Accepted)
     assert (update.alert.alert_id, update.alert.version) == ("nchmf.gov.vn/T-1", 2)
     assert update.alert.message_id == "nchmf.gov.vn/T-2"
@@ -77,13 +85,13 @@ def test_update_joins_the_lineage_with_the_next_version() -> None:
 def test_cancel_orders_cancel_tasks_at_the_alerts_priority_and_marks_the_lineage() -> None:
     state = LifecycleState()
     _run(state, _msg("T-1"))
-    cancel = _run(state, {**_msg("T-9", "Cancel", "nchmf.gov.vn,T-1,x"), "info": []})
+    cancel = _run(state, {**_msg("T-9", "Cancel", _ref("T-1")), "info": []})
     assert isinstance(cancel, Accepted)
     assert {(o.kind, o.priority.value, o.version) for o in cancel.orders} == {
         (TaskKind.CANCEL, "extreme", 2)
     }
     assert state.is_cancelled("nchmf.gov.vn/T-1")
-    late = _run(state, _msg("T-10", "Update", "nchmf.gov.vn,T-1,x"))
+    late = _run(state, _msg("T-10", "Update", _ref("T-1")))
     assert isinstance(late, Rejected)
     assert late.code is RejectionCode.ALREADY_CANCELLED
 
@@ -91,7 +99,7 @@ def test_cancel_orders_cancel_tasks_at_the_alerts_priority_and_marks_the_lineage
 def test_cancel_tasks_can_be_turned_off_and_never_go_to_exercises() -> None:
     state = LifecycleState()
     _run(state, _msg("T-1"))
-    cancel = {**_msg("T-9", "Cancel", "nchmf.gov.vn,T-1,x"), "info": []}
+    cancel = {**_msg("T-9", "Cancel", _ref("T-1")), "info": []}
     quiet = decide(
         orjson.dumps(cancel),
         regions=registry(),
@@ -105,9 +113,7 @@ def test_cancel_tasks_can_be_turned_off_and_never_go_to_exercises() -> None:
     assert quiet.orders == ()
     drill = LifecycleState()
     _run(drill, {**_msg("E-1"), "status": "Exercise"})
-    exercise_cancel = _run(
-        drill, {**cancel, "references": "nchmf.gov.vn,E-1,x", "status": "Exercise"}
-    )
+    exercise_cancel = _run(drill, {**cancel, "references": _ref("E-1"), "status": "Exercise"})
     assert isinstance(exercise_cancel, Accepted)
     assert exercise_cancel.orders == ()
 
@@ -120,19 +126,19 @@ def test_update_that_changes_nothing_told_is_marked_unchanged() -> None:
         _msg(
             "T-2",
             "Update",
-            "nchmf.gov.vn,T-1,x",
+            _ref("T-1"),
             area=[{"areaDesc": "wider", "regions": ["VN-22", "VN-31"]}],
         ),
     )
     assert isinstance(same, Accepted)
     assert {o.changed for o in same.orders} == {False}
-    worse = _run(state, _msg("T-3", "Update", "nchmf.gov.vn,T-2,x", headline="Bão mạnh lên"))
+    worse = _run(state, _msg("T-3", "Update", _ref("T-2"), headline="Bão mạnh lên"))
     assert isinstance(worse, Accepted)
     assert {o.changed for o in worse.orders} == {True}
 
 
 def test_update_of_an_unknown_alert_is_rejected() -> None:
-    decision = _run(LifecycleState(), _msg("T-2", "Update", "nchmf.gov.vn,NOPE,x"))
+    decision = _run(LifecycleState(), _msg("T-2", "Update", _ref("NOPE")))
     assert isinstance(decision, Rejected)
     assert decision.code is RejectionCode.UNKNOWN_REFERENCE
     assert decision.pointer == "/references"
@@ -163,7 +169,7 @@ def test_statuses_that_reach_nobody_are_accepted_without_orders(status: str) -> 
 def test_ack_and_error_join_the_lineage_silently(msg_type: str) -> None:
     state = LifecycleState()
     _run(state, _msg("T-1"))
-    decision = _run(state, _msg("T-5", msg_type, "nchmf.gov.vn,T-1,x"))
+    decision = _run(state, _msg("T-5", msg_type, _ref("T-1")))
     assert isinstance(decision, Accepted)
     assert decision.orders == ()
     assert decision.alert.version == 1
@@ -172,12 +178,12 @@ def test_ack_and_error_join_the_lineage_silently(msg_type: str) -> None:
 def test_cancel_needs_no_info_block() -> None:
     state = LifecycleState()
     _run(state, _msg("T-1"))
-    cancel = {key: value for key, value in _msg("T-2", "Cancel", "nchmf.gov.vn,T-1,x").items()}
+    cancel = {key: value for key, value in _msg("T-2", "Cancel", _ref("T-1")).items()}
     del cancel["info"]
     decision = _run(state, cancel)
     assert isinstance(decision, Accepted)
     assert state.is_cancelled("nchmf.gov.vn/T-1")
-    update_without_info = _msg("T-3", "Update", "nchmf.gov.vn,T-1,x")
+    update_without_info = _msg("T-3", "Update", _ref("T-1"))
     del update_without_info["info"]
     rejected = _run(LifecycleState(), update_without_info)
     assert isinstance(rejected, Rejected)
