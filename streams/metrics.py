@@ -154,6 +154,12 @@ class Metrics:
             ["channel", "outcome"],
             registry=r,
         )
+        self.restore_failures = Counter(
+            "loa_partition_restore_failures_total",
+            "Failed restores of an owned partition's state (each is retried with backoff).",
+            ["component"],
+            registry=r,
+        )
         self.receipts_invalid = Counter(
             "loa_receipts_invalid_total",
             "Receipt records that could not be read (skipped, logged).",

@@ -98,29 +98,33 @@ class DirectoryService:
 
     async def assign(self, partitions: set[int]) -> None:
         """Own exactly ``partitions``: replay new ones from the start, drop the others."""
-        assert self._consumer is not None
         async with self._assign_lock:
-            if partitions == set(self._indexes):
-                return
-            if self._fetcher is not None:
-                await self._assign_raw(partitions)
-                return
-            positions = {
-                p: await self._consumer.position(TopicPartition(self._topic, p))
-                for p in self._indexes
-                if p in partitions
-            }
-            for p in set(self._indexes) - partitions:
-                del self._indexes[p]
-            tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-            self._consumer.assign(tps)
-            for tp in tps:
-                if tp.partition in positions:
-                    self._consumer.seek(tp, positions[tp.partition])
-                else:
-                    self._indexes[tp.partition] = DirectoryPartition()
-                    await self._consumer.seek_to_beginning(tp)
-            log.info("directory owns partitions %s", sorted(partitions))
+            await self._assign(partitions)
+
+    async def _assign(self, partitions: set[int]) -> None:
+        """:meth:`assign` under the lock (the owned set is read and changed in one step)."""
+        assert self._consumer is not None
+        if partitions == set(self._indexes):
+            return
+        if self._fetcher is not None:
+            await self._assign_raw(partitions)
+            return
+        positions = {
+            p: await self._consumer.position(TopicPartition(self._topic, p))
+            for p in self._indexes
+            if p in partitions
+        }
+        for p in set(self._indexes) - partitions:
+            del self._indexes[p]
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        for tp in tps:
+            if tp.partition in positions:
+                self._consumer.seek(tp, positions[tp.partition])
+            else:
+                self._indexes[tp.partition] = DirectoryPartition()
+                await self._consumer.seek_to_beginning(tp)
+        log.info("directory owns partitions %s", sorted(partitions))
 
     async def _assign_raw(self, partitions: set[int]) -> None:
         assert self._consumer is not None
@@ -135,9 +139,24 @@ class DirectoryService:
             self._positions[tp.partition] = int(starts[tp])
         log.info("directory owns partitions %s", sorted(partitions))
 
+    # -- partition ownership (streams.ownership): restore = replay to the topic's end
+
+    component = "directory"
+
+    async def restore(self, partition: int) -> None:
+        """Own ``partition`` and replay it up to the changes topic's end as of now (raises
+        :class:`DirectoryNotReady` when that takes longer than the catch-up timeout)."""
+        await self.ready(partition)
+
+    async def revoke(self, partitions: set[int]) -> None:
+        async with self._assign_lock:
+            await self._assign(self.owned - partitions)
+
     async def ensure(self, p: int) -> None:
-        if p not in self._indexes:
-            await self.assign(set(self._indexes) | {p})
+        """Own ``p`` as well (replayed from the start if new)."""
+        async with self._assign_lock:
+            if p not in self._indexes:
+                await self._assign(set(self._indexes) | {p})
 
     async def ready(self, p: int, *, timeout_s: float | None = None) -> DirectoryPartition:
         """The index of ``p`` once it has applied every change in the topic as of now."""
