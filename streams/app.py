@@ -207,7 +207,9 @@ def create_app(settings: Settings) -> faust.App:
 
     app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]  # mode stubs
 
-    inbound = app.topic(settings.inbound_topic, key_type=bytes, value_type=bytes)
+    # acks=False: Faust never commits inbound offsets; the ingest agent commits each one in
+    # the transaction of its decision (one committer per offset). Orders' offsets are Faust's.
+    inbound = app.topic(settings.inbound_topic, key_type=bytes, value_type=bytes, acks=False)
     orders = app.topic(settings.orders_topic, key_type=bytes, value_type=bytes)
 
     @app.agent(inbound, concurrency=1)
