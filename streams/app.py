@@ -17,7 +17,6 @@ directory owns its consumer (replay from offset 0 on assignment).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 from functools import partial
@@ -42,6 +41,7 @@ from streams.receipts import ReceiptsAgent
 from streams.records import FanoutOrder, TaskKind
 from streams.regions import RegionRegistry, registry
 from streams.settings import Settings
+from streams.tasks import cancel_and_wait
 
 __all__ = ["Runtime", "create_app"]
 
@@ -131,10 +131,7 @@ class Runtime:
 
     async def stop(self) -> None:
         self.readiness.started(False)
-        if self._replicas is not None:
-            self._replicas.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._replicas
+        await cancel_and_wait(self._replicas)
         await self.ownership.stop()
         await self.lag.stop()
         await self.receipts.stop()

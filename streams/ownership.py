@@ -27,7 +27,6 @@ restore returned; nothing here commits offsets or writes to Kafka.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -36,6 +35,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from streams.health import Readiness
 from streams.metrics import Metrics
+from streams.tasks import cancel_and_wait
 
 __all__ = ["RESTORE_BACKOFF_S", "Ownership", "OwnershipListener", "PartitionOwner"]
 
@@ -92,11 +92,8 @@ class Ownership:
             self._task = asyncio.create_task(self._reconcile(), name=f"loa-ownership-{self._name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def request(self, partitions: Iterable[int]) -> None:
         """Own exactly ``partitions`` from now on (a rebalance callback calls this)."""

@@ -24,7 +24,6 @@ delivery workers make them (``loa deliver`` writes them transactionally).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -42,6 +41,7 @@ from streams.kafkaio.clients import make_producer, make_reader
 from streams.metrics import RECEIPT_OUTCOMES, Metrics
 from streams.ownership import Ownership, OwnershipListener
 from streams.settings import Settings
+from streams.tasks import cancel_and_wait
 
 __all__ = [
     "PartitionTallies",
@@ -218,10 +218,7 @@ class ReceiptsAgent:
         self._task = asyncio.create_task(self._run(), name="loa-receipts")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._consumer is not None:
             await self._consumer.stop()
         await self._ownership.stop()

@@ -22,7 +22,6 @@ consumer (``getmany``) instead; both feed the same decoder and index.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -36,6 +35,7 @@ from streams.kafkaio.rawkafka import RawFetcher
 from streams.kafkaio.recordbatch import FetchedRecords, read_partition
 from streams.regions import RegionRegistry
 from streams.settings import Settings
+from streams.tasks import cancel_and_wait
 
 __all__ = ["DirectoryService"]
 
@@ -80,10 +80,7 @@ class DirectoryService:
         self._task = asyncio.create_task(run, name="loa-directory")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._fetcher is not None:
             await self._fetcher.close()
         if self._consumer is not None:

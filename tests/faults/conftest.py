@@ -235,31 +235,7 @@ async def committed_recipients(
     settings: Settings, start: dict[TopicPartition, int], *, timeout_s: float = 120.0
 ) -> npt.NDArray[np.uint64]:
     """Recipient ids of every committed task after ``start``, with repeats, parsed from keys."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=32 * 1024 * 1024,
-    )
-    await consumer.start()
-    keys: list[bytes] = []
-    try:
-        tps = list(start)
-        consumer.assign(tps)
-        for tp, offset in start.items():
-            consumer.seek(tp, offset)
-        end = await consumer.end_offsets(tps)
-        async with asyncio.timeout(timeout_s):
-            while any([await consumer.position(tp) < end[tp] for tp in tps]):
-                batch = await consumer.getmany(*tps, timeout_ms=500, max_records=200_000)
-                for records in batch.values():
-                    keys.extend([r.key for r in records])
-    finally:
-        await consumer.stop()
-    if not keys:
-        return np.zeros(0, dtype=np.uint64)
-    return np.array(keys).astype(np.uint64)
+    return (await committed_tasks(settings, start, timeout_s=timeout_s)).ids
 
 
 @dataclass(frozen=True)
