@@ -112,6 +112,14 @@ def _split(workers: list[WorkerProcess], partitions: int) -> bool:
     return union == set(range(partitions))
 
 
+def _covered(workers: list[WorkerProcess], partitions: int) -> bool:
+    """Every partition owned by exactly one of ``workers`` (some may own none)."""
+    owned = [owned_partitions(w) or set() for w in workers]
+    return sum(len(o) for o in owned) == partitions and set().union(*owned) == set(
+        range(partitions)
+    )
+
+
 async def test_worker_killed_and_restarted_as_the_same_member_resumes_exactly_once(
     national: Stage, workers: Workers
 ) -> None:
@@ -173,28 +181,38 @@ async def test_two_workers_one_killed_the_other_takes_over_and_finishes(
 async def test_rolling_sigterm_restart_of_three_workers_loses_and_repeats_nothing(
     national: Stage, workers: Workers
 ) -> None:
+    """Three workers, four partitions, each stopped with SIGTERM and started again (same
+    member id, a fresh log) once the group has settled, as a deployment rollout does. Faust's
+    assignor is sticky and gives at most two partitions to a worker, so a restarted worker may
+    get none until the next rebalance: settled means every partition owned by exactly one
+    live worker and the restarted one ready."""
     settings = national.app("rolling")
     start = await sends_end(settings)
     await set_channel_rate(settings, "oa", THROTTLE / 2)  # long enough for three restarts
     names = ["r0", "r1", "r2"]
-    pool = [workers.start(settings, n, LOA_FANOUT_CHUNK=CHUNK) for n in names]
-    await wait_until(lambda: _split(pool, settings.partitions), "a split", timeout_s=120)
+    pool = [workers.start(settings, n, LOA_FANOUT_CHUNK=CHUNK, LOA_INSTANCE_ID=n) for n in names]
+
+    def settled() -> bool:
+        ready = all("Worker ready" in w.log_path.read_text() for w in pool if w.log_path.exists())
+        return ready and _covered(pool, settings.partitions)
+
+    await wait_until(settled, "the group to settle", timeout_s=120)
     alert_id = await publish_national(national, pool[0])
     await wait_progress(settings, alert_id, _started, timeout_s=120)
 
-    stops: list[int | None] = []
+    codes: list[int | None] = []
     for i, name in enumerate(names):
         pool[i].stop(timeout_s=30)  # SIGTERM; the worker leaves the group as it stops
-        stops.append(pool[i].proc.returncode if pool[i].proc else None)
-        pool[i] = workers.start(settings, name, LOA_FANOUT_CHUNK=CHUNK)
-        await wait_until(
-            lambda: _split(pool, settings.partitions), "the group to settle", timeout_s=120
+        codes.append(pool[i].proc.returncode if pool[i].proc else None)
+        pool[i] = workers.start(
+            settings, f"{name}-again", LOA_FANOUT_CHUNK=CHUNK, LOA_INSTANCE_ID=name
         )
+        await wait_until(settled, "the group to settle", timeout_s=120)
     await set_channel_rate(settings, "oa", None)
     await _finish_and_judge(
         national, settings, alert_id, start, "rolling SIGTERM restart of 3 workers"
     )
-    assert stops == [0, 0, 0]  # each stopped cleanly within its shutdown timeout
+    assert codes == [0, 0, 0]  # each stopped cleanly within its shutdown timeout
 
 
 async def test_kill_9_during_directory_restore_then_restart_finishes_exactly_once(
