@@ -40,8 +40,9 @@ from tests.integration.conftest import LiveLoa, alert, register_agencies
 #: Workers of the fault tests notice a dead peer after this many seconds (the broker's floor).
 SESSION_TIMEOUT_S = "6"
 SEED = 23
-#: A broker of a test's own (bounced or cut off) listens next to the session broker's port.
-OWN_BROKER_PORT = int(os.environ.get("LOA_TEST_KAFKA_PORT", "19392")) + 1
+#: A broker of a test's own (bounced or cut off) listens next to the session broker's ports
+#: (the session broker's KRaft controller takes +1; this one takes +2 and +3).
+OWN_BROKER_PORT = int(os.environ.get("LOA_TEST_KAFKA_PORT", "19392")) + 2
 #: Where every fault test appends the gaps it measured (one JSON object per line).
 GAPS_FILE = Path(".loa") / "fault-gaps.jsonl"
 
