@@ -204,17 +204,22 @@ class FanoutScheduler:
     async def _restore(self, p: int) -> None:
         settings = self._settings
         part = self._partitions[p]
+        # both topics are read at once: a takeover waits for the longer read, not the sum
+        cursors, orders = await asyncio.gather(
+            _values(settings, settings.progress_topic, p),
+            _values(settings, settings.orders_topic, p),
+        )
         progress: dict[OrderKey, Progress] = {}
-        async for record in read_partition(settings, settings.progress_topic, p):
+        for value in cursors:
             try:
-                done = Progress.from_json(record.value or b"")
+                done = Progress.from_json(value)
             except Exception:
                 continue  # not a progress record: nothing to resume from
             progress[(done.alert_id, done.version, done.partition)] = done
         restored = 0
-        async for record in read_partition(settings, settings.orders_topic, p):
+        for value in orders:
             try:
-                order = FanoutOrder.from_json(record.value or b"")
+                order = FanoutOrder.from_json(value)
             except Exception:
                 continue  # the agent reports bad orders when it reads them
             if order.partition != p:
@@ -466,3 +471,8 @@ def _transient(exc: Exception) -> bool:
     if isinstance(exc, LoaError):
         return exc.retriable
     return isinstance(exc, (KafkaError, OSError, TimeoutError))
+
+
+async def _values(settings: Settings, topic: str, p: int) -> list[bytes]:
+    """The committed values of partition ``p`` of ``topic`` (a tombstone reads as empty)."""
+    return [record.value or b"" async for record in read_partition(settings, topic, p)]
