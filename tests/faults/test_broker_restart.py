@@ -50,8 +50,8 @@ OUTAGE_S = 5.0
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = kafka_env(PORT, tmp_path / "kafka")
-    kafka("start", env)
     try:
+        kafka("start", env)  # inside: a start that fails half way is stopped too
         yield env
     finally:
         kafka("stop", env)
