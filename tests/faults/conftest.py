@@ -267,9 +267,9 @@ def kafka_env(port: int, run_dir: Path) -> dict[str, str]:
 
 def kafka(action: str, env: dict[str, str]) -> None:
     # kafka.sh gives up after LOA_KAFKA_START_TIMEOUT (60 s) and stops what it started
-    timeout = float(env.get("LOA_KAFKA_START_TIMEOUT", "60")) + 60
+    limit = float(env.get("LOA_KAFKA_START_TIMEOUT", "60")) + 60
     done = subprocess.run(
-        ["bash", str(KAFKA_SCRIPT), action], env=env, capture_output=True, text=True, timeout=timeout
+        ["bash", str(KAFKA_SCRIPT), action], env=env, capture_output=True, text=True, timeout=limit
     )
     assert done.returncode == 0, f"kafka.sh {action}:\n{done.stdout}\n{done.stderr}"
 
