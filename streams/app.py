@@ -43,7 +43,7 @@ from streams.regions import RegionRegistry, registry
 from streams.settings import Settings
 from streams.tasks import cancel_and_wait
 
-__all__ = ["Runtime", "create_app"]
+__all__ = ["Runtime", "create_app", "create_worker"]
 
 log = logging.getLogger("loa")
 
@@ -171,6 +171,12 @@ def _decode_limit(key: bytes, value: bytes) -> float:
 
 
 def create_app(settings: Settings) -> faust.App:
+    return create_worker(settings)[0]
+
+
+def create_worker(settings: Settings) -> tuple[faust.App, Runtime]:
+    """The Faust app and the runtime its agents share (``runtime.readiness`` is the worker's
+    one readiness record, ``runtime.metrics`` its metrics)."""
     regions = registry()
     runtime = Runtime(settings, regions)
     app = faust.App(
@@ -242,4 +248,4 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             await runtime.scheduler.submit(order)
 
-    return app
+    return app, runtime
