@@ -61,6 +61,7 @@ def own_broker(tmp_path: Path) -> Iterator[dict[str, str]]:
         assert status.returncode == 3, "the test's broker is still running"
 
 
+@pytest.mark.timeout(900)  # two broker starts of its own: slow on a loaded machine
 async def test_broker_restart_mid_fanout_finishes_with_nothing_lost(
     own_broker: dict[str, str], workers: Workers, tmp_path: Path
 ) -> None:
@@ -105,6 +106,7 @@ async def test_broker_restart_mid_fanout_finishes_with_nothing_lost(
     assert result.committed == SUBSCRIBERS
 
 
+@pytest.mark.timeout(900)  # two broker starts of its own: slow on a loaded machine
 async def test_sigterm_with_the_broker_unreachable_stops_within_the_shutdown_timeout(
     own_broker: dict[str, str], workers: Workers, tmp_path: Path
 ) -> None:
