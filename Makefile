@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck rules unit integration bench kafka-start kafka-stop clean
+.PHONY: help setup demo test lint typecheck rules unit integration faults bench kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,11 +35,14 @@ typecheck: $(STAMP)  ## mypy --strict on streams/
 unit: $(STAMP)  ## unit tests only (no broker)
 	$(BIN)/pytest tests/unit
 
-integration: setup  ## integration and fault tests only (real broker, real Prometheus)
-	$(BIN)/pytest tests/integration tests/faults
+integration: setup  ## integration tests only (real broker, real Prometheus)
+	$(BIN)/pytest tests/integration
 
 test: setup lint typecheck rules  ## lint, typecheck, rules, unit and integration tests (starts its own broker)
-	$(BIN)/pytest
+	$(BIN)/pytest --ignore=tests/faults
+
+faults: setup  ## fault tests: kill -9, rolling restarts, broker outages, poison (bounded; gaps in .loa/fault-gaps.jsonl)
+	$(BIN)/pytest tests/faults
 
 rules:  ## promtool: check and unit-test the Prometheus alert rules (installs prometheus if missing)
 	bash deploy/prometheus/install.sh

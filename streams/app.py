@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import faust
@@ -35,12 +36,14 @@ from streams.ingest.agent import IngestAgent
 from streams.kafkaio.clients import create_topics, faust_broker_options, make_producer
 from streams.kafkaio.replica import CompactedReplica
 from streams.metrics import LagSampler, Metrics, serve, shutdown
+from streams.ownership import Ownership, restore_once
 from streams.receipts import ReceiptsAgent
 from streams.records import FanoutOrder, TaskKind
 from streams.regions import RegionRegistry, registry
 from streams.settings import Settings
+from streams.tasks import cancel_and_wait
 
-__all__ = ["Runtime", "create_app"]
+__all__ = ["Runtime", "create_app", "create_worker"]
 
 log = logging.getLogger("loa")
 
@@ -56,7 +59,7 @@ class Runtime:
         self.metrics = Metrics()
         #: The worker's one readiness record (``/ready``): every owned partition's state.
         self.readiness = Readiness()
-        self.receipts = ReceiptsAgent(settings, self.metrics)
+        self.receipts = ReceiptsAgent(settings, self.metrics, readiness=self.readiness)
         self.lag = LagSampler(
             settings,
             self.metrics,
@@ -86,8 +89,12 @@ class Runtime:
             stop_reason=self.stop_reason,
             limits=lambda: {k.decode(): v for k, v in self.channels.items().items()},
         )
+        # the workers' group: order partition p brings directory partition p (co-partitioned)
+        self.ownership = Ownership(
+            [self.directory, self.scheduler], self.readiness, self.metrics, name="workers"
+        )
+        self._replicas: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
-        self._wanted: set[int] | None = None
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -102,9 +109,8 @@ class Runtime:
         await self.ingest.start(self._producer)
         await self.channels.start()
         await self.scheduler.start()
-        if self._wanted is not None:
-            await self.directory.assign(self._wanted)
-            await self.scheduler.assign(self._wanted)
+        self.ownership.start()
+        self._replicas = asyncio.create_task(self._restore_replicas(), name="loa-replicas")
         s = self.settings
         self._metrics_server = serve(
             self.metrics, s.metrics_host, s.metrics_port, readiness=self.readiness
@@ -114,8 +120,21 @@ class Runtime:
         self.readiness.started()
         self._started.set()
 
+    async def _restore_replicas(self) -> None:
+        """The replicas own their one partition for the worker's lifetime: ready once caught up."""
+        timeout = self.settings.directory_catchup_timeout_s
+        r, m = self.readiness, self.metrics
+        await restore_once("accepted", partial(self.ingest.accepted.ready, timeout_s=timeout), r, m)
+        await restore_once("channels", partial(self.channels.ready, timeout_s=timeout), r, m)
+        await restore_once("agencies", self._agencies_ready, r, m)
+
+    async def _agencies_ready(self) -> None:
+        await self.ingest.agencies.ready()
+
     async def stop(self) -> None:
         self.readiness.started(False)
+        await cancel_and_wait(self._replicas)
+        await self.ownership.stop()
         await self.lag.stop()
         await self.receipts.stop()
         shutdown(self._metrics_server)
@@ -129,11 +148,10 @@ class Runtime:
     async def wait_started(self) -> None:
         await self._started.wait()
 
-    async def assign(self, partitions: set[int]) -> None:
-        self._wanted = partitions
-        if self._started.is_set():
-            await self.directory.assign(partitions)
-            await self.scheduler.assign(partitions)
+    def assign(self, partitions: set[int]) -> None:
+        """The workers' group gave this worker ``partitions`` of the orders topic (and with
+        them the same directory partitions): restored by the ownership task, not here."""
+        self.ownership.request(partitions)
 
     def stop_reason(self, order: FanoutOrder) -> str | None:
         """Why an order must stop now: its lineage was cancelled or its alert expired."""
@@ -147,6 +165,12 @@ class Runtime:
 
 
 def create_app(settings: Settings) -> faust.App:
+    return create_worker(settings)[0]
+
+
+def create_worker(settings: Settings) -> tuple[faust.App, Runtime]:
+    """The Faust app and the runtime its agents share (``runtime.readiness`` is the worker's
+    one readiness record, ``runtime.metrics`` its metrics)."""
     regions = registry()
     runtime = Runtime(settings, regions)
     app = faust.App(
@@ -176,12 +200,13 @@ def create_app(settings: Settings) -> faust.App:
 
     async def on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         assigned = args[0] if args else kwargs.get("assigned")
-        partitions = {tp.partition for tp in assigned or () if tp.topic == settings.orders_topic}
-        asyncio.get_running_loop().create_task(runtime.assign(partitions))
+        runtime.assign({tp.partition for tp in assigned or () if tp.topic == settings.orders_topic})
 
     app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]  # mode stubs
 
-    inbound = app.topic(settings.inbound_topic, key_type=bytes, value_type=bytes)
+    # acks=False: Faust never commits inbound offsets; the ingest agent commits each one in
+    # the transaction of its decision (one committer per offset). Orders' offsets are Faust's.
+    inbound = app.topic(settings.inbound_topic, key_type=bytes, value_type=bytes, acks=False)
     orders = app.topic(settings.orders_topic, key_type=bytes, value_type=bytes)
 
     @app.agent(inbound, concurrency=1)
@@ -217,4 +242,4 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             await runtime.scheduler.submit(order)
 
-    return app
+    return app, runtime

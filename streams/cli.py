@@ -60,16 +60,16 @@ def main() -> None:
 @main.command()
 def worker() -> None:
     """Run a worker (ingest, directory and fan-out agents)."""
-    import faust
-
     from streams.app import create_app
+    from streams.shutdown import LoaWorker
 
     settings = _settings()
     app = create_app(settings)
     from streams.logs import worker_logging_config
 
-    faust.Worker(
+    LoaWorker(
         app,
+        settings,
         loglevel=settings.log_level.lower(),
         quiet=True,
         logging_config=worker_logging_config(settings.log_level, settings.log_format),

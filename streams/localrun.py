@@ -76,6 +76,9 @@ class WorkerProcess:
             LOA_PARTITIONS=str(self.settings.partitions),
             LOA_DATA_DIR=self.settings.resolved_data_dir,
             LOA_LOG_LEVEL=self.settings.log_level,
+            # one static member per worker of a run; the same log means the same worker
+            # restarted, which reclaims its partitions (streams.settings.instance_id)
+            LOA_INSTANCE_ID=f"{self.log_path.stem}-{os.getpid()}",
         )
         env.update(self.env)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -215,6 +215,12 @@ class Metrics:
             ["channel", "outcome"],
             registry=r,
         )
+        self.restore_failures = Counter(
+            "loa_partition_restore_failures_total",
+            "Failed restores of an owned partition's state (each is retried with backoff).",
+            ["component"],
+            registry=r,
+        )
         self.receipts_invalid = Counter(
             "loa_receipts_invalid_total",
             "Receipt records that could not be read (skipped, logged).",
@@ -302,12 +308,12 @@ class Metrics:
             rest = done.targeted - done.emitted - sum(done.suppressed.values())
             self.suppressed(done.stopped, rest, done.priority)
 
-    def first_task(self, priority: str, decided_at: float | None, at: float) -> None:
+    def first_task(self, priority: str, written_at: float | None, at: float) -> None:
         """An order partition's first chunk of tasks committed ``at`` (Unix seconds): decision
         → first task, observed now rather than when the order finishes, so the SLO rule
         (LoaFirstTaskSloMissed) fires during a slow national fan-out, not after it."""
-        if decided_at is not None:
-            self.decision_to_first_task.labels(priority).observe(max(at - decided_at, 0.0))
+        if written_at is not None:
+            self.decision_to_first_task.labels(priority).observe(max(at - written_at, 0.0))
 
     # -- receipts -------------------------------------------------------------------------------
 

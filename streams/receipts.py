@@ -24,7 +24,6 @@ delivery workers make them (``loa deliver`` writes them transactionally).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -35,12 +34,14 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
 
 from streams.errors import MalformedInput
+from streams.health import Readiness
 from streams.kafkaio.clients import make_producer, make_reader, start_all
 from streams.metrics import RECEIPT_OUTCOMES, Metrics
+from streams.ownership import Ownership, OwnershipListener
 from streams.settings import Settings
+from streams.tasks import cancel_and_wait
 
 __all__ = [
     "PartitionTallies",
@@ -183,7 +184,14 @@ class PartitionTallies:
 class ReceiptsAgent:
     """Consumes receipts in group ``<app_id>-receipts``; writes tallies and offsets atomically."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, *, flush_every_s: float = 0.5):
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        flush_every_s: float = 0.5,
+        readiness: Readiness | None = None,
+    ):
         self.settings = settings
         self.metrics = metrics
         self.group_id = f"{settings.app_id}-receipts"
@@ -192,6 +200,7 @@ class ReceiptsAgent:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._ownership = Ownership([self], readiness or Readiness(), metrics, name="receipts")
 
     async def start(self) -> None:
         s = self.settings
@@ -203,32 +212,36 @@ class ReceiptsAgent:
         await self._producer.start()
         self._consumer = make_reader(s, group_id=self.group_id, client_id=f"{s.app_id}-receipts")
         await self._consumer.start()
-        self._consumer.subscribe([s.receipts_topic], listener=_Listener(self))
+        self._ownership.start()
+        listener = OwnershipListener(self._ownership, s.receipts_topic)
+        self._consumer.subscribe([s.receipts_topic], listener=listener)
         self._task = asyncio.create_task(self._run(), name="loa-receipts")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._consumer is not None:
             await self._consumer.stop()
+        await self._ownership.stop()
         if self._producer is not None:
             await self._producer.stop()
 
-    async def restore(self, partitions: Iterable[int]) -> None:
-        """Rebuild the tallies of newly owned ``partitions`` from the tallies topic."""
-        wanted = sorted(set(partitions) - set(self._state))
-        for p in set(self._state) - set(partitions):
-            del self._state[p]
-        if not wanted:
+    # -- partition ownership (streams.ownership): restore = read the tallies back
+
+    component = "receipts"
+
+    async def restore(self, partition: int) -> None:
+        """Rebuild the tallies of a newly owned ``partition`` from the tallies topic."""
+        if partition in self._state:
             return
-        docs = await read_partitions(self.settings, self.settings.delivery_topic, wanted)
-        for p in wanted:
-            state = PartitionTallies(p)
-            state.restore(d for d in docs if d["partition"] == p)
-            self._state[p] = state
+        docs = await read_partitions(self.settings, self.settings.delivery_topic, [partition])
+        state = PartitionTallies(partition)
+        state.restore(d for d in docs if d["partition"] == partition)
+        self._state[partition] = state
         log.info("receipts own partitions %s", sorted(self._state))
+
+    async def revoke(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self._state.pop(p, None)
 
     async def _run(self) -> None:
         assert self._consumer is not None
@@ -248,7 +261,8 @@ class ReceiptsAgent:
     async def _rewind(self) -> None:
         assert self._consumer is not None
         assigned = self._consumer.assignment()
-        await self.restore(tp.partition for tp in assigned)
+        for tp in assigned:
+            await self.restore(tp.partition)
         committed = {tp: await self._consumer.committed(tp) for tp in assigned}
         for tp, offset in committed.items():
             if offset is None:
@@ -267,7 +281,7 @@ class ReceiptsAgent:
         for tp, records in data.items():
             state = self._state.get(tp.partition)
             if state is None:  # assigned after the listener ran: rebuild first
-                await self.restore({*self._state, tp.partition})
+                await self.restore(tp.partition)
                 state = self._state[tp.partition]
             receipts = []
             for record in records:
@@ -293,18 +307,6 @@ class ReceiptsAgent:
                     )
             await self._producer.send_offsets_to_transaction(offsets, self.group_id)
         self.metrics.receipts_folded(counts)
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
-    def __init__(self, agent: ReceiptsAgent) -> None:
-        self.agent = agent
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        # Every folded batch is committed before the next fetch, so there is nothing to flush.
-        return None
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.agent.restore(tp.partition for tp in assigned)
 
 
 async def read_partitions(

@@ -172,8 +172,9 @@ class FanoutOrder:
     #: For an Update: whether it changes what earlier versions told (headline, instruction,
     #: severity, urgency, expiry). Recipients already served get an ``update`` task only then.
     changed: bool = True
-    #: Unix seconds of ingest's decision: the start of the decision → first/last task latency.
-    decided_at: float | None = None
+    #: Unix seconds when ingest wrote the order (set by the ingest agent as it writes the
+    #: decision; the pure decision leaves it None): time to first task counts from it.
+    written_at: float | None = None
 
     def to_json(self) -> bytes:
         return _dumps(asdict(self))
@@ -193,7 +194,7 @@ class FanoutOrder:
             categories=tuple(str(c) for c in d.get("categories", ())),
             expires=d.get("expires"),
             changed=bool(d.get("changed", True)),
-            decided_at=float(d["decided_at"]) if d.get("decided_at") is not None else None,
+            written_at=None if d.get("written_at") is None else float(d["written_at"]),
         )
 
 
@@ -208,8 +209,11 @@ class Progress:
     targeted: int
     emitted: int
     done: bool
+    #: Unix seconds when this worker took the order (a resumed order keeps its first start).
     started_at: float
+    #: When the first chunk of tasks was committed (read_committed readers see it from then).
     first_task_at: float | None = None
+    #: When the last chunk, or the stop, was committed.
     finished_at: float | None = None
     #: Why the order ended before its audience was exhausted ("cancelled", "expired", "failed":
     #: the order cannot be carried out), if it did.
@@ -219,6 +223,8 @@ class Progress:
     cursor: int | None = None
     #: Recipients of the audience left out, by reason (``cap``: routine frequency cap).
     suppressed: dict[str, int] = field(default_factory=dict)
+    #: When ingest wrote the order (``FanoutOrder.written_at``), for time to first task.
+    written_at: float | None = None
 
     @property
     def key(self) -> bytes:

@@ -31,7 +31,6 @@ replay of a suffix again is harmless (last change per recipient wins).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -52,6 +51,7 @@ from streams.kafkaio.rawkafka import RawFetcher
 from streams.kafkaio.recordbatch import FetchedRecords, read_partition
 from streams.regions import RegionRegistry
 from streams.settings import Settings
+from streams.tasks import cancel_and_wait
 
 __all__ = ["DirectoryService"]
 
@@ -110,10 +110,7 @@ class DirectoryService:
 
     async def stop(self) -> None:
         for task in (self._snapshot_task, self._task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
         if self._fetcher is not None:
             await self._fetcher.close()
         if self._consumer is not None:
@@ -128,32 +125,36 @@ class DirectoryService:
 
     async def assign(self, partitions: set[int]) -> None:
         """Own exactly ``partitions``: replay new ones from the start, drop the others."""
-        assert self._consumer is not None
         async with self._assign_lock:
-            if partitions == set(self._indexes):
-                return
-            if self._fetcher is not None:
-                await self._assign_raw(partitions)
-                return
-            positions = {
-                p: await self._consumer.position(TopicPartition(self._topic, p))
-                for p in self._indexes
-                if p in partitions
-            }
-            for p in set(self._indexes) - partitions:
-                del self._indexes[p]
-                self._snapshotted.pop(p, None)
-            tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-            restored = await self._restore_points(partitions - set(positions))
-            self._consumer.assign(tps)
-            for tp in tps:
-                if tp.partition in positions:
-                    self._consumer.seek(tp, positions[tp.partition])
-                else:
-                    index, offset = restored[tp.partition]
-                    self._indexes[tp.partition] = index
-                    self._consumer.seek(tp, offset)
-            log.info("directory owns partitions %s", sorted(partitions))
+            await self._assign(partitions)
+
+    async def _assign(self, partitions: set[int]) -> None:
+        """:meth:`assign` under the lock (the owned set is read and changed in one step)."""
+        assert self._consumer is not None
+        if partitions == set(self._indexes):
+            return
+        if self._fetcher is not None:
+            await self._assign_raw(partitions)
+            return
+        positions = {
+            p: await self._consumer.position(TopicPartition(self._topic, p))
+            for p in self._indexes
+            if p in partitions
+        }
+        for p in set(self._indexes) - partitions:
+            del self._indexes[p]
+            self._snapshotted.pop(p, None)
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        restored = await self._restore_points(partitions - set(positions))
+        self._consumer.assign(tps)
+        for tp in tps:
+            if tp.partition in positions:
+                self._consumer.seek(tp, positions[tp.partition])
+            else:
+                index, offset = restored[tp.partition]
+                self._indexes[tp.partition] = index
+                self._consumer.seek(tp, offset)
+        log.info("directory owns partitions %s", sorted(partitions))
 
     async def _assign_raw(self, partitions: set[int]) -> None:
         assert self._consumer is not None
@@ -271,9 +272,24 @@ class DirectoryService:
             except Exception:  # the next round tries again; the directory itself is unharmed
                 log.exception("directory snapshots failed")
 
+    # -- partition ownership (streams.ownership): restore = replay to the topic's end
+
+    component = "directory"
+
+    async def restore(self, partition: int) -> None:
+        """Own ``partition`` and replay it up to the changes topic's end as of now (raises
+        :class:`DirectoryNotReady` when that takes longer than the catch-up timeout)."""
+        await self.ready(partition)
+
+    async def revoke(self, partitions: set[int]) -> None:
+        async with self._assign_lock:
+            await self._assign(self.owned - partitions)
+
     async def ensure(self, p: int) -> None:
-        if p not in self._indexes:
-            await self.assign(set(self._indexes) | {p})
+        """Own ``p`` as well (replayed from the start if new)."""
+        async with self._assign_lock:
+            if p not in self._indexes:
+                await self._assign(set(self._indexes) | {p})
 
     async def ready(self, p: int, *, timeout_s: float | None = None) -> DirectoryPartition:
         """The index of ``p`` once it has applied every change in the topic as of now."""

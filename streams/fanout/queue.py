@@ -10,7 +10,10 @@ every time is passed in, so the unit tests pin when each one is taken.
 * **Versions.** A later version of a lineage waits until the earlier ones on its partition are
   finished (they stop at once: ``superseded``), so its plan sees their final cursors.
 * **Progress.** :func:`started` when an order is taken, :func:`planned` once its audience is
-  selected, :func:`chunk_committed` per committed chunk, :func:`failed` for poison.
+  selected, :func:`chunk_written` for the record a chunk's transaction carries,
+  :func:`chunk_committed` once that transaction committed, :func:`failed` for poison. Times are
+  taken when the work they name is done: the first task time is the commit of the first chunk
+  that emitted, the finish time the commit of the last.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "PartitionQueue",
     "Running",
     "chunk_committed",
+    "chunk_written",
     "failed",
     "next_order",
     "order_key",
@@ -152,6 +156,7 @@ def started(order: FanoutOrder, now: float) -> Progress:
         emitted=0,
         done=False,
         started_at=now,
+        written_at=order.written_at,
     )
 
 
@@ -163,7 +168,7 @@ def planned(progress: Progress, *, targeted: int, suppressed: dict[str, int]) ->
     return replace(progress, targeted=targeted, suppressed=suppressed)
 
 
-def chunk_committed(
+def chunk_written(
     progress: Progress,
     *,
     emitted: int,
@@ -172,9 +177,13 @@ def chunk_committed(
     stopped: str | None,
     at: float,
 ) -> Progress:
-    """The progress after a chunk of ``emitted`` tasks up to ``cursor`` (``done``: the last one,
-    ``stopped``: why it ended early). ``at`` is when the chunk's tasks are committed: the first
-    task time of the first chunk that emits, the finish time of the last."""
+    """The progress record written in the transaction of a chunk of ``emitted`` tasks up to
+    ``cursor`` (``done``: the last one, ``stopped``: why it ended early).
+
+    The record is part of the commit it describes, so it cannot carry the commit's own time:
+    ``at`` is when the chunk's tasks were acknowledged by the broker, just before the commit.
+    :func:`chunk_committed` replaces it with the commit time once the commit returned.
+    """
     return replace(
         progress,
         emitted=progress.emitted + emitted,
@@ -183,6 +192,21 @@ def chunk_committed(
         done=done,
         stopped=stopped,
         finished_at=at if done else None,
+    )
+
+
+def chunk_committed(before: Progress, written: Progress, committed_at: float) -> Progress:
+    """``written`` (the record of a chunk whose transaction committed at ``committed_at``, the
+    order's progress having been ``before``) with the times that chunk names set to the commit:
+    the first task time if this chunk emitted the first tasks, the finish time if it ended the
+    order. Times of earlier chunks are kept."""
+    first = written.first_task_at
+    if before.first_task_at is None and first is not None:
+        first = committed_at
+    return replace(
+        written,
+        first_task_at=first,
+        finished_at=committed_at if written.done else written.finished_at,
     )
 
 

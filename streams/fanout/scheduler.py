@@ -32,6 +32,7 @@ import contextlib
 import gc
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -114,7 +115,8 @@ class FanoutScheduler:
         self._partitions: dict[int, _Partition] = {}
         self._seq = 0
         self._wake = asyncio.Event()
-        self._assign_lock = asyncio.Lock()
+        #: One lock per partition: partitions restore in parallel, one partition once at a time.
+        self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._task: asyncio.Task[None] | None = None
         self._chunks: set[asyncio.Task[None]] = set()
 
@@ -134,22 +136,45 @@ class FanoutScheduler:
 
     # ------------------------------------------------------------------ ownership
 
+    component = "fanout"
+
     async def assign(self, partitions: set[int]) -> None:
-        """Own exactly ``partitions``: fence and restore new ones, let go of the others."""
-        async with self._assign_lock:
-            for p in set(self._partitions) - partitions:
-                part = self._partitions.pop(p)
+        """Own exactly ``partitions`` (tests and tools; workers go through ownership)."""
+        await self.revoke(set(self._partitions) - partitions)
+        for p in sorted(partitions):
+            await self.restore(p)
+
+    async def restore(self, partition: int) -> None:
+        """Own ``partition``: fence its previous owner, reload its unfinished orders and their
+        committed cursors. Idempotent; a failure leaves the partition unowned (retried)."""
+        async with self._locks[partition]:
+            part = self._partitions.get(partition)
+            if part is not None and part.restored.is_set():
+                return
+            if part is not None:  # a failed restore left it half way: start again
+                self._partitions.pop(partition)
                 await part.producer.stop()
-            new = sorted(partitions - set(self._partitions))
-            for p in new:
-                producer = make_producer(
-                    self._settings, transactional_id=f"{self._settings.app_id}-fanout-{p}"
-                )
+            producer = make_producer(
+                self._settings, transactional_id=f"{self._settings.app_id}-fanout-{partition}"
+            )
+            try:
                 await producer.start()  # InitProducerId: fences a previous owner's producer
-                self._partitions[p] = _Partition(producer)
-            for p in new:
-                await self._restore(p)
+                self._partitions[partition] = _Partition(producer)
+                await self._restore(partition)
+            except BaseException:
+                self._partitions.pop(partition, None)
+                await producer.stop()
+                raise
             self._wake.set()
+
+    async def revoke(self, partitions: set[int]) -> None:
+        """Let go of ``partitions``: their chunks stop at the next boundary (the producer is
+        stopped, so an open transaction is aborted and the next owner resumes the cursor)."""
+        for p in partitions:
+            async with self._locks[p]:
+                part = self._partitions.pop(p, None)
+                if part is not None:
+                    await part.producer.stop()
 
     async def submit(self, order: FanoutOrder) -> None:
         """Take an order from the agent (a repeat of a known or finished order is ignored).
@@ -158,10 +183,19 @@ class FanoutScheduler:
         missed by the restore and dropped here.
         """
         part = self._partitions.get(order.partition)
-        if part is None:
-            await self.assign(set(self._partitions) | {order.partition})
-            part = self._partitions[order.partition]
-        await part.restored.wait()
+        attempt = 0
+        while part is None or not part.restored.is_set():
+            # the agent got an order before the ownership task restored its partition; the
+            # order must not be dropped (Faust would commit past it), so retry as ownership does
+            try:
+                await self.restore(order.partition)
+            except Exception as exc:
+                delay = _RETRY_BACKOFF_S[min(attempt, len(_RETRY_BACKOFF_S) - 1)]
+                attempt += 1
+                p = order.partition
+                log.warning("partition %d: restore failed (%r); retry in %.1f s", p, exc, delay)
+                await asyncio.sleep(delay)
+            part = self._partitions.get(order.partition)
         if part.queue.knows(order):
             return
         self._add(part, order, None)
@@ -170,17 +204,22 @@ class FanoutScheduler:
     async def _restore(self, p: int) -> None:
         settings = self._settings
         part = self._partitions[p]
+        # both topics are read at once: a takeover waits for the longer read, not the sum
+        cursors, orders = await asyncio.gather(
+            _values(settings, settings.progress_topic, p),
+            _values(settings, settings.orders_topic, p),
+        )
         progress: dict[OrderKey, Progress] = {}
-        async for record in read_partition(settings, settings.progress_topic, p):
+        for value in cursors:
             try:
-                done = Progress.from_json(record.value or b"")
+                done = Progress.from_json(value)
             except Exception:
                 continue  # not a progress record: nothing to resume from
             progress[(done.alert_id, done.version, done.partition)] = done
         restored = 0
-        async for record in read_partition(settings, settings.orders_topic, p):
+        for value in orders:
             try:
-                order = FanoutOrder.from_json(record.value or b"")
+                order = FanoutOrder.from_json(value)
             except Exception:
                 continue  # the agent reports bad orders when it reads them
             if order.partition != p:
@@ -293,35 +332,39 @@ class FanoutScheduler:
         stop = start if stopped else min(len(audience), start + limit)
         channels = audience.channel[start:stop]
         await self._wait_throttle(channels)
-        now = time.time()
         done = stopped is not None or stop >= len(audience)
         emitted = stop - start
-        progress = queue.chunk_committed(
-            running.progress,
-            emitted=emitted,
-            cursor=int(audience.ids[stop - 1]) if emitted else None,
-            done=done,
-            stopped=stopped,
-            at=now,
-        )
-        first_chunk = emitted > 0 and running.progress.first_task_at is None
+        before = running.progress
+        first_chunk = emitted > 0 and before.first_task_at is None
         producer = part.producer
         topic = settings.sends_topic(order.priority.value)
         async with producer.transaction():
             if emitted:
                 assert running.encoder is not None  # set with the audience
                 await self._emit(producer, topic, p, running.encoder, audience, kinds, start, stop)
-            await producer.send(
-                settings.progress_topic, progress.to_json(), key=progress.key, partition=p
+            written = queue.chunk_written(
+                before,
+                emitted=emitted,
+                cursor=int(audience.ids[stop - 1]) if emitted else None,
+                done=done,
+                stopped=stopped,
+                at=time.time(),  # the chunk's tasks are acknowledged: only the commit is left
             )
+            await producer.send(
+                settings.progress_topic, written.to_json(), key=written.key, partition=p
+            )
+        progress = queue.chunk_committed(before, written, time.time())
+        if done:
+            await self._close(p, part, progress)
         part.queue.committed(running, progress)
         if emitted:
             self._metrics.emitted(order.priority.value, channels)
         if first_chunk:  # observed when committed, so the first-task SLO alert is timely
-            self._metrics.first_task(order.priority.value, order.decided_at, now)
+            at = progress.first_task_at or time.time()
+            self._metrics.first_task(order.priority.value, order.written_at, at)
         if done:
             self._metrics.targeted(order.priority.value, progress.targeted)
-            self._metrics.order_finished(progress, written_at=order.decided_at)
+            self._metrics.order_finished(progress, written_at=order.written_at)
             if running.counted:
                 self._metrics.orders_in_progress.labels(order.priority.value).dec()
             for reason, n in progress.suppressed.items():
@@ -333,9 +376,21 @@ class FanoutScheduler:
                 p,
                 progress.targeted,
                 progress.emitted,
-                now - progress.started_at,
+                (progress.finished_at or progress.started_at) - progress.started_at,
                 f", stopped: {stopped}" if stopped else "",
             )
+
+    async def _close(self, p: int, part: _Partition, progress: Progress) -> None:
+        """Write the finished order's progress again with the commit times of its first and
+        last chunks (the record committed with the last chunk could only carry the time just
+        before its own commit). Best effort: that record is already a correct ``done``."""
+        try:
+            async with part.producer.transaction():
+                await part.producer.send(
+                    self._settings.progress_topic, progress.to_json(), key=progress.key, partition=p
+                )
+        except Exception as exc:  # the order is done either way; only the times are coarser
+            log.warning("partition %d: closing progress record not written (%r)", p, exc)
 
     async def _fail(self, p: int, part: _Partition, running: Running, exc: Exception) -> None:
         """End an order that cannot be carried out: its progress says ``stopped: failed`` with
@@ -347,7 +402,7 @@ class FanoutScheduler:
                 self._settings.progress_topic, progress.to_json(), key=progress.key, partition=p
             )
         part.queue.committed(running, progress)
-        self._metrics.order_finished(progress, written_at=order.decided_at)
+        self._metrics.order_finished(progress, written_at=order.written_at)
         self._metrics.orders_failed.labels(order.priority.value).inc()
         if running.counted:
             self._metrics.orders_in_progress.labels(order.priority.value).dec()
@@ -420,3 +475,8 @@ def _transient(exc: Exception) -> bool:
     if isinstance(exc, LoaError):
         return exc.retriable
     return isinstance(exc, (KafkaError, OSError, TimeoutError))
+
+
+async def _values(settings: Settings, topic: str, p: int) -> list[bytes]:
+    """The committed values of partition ``p`` of ``topic`` (a tombstone reads as empty)."""
+    return [record.value or b"" async for record in read_partition(settings, topic, p)]

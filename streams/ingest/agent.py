@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -122,11 +123,13 @@ class IngestAgent:
             alert = decision.alert
             if inbound:
                 alert = replace(alert, inbound_offset=message.offset)
+            # the decision is pure (no clock): the time it is written is stamped here
+            written_at = time.time()
             for order in decision.orders:
                 outputs.append(
                     (
                         settings.orders_topic,
-                        order.to_json(),
+                        replace(order, written_at=written_at).to_json(),
                         alert.alert_id.encode(),
                         order.partition,
                     )

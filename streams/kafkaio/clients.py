@@ -16,10 +16,12 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
+import aiokafka.errors as kafka_errors
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streams.kafkaio.internals import AIOKafkaClient, LeaveGroupV3
 from streams.kafkaio.rawkafka import RawFetcher
 from streams.records import Priority
 from streams.settings import Settings
@@ -30,6 +32,7 @@ __all__ = [
     "cluster_id",
     "create_topics",
     "faust_broker_options",
+    "leave_group",
     "make_admin",
     "make_consumer",
     "make_producer",
@@ -131,6 +134,7 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
         "producer_acks": -1,
         "broker_session_timeout": settings.session_timeout_s,
         "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
+        "consumer_group_instance_id": settings.group_instance_id,
     }
 
 
@@ -160,6 +164,24 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.delivery_topic, p, rf, topic_configs=compact),
     ]
     return specs
+
+
+async def leave_group(settings: Settings, group: str, instance_id: str) -> None:
+    """Remove the static member ``instance_id`` from ``group`` now (its partitions move to the
+    other members at once instead of after the session timeout). Raises on a broker error."""
+    client = AIOKafkaClient(**client_options(settings), client_id=f"{settings.app_id}-leave")
+    await client.bootstrap()
+    try:
+        node = await client.coordinator_lookup(0, group)  # 0: a consumer group coordinator
+        response = await client.send(node, LeaveGroupV3(group, [instance_id]))
+        codes = [response.error_code] + [code for _, _, code in response.members]
+        errors = [kafka_errors.for_code(c) for c in codes if c]
+        # unknown member: it is not in the group (already gone, or never joined): nothing to do
+        errors = [e for e in errors if e is not kafka_errors.UnknownMemberIdError]
+        if errors:
+            raise errors[0]()
+    finally:
+        await client.close()
 
 
 async def create_topics(settings: Settings) -> list[str]:

@@ -16,7 +16,10 @@ Private API used, all of it listed here so an aiokafka upgrade is checked in one
 * the producer accumulator's ``BatchBuilder`` protocol (``record_count``, ``_set_producer_state``,
   ``_build``) implemented by :class:`streams.kafkaio.rawkafka.PrebuiltBatch`;
 * ``AIOKafkaProducer._txn_manager.is_fatal_error()`` (a fenced or otherwise dead transactional
-  producer must be replaced, not retried).
+  producer must be replaced, not retried);
+* ``aiokafka.protocol`` request building blocks (``Request``, ``RequestStruct``, ``Response``,
+  ``Schema`` types) for :class:`LeaveGroupV3`: aiokafka sends LeaveGroup v0/v1 only, which
+  cannot name a static member, so a static member would otherwise never leave on stop.
 
 :data:`CHECKED_VERSION` is the aiokafka release these were verified against
 (``tests/unit/test_wire_recordbatch.py``, ``tests/integration/test_directory.py``).
@@ -30,7 +33,9 @@ from typing import Any, Final
 import aiokafka
 from aiokafka import codec
 from aiokafka.client import AIOKafkaClient
+from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.fetch import FetchRequest
+from aiokafka.protocol.types import Array, Int16, Int32, Schema, String
 from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.record.util import calc_crc32c
@@ -41,6 +46,7 @@ __all__ = [
     "AIOKafkaClient",
     "DefaultRecordBatch",
     "FetchRequest",
+    "LeaveGroupV3",
     "MemoryRecords",
     "calc_crc32c",
     "codec",
@@ -64,3 +70,44 @@ def transaction_failed_fatally(producer: Any) -> bool:
     stopped and replaced by a new one, a retry on it would fail again."""
     manager = getattr(producer, "_txn_manager", None)
     return bool(manager is not None and manager.is_fatal_error())
+
+
+class _LeaveGroupResponseV3(Response):  # type: ignore[misc]  # aiokafka is untyped
+    API_KEY = 13
+    API_VERSION = 3
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        ("error_code", Int16),
+        (
+            "members",
+            Array(
+                ("member_id", String("utf-8")),
+                ("group_instance_id", String("utf-8")),
+                ("error_code", Int16),
+            ),
+        ),
+    )
+
+
+class _LeaveGroupRequestV3(RequestStruct):  # type: ignore[misc]  # aiokafka is untyped
+    API_KEY = 13
+    API_VERSION = 3
+    RESPONSE_TYPE = _LeaveGroupResponseV3
+    SCHEMA = Schema(
+        ("group", String("utf-8")),
+        ("members", Array(("member_id", String("utf-8")), ("group_instance_id", String("utf-8")))),
+    )
+
+
+class LeaveGroupV3(Request[_LeaveGroupRequestV3]):  # type: ignore[misc]  # aiokafka is untyped
+    """LeaveGroup v3 (KIP-345) removing static members by ``group.instance.id``, as Kafka's
+    admin ``removeMembersFromConsumerGroup`` does (member id left empty)."""
+
+    API_KEY = 13
+
+    def __init__(self, group: str, instance_ids: list[str]) -> None:
+        self._group = group
+        self._instance_ids = instance_ids
+
+    def build(self, request_struct_class: type[_LeaveGroupRequestV3]) -> _LeaveGroupRequestV3:
+        return request_struct_class(self._group, [("", i) for i in self._instance_ids])

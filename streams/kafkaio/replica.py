@@ -19,7 +19,6 @@ subset of partitions as columnar indexes; this helper is for whole, small, keyed
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -29,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.kafkaio.clients import make_reader, start_all
 from streams.settings import Settings
+from streams.tasks import cancel_and_wait
 
 __all__ = ["CompactedReplica", "ReplicaNotReady"]
 
@@ -82,11 +82,8 @@ class CompactedReplica(Generic[T]):
         self._task = asyncio.create_task(self._run(), name=f"loa-{self._name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for client in (self._consumer, self._offsets):
             if client is not None:
                 await client.stop()

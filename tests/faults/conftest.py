@@ -10,6 +10,7 @@ starts is gone when it ends (checked with ``pgrep`` on its process group).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import subprocess
@@ -23,13 +24,15 @@ import numpy.typing as npt
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.directory.load import load_synthetic
 from streams.ingest.agencies import KeyPair
 from streams.kafkaio.clients import create_topics, make_producer
 from streams.localrun import KAFKA_SCRIPT, WorkerProcess
 from streams.observe import watch_progress
-from streams.records import Progress
+from streams.records import Priority, Progress
 from streams.regions import RegionRegistry, registry
 from streams.settings import Settings
 from tests.integration.conftest import LiveLoa, alert, register_agencies
@@ -37,6 +40,11 @@ from tests.integration.conftest import LiveLoa, alert, register_agencies
 #: Workers of the fault tests notice a dead peer after this many seconds (the broker's floor).
 SESSION_TIMEOUT_S = "6"
 SEED = 23
+#: A broker of a test's own (bounced or cut off) listens next to the session broker's ports
+#: (the session broker's KRaft controller takes +1; this one takes +2 and +3).
+OWN_BROKER_PORT = int(os.environ.get("LOA_TEST_KAFKA_PORT", "19392")) + 2
+#: Where every fault test appends the gaps it measured (one JSON object per line).
+GAPS_FILE = Path(".loa") / "fault-gaps.jsonl"
 
 _STARTED: list[WorkerProcess] = []
 
@@ -148,6 +156,7 @@ async def make_stage(bootstrap: str, tmp: Path, subscribers: int, *, partitions:
     )
     regions = registry()
     await create_topics(settings)
+    await log_append_time(settings)
     keys = await register_agencies(settings, tmp / "keys")
     if subscribers:
         await load_synthetic(settings, subscribers, SEED, regions)
@@ -227,31 +236,7 @@ async def committed_recipients(
     settings: Settings, start: dict[TopicPartition, int], *, timeout_s: float = 120.0
 ) -> npt.NDArray[np.uint64]:
     """Recipient ids of every committed task after ``start``, with repeats, parsed from keys."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=32 * 1024 * 1024,
-    )
-    await consumer.start()
-    keys: list[bytes] = []
-    try:
-        tps = list(start)
-        consumer.assign(tps)
-        for tp, offset in start.items():
-            consumer.seek(tp, offset)
-        end = await consumer.end_offsets(tps)
-        async with asyncio.timeout(timeout_s):
-            while any([await consumer.position(tp) < end[tp] for tp in tps]):
-                batch = await consumer.getmany(*tps, timeout_ms=500, max_records=200_000)
-                for records in batch.values():
-                    keys.extend([r.key for r in records])
-    finally:
-        await consumer.stop()
-    if not keys:
-        return np.zeros(0, dtype=np.uint64)
-    return np.array(keys).astype(np.uint64)
+    return (await committed_tasks(settings, start, timeout_s=timeout_s)).ids
 
 
 @dataclass(frozen=True)
@@ -281,7 +266,119 @@ def kafka_env(port: int, run_dir: Path) -> dict[str, str]:
 
 
 def kafka(action: str, env: dict[str, str]) -> None:
+    # kafka.sh gives up after LOA_KAFKA_START_TIMEOUT (60 s) and stops what it started
+    limit = float(env.get("LOA_KAFKA_START_TIMEOUT", "60")) + 60
     done = subprocess.run(
-        ["bash", str(KAFKA_SCRIPT), action], env=env, capture_output=True, text=True, timeout=120
+        ["bash", str(KAFKA_SCRIPT), action], env=env, capture_output=True, text=True, timeout=limit
     )
     assert done.returncode == 0, f"kafka.sh {action}:\n{done.stdout}\n{done.stderr}"
+
+
+# --------------------------------------------------------------------------- gaps
+
+
+async def log_append_time(settings: Settings) -> None:
+    """Stamp send tasks with the broker's clock (LogAppendTime): the gaps the tests report are
+    measured by the broker, not by the workers they judge."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC,
+                    settings.sends_topic(prio.value),
+                    configs={"message.timestamp.type": "LogAppendTime"},
+                )
+                for prio in Priority
+            ]
+        )
+    finally:
+        await admin.close()
+
+
+@dataclass(frozen=True)
+class Committed:
+    """Every committed task after a start: recipient id, partition, broker append time (ms)."""
+
+    ids: npt.NDArray[np.uint64]
+    partitions: npt.NDArray[np.int32]
+    append_ms: npt.NDArray[np.int64]
+
+
+async def committed_tasks(
+    settings: Settings, start: dict[TopicPartition, int], *, timeout_s: float = 120.0
+) -> Committed:
+    """Like :func:`committed_recipients`, with each task's partition and LogAppendTime."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    keys: list[bytes] = []
+    parts: list[int] = []
+    stamps: list[int] = []
+    try:
+        tps = list(start)
+        consumer.assign(tps)
+        for tp, offset in start.items():
+            consumer.seek(tp, offset)
+        end = await consumer.end_offsets(tps)
+        async with asyncio.timeout(timeout_s):
+            while any([await consumer.position(tp) < end[tp] for tp in tps]):
+                batch = await consumer.getmany(*tps, timeout_ms=500, max_records=200_000)
+                for tp, records in batch.items():
+                    keys.extend([r.key for r in records])
+                    parts.extend([tp.partition] * len(records))
+                    stamps.extend([r.timestamp for r in records])
+    finally:
+        await consumer.stop()
+    if not keys:
+        return Committed(np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int64))
+    return Committed(
+        np.array(keys).astype(np.uint64),
+        np.array(parts, dtype=np.int32),
+        np.array(stamps, dtype=np.int64),
+    )
+
+
+@dataclass(frozen=True)
+class Gaps:
+    """The longest silences between committed tasks, by the broker's clock."""
+
+    #: Longest time with no committed task appended on any partition.
+    any_partition_s: float
+    #: Longest time one partition went without a committed task, between its first and last.
+    one_partition_s: float
+
+
+def gaps(tasks: Committed) -> Gaps:
+    if tasks.append_ms.shape[0] < 2:
+        return Gaps(0.0, 0.0)
+    overall = np.diff(np.sort(tasks.append_ms))
+    worst = 0
+    for p in np.unique(tasks.partitions).tolist():
+        mine = np.sort(tasks.append_ms[tasks.partitions == p])
+        if mine.shape[0] > 1:
+            worst = max(worst, int(np.diff(mine).max()))
+    return Gaps(float(overall.max()) / 1000, worst / 1000)
+
+
+def record_gaps(scenario: str, found: Gaps, read_back: ReadBack, **extra: object) -> None:
+    """Log the figures and append them to :data:`GAPS_FILE` (the README's failure table)."""
+    row = {
+        "scenario": scenario,
+        "largest_gap_any_partition_s": round(found.any_partition_s, 3),
+        "largest_gap_one_partition_s": round(found.one_partition_s, 3),
+        "committed": read_back.committed,
+        "missing": read_back.missing,
+        "duplicate": read_back.duplicate,
+        **extra,
+    }
+    logging.getLogger(__name__).warning("fault figures: %s", row)
+    GAPS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with GAPS_FILE.open("a") as out:
+        out.write(orjson.dumps(row).decode() + "\n")

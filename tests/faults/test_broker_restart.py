@@ -20,6 +20,7 @@ from streams.directory.synthetic import synthetic_subscribers
 from streams.localrun import KAFKA_SCRIPT
 from streams.records import Progress
 from tests.faults.conftest import (
+    OWN_BROKER_PORT,
     SEED,
     Workers,
     committed_recipients,
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.integration
 
 log = logging.getLogger(__name__)
 
-PORT = 19900
+PORT = OWN_BROKER_PORT
 SUBSCRIBERS = 200_000
 #: ``oa`` tasks/s while the outage is prepared: about 15 s for the whole fan-out.
 THROTTLE = 10_000.0
@@ -49,8 +50,8 @@ OUTAGE_S = 5.0
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = kafka_env(PORT, tmp_path / "kafka")
-    kafka("start", env)
     try:
+        kafka("start", env)  # inside: a start that fails half way is stopped too
         yield env
     finally:
         kafka("stop", env)
@@ -60,6 +61,7 @@ def own_broker(tmp_path: Path) -> Iterator[dict[str, str]]:
         assert status.returncode == 3, "the test's broker is still running"
 
 
+@pytest.mark.timeout(900)  # two broker starts of its own: slow on a loaded machine
 async def test_broker_restart_mid_fanout_finishes_with_nothing_lost(
     own_broker: dict[str, str], workers: Workers, tmp_path: Path
 ) -> None:
@@ -102,3 +104,47 @@ async def test_broker_restart_mid_fanout_finishes_with_nothing_lost(
     )
     assert (result.missing, result.duplicate, result.extra) == (0, 0, 0)
     assert result.committed == SUBSCRIBERS
+
+
+@pytest.mark.timeout(900)  # two broker starts of its own: slow on a loaded machine
+async def test_sigterm_with_the_broker_unreachable_stops_within_the_shutdown_timeout(
+    own_broker: dict[str, str], workers: Workers, tmp_path: Path
+) -> None:
+    """SIGTERM while the broker is down: the worker cannot abort its open transaction or leave
+    its group, and still exits (``LOA_SHUTDOWN_TIMEOUT_S``); the next worker, once the broker
+    is back, fences what it left open and finishes exactly once."""
+    stage = await make_stage(f"127.0.0.1:{PORT}", tmp_path, SUBSCRIBERS)
+    settings = stage.app("shutdown")
+    start = await sends_end(settings)
+    await set_channel_rate(settings, "oa", THROTTLE)
+    worker = workers.start(settings, "worker", LOA_SHUTDOWN_TIMEOUT_S="5")
+    alert_id = await publish_national(stage, worker)
+
+    def midway(latest: dict[int, Progress]) -> bool:
+        return 0.10 < emitted_share(SUBSCRIBERS)(latest) < 0.60
+
+    await wait_progress(settings, alert_id, midway, timeout_s=120)
+    kafka("stop", own_broker)
+    assert worker.proc is not None
+    stopping = time.monotonic()
+    worker.stop(timeout_s=60)  # SIGTERM; stop() would SIGKILL only after 60 s
+    took = time.monotonic() - stopping
+    exited_by_itself = worker.proc.returncode != -9
+    kafka("start", {**own_broker, "LOA_KAFKA_KEEP_DATA": "1"})
+    code = worker.proc.returncode
+    log.warning("SIGTERM with the broker down: exited after %.1f s, code %s", took, code)
+    assert exited_by_itself, "the worker had to be killed: its stop is not bounded"
+
+    await set_channel_rate(settings, "oa", None)
+    workers.start(settings, "worker")
+    final = await wait_progress(
+        settings,
+        alert_id,
+        lambda x: len(x) == settings.partitions and all(p.done for p in x.values()),
+        timeout_s=180,
+    )
+    assert sum(p.emitted for p in final.values()) == SUBSCRIBERS
+    got = await committed_recipients(settings, start)
+    expected = synthetic_subscribers(SUBSCRIBERS, SEED, stage.regions).ids
+    result = compare(got, expected)
+    assert (result.missing, result.duplicate, result.extra) == (0, 0, 0)

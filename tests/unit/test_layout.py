@@ -64,3 +64,19 @@ def test_no_private_attribute_of_a_kafka_client_is_read_outside_kafkaio() -> Non
 def test_demo_does_not_import_the_cli_so_there_is_no_import_circle() -> None:
     trees = dict(_modules())
     assert not any(n.startswith("streams.cli") for n in _imported(trees[STREAMS / "demo.py"]))
+
+
+def test_no_task_is_created_and_forgotten_anywhere_in_streams() -> None:
+    """Every ``create_task``/``ensure_future`` result is kept (assigned, returned, awaited or
+    passed on), so its failure is seen; an expression statement drops it."""
+    offenders = [
+        f"{path.relative_to(STREAMS)}:{node.lineno}"
+        for path, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Name | ast.Attribute)
+        and (node.value.func.id if isinstance(node.value.func, ast.Name) else node.value.func.attr)
+        in {"create_task", "ensure_future"}
+    ]
+    assert offenders == []

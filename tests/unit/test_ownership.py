@@ -1,0 +1,100 @@
+"""Partition ownership (streams.ownership): assign → restore → serve → revoke, without Kafka.
+
+The owners here are plain recorders of what ownership asked of them; nothing Kafka is faked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from streams.health import PartitionState, Readiness
+from streams.metrics import Metrics
+from streams.ownership import Ownership, restore_once
+
+
+class Recorder:
+    def __init__(self, component: str, *, failures: int = 0) -> None:
+        self.component = component
+        self.failures = failures
+        self.restored: list[int] = []
+        self.revoked: list[int] = []
+
+    async def restore(self, partition: int) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("broker unreachable")
+        self.restored.append(partition)
+
+    async def revoke(self, partitions: set[int]) -> None:
+        self.revoked += sorted(partitions)
+
+
+def _failures(metrics: Metrics, component: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "loa_partition_restore_failures_total", {"component": component}
+    )
+    return value or 0.0
+
+
+async def test_assigned_partitions_are_restored_by_every_owner_then_serving() -> None:
+    directory, fanout = Recorder("directory"), Recorder("fanout")
+    readiness, metrics = Readiness(), Metrics()
+    ownership = Ownership([directory, fanout], readiness, metrics, backoff_s=(0.01,))
+    ownership.start()
+    try:
+        readiness.started()
+        await asyncio.wait_for(ownership.assign({0, 1}), 10)
+        assert sorted(directory.restored) == sorted(fanout.restored) == [0, 1]
+        assert readiness.ready and ownership.owned == {0, 1}
+        await asyncio.wait_for(ownership.assign({1, 2}), 10)
+        assert directory.revoked == fanout.revoked == [0]
+        assert readiness.state("fanout", 0) is None
+        assert readiness.state("fanout", 2) is PartitionState.SERVING
+    finally:
+        await ownership.stop()
+
+
+async def test_failed_restore_is_retried_counted_and_shown_until_it_serves() -> None:
+    flaky = Recorder("directory", failures=2)
+    readiness, metrics = Readiness(), Metrics()
+    readiness.started()
+    ownership = Ownership([flaky], readiness, metrics, backoff_s=(0.05,))
+    ownership.start()
+    try:
+        ownership.request({3})
+        for _ in range(200):
+            if readiness.state("directory", 3) is PartitionState.FAILED:
+                break
+            await asyncio.sleep(0.005)
+        report = readiness.report()
+        assert not report.ready and "broker unreachable" in report.errors["directory/3"]
+        await asyncio.wait_for(ownership.settled(), 10)
+        assert flaky.restored == [3] and readiness.ready
+        assert _failures(metrics, "directory") == 2
+    finally:
+        await ownership.stop()
+
+
+async def test_restore_of_a_partition_revoked_meanwhile_is_abandoned() -> None:
+    never = Recorder("fanout", failures=10**9)
+    readiness, metrics = Readiness(), Metrics()
+    ownership = Ownership([never], readiness, metrics, backoff_s=(0.01,))
+    ownership.start()
+    try:
+        ownership.request({5})
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(ownership.assign(set()), 10)
+        assert ownership.owned == frozenset() and readiness.state("fanout", 5) is None
+    finally:
+        await ownership.stop()
+
+
+async def test_replica_restored_once_serves_after_its_retries() -> None:
+    replica = Recorder("agencies", failures=1)
+    readiness, metrics = Readiness(), Metrics()
+    await asyncio.wait_for(
+        restore_once("agencies", lambda: replica.restore(0), readiness, metrics, backoff_s=(0.01,)),
+        10,
+    )
+    assert readiness.state("agencies", 0) is PartitionState.SERVING
+    assert _failures(metrics, "agencies") == 1
