@@ -30,11 +30,14 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h3
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from streams.directory.index import ChangeBatch
 
 __all__ = [
     "EARTH_RADIUS_KM",
@@ -119,6 +122,13 @@ class Rows:
             lat=centres[inverse, 0],
             lon=centres[inverse, 1],
         )
+
+    @classmethod
+    def from_batch(cls, batch: ChangeBatch, ward_codes: Sequence[str]) -> Rows:
+        """The rows a directory batch puts on the changes topic: ward index -> code string, as
+        ``directory.wire`` writes it (bit 0 of ``flags`` is the test audience)."""
+        ward = np.asarray(ward_codes, dtype=np.str_)[batch.ward]
+        return cls.of(batch.ids, ward, (batch.flags & 1) != 0, batch.cell)
 
     @classmethod
     def from_records(cls, docs: Iterable[Mapping[str, Any]]) -> Rows:

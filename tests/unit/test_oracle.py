@@ -12,6 +12,7 @@ from typing import Any
 
 import h3
 import numpy as np
+import orjson
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 import streams.regions as regions_module
 from streams.directory.index import ChangeBatch, DirectoryPartition
 from streams.directory.synthetic import CITY_BOXES, synthetic_subscribers
+from streams.directory.wire import encode_subscribers
 from streams.errors import SchemaViolation
 from streams.fanout.encode import select_audience
 from streams.oracle import (
@@ -39,9 +41,10 @@ HANOI = CITY_BOXES[0]
 
 
 def rows_of(batch: ChangeBatch) -> Rows:
-    """The raw rows of a batch, as the changes topic carries them (ward code strings)."""
-    ward = np.asarray(R.ward_codes)[batch.ward]
-    return Rows.of(batch.ids, ward, (batch.flags & 1) != 0, batch.cell)
+    """The raw rows of a batch: the records the changes topic carries, decoded as JSON."""
+    return Rows.from_records(
+        orjson.loads(value) for _, value in encode_subscribers(batch, R) if value
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +85,14 @@ def loa_audience(
         cells=targets.cells,
     )
     return set(select_audience(order, index, regions).ids.tolist())
+
+
+def test_rows_from_a_batch_are_the_rows_on_the_wire(batch: ChangeBatch, rows: Rows) -> None:
+    direct = Rows.from_batch(batch, R.ward_codes)
+    order = np.argsort(rows.ids)
+    assert (direct.ids == rows.ids[order]).all() and (direct.ward == rows.ward[order]).all()
+    assert (direct.test_audience == rows.test_audience[order]).all()
+    assert np.array_equal(direct.lat, rows.lat[order], equal_nan=True)
 
 
 # --- the oracle's own rules ------------------------------------------------------------------

@@ -45,9 +45,7 @@ def world() -> tuple[DirectoryPartition, Rows]:
     d = DirectoryPartition()
     d.apply(batch)
     d.compact()
-    rows = Rows.of(
-        batch.ids, np.asarray(R.ward_codes)[batch.ward], (batch.flags & 1) != 0, batch.cell
-    )
+    rows = Rows.from_batch(batch, R.ward_codes)
     return d, rows
 
 
