@@ -127,7 +127,7 @@ def test_haversine_and_ray_casting_on_known_values() -> None:
     assert polygon_boundary_km(lat[:1], lon[:1], square)[0] == pytest.approx(one_degree / 2, 1e-3)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(st.floats(8.5, 23.0), st.floats(102.5, 109.5), st.integers(5, 9))
 def test_tolerance_covers_every_vertex_of_the_cell_around_a_point(
     lat: float, lon: float, res: int
@@ -164,9 +164,7 @@ codes = st.one_of(
 )
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(codes, min_size=1, max_size=4), st.sampled_from(["Actual", "Exercise"]))
 def test_region_code_audience_equals_the_string_prefix_oracle(
     index: DirectoryPartition, rows: Rows, chosen: list[str], status: str
@@ -196,9 +194,7 @@ lat_in = st.floats(HANOI[0], HANOI[2])
 lon_in = st.floats(HANOI[1], HANOI[3])
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lat_in, lon_in, st.floats(0.0, 12.0))
 def test_circle_audience_agrees_with_haversine_outside_the_edge_band(
     index: DirectoryPartition, rows: Rows, lat: float, lon: float, radius: float
@@ -207,9 +203,7 @@ def test_circle_audience_agrees_with_haversine_outside_the_edge_band(
     assert expected_audience(d, rows).problems(loa_audience(d, index)) == []
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     lat_in,
     lon_in,

@@ -29,12 +29,11 @@ from streams.receipts import PartitionTallies, Receipt, Tally, parse_receipt
 from streams.records import CHANNELS, AcceptedAlert, AlertInfo, FanoutOrder, Priority, TaskKind
 from streams.regions import registry
 from streams.schemas import validator
+from streams.settings import Settings
 
 R = registry()
 ALERT, UPDATE, CANCEL = (KINDS.index(k) for k in TaskKind)
-FIXTURE_OK = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+FIXTURE_OK = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # --- plan ------------------------------------------------------------------------------------
 
@@ -124,6 +123,16 @@ def test_caps_suppress_only_routine_alerts_past_the_count(
     assert plan.suppressed.get("cap", 0) == (len(targeted) if capped else 0)
 
 
+@pytest.mark.parametrize("env", [{"LOA_CAP_COUNT": "-1"}, {"LOA_CAP_WINDOW_S": "-5"}])
+def test_a_negative_cap_setting_stops_with_a_clear_error(env: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="LOA_CAP_COUNT and LOA_CAP_WINDOW_S must be >= 0"):
+        Settings.from_env(env)
+
+
+def test_cap_count_zero_is_a_valid_setting_meaning_no_cap() -> None:
+    assert Settings.from_env({"LOA_CAP_COUNT": "0"}).cap_count == 0
+
+
 def test_caps_ignore_lineages_outside_the_window(world: tuple[DirectoryPartition, Rows]) -> None:
     index, rows = world
     old = FanoutOrder("o/1", 1, TaskKind.ALERT, Priority.ROUTINE, 0, ("VN-01",), False)
@@ -160,7 +169,6 @@ def accepted(infos_: list[AlertInfo], expires: str | None) -> AcceptedAlert:
 TOLD_FIELDS = ("language", "headline", "instruction", "severity", "urgency")
 
 
-@settings(max_examples=200)
 @given(st.lists(infos, min_size=1, max_size=3), expiries, st.data())
 def test_any_change_to_what_recipients_were_told_changes_the_fingerprint(
     blocks: list[AlertInfo], expires: str | None, data: st.DataObject
@@ -204,7 +212,7 @@ def simulate(
     return emitted, size
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)
 @given(
     st.floats(5.0, 400.0),
     st.floats(5.0, 4000.0),
@@ -226,7 +234,7 @@ def test_two_throttled_channels_never_exceed_each_limit_plus_one_chunk(
             assert window[channel] <= rate + chunk, (channel, rate, chunk, window)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(deadline=None)
 @given(st.floats(0.0, 1000.0), st.integers(1, 5000))
 def test_a_limit_of_zero_blocks_its_channel(other: float, size: int) -> None:
     throttle = ChannelThrottle()
@@ -251,7 +259,6 @@ receipts = st.builds(
 )
 
 
-@settings(max_examples=200)
 @given(st.lists(st.lists(receipts, max_size=30), max_size=4))
 def test_fold_tallies_every_receipt_per_alert_channel_and_outcome(
     batches: list[list[Receipt]],
@@ -305,7 +312,6 @@ def receipt_bytes(**fields: Any) -> bytes:
     return json_bytes({**doc, **fields})
 
 
-@settings(max_examples=400)
 @example(receipt_bytes(version=True))
 @example(receipt_bytes(version=2**64))
 @example(receipt_bytes(channel="carrier-pigeon"))
