@@ -19,7 +19,7 @@ from streams.directory.load import write_changes
 from streams.directory.service import DirectoryService
 from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import decode_changes, encode_subscribers
-from streams.kafka import create_topics, make_producer, read_to_end
+from streams.kafkaio.clients import create_topics, make_producer, read_to_end
 from streams.localrun import WorkerProcess
 from streams.oracle import ward_matches
 from streams.regions import registry

@@ -22,7 +22,7 @@ from streams.directory.index import ChangeBatch, DirectoryPartition
 from streams.directory.synthetic import CITY_BOXES, synthetic_subscribers
 from streams.directory.wire import encode_subscribers
 from streams.errors import SchemaViolation
-from streams.fanout.encode import select_audience
+from streams.fanout.plan import select_audience
 from streams.oracle import (
     Expected,
     Rows,

@@ -1,7 +1,11 @@
-"""Kafka plumbing shared by the agents and the CLI: producers, topics, reading a topic to its end.
+"""Every Kafka client Loa makes, made here: producers, consumers, admin, raw fetchers, Faust's.
+
+Where it sits: under every agent, the CLI and the benchmarks. :func:`client_options` is the one
+place connection options (bootstrap servers; security when the cluster is secured) are chosen,
+and every factory below starts from it, so a client cannot be made that skips them.
 
 Every producer that writes Loa state or tasks uses ``acks="all"`` and idempotence (aiokafka
-defaults to ``acks=1`` without it).
+defaults to ``acks=1`` without it). Also here: the topics Loa uses and reading a topic to its end.
 """
 
 from __future__ import annotations
@@ -16,10 +20,24 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streams.kafkaio.rawkafka import RawFetcher
 from streams.records import Priority
 from streams.settings import Settings
 
-__all__ = ["create_topics", "make_producer", "read_to_end", "topic_specs"]
+__all__ = [
+    "appended_batches",
+    "client_options",
+    "create_topics",
+    "faust_broker_options",
+    "make_admin",
+    "make_consumer",
+    "make_producer",
+    "make_raw_fetcher",
+    "make_reader",
+    "read_partition",
+    "read_to_end",
+    "topic_specs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +45,15 @@ log = logging.getLogger(__name__)
 _REQUEST_OVERHEAD = 64 * 1024
 
 
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Connection options every Kafka client of Loa gets (the one place to add security)."""
+    return {"bootstrap_servers": settings.bootstrap_servers}
+
+
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     """An idempotent ``acks=all`` producer sized for ``LOA_EMIT_BATCH_BYTES`` batches."""
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
+        **client_options(settings),
         "acks": "all",
         "enable_idempotence": True,
         "max_batch_size": settings.emit_batch_bytes,
@@ -60,17 +83,40 @@ def appended_batches(
         yield builder
 
 
-def make_reader(settings: Settings, **overrides: Any) -> AIOKafkaConsumer:
-    """A consumer without a group that reads committed records from the start of what it is
-    assigned (replays, read-backs, status): the one place those options are chosen."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "enable_auto_commit": False,
-        "auto_offset_reset": "earliest",
-        "isolation_level": "read_committed",
-    }
+def make_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer that never commits on its own (Loa commits offsets in its transactions, or
+    not at all); ``topics``, ``group_id`` and the rest as ``AIOKafkaConsumer`` takes them."""
+    options: dict[str, Any] = {**client_options(settings), "enable_auto_commit": False}
     options.update(overrides)
-    return AIOKafkaConsumer(**options)
+    return AIOKafkaConsumer(*topics, **options)
+
+
+def make_reader(settings: Settings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer that reads committed records from the start of what it is assigned or
+    subscribed to (replays, read-backs, status, group consumers of Loa's own topics)."""
+    options: dict[str, Any] = {"auto_offset_reset": "earliest", "isolation_level": "read_committed"}
+    options.update(overrides)
+    return make_consumer(settings, *topics, **options)
+
+
+def make_admin(settings: Settings, **overrides: Any) -> AIOKafkaAdminClient:
+    """An admin client (topics, consumer group offsets)."""
+    return AIOKafkaAdminClient(**{**client_options(settings), **overrides})
+
+
+def make_raw_fetcher(settings: Settings, client_id: str, **overrides: Any) -> RawFetcher:
+    """A raw Fetch client (:class:`streams.kafkaio.rawkafka.RawFetcher`)."""
+    return RawFetcher({**client_options(settings), "client_id": client_id}, **overrides)
+
+
+def faust_broker_options(settings: Settings) -> dict[str, Any]:
+    """The broker part of the Faust app's settings (its consumer group and producer)."""
+    return {
+        "broker": f"kafka://{settings.bootstrap_servers}",
+        "producer_acks": -1,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
+    }
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
@@ -103,7 +149,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
 async def create_topics(settings: Settings) -> list[str]:
     """Create missing topics (idempotent). Returns the names that were created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = make_admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
