@@ -48,10 +48,11 @@ class ChannelThrottle:
         for code in list(self._buckets):
             if code not in wanted:
                 del self._buckets[code]
-        chunk = _chunk(min(wanted.values())) if wanted else 0
+        chunk = float(_chunk(min(wanted.values()))) if wanted else 0.0
         for code, rate in wanted.items():
-            # at least one task, or a channel slower than 10/s would pay for each one twice
-            burst = max(1.0, min(rate * _BURST_S, chunk)) if rate > 0 else 0.0
+            # one chunk (a tenth of a second of the slowest budget, at least one task, so a
+            # channel slower than 10/s need not pay for each task twice); no budget, no burst
+            burst = chunk if rate > 0 else 0.0
             bucket = self._buckets.get(code)
             if bucket is None:
                 self._buckets[code] = _Bucket(rate, burst, now, burst)

@@ -334,3 +334,47 @@ def test_a_receipt_is_either_refused_or_folded_and_written_never_an_endless_retr
         orjson.dumps(doc)
         validator("delivery").validate(doc)
     assert set(counts) <= {(c, o) for c in CHANNELS for o in ("delivered", "failed")}
+
+
+@pytest.mark.parametrize(
+    ("raw", "pointer", "says"),
+    [
+        (b"", "", "empty"),
+        (b"[1]", "", "not a JSON object"),
+        (b"{x", "", "not JSON"),
+        (receipt_bytes(alert_id=None), "/version", "alert_id/version"),
+        (receipt_bytes(version=0), "/version", "alert_id/version"),
+        (receipt_bytes(version=True), "/version", "alert_id/version"),
+        (receipt_bytes(outcome="lost"), "/outcome", "outcome 'lost'"),
+        (receipt_bytes(channel="fax"), "/channel", "channel 'fax'"),
+        (b'{"alert_id": "a", "version": 1, "outcome": "failed"}', "/channel", "lacks channel"),
+    ],
+)
+def test_a_malformed_receipt_says_what_is_wrong_and_where(
+    raw: bytes, pointer: str, says: str
+) -> None:
+    with pytest.raises(MalformedInput) as caught:
+        parse_receipt(raw)
+    assert caught.value.pointer == pointer
+    assert says in caught.value.message
+
+
+def test_a_failed_receipt_without_reason_is_tallied_as_unspecified() -> None:
+    receipt = parse_receipt(receipt_bytes(outcome="failed"))
+    assert receipt.reason == "unspecified"
+    assert parse_receipt(receipt_bytes(outcome="failed", reason="x" * 100)).reason == "x" * 64
+    assert parse_receipt(receipt_bytes(reason="timeout")).reason is None  # delivered: no reason
+
+
+def test_a_channel_slower_than_one_per_second_sends_at_its_rate() -> None:
+    throttle = ChannelThrottle()
+    throttle.configure({"sms": 0.5}, share=1.0, now=0.0)
+    one = np.full(1, CHANNELS.index("sms"), dtype=np.uint8)
+    assert throttle.reserve(one, 0.0) == {}  # the burst of one task
+    assert throttle.reserve(one, 0.0) == {"sms": pytest.approx(2.0)}
+
+
+def test_a_failed_receipt_built_without_reason_counts_as_unspecified() -> None:
+    state = PartitionTallies(0)
+    state.fold([Receipt("a/1", 1, "sms", "failed", None)])
+    assert state.tallies["a/1", 1].failed_reasons == Counter({"unspecified": 1})
