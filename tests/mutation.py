@@ -139,6 +139,9 @@ def mutmut(argv: list[str]) -> None:
         return False if isinstance(node, cst.ClassDef) else bool(skip(self, node))
 
     visitor._skip_node_and_children = skip_but_classes  # type: ignore[method-assign]
+    # this process imported `tests` from the worktree; mutmut's in-process pytest collects the
+    # copy under mutants/ (mutmut sets this for its stats run, not for its test listing)
+    os.environ["PY_IGNORE_IMPORTMISMATCH"] = "1"
     cli(argv, prog_name="mutmut")
 
 
