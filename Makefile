@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck rules unit integration faults bench kafka-start kafka-stop clean
+.PHONY: help setup demo test lint typecheck rules unit integration faults mutation bench kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,10 @@ rules:  ## promtool: check and unit-test the Prometheus alert rules (installs pr
 	promtool check rules deploy/prometheus/rules/*.yml
 	promtool test rules deploy/prometheus/tests/*.test.yml
 
+mutation: $(STAMP)  ## mutation score of the pure core (mutmut, unit tests; slow). One module: MODULES=regions
+	$(BIN)/pip install --quiet -e '.[mutation]'
+	$(BIN)/python -m tests.mutation $(MODULES)
+
 bench: setup  ## loa bench (fan-out by the broker clock, peers, scale, latency, sustained) + directory; benchmarks/results/
 	$(BIN)/loa bench
 	$(BIN)/python -m benchmarks.directory
@@ -61,4 +65,4 @@ kafka-stop:  ## stop the local dev broker
 	bash deploy/kafka/kafka.sh stop
 
 clean:  ## remove the virtualenv and local state
-	rm -rf $(VENV) .loa .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .loa .mypy_cache .ruff_cache .pytest_cache mutants

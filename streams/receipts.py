@@ -40,6 +40,7 @@ from streams.health import Readiness
 from streams.kafkaio.clients import make_producer, make_reader, start_all
 from streams.metrics import RECEIPT_OUTCOMES, Metrics
 from streams.ownership import Ownership, OwnershipListener
+from streams.records import CHANNELS
 from streams.settings import Settings
 from streams.tasks import cancel_and_wait
 
@@ -89,12 +90,13 @@ def parse_receipt(raw: bytes | None) -> Receipt:
         channel, outcome = doc["channel"], doc["outcome"]
     except KeyError as exc:
         raise MalformedInput(f"receipt lacks {exc.args[0]}", pointer=f"/{exc.args[0]}") from None
-    if not isinstance(alert_id, str) or not isinstance(version, int) or version < 1:
+    # bool is an int to Python, not to the schema: `"version": true` would be tallied as 1
+    if not isinstance(alert_id, str) or type(version) is not int or version < 1:
         raise MalformedInput("receipt alert_id/version invalid", pointer="/version")
     if outcome not in RECEIPT_OUTCOMES:
         raise MalformedInput(f"receipt outcome {outcome!r} unknown", pointer="/outcome")
-    if not isinstance(channel, str):
-        raise MalformedInput("receipt channel invalid", pointer="/channel")
+    if channel not in CHANNELS:  # a free-form channel would be an unbounded metric label
+        raise MalformedInput(f"receipt channel {channel!r} unknown", pointer="/channel")
     reason = doc.get("reason")
     reason = str(reason or "unspecified")[:_MAX_REASON] if outcome == "failed" else None
     return Receipt(alert_id, version, channel, outcome, reason)

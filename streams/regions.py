@@ -35,6 +35,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import pairwise
 from typing import Any
 
 import h3
@@ -251,9 +252,18 @@ def parse_polygon(text: str, *, pointer: str) -> list[tuple[float, float]]:
         raise SchemaViolation("a CAP polygon has at least 4 points", pointer=pointer)
     if points[0] != points[-1]:
         raise SchemaViolation("a CAP polygon ends where it starts", pointer=pointer)
+    if _twice_area(points) == 0:
+        raise SchemaViolation(
+            "a CAP polygon encloses an area (its points are not all on one line)", pointer=pointer
+        )
     if not any(_in_country(lat, lon) for lat, lon in points):
         raise UnknownRegion(f"the polygon lies outside {COUNTRY}", pointer=pointer)
     return points
+
+
+def _twice_area(points: list[tuple[float, float]]) -> float:
+    """Shoelace sum of a closed ring: 0 for one point or points on one line (H3 fails on those)."""
+    return abs(sum(a[0] * b[1] - b[0] * a[1] for a, b in pairwise(points)))
 
 
 def parse_circle(text: str, *, pointer: str) -> tuple[float, float, float]:
@@ -293,7 +303,12 @@ def polygon_cells(points: list[tuple[float, float]], res: int, *, pointer: str =
     _estimate(box_km2, res, pointer)
     cells = list(h3.h3shape_to_cells(shape, res))
     if not cells:
-        cells = list(h3.h3shape_to_cells_experimental(shape, res, contain="overlap"))
+        try:
+            cells = list(h3.h3shape_to_cells_experimental(shape, res, contain="overlap"))
+        except h3.H3BaseException:  # a sliver H3 cannot fill: poison, not a bug
+            raise SchemaViolation(
+                "the polygon is too thin to cover any cell", pointer=pointer
+            ) from None
     return cells
 
 

@@ -47,6 +47,7 @@ class Settings:
     cancel_tasks: bool = True
     #: LOA_CAP_COUNT: a routine alert reaches a recipient only if fewer than this many other
     #: routine alerts reached them within the window (extreme and severe alerts are never capped).
+    #: ``0`` turns caps off (it does not suppress every routine alert); negative is an error.
     cap_count: int = 3
     #: LOA_CAP_WINDOW_S: the frequency-cap window in seconds.
     cap_window_s: float = 86_400.0
@@ -243,6 +244,8 @@ class Settings:
             raise ValueError("LOA_FANOUT_CHUNK must be >= 1")
         if not 0 <= self.h3_resolution <= 15:
             raise ValueError("LOA_H3_RESOLUTION must be 0..15")
+        if self.cap_count < 0 or self.cap_window_s < 0:
+            raise ValueError("LOA_CAP_COUNT and LOA_CAP_WINDOW_S must be >= 0 (count 0: no cap)")
         if self.log_format not in ("text", "json"):
             raise ValueError("LOA_LOG_FORMAT must be text or json")
         if not self.snapshot_interval_s >= 0:

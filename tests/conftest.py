@@ -10,8 +10,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from streams.settings import Settings
+
+# No deadlines: tests assert behaviour, not wall-clock time (the machines are shared). `make
+# mutation` runs the unit tests once per mutant: fewer, reproducible examples there.
+hypothesis_settings.register_profile("loa", deadline=None)
+hypothesis_settings.register_profile("mutation", max_examples=20, derandomize=True, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "loa"))
+if "MUTANT_UNDER_TEST" in os.environ and not hasattr(pytest.Function, "_nodeid"):
+    # mutmut 3.4 (the last that installs beside faust's click<8.4) reads Item._nodeid, which
+    # pytest 9 dropped for the public nodeid
+    pytest.Function._nodeid = property(lambda self: self.nodeid)  # type: ignore[attr-defined]
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SCRIPT = ROOT / "deploy" / "kafka" / "kafka.sh"

@@ -22,6 +22,8 @@ __all__ = ["ChannelThrottle"]
 
 #: Burst allowance: one tenth of a second of budget, the size of a throttled chunk.
 _BURST_S = 0.1
+#: Wait imposed by a limit of 0 (the scheduler tries again after it; configure() sees a new rate).
+_BLOCKED_S = 3600.0
 
 
 @dataclass(slots=True)
@@ -29,6 +31,9 @@ class _Bucket:
     rate: float
     tokens: float
     at: float
+    #: Most tokens it holds: a tenth of a second of its budget, and never more than a throttled
+    #: chunk (sized by the slowest channel), so no channel bursts past its limit by more than one.
+    burst: float = 0.0
 
 
 @dataclass(slots=True)
@@ -43,40 +48,54 @@ class ChannelThrottle:
         for code in list(self._buckets):
             if code not in wanted:
                 del self._buckets[code]
+        chunk = float(_chunk(min(wanted.values()))) if wanted else 0.0
         for code, rate in wanted.items():
+            # one chunk (a tenth of a second of the slowest budget, at least one task, so a
+            # channel slower than 10/s need not pay for each task twice); no budget, no burst
+            burst = chunk if rate > 0 else 0.0
             bucket = self._buckets.get(code)
             if bucket is None:
-                self._buckets[code] = _Bucket(rate, rate * _BURST_S, now)
+                self._buckets[code] = _Bucket(rate, burst, now, burst)
             else:
                 self._refill(bucket, now)
-                bucket.rate = rate
-                bucket.tokens = min(bucket.tokens, rate * _BURST_S)
+                bucket.rate, bucket.burst = rate, burst
+                bucket.tokens = min(bucket.tokens, burst)
 
     def chunk_limit(self, default: int) -> int:
         """Largest chunk that keeps within a tenth of a second of the slowest budget."""
         if not self._buckets:
             return default
-        slowest = min(b.rate for b in self._buckets.values())
-        return max(1, min(default, int(slowest * 0.1)))
+        return min(default, _chunk(min(b.rate for b in self._buckets.values())))
 
     def reserve(self, channels: npt.NDArray[np.uint8], now: float) -> dict[str, float]:
-        """Take tokens for a chunk; returns the wait (seconds) each throttled channel imposes."""
+        """Take tokens for a chunk; returns the wait (seconds) each throttled channel imposes.
+
+        The chunk goes out after the longest wait, so every channel pays for it at that moment:
+        a channel that waits for another one's budget does not also bank the tokens of the wait.
+        """
         if not self._buckets:
             return {}
         counts = np.bincount(channels, minlength=len(CHANNELS))
+        taken = [(code, b, int(counts[code])) for code, b in self._buckets.items() if counts[code]]
         waits: dict[str, float] = {}
-        for code, bucket in self._buckets.items():
-            n = int(counts[code])
-            if n == 0:
-                continue
+        for code, bucket, n in taken:
             self._refill(bucket, now)
+            if bucket.tokens < n:
+                short = n - bucket.tokens
+                waits[CHANNELS[code]] = short / bucket.rate if bucket.rate > 0 else _BLOCKED_S
+        sent_at = now + max(waits.values(), default=0.0)
+        for _, bucket, n in taken:
+            self._refill(bucket, sent_at)
             bucket.tokens -= n
-            if bucket.tokens < 0:
-                waits[CHANNELS[code]] = -bucket.tokens / bucket.rate if bucket.rate > 0 else 3600.0
         return waits
 
     @staticmethod
     def _refill(bucket: _Bucket, now: float) -> None:
         elapsed = max(0.0, now - bucket.at)
-        bucket.tokens = min(bucket.rate * _BURST_S, bucket.tokens + elapsed * bucket.rate)
+        bucket.tokens = min(bucket.burst, bucket.tokens + elapsed * bucket.rate)
         bucket.at = now
+
+
+def _chunk(slowest: float) -> int:
+    """A throttled chunk: a tenth of a second of the slowest budget, at least one task."""
+    return max(1, int(slowest * _BURST_S))

@@ -13,18 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 import pytest
 
 from streams.directory.index import ChangeBatch
 from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
+from streams.directory.wire import encode_subscribers
 from streams.ingest.agencies import KeyPair, signature_headers
 from streams.ingest.agency_service import ensure_local_key
 from streams.kafkaio.clients import create_topics, make_producer, read_to_end
 from streams.localrun import WorkerProcess
 from streams.observe import wait_decision, watch_progress
+from streams.oracle import Expected, Rows, expected_audience
 from streams.records import Progress
 from streams.regions import RegionRegistry, registry
 from streams.settings import Settings
@@ -92,11 +93,26 @@ class LiveLoa:
         return counts, docs
 
     def expected(self, codes: list[str], *, test_only: bool = False) -> set[int]:
-        mask = self.regions.ward_mask((f"/{i}", c) for i, c in enumerate(codes))
-        hit = mask[self.directory.ward]
-        if test_only:
-            hit &= (self.directory.flags & 1) != 0
-        return set(self.directory.ids[np.flatnonzero(hit)].tolist())
+        """Who an alert for region ``codes`` must reach, by the independent oracle."""
+        doc = {
+            "status": "Exercise" if test_only else "Actual",
+            "info": [{"area": [{"regions": codes}]}],
+        }
+        found = self.expected_audience(doc)
+        assert not found.maybe  # region codes have no tolerance
+        return set(found.sure)
+
+    def expected_audience(self, doc: dict[str, Any]) -> Expected:
+        """The oracle's audience of an alert document among the directory's rows as written to
+        the changes topic (``streams/oracle.py``: shares no code with the fan-out)."""
+        return expected_audience(doc, oracle_rows(self.directory, self.regions))
+
+
+def oracle_rows(directory: ChangeBatch, regions: RegionRegistry) -> Rows:
+    """The directory's change records, decoded, as the oracle's raw rows."""
+    return Rows.from_records(
+        orjson.loads(value) for _, value in encode_subscribers(directory, regions) if value
+    )
 
 
 async def register_agencies(settings: Settings, key_dir: Path) -> dict[str, KeyPair]:
