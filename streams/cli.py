@@ -17,8 +17,12 @@ KAFKA_SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "ka
 
 
 def _settings() -> Settings:
+    """Strict settings (``streams.config``): ``--config``/``LOA_CONFIG`` file, then ``LOA_*``."""
+    from streams.config import load_settings
+
+    config = click.get_current_context().find_root().params.get("config_file")
     try:
-        return Settings.from_env()
+        return load_settings(config_file=config)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -55,8 +59,27 @@ class ProgressBar:
 
 
 @click.group()
-def main() -> None:
+@click.version_option(package_name="loa", prog_name="loa")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML settings file (default: LOA_CONFIG); LOA_* variables override it.",
+)
+def main(config_file: Path | None) -> None:
     """Loa: emergency alert fan-out on Kafka."""
+    if config_file is not None:  # processes Loa starts itself (demo, local runs) read it too
+        os.environ["LOA_CONFIG"] = str(config_file.resolve())
+
+
+@main.command("config")
+def show_config() -> None:
+    """Print the effective settings (file < environment), secrets redacted."""
+    from streams.config import describe
+
+    for line in describe(_settings()):
+        click.echo(line)
 
 
 @main.command()

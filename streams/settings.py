@@ -6,9 +6,8 @@ listed in README.md with its variable and default.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +91,30 @@ class Settings:
     #: third of it, at most 3 s). The broker's floor is ``group.min.session.timeout.ms`` (6 s).
     session_timeout_s: float = 60.0
 
+    # -- connection security (librdkafka names; checked by streams.config.check_security) --
+    #: LOA_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (``security.protocol``).
+    security_protocol: str = "PLAINTEXT"
+    #: LOA_SASL_MECHANISM: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (``sasl.mechanism``).
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    #: LOA_SASL_USERNAME: SASL user (required with SASL_*).
+    sasl_username: str = ""
+    #: LOA_SASL_PASSWORD: SASL password (secret; prefer LOA_SASL_PASSWORD_FILE).
+    sasl_password: str = ""
+    #: LOA_SASL_PASSWORD_FILE: file holding the SASL password (trailing newline ignored).
+    sasl_password_file: str = ""
+    #: LOA_SSL_CA_LOCATION: PEM file of the CA that signed the brokers' certificates
+    #: (``ssl.ca.location``); empty: the system's trust store.
+    ssl_ca_location: str = ""
+    #: LOA_SSL_CERTIFICATE_LOCATION: client certificate (PEM) for mTLS.
+    ssl_certificate_location: str = ""
+    #: LOA_SSL_KEY_LOCATION: private key (PEM) of the client certificate.
+    ssl_key_location: str = ""
+    #: LOA_SSL_KEY_PASSWORD: password of that key, if it is encrypted (secret).
+    ssl_key_password: str = ""
+    #: LOA_SSL_CHECK_HOSTNAME: the broker certificate must name the host connected to
+    #: (``ssl.endpoint.identification.algorithm=https``). Turn off only for experiments.
+    ssl_check_hostname: bool = True
+
     @property
     def inbound_topic(self) -> str:
         return f"{self.topic_prefix}.alerts.inbound"
@@ -152,31 +175,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from ``LOA_*`` variables; ``overrides`` win over the environment."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"LOA_{f.name.upper()}")
-            if f.name == "bootstrap_servers" and raw is None:
-                raw = env.get("KAFKA_BOOTSTRAP_SERVERS")
-            if raw is None:
-                continue
-            default = f.default
-            try:
-                if isinstance(default, bool):
-                    values[f.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
-                elif isinstance(default, int):
-                    values[f.name] = int(raw)
-                elif isinstance(default, float):
-                    values[f.name] = float(raw)
-                else:
-                    values[f.name] = raw
-            except ValueError as exc:
-                raise ValueError(f"LOA_{f.name.upper()}={raw!r}: {exc}") from None
-        values.update(overrides)
-        settings = cls(**values)
-        settings.validate()
-        return settings
+        """Build settings from ``LOA_*`` variables (and ``LOA_CONFIG``), strictly: see
+        ``streams.config``. ``overrides`` win over the environment."""
+        from streams.config import load_settings
+
+        return load_settings(env, **overrides)
 
     def validate(self) -> None:
         if self.partitions < 1:
