@@ -1,0 +1,90 @@
+"""Connection options of every Kafka client Loa builds, made in one place.
+
+Every aiokafka producer, consumer, admin client and raw client, and the Faust app's broker
+settings (``broker_credentials``), take their address and security from here, so no client can be
+left on PLAINTEXT by mistake; ``tests/unit/test_connection.py`` fails if a client is constructed
+anywhere else. Settings are named after librdkafka (``LOA_SECURITY_PROTOCOL``,
+``LOA_SASL_MECHANISM``, ``LOA_SSL_CA_LOCATION``...) and checked by ``streams.config``.
+
+TLS: hostname verification is on unless ``LOA_SSL_CHECK_HOSTNAME=false``; the CA file replaces
+the system trust store when given; a client certificate and key make it mTLS.
+"""
+
+from __future__ import annotations
+
+import ssl
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from streams.settings import Settings
+
+__all__ = ["client_options", "faust_broker_options", "sasl_password", "ssl_context"]
+
+
+def sasl_password(settings: Settings) -> str:
+    """``LOA_SASL_PASSWORD``, or the first line of ``LOA_SASL_PASSWORD_FILE``."""
+    if settings.sasl_password_file:
+        path = Path(settings.sasl_password_file)
+        try:
+            return path.read_text(encoding="utf-8").splitlines()[0]
+        except (OSError, IndexError):
+            raise ValueError(f"LOA_SASL_PASSWORD_FILE={path}: cannot read a password") from None
+    return settings.sasl_password
+
+
+@cache
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of SSL and SASL_SSL (None otherwise), shared by every client."""
+    if settings.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context = ssl.create_default_context(
+        ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_ca_location or None
+    )
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = settings.ssl_check_hostname
+    context.verify_mode = ssl.CERT_REQUIRED  # the chain is always verified, even without host
+    if settings.ssl_certificate_location:
+        context.load_cert_chain(
+            settings.ssl_certificate_location,
+            settings.ssl_key_location,
+            password=settings.ssl_key_password or None,
+        )
+    return context
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments every aiokafka client (producer, consumer, admin, raw) starts from."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+    }
+    context = ssl_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
+    if settings.security_protocol.startswith("SASL_"):
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = sasl_password(settings)
+    return options
+
+
+def faust_broker_options(settings: Settings) -> dict[str, Any]:
+    """``broker`` and ``broker_credentials`` of ``faust.App`` for the same connection."""
+    from faust.auth import SASLCredentials, SSLCredentials
+    from faust.types.auth import SASLMechanism
+
+    options: dict[str, Any] = {
+        "broker": [f"kafka://{host}" for host in settings.bootstrap_servers.split(",")]
+    }
+    context = ssl_context(settings)
+    if settings.security_protocol.startswith("SASL_"):
+        options["broker_credentials"] = SASLCredentials(
+            username=settings.sasl_username,
+            password=sasl_password(settings),
+            mechanism=SASLMechanism(settings.sasl_mechanism),
+            ssl_context=context,
+        )
+    elif context is not None:
+        options["broker_credentials"] = SSLCredentials(context)
+    return options

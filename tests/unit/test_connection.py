@@ -1,0 +1,104 @@
+"""Connection options: one builder for every client, secure settings reach each of them."""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+from faust.auth import SASLCredentials, SSLCredentials
+
+from streams.config import load_settings
+from streams.connection import client_options, faust_broker_options, ssl_context
+from streams.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A CA certificate and a client key pair made by openssl."""
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"), "-subj", "/CN=test-ca"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return {"ca": str(d / "ca.pem"), "cert": str(d / "ca.pem"), "key": str(d / "ca.key")}
+
+
+def test_plaintext_clients_get_only_the_address() -> None:
+    settings = Settings(bootstrap_servers="h:1")
+    assert client_options(settings) == {
+        "bootstrap_servers": "h:1",
+        "security_protocol": "PLAINTEXT",
+    }
+    assert faust_broker_options(settings) == {"broker": ["kafka://h:1"]}
+
+
+def test_sasl_ssl_scram_reaches_aiokafka_and_faust(
+    tmp_path: Path, tls_files: dict[str, str]
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    settings = load_settings(
+        {
+            "LOA_BOOTSTRAP_SERVERS": "a:1,b:2",
+            "LOA_SECURITY_PROTOCOL": "SASL_SSL",
+            "LOA_SASL_MECHANISM": "SCRAM-SHA-256",
+            "LOA_SASL_USERNAME": "worker",
+            "LOA_SASL_PASSWORD_FILE": str(secret),
+            "LOA_SSL_CA_LOCATION": tls_files["ca"],
+        }
+    )
+    options = client_options(settings)
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-256"
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("worker", "s3cret")
+    context = options["ssl_context"]
+    assert context.check_hostname is True and context.verify_mode == ssl.CERT_REQUIRED
+    faust = faust_broker_options(settings)
+    assert faust["broker"] == ["kafka://a:1", "kafka://b:2"]
+    credentials = faust["broker_credentials"]
+    assert isinstance(credentials, SASLCredentials)
+    assert credentials.protocol.value == "SASL_SSL"
+    assert credentials.mechanism.value == "SCRAM-SHA-256"
+    assert (credentials.username, credentials.password) == ("worker", "s3cret")
+    assert credentials.ssl_context is context
+
+
+def test_mtls_loads_the_client_certificate(tls_files: dict[str, str]) -> None:
+    settings = load_settings(
+        {
+            "LOA_SECURITY_PROTOCOL": "SSL",
+            "LOA_SSL_CA_LOCATION": tls_files["ca"],
+            "LOA_SSL_CERTIFICATE_LOCATION": tls_files["cert"],
+            "LOA_SSL_KEY_LOCATION": tls_files["key"],
+        }
+    )
+    options = client_options(settings)
+    assert options["security_protocol"] == "SSL" and "sasl_mechanism" not in options
+    credentials = faust_broker_options(settings)["broker_credentials"]
+    assert isinstance(credentials, SSLCredentials)
+    assert credentials.context is options["ssl_context"]
+
+
+def test_hostname_check_is_off_only_when_asked(tls_files: dict[str, str]) -> None:
+    base = {"LOA_SECURITY_PROTOCOL": "SSL", "LOA_SSL_CA_LOCATION": tls_files["ca"]}
+    assert ssl_context(load_settings(base)).check_hostname is True  # type: ignore[union-attr]
+    off = load_settings(base | {"LOA_SSL_CHECK_HOSTNAME": "false"})
+    context = ssl_context(off)
+    assert context is not None
+    assert (context.check_hostname, context.verify_mode) == (False, ssl.CERT_REQUIRED)
+
+
+def test_unreadable_password_file_is_a_clear_error(tmp_path: Path) -> None:
+    settings = Settings(
+        security_protocol="SASL_PLAINTEXT",
+        sasl_username="u",
+        sasl_password_file=str(tmp_path / "absent"),
+    )
+    with pytest.raises(ValueError, match=r"LOA_SASL_PASSWORD_FILE=.*cannot read a password"):
+        client_options(settings)
