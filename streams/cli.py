@@ -58,7 +58,23 @@ class ProgressBar:
         sys.stderr.flush()
 
 
-@click.group()
+class _Loa(click.Group):
+    """Kafka failures a person can fix (address, TLS, password, ACL) end as one line."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from streams.connection import failures_explained
+
+        with failures_explained() as explain:
+            try:
+                return super().invoke(ctx)
+            except Exception as exc:
+                line = explain(exc)
+                if line is None:
+                    raise
+                raise click.ClickException(line) from None
+
+
+@click.group(cls=_Loa)
 @click.version_option(package_name="loa", prog_name="loa")
 @click.option(
     "--config",

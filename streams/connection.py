@@ -12,14 +12,24 @@ the system trust store when given; a client certificate and key make it mTLS.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import ssl
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from streams.settings import Settings
 
-__all__ = ["client_options", "faust_broker_options", "sasl_password", "ssl_context"]
+__all__ = [
+    "client_options",
+    "explain",
+    "failures_explained",
+    "faust_broker_options",
+    "sasl_password",
+    "ssl_context",
+]
 
 
 def sasl_password(settings: Settings) -> str:
@@ -88,3 +98,58 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
     elif context is not None:
         options["broker_credentials"] = SSLCredentials(context)
     return options
+
+
+class _LastErrors(logging.Handler):
+    """Keeps the causes aiokafka logs while bootstrapping (it raises without them)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def failures_explained() -> Iterator[Callable[[BaseException], str | None]]:
+    """Within the block, aiokafka's own warnings are kept instead of printed; the yielded
+    function turns a connection, TLS, authentication or authorization failure into one line
+    for people (``None`` for any other exception)."""
+    handler = _LastErrors()
+    logger = logging.getLogger("aiokafka")
+    logger.addHandler(handler)
+    try:
+        yield lambda exc: explain(exc, handler.messages)
+    finally:
+        logger.removeHandler(handler)
+
+
+_HINTS = (
+    ("SaslAuthenticationFailed", "authentication failed: wrong user name or password"),
+    ("unable to get local issuer", "the broker's certificate is not signed by a trusted CA"),
+    ("self-signed certificate", "the broker's certificate is not signed by a trusted CA"),
+    ("Hostname mismatch", "the broker's certificate is not valid for the host name used"),
+    ("IP address mismatch", "the broker's certificate is not valid for the address used"),
+    ("certificate has expired", "a certificate has expired"),
+    ("certificate expired", "the broker refused the client certificate: it has expired"),
+    ("unknown ca", "the broker refused the client certificate: unknown CA"),
+    ("certificate required", "the broker requires a client certificate (mTLS)"),
+)
+
+
+def explain(exc: BaseException, logged: list[str]) -> str | None:
+    """One line for a Kafka failure a person can fix (address, TLS, password, ACL)."""
+    name = type(exc).__name__
+    if "AuthorizationFailed" in name:
+        what = name.removesuffix("Error").removesuffix("AuthorizationFailed").lower()
+        subject = ", ".join(str(arg) for arg in exc.args) or "the cluster"
+        return f"not authorized: the ACLs do not allow this user on {what} {subject}"
+    if name != "KafkaConnectionError" or "bootstrap" not in str(exc):
+        return None
+    causes = [m.split(": ", 1)[1] for m in logged if m.startswith("Unable connect to")]
+    cause = causes[-1] if causes else "no broker answered"
+    for needle, hint in _HINTS:
+        if needle.lower() in cause.lower():
+            return f"cannot connect to Kafka: {hint} ({cause.strip()})"
+    return f"cannot connect to Kafka: {cause.strip()}"

@@ -77,7 +77,7 @@ class Settings:
     #: LOA_METRICS_INTERVAL_S: how often the worker refreshes consumer lag and directory gauges.
     metrics_interval_s: float = 5.0
     #: LOA_AGENCIES_DIR: agency registry files ``loa agencies load`` reads when given no path
-    #: (empty: the repository's ``deploy/agencies``). Workers read the agencies topic, not this.
+    #: (empty: the package's ``deploy/agencies``). Workers read the agencies topic, not this.
     agencies_dir: str = ""
     #: LOA_REQUIRE_SIGNATURES: ingest rejects an alert without a valid signature of its sender
     #: (``bad_signature``). Turn off only for local experiments; sender registration,
@@ -146,9 +146,11 @@ class Settings:
 
     @property
     def resolved_agencies_dir(self) -> str:
-        return self.agencies_dir or str(
-            Path(__file__).resolve().parent.parent / "deploy" / "agencies"
-        )
+        """``LOA_AGENCIES_DIR`` or the default agency files shipped with the package
+        (``streams/data/agencies``, a link to the repository's ``deploy/agencies``)."""
+        from importlib.resources import files
+
+        return self.agencies_dir or str(files("streams") / "data" / "agencies")
 
     @property
     def receipts_topic(self) -> str:
