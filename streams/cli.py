@@ -106,6 +106,7 @@ def worker() -> None:
     from streams.app import create_app
 
     settings = _settings()
+    settings = _checked_for_worker(settings)
     app = create_app(settings)
     from streams.logs import worker_logging_config
 
@@ -115,6 +116,20 @@ def worker() -> None:
         quiet=True,
         logging_config=worker_logging_config(settings.log_level, settings.log_format),
     ).execute_from_commandline()
+
+
+def _checked_for_worker(settings: Settings) -> Settings:
+    """Refuse to start on topics the settings do not fit; the cluster's replication."""
+    import dataclasses
+
+    from streams.kafka import check_worker_topics
+
+    problems, rep = asyncio.run(check_worker_topics(settings))
+    if problems:
+        raise click.ClickException(
+            "the worker does not start: topics do not match the settings: " + "; ".join(problems)
+        )
+    return dataclasses.replace(settings, replication_factor=rep.factor)
 
 
 @main.command()
@@ -131,11 +146,16 @@ def topics() -> None:
 
 @topics.command("create")
 def topics_create() -> None:
-    """Create every topic Loa uses (idempotent)."""
-    from streams.kafka import create_topics
+    """Create every topic Loa uses (idempotent); report existing topics whose partitions or
+    replication differ from the settings (exit code 1)."""
+    from streams.kafka import ensure_topics
 
-    created = asyncio.run(create_topics(_settings()))
+    created, differing = asyncio.run(ensure_topics(_settings()))
     click.echo(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else ""))
+    for line in differing:
+        click.echo(f"differs from the settings: {line}", err=True)
+    if differing:
+        sys.exit(1)
 
 
 @main.group()

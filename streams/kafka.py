@@ -7,17 +7,24 @@ defaults to ``acks=1`` without it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+from streams.connection import client_options
 from streams.records import Priority
 from streams.settings import Settings
+from streams.topics import (
+    Replication,
+    TopicShape,
+    mismatches,
+    partition_mismatches,
+    replication,
+)
 
 __all__ = ["create_topics", "make_producer", "read_to_end", "topic_specs"]
 
@@ -73,29 +80,36 @@ def make_reader(settings: Settings, **overrides: Any) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(**options)
 
 
-def topic_specs(settings: Settings) -> list[NewTopic]:
-    """Every topic Loa uses, with its partitions and cleanup policy."""
-    p, rf = settings.partitions, settings.replication_factor
-    compact = {"cleanup.policy": "compact"}
+def topic_specs(settings: Settings, rep: Replication | None = None) -> list[NewTopic]:
+    """Every topic Loa uses, with its partitions, cleanup policy and (given ``rep``, else the
+    settings' explicit values) replication."""
+    rep = rep or Replication(settings.replication_factor or 1, settings.min_insync_replicas or 1)
+    p, rf = settings.partitions, rep.factor
+    isr = {"min.insync.replicas": str(rep.min_insync)}
+    compact = {"cleanup.policy": "compact", **isr}
     specs = [
         # one partition: alerts are few and their lifecycle (re-publish, Update, Cancel) needs
         # a total order; the fan-out, not ingest, is where the volume is
         # records up to 16 MiB get in, so an oversized alert is a clear ``too_large``
         # rejection instead of a producer error the agency may never read
-        NewTopic(settings.inbound_topic, 1, rf, topic_configs={"max.message.bytes": "16777216"}),
-        NewTopic(settings.rejected_topic, 1, rf),
+        NewTopic(
+            settings.inbound_topic, 1, rf, topic_configs={"max.message.bytes": "16777216", **isr}
+        ),
+        NewTopic(settings.rejected_topic, 1, rf, topic_configs=isr),
         NewTopic(settings.accepted_topic, 1, rf, topic_configs=compact),
-        NewTopic(settings.orders_topic, p, rf),
+        NewTopic(settings.orders_topic, p, rf, topic_configs=isr),
         NewTopic(settings.progress_topic, p, rf, topic_configs=compact),
         NewTopic(settings.directory_topic, p, rf, topic_configs=compact),
         NewTopic(settings.channels_topic, 1, rf, topic_configs=compact),
         # One partition: the registry is small and every worker replays all of it.
         NewTopic(settings.agencies_topic, 1, rf, topic_configs=compact),
     ]
-    specs += [NewTopic(settings.sends_topic(prio.value), p, rf) for prio in Priority]
+    specs += [
+        NewTopic(settings.sends_topic(prio.value), p, rf, topic_configs=isr) for prio in Priority
+    ]
     # Receipts share the send tasks' partitioning; tallies of receipts partition p go to p.
     specs += [
-        NewTopic(settings.receipts_topic, p, rf),
+        NewTopic(settings.receipts_topic, p, rf, topic_configs=isr),
         NewTopic(settings.delivery_topic, p, rf, topic_configs=compact),
     ]
     return specs
@@ -103,18 +117,63 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
 async def create_topics(settings: Settings) -> list[str]:
     """Create missing topics (idempotent). Returns the names that were created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    created, _ = await ensure_topics(settings)
+    return created
+
+
+async def ensure_topics(settings: Settings) -> tuple[list[str], list[str]]:
+    """Create missing topics, replicated for the cluster's size (``streams.topics``); returns
+    the created names and one line per existing topic that differs from the settings."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [t for t in topic_specs(settings) if t.name not in existing]
+        brokers = len((await admin.describe_cluster())["brokers"])
+        specs = topic_specs(settings, replication(settings, brokers))
+        existing = await _shapes(admin, [t.name for t in specs])
+        missing = [t for t in specs if t.name not in existing]
         if missing:
-            # another process may win the race; the topic is there either way
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
-        return [t.name for t in missing]
+            response = await admin.create_topics(missing)
+            for name, code, message in response.topic_errors:
+                # another process may win the race; the topic is there either way
+                if code and for_code(code) is not TopicAlreadyExistsError:
+                    raise for_code(code)(f"{name}: {message or 'create refused'}")
+        return [t.name for t in missing], mismatches(_wanted(specs), existing)
     finally:
         await admin.close()
+
+
+async def check_worker_topics(settings: Settings) -> tuple[list[str], Replication]:
+    """What keeps a worker from starting (missing topics, partition counts that differ from
+    ``LOA_PARTITIONS``: orders and directory must be co-partitioned), empty when it can run;
+    and the replication the cluster's size gives."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        specs = topic_specs(settings)
+        problems = partition_mismatches(
+            _wanted(specs), await _shapes(admin, [t.name for t in specs])
+        )
+        return problems, replication(settings, brokers)
+    finally:
+        await admin.close()
+
+
+def _wanted(specs: list[NewTopic]) -> list[TopicShape]:
+    return [TopicShape(t.name, t.num_partitions, t.replication_factor) for t in specs]
+
+
+async def _shapes(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, TopicShape]:
+    """Partitions and replication factor of those of ``names`` that exist."""
+    shapes = {}
+    for topic in await admin.describe_topics(names):
+        name = topic.get("topic") or topic.get("name")
+        partitions = topic["partitions"]
+        if topic["error_code"] or not partitions:
+            continue
+        replicas = max(len(p.get("replicas") or p.get("replica_nodes") or ()) for p in partitions)
+        shapes[name] = TopicShape(name, len(partitions), replicas)
+    return shapes
 
 
 async def read_to_end(

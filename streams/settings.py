@@ -30,8 +30,12 @@ class Settings:
     topic_prefix: str = "loa"
     #: LOA_PARTITIONS: partitions of the orders, directory, progress and send-task topics.
     partitions: int = 8
-    #: LOA_REPLICATION_FACTOR: replication factor of the topics Loa creates.
-    replication_factor: int = 1
+    #: LOA_REPLICATION_FACTOR: replication factor of the topics Loa creates; 0: 3 when the
+    #: cluster has three or more brokers, else 1 (``streams.topics.replication``).
+    replication_factor: int = 0
+    #: LOA_MIN_INSYNC_REPLICAS: ``min.insync.replicas`` of the topics Loa creates; 0: 2 when
+    #: the replication factor is 3 or more, else 1.
+    min_insync_replicas: int = 0
     #: LOA_MAX_ALERT_BYTES: an inbound record larger than this is rejected as ``too_large``.
     max_alert_bytes: int = 256 * 1024
     #: LOA_EMIT_BATCH_BYTES: size of one producer batch of send tasks (one Kafka request).
@@ -196,3 +200,5 @@ class Settings:
             raise ValueError("LOA_LOG_FORMAT must be text or json")
         if not 0 <= self.metrics_port <= 65535:
             raise ValueError("LOA_METRICS_PORT must be 0..65535")
+        if self.replication_factor < 0 or self.min_insync_replicas < 0:
+            raise ValueError("LOA_REPLICATION_FACTOR and LOA_MIN_INSYNC_REPLICAS must be >= 0")

@@ -12,13 +12,13 @@
 #        cluster.sh env USER      print the LOA_* settings of USER (worker, agency, operator,
 #                                 admin), SASL_SSL + SCRAM-SHA-512; `env mtls-USER`: mTLS
 #
-# Listeners of node N (BASE = LOA_CLUSTER_PORT, default 19401), all on 127.0.0.1:
+# Listeners of node N (BASE = LOA_CLUSTER_PORT, default 19192), all on 127.0.0.1:
 #   BASE+3(N-1)    CLIENT      SASL_SSL, SCRAM-SHA-512 (clients)
 #   BASE+3(N-1)+1  MTLS        SSL with client certificates (mTLS clients, inter-broker)
 #   BASE+3(N-1)+2  CONTROLLER  SSL with client certificates (KRaft quorum)
 #
 # Environment (all optional):
-#   LOA_CLUSTER_PORT           first port, 9 consecutive ports used   (default 19401)
+#   LOA_CLUSTER_PORT           first port, 9 consecutive ports used   (default 19192)
 #   LOA_CLUSTER_DIR            runtime dir: tls/, secrets/, node-N/    (default ~/.cache/loa/cluster-<port>)
 #   LOA_CLUSTER_START_TIMEOUT  seconds to wait for all nodes           (default 120)
 #   LOA_KAFKA_VERSION, LOA_KAFKA_CACHE, LOA_KAFKA_JAVA: as for kafka.sh
@@ -37,7 +37,7 @@ die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
 NODES=3
 USERS=(admin worker agency operator)
 KAFKA_VERSION="${LOA_KAFKA_VERSION:-4.4.0}"
-BASE="${LOA_CLUSTER_PORT:-19401}"
+BASE="${LOA_CLUSTER_PORT:-19192}"
 [[ "$BASE" =~ ^[0-9]+$ ]] && ((BASE > 0 && BASE + 9 < 65536)) || die "LOA_CLUSTER_PORT must be a TCP port, got '$BASE'"
 DIR="${LOA_CLUSTER_DIR:-${HOME:-/tmp}/.cache/loa/cluster-$BASE}"
 [[ "$DIR" == /* ]] || DIR="$(pwd -P)/$DIR"
