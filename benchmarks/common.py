@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
-from streams.kafka import make_producer
+from streams.kafkaio.clients import make_admin, make_producer
 from streams.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -24,7 +24,7 @@ async def ceiling(settings: Settings, n: int, key_size: int, value_size: int) ->
     one ``append`` per record, batches round-robin over the partitions: the best aiokafka's
     public batch API does on this broker."""
     topic = f"{settings.topic_prefix}.ceiling"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = make_admin(settings)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, settings.partitions, 1)])

@@ -31,12 +31,12 @@ from typing import Any
 from benchmarks.common import ceiling, write_results
 from streams.directory.index import DirectoryPartition
 from streams.directory.load import write_changes
-from streams.directory.recordbatch import build_records, finish_batch, read_partition
 from streams.directory.service import DirectoryService
 from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import decode_fetched, encode_matrices, encode_subscribers
-from streams.fanout.encode import select_audience
-from streams.kafka import create_topics, make_producer
+from streams.fanout.plan import select_audience
+from streams.kafkaio.clients import create_topics, make_producer
+from streams.kafkaio.recordbatch import build_records, finish_batch, read_partition
 from streams.localrun import start_broker, stop_broker
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry, resolve_targets

@@ -30,11 +30,11 @@ from benchmarks.common import ceiling, write_results
 from streams.directory.index import DirectoryPartition
 from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
-from streams.fanout.encode import TaskEncoder, select_audience
-from streams.fanout.plan import CapPolicy, PastOrder, plan_audience
+from streams.fanout.encode import TaskEncoder
+from streams.fanout.plan import CapPolicy, PastOrder, plan_audience, select_audience
 from streams.ingest.agencies import signature_headers
 from streams.ingest.agency_service import ensure_local_key
-from streams.kafka import create_topics, make_producer
+from streams.kafkaio.clients import create_topics, make_producer
 from streams.localrun import WorkerProcess, start_broker, stop_broker
 from streams.observe import wait_decision, watch_progress
 from streams.records import FanoutOrder, Priority, Progress, TaskKind

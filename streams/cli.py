@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from streams.progress import ProgressBar
 from streams.settings import Settings
 
 KAFKA_SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "kafka.sh"
@@ -33,36 +34,11 @@ def _logging(settings: Settings) -> None:
     configure(settings.log_level, settings.log_format)  # LOA_LOG_FORMAT: text | json
 
 
-class ProgressBar:
-    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total = label, max(total, 1)
-        self.started = time.monotonic()
-        self._tty = sys.stderr.isatty()
-        self._last = -1.0
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        finished = done >= self.total
-        if not finished and now - self._last < (0.1 if self._tty else 2.0):
-            return
-        self._last = now
-        frac = min(done / self.total, 1.0)
-        bar = "#" * int(frac * 30)
-        rate = done / max(now - self.started, 1e-9)
-        line = f"{self.label} [{bar:<30}] {done:,}/{self.total:,} {frac:6.1%} {rate:,.0f}/s"
-        sys.stderr.write(("\r" + line) if self._tty else line + "\n")
-        if finished and self._tty:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
 class _Loa(click.Group):
     """Kafka failures a person can fix (address, TLS, password, ACL) end as one line."""
 
     def invoke(self, ctx: click.Context) -> object:
-        from streams.connection import failures_explained
+        from streams.kafkaio.security import failures_explained
 
         with failures_explained() as explain:
             try:
@@ -122,7 +98,7 @@ def _checked_for_worker(settings: Settings) -> Settings:
     """Refuse to start on topics the settings do not fit; the cluster's replication."""
     import dataclasses
 
-    from streams.kafka import check_worker_topics
+    from streams.kafkaio.clients import check_worker_topics
 
     problems, rep = asyncio.run(check_worker_topics(settings))
     if problems:
@@ -148,7 +124,7 @@ def topics() -> None:
 def topics_create() -> None:
     """Create every topic Loa uses (idempotent); report existing topics whose partitions or
     replication differ from the settings (exit code 1)."""
-    from streams.kafka import ensure_topics
+    from streams.kafkaio.clients import ensure_topics
 
     created, differing = asyncio.run(ensure_topics(_settings()))
     click.echo(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else ""))
@@ -183,7 +159,7 @@ def directory_load(file: Path | None, n: int | None, seed: int, fmt: str | None)
     from streams.directory.files import read_subscribers
     from streams.directory.load import write_changes
     from streams.directory.synthetic import synthetic_subscribers
-    from streams.kafka import create_topics
+    from streams.kafkaio.clients import create_topics
     from streams.regions import registry
 
     if (file is None) == (n is None):
@@ -231,7 +207,7 @@ def publish(file: Path, key_file: Path | None, key_id: str | None, wait: bool) -
     """Send an alert file (CAP XML or Loa JSON) to loa.alerts.inbound and print what ingest
     decided. With --key the exact file bytes are signed (headers loa-signature, loa-key-id)."""
     from streams.ingest.agencies import load_private_key, signature_headers
-    from streams.kafka import create_topics, make_producer
+    from streams.kafkaio.clients import create_topics, make_producer
     from streams.observe import wait_decision
 
     settings = _settings()
@@ -359,7 +335,7 @@ def agencies_load(path: Path | None, key_files: tuple[Path, ...]) -> None:
     LOA_AGENCIES_DIR) to the registry topic. Each agency's record is replaced as a whole."""
     from streams.errors import InvalidAgency
     from streams.ingest.agency_service import load_agencies
-    from streams.kafka import create_topics
+    from streams.kafkaio.clients import create_topics
 
     settings = _settings()
     source = path or Path(settings.resolved_agencies_dir)
@@ -381,7 +357,7 @@ def agencies_load(path: Path | None, key_files: tuple[Path, ...]) -> None:
 def agencies_remove(agency_ids: tuple[str, ...]) -> None:
     """Remove agencies (tombstones): their alerts are rejected as unknown_sender from now on."""
     from streams.ingest.agency_service import remove_agencies
-    from streams.kafka import create_topics
+    from streams.kafkaio.clients import create_topics
 
     settings = _settings()
 
@@ -397,7 +373,7 @@ def agencies_list() -> None:
     """Print the registry as the topic holds it now."""
     from streams.ingest.agencies import AgencyRegistry
     from streams.ingest.agency_service import read_agencies
-    from streams.kafka import create_topics
+    from streams.kafkaio.clients import create_topics
 
     settings = _settings()
 
@@ -522,7 +498,7 @@ def deliver(
 ) -> None:
     """Reference delivery worker: consume send tasks, deliver via CHANNEL, write receipts."""
     from streams.deliver import deliver as run_delivery
-    from streams.kafka import create_topics
+    from streams.kafkaio.clients import create_topics
 
     settings = _settings()
     _logging(settings)

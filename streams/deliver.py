@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
-from streams.kafka import make_producer
+from streams.kafkaio.clients import make_producer, make_reader
 from streams.records import Priority
 from streams.settings import Settings
 
@@ -117,13 +116,10 @@ async def deliver(
     name = worker_name or f"deliver-{channel}-{uuid.uuid4().hex[:8]}"
     group = group_id or f"{settings.app_id}-deliver-{channel}"
     topics = [settings.sends_topic(p) for p in priorities]
-    consumer = AIOKafkaConsumer(
+    consumer = make_reader(
+        settings,
         *topics,
-        bootstrap_servers=settings.bootstrap_servers,
         group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
         max_partition_fetch_bytes=4 * 1024 * 1024,
         client_id=name,
     )

@@ -17,9 +17,10 @@ from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
 from streams.ingest.agencies import signature_headers
 from streams.ingest.agency_service import ensure_local_key
-from streams.kafka import create_topics, make_producer
+from streams.kafkaio.clients import create_topics, make_producer
 from streams.localrun import WorkerProcess, start_broker, stop_broker
 from streams.observe import wait_decision, watch_progress
+from streams.progress import ProgressBar
 from streams.records import CHANNELS, Progress
 from streams.regions import registry
 from streams.settings import Settings
@@ -29,8 +30,6 @@ SAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "samples" / "typhoo
 
 
 def run_demo(settings: Settings, *, subscribers: int, seed: int, alert_file: Path | None) -> int:
-    from streams.cli import ProgressBar
-
     # aiokafka warns about leader elections on topics it has just created: noise in a demo
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     regions = registry()

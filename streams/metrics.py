@@ -330,16 +330,11 @@ class LagSampler:
         self._consumer: Any = None
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.admin import AIOKafkaAdminClient
+        from streams.kafkaio.clients import make_admin, make_consumer
 
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+        self._admin = make_admin(self.settings)
         await self._admin.start()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            enable_auto_commit=False,
-            client_id=f"{self.settings.app_id}-lag",
-        )
+        self._consumer = make_consumer(self.settings, client_id=f"{self.settings.app_id}-lag")
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name="loa-lag")
 
@@ -366,7 +361,7 @@ class LagSampler:
     async def sample(self) -> None:
         from aiokafka import TopicPartition
 
-        from streams.kafka import topic_specs
+        from streams.kafkaio.clients import topic_specs
 
         partitions = topics_of(topic_specs(self.settings))
         lags: dict[str, int] = {}

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.kafka import make_reader, topic_specs
+from streams.kafkaio.clients import make_reader, topic_specs
 from streams.records import Progress
 from streams.settings import Settings
 

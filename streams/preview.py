@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from streams.directory.service import DirectoryService
-from streams.fanout.encode import select_audience
+from streams.fanout.plan import select_audience
 from streams.ingest import Accepted, Duplicate, Rejected, decide
 from streams.records import CHANNELS
 from streams.regions import RegionRegistry

@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from streams.errors import MalformedInput
-from streams.kafka import make_producer, make_reader
+from streams.kafkaio.clients import make_producer, make_reader
 from streams.metrics import RECEIPT_OUTCOMES, Metrics
 from streams.settings import Settings
 
@@ -201,14 +201,7 @@ class ReceiptsAgent:
             client_id=f"{s.app_id}-receipts",
         )
         await self._producer.start()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            client_id=f"{s.app_id}-receipts",
-        )
+        self._consumer = make_reader(s, group_id=self.group_id, client_id=f"{s.app_id}-receipts")
         await self._consumer.start()
         self._consumer.subscribe([s.receipts_topic], listener=_Listener(self))
         self._task = asyncio.create_task(self._run(), name="loa-receipts")

@@ -62,7 +62,7 @@ class Settings:
     #: reach the end of the changes topic before the fan-out is retried.
     directory_catchup_timeout_s: float = 120.0
     #: LOA_DIRECTORY_RAW_KAFKA: the directory loader builds record batches column-wise and the
-    #: restore reads fetched record batches column-wise (``streams.directory.rawkafka``); false
+    #: restore reads fetched record batches column-wise (``streams.kafkaio.rawkafka``); false
     #: falls back to aiokafka's public per-record producer and consumer paths (slower).
     directory_raw_kafka: bool = True
     #: LOA_H3_RESOLUTION: H3 resolution of subscriber location cells and of the cells that

@@ -7,7 +7,7 @@ It returns once the broker has acknowledged every record (``acks=all``, idempote
 so a count it reports is a count the directory holds.
 
 Speed: subscribers in Loa's fixed layout become whole record batches built column-wise
-(:mod:`streams.directory.recordbatch`, no Python object per record), and batches go out
+(:mod:`streams.kafkaio.recordbatch`, no Python object per record), and batches go out
 round-robin over the partitions, so each produce request carries a batch for every partition
 instead of waiting on one partition at a time. The few records outside the fixed layout
 (opt-outs, tombstones) use aiokafka's per-record batch builder. Records of one call have
@@ -24,10 +24,10 @@ import numpy as np
 from aiokafka import AIOKafkaProducer
 
 from streams.directory.index import ChangeBatch
-from streams.directory.rawkafka import prebuilt_batches
 from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import encode_matrices, encode_subscribers
-from streams.kafka import appended_batches, make_producer
+from streams.kafkaio.clients import appended_batches, make_producer
+from streams.kafkaio.rawkafka import prebuilt_batches
 from streams.regions import RegionRegistry
 from streams.settings import Settings
 

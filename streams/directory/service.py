@@ -13,8 +13,8 @@ replay (:meth:`DirectoryService.ready`): an alert is never fanned out against a 
 directory.
 
 Restore speed: by default the partitions are fetched as raw record batches
-(:class:`streams.directory.rawkafka.RawFetcher`) and read column-wise
-(:func:`streams.directory.recordbatch.read_partition`, the consumer's read_committed rules),
+(:class:`streams.kafkaio.rawkafka.RawFetcher`) and read column-wise
+(:func:`streams.kafkaio.recordbatch.read_partition`, the consumer's read_committed rules),
 so no Python object is built per record. ``LOA_DIRECTORY_RAW_KAFKA=false`` uses aiokafka's
 consumer (``getmany``) instead; both feed the same decoder and index.
 """
@@ -29,10 +29,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 
 from streams.directory.index import DirectoryPartition
-from streams.directory.rawkafka import RawFetcher
-from streams.directory.recordbatch import FetchedRecords, read_partition
 from streams.directory.wire import decode_fetched
 from streams.errors import DirectoryNotReady
+from streams.kafkaio.clients import make_raw_fetcher, make_reader
+from streams.kafkaio.rawkafka import RawFetcher
+from streams.kafkaio.recordbatch import FetchedRecords, read_partition
 from streams.regions import RegionRegistry
 from streams.settings import Settings
 
@@ -59,11 +60,8 @@ class DirectoryService:
         self._positions: dict[int, int] = {}
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.bootstrap_servers,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
+        self._consumer = make_reader(
+            self._settings,
             max_partition_fetch_bytes=8 * 1024 * 1024,
             # A long-polling fetch holds the connection: ListOffsets (``ready``) queues behind
             # it, so keep the poll short or every order waits up to the 500 ms default.
@@ -72,10 +70,8 @@ class DirectoryService:
         )
         await self._consumer.start()
         if self._settings.directory_raw_kafka:
-            self._fetcher = RawFetcher(
-                self._settings.bootstrap_servers,
-                f"{self._settings.app_id}-directory-fetch",
-                max_wait_ms=50,
+            self._fetcher = make_raw_fetcher(
+                self._settings, f"{self._settings.app_id}-directory-fetch", max_wait_ms=50
             )
             await self._fetcher.start()
             run = self._run_raw()

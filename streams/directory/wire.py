@@ -27,9 +27,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from streams.directory.cells import cell_resolution, format_hex, is_cell, parse_hex, to_resolution
 from streams.directory.index import COLUMNS, FLAG_TEST, NO_CHANNEL, ChangeBatch, category_mask
-from streams.directory.recordbatch import FetchedRecords
 from streams.encoding import decimal_digits, digit_runs, fixed_records, lookup_table, rows
 from streams.errors import LoaError
+from streams.kafkaio.recordbatch import FetchedRecords
 from streams.records import CATEGORIES, CHANNELS, LANGUAGES
 from streams.regions import RegionRegistry
 

@@ -1,11 +1,13 @@
 """Fan-out: the third stage. Orders (an alert's share of one directory partition) in, one
 send task per selected recipient out, on ``loa.sends.<priority>``.
 
-The core (:mod:`streams.fanout.encode`) selects the audience from the columnar directory and
-encodes send tasks chunk by chunk with numpy; :mod:`streams.fanout.throttle` paces channels;
-:mod:`streams.fanout.scheduler` keeps the orders of the owned partitions, picks the most urgent
-one, and appends each chunk to aiokafka record batches inside a Kafka transaction with the
-order's cursor (one ``send_batch`` per ~1 MB, never one awaited send per recipient).
+Read top to bottom: :mod:`streams.fanout.plan` selects the audience from the columnar directory
+and decides who gets which task (lineage dedup, caps); :mod:`streams.fanout.encode` encodes the
+tasks chunk by chunk with numpy; :mod:`streams.fanout.queue` keeps the orders of each owned
+partition and picks the most urgent (pure); :mod:`streams.fanout.throttle` paces channels;
+:mod:`streams.fanout.scheduler` (the emitter) writes each chunk as record batches inside a Kafka
+transaction with the order's cursor (one ``send_batch`` per ~1 MB, never one awaited send per
+recipient), retrying Kafka errors and ending poison orders as ``failed``.
 
 Send tasks of directory partition ``p`` go to partition ``p`` of the send-task topic (both have
 ``LOA_PARTITIONS`` partitions and recipients are partitioned by ``recipient_id mod
@@ -17,6 +19,7 @@ readers may see tasks of aborted chunks again; they drop them by ``idempotency_k
 (``<alert_id>:<version>:<kind>:<recipient_id>``).
 """
 
-from streams.fanout.encode import TaskEncoder, select_audience
+from streams.fanout.encode import TaskEncoder
+from streams.fanout.plan import select_audience
 
 __all__ = ["TaskEncoder", "select_audience"]

@@ -1,4 +1,6 @@
-"""Audience selection and vectorized send-task encoding (pure numpy, no Kafka)."""
+"""Vectorized send-task encoding (pure numpy, no Kafka): the bytes of each task of a planned
+audience. Where it sits: after :mod:`streams.fanout.plan` (who gets which kind of task), before the
+emitter (``streams.fanout.scheduler``), which writes the bytes in record batches."""
 
 from __future__ import annotations
 
@@ -8,47 +10,17 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from streams.directory.cells import CellSet
-from streams.directory.index import DirectoryPartition, Selection, category_mask
+from streams.directory.index import Selection
 from streams.encoding import RecordLayout, decimal_digits, digit_runs, lookup_table, rows
-from streams.records import CHANNELS, LANGUAGES, FanoutOrder, Priority, TaskKind
-from streams.regions import RegionRegistry
+from streams.records import CHANNELS, LANGUAGES, FanoutOrder, TaskKind
 
-__all__ = ["KINDS", "TaskEncoder", "audience_rows", "select_audience"]
+__all__ = ["KINDS", "TaskEncoder"]
 
 _CHANNEL_TOKENS = lookup_table([orjson.dumps(c) for c in CHANNELS])
 _LANGUAGE_TOKENS = lookup_table([orjson.dumps(c) for c in LANGUAGES])
 #: Task kinds in the order of their ``uint8`` code in a kinds column.
 KINDS: tuple[TaskKind, ...] = tuple(TaskKind)
 _KIND_TOKENS = lookup_table([orjson.dumps(k.value) for k in KINDS])
-
-
-def select_audience(
-    order: FanoutOrder, directory: DirectoryPartition, regions: RegionRegistry
-) -> Selection:
-    """Recipients of ``directory`` that ``order`` targets, in recipient-id order
-    (:func:`audience_rows` gathered)."""
-    return directory.take(audience_rows(order, directory, regions))
-
-
-def audience_rows(
-    order: FanoutOrder, directory: DirectoryPartition, regions: RegionRegistry
-) -> npt.NDArray[np.bool_]:
-    """Row mask over ``directory`` of the recipients ``order`` targets.
-
-    Targeted: home ward under one of the order's region codes, or location cell inside the
-    order's H3 cells (polygons, circles). Then only the test audience if the order is test-only,
-    and without those who opted out of every one of the alert's categories unless the priority
-    is extreme (extreme alerts cannot be opted out of).
-    """
-    mask = regions.ward_mask((f"/targets/{i}", code) for i, code in enumerate(order.targets))
-    cells = None
-    if order.cells:
-        directory.compact()
-        area = CellSet.of(int(c, 16) for c in order.cells)
-        cells = area.contains(directory.cell)
-    optout = 0 if order.priority is Priority.EXTREME else category_mask(order.categories)
-    return directory.rows(mask, test_only=order.test_only, cells=cells, exclude_optout=optout)
 
 
 class TaskEncoder:

@@ -1,9 +1,10 @@
-"""Who gets which task for one order: lineage dedup, cancel audiences, frequency caps (pure).
+"""Who gets which task for one order: targeting, lineage dedup, cancel audiences, caps (pure).
 
-Where it sits: between :func:`streams.fanout.encode.select_audience` (who is targeted) and the
-scheduler (who emits). Inputs are the order, its directory partition and the partition's order
-history (earlier orders with their committed cursors); all of it is durable in Kafka, so the
-plan of a resumed order is the plan it had, up to directory changes made since.
+Where it sits: between the directory partition (:func:`select_audience`: who is targeted) and the
+encoder and emitter (:mod:`streams.fanout.encode`, :mod:`streams.fanout.scheduler`). Inputs are
+the order, its directory partition and the partition's order history (earlier orders with their
+committed cursors); all of it is durable in Kafka, so the plan of a resumed order is the plan it
+had, up to directory changes made since.
 
 * **Served.** The recipients an earlier order of the lineage reached are those of its audience
   up to its committed cursor (tasks go out in recipient-id order). They are recomputed from the
@@ -26,14 +27,50 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from streams.directory.index import DirectoryPartition, Selection
-from streams.fanout.encode import KINDS, audience_rows
+from streams.directory.cells import CellSet
+from streams.directory.index import DirectoryPartition, Selection, category_mask
+from streams.fanout.encode import KINDS
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import RegionRegistry
 
-__all__ = ["CapPolicy", "PastOrder", "Planned", "plan_audience"]
+__all__ = [
+    "CapPolicy",
+    "PastOrder",
+    "Planned",
+    "audience_rows",
+    "plan_audience",
+    "select_audience",
+]
 
 _ALERT, _UPDATE, _CANCEL = (np.uint8(KINDS.index(k)) for k in TaskKind)
+
+
+def select_audience(
+    order: FanoutOrder, directory: DirectoryPartition, regions: RegionRegistry
+) -> Selection:
+    """Recipients of ``directory`` that ``order`` targets, in recipient-id order
+    (:func:`audience_rows` gathered)."""
+    return directory.take(audience_rows(order, directory, regions))
+
+
+def audience_rows(
+    order: FanoutOrder, directory: DirectoryPartition, regions: RegionRegistry
+) -> npt.NDArray[np.bool_]:
+    """Row mask over ``directory`` of the recipients ``order`` targets.
+
+    Targeted: home ward under one of the order's region codes, or location cell inside the
+    order's H3 cells (polygons, circles). Then only the test audience if the order is test-only,
+    and without those who opted out of every one of the alert's categories unless the priority
+    is extreme (extreme alerts cannot be opted out of).
+    """
+    mask = regions.ward_mask((f"/targets/{i}", code) for i, code in enumerate(order.targets))
+    cells = None
+    if order.cells:
+        directory.compact()
+        area = CellSet.of(int(c, 16) for c in order.cells)
+        cells = area.contains(directory.cell)
+    optout = 0 if order.priority is Priority.EXTREME else category_mask(order.categories)
+    return directory.rows(mask, test_only=order.test_only, cells=cells, exclude_optout=optout)
 
 
 @dataclass(frozen=True, slots=True)

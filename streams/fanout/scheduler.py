@@ -1,4 +1,4 @@
-"""The fan-out scheduler: durable orders, transactional chunks with cursors, priority, throttles.
+"""The fan-out emitter: durable orders, transactional chunks with cursors, retries, poison.
 
 Where it sits: ``loa.fanout.orders`` partition *p* -> [scheduler] -> ``loa.sends.<priority>``
 partition *p* and ``loa.fanout.progress``. The ``fanout`` agent only hands orders over.
@@ -7,10 +7,10 @@ partition *p* and ``loa.fanout.progress``. The ``fanout`` agent only hands order
   long routine order never blocks the partition behind it. When a worker takes partition *p*,
   it restores *p*'s unfinished orders from the orders topic and the committed cursors on the
   progress topic before it emits anything for *p*.
-* **Priority.** One chunk at a time, always from the most urgent order (extreme, severe,
-  routine; then the oldest), so an extreme alert that arrives during a routine national
-  fan-out starts at the next chunk boundary and is emitted in full before the routine
-  remainder resumes.
+* **Priority.** One chunk at a time, always from the most urgent order (the pure queue,
+  :mod:`streams.fanout.queue`: extreme, severe, routine; then the oldest), so an extreme alert
+  that arrives during a routine national fan-out starts at the next chunk boundary and is emitted
+  in full before the routine remainder resumes.
 * **Exactly once.** A chunk of tasks and its order's progress record (``cursor`` = the last
   recipient id emitted) are written in one Kafka transaction by partition *p*'s producer
   (transactional id ``<app>-fanout-<p>``: a new owner of *p* fences the old one). A
@@ -33,7 +33,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -41,15 +41,17 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streams.directory.index import Selection
-from streams.directory.rawkafka import prebuilt_batches
 from streams.directory.service import DirectoryService
 from streams.errors import LoaError
+from streams.fanout import queue
 from streams.fanout.encode import TaskEncoder
-from streams.fanout.plan import CapPolicy, PastOrder, plan_audience
+from streams.fanout.plan import CapPolicy, plan_audience
+from streams.fanout.queue import OrderKey, PartitionQueue, Running, order_key
 from streams.fanout.throttle import ChannelThrottle
-from streams.kafka import appended_batches, make_producer, read_partition
+from streams.kafkaio.clients import appended_batches, make_producer, read_partition
+from streams.kafkaio.rawkafka import prebuilt_batches
 from streams.metrics import Metrics
-from streams.records import FanoutOrder, Priority, Progress
+from streams.records import FanoutOrder, Progress
 from streams.regions import RegionRegistry
 from streams.settings import Settings
 
@@ -57,7 +59,6 @@ __all__ = ["FanoutScheduler"]
 
 log = logging.getLogger(__name__)
 
-_RANK = {p: i for i, p in enumerate(Priority)}
 _RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 #: A chunk that has failed this often, the last time with an error no retry can fix (the
 #: order's own content: an unknown region, a malformed cell or expiry), ends its order as
@@ -81,41 +82,13 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def order_key(order: FanoutOrder) -> tuple[str, int, int]:
-    return (order.alert_id, order.version, order.partition)
-
-
-@dataclass(slots=True)
-class _Running:
-    """An order being fanned out: its committed progress and its selected audience."""
-
-    order: FanoutOrder
-    seq: int
-    progress: Progress
-    #: Last recipient id committed (-1: none yet). Ids are unsigned, so -1 sorts first.
-    cursor: int = -1
-    audience: Selection | None = None
-    #: Task kind code of each audience member (``encode.KINDS``), parallel to ``audience``.
-    kinds: npt.NDArray[np.uint8] | None = None
-    #: Whether this worker counts it in ``loa_fanout_orders_in_progress``.
-    counted: bool = False
-    #: The order's task encoder: its record templates are built once, not once per chunk.
-    encoder: TaskEncoder | None = None
-
-    @property
-    def rank(self) -> tuple[int, int]:
-        return (_RANK[self.order.priority], self.seq)
-
-
 @dataclass(slots=True)
 class _Partition:
+    """An owned order partition: its transactional producer and its order queue."""
+
     producer: AIOKafkaProducer
-    orders: dict[tuple[str, int, int], _Running] = field(default_factory=dict)
-    finished: set[tuple[str, int, int]] = field(default_factory=set)
-    #: Every order seen on this partition with its committed cursor: lineage dedup and caps.
-    history: dict[tuple[str, int, int], PastOrder] = field(default_factory=dict)
+    queue: PartitionQueue = field(default_factory=PartitionQueue)
     restored: asyncio.Event = field(default_factory=asyncio.Event)
-    busy: bool = False
 
 
 class FanoutScheduler:
@@ -189,8 +162,7 @@ class FanoutScheduler:
             await self.assign(set(self._partitions) | {order.partition})
             part = self._partitions[order.partition]
         await part.restored.wait()
-        key = order_key(order)
-        if key in part.orders or key in part.finished:
+        if part.queue.knows(order):
             return
         self._add(part, order, None)
         self._wake.set()
@@ -198,7 +170,7 @@ class FanoutScheduler:
     async def _restore(self, p: int) -> None:
         settings = self._settings
         part = self._partitions[p]
-        progress: dict[tuple[str, int, int], Progress] = {}
+        progress: dict[OrderKey, Progress] = {}
         async for record in read_partition(settings, settings.progress_topic, p):
             try:
                 done = Progress.from_json(record.value or b"")
@@ -213,13 +185,11 @@ class FanoutScheduler:
                 continue  # the agent reports bad orders when it reads them
             if order.partition != p:
                 continue  # misrouted: the agent rejects it (it is another partition's)
-            key = order_key(order)
-            if key in part.orders or key in part.finished:
+            if part.queue.knows(order):
                 continue
-            committed = progress.get(key)
+            committed = progress.get(order_key(order))
             if committed is not None and committed.done:
-                part.finished.add(key)
-                part.history[key] = _past(order, committed)
+                part.queue.add_finished(order, committed)
                 continue
             self._add(part, order, committed)
             restored += 1
@@ -229,38 +199,12 @@ class FanoutScheduler:
 
     def _add(self, part: _Partition, order: FanoutOrder, committed: Progress | None) -> None:
         self._seq += 1
-        progress = committed or Progress(
-            alert_id=order.alert_id,
-            version=order.version,
-            partition=order.partition,
-            priority=order.priority.value,
-            targeted=0,
-            emitted=0,
-            done=False,
-            started_at=time.time(),
-        )
-        cursor = committed.cursor if committed is not None and committed.cursor is not None else -1
-        part.orders[order_key(order)] = _Running(order, self._seq, progress, cursor)
-        part.history[order_key(order)] = _past(order, progress)
+        part.queue.add(order, committed, seq=self._seq, now=time.time())
 
     # ------------------------------------------------------------------ the loop
 
-    def _next(self) -> tuple[int, _Running] | None:
-        best: tuple[int, _Running] | None = None
-        for p, part in self._partitions.items():
-            if part.busy or not part.orders:
-                continue
-            # a later version of a lineage waits until the earlier ones on this partition are
-            # finished (they stop at once: superseded), so its plan sees their final cursors
-            oldest: dict[str, int] = {}
-            for r in part.orders.values():
-                a = r.order.alert_id
-                oldest[a] = min(oldest.get(a, r.order.version), r.order.version)
-            ready = [r for r in part.orders.values() if r.order.version == oldest[r.order.alert_id]]
-            candidate = min(ready, key=lambda r: r.rank)
-            if best is None or candidate.rank < best[1].rank:
-                best = (p, candidate)
-        return best
+    def _next(self) -> tuple[int, Running] | None:
+        return queue.next_order({p: part.queue for p, part in self._partitions.items()})
 
     async def _run(self) -> None:
         parallel = max(1, self._settings.fanout_parallel)
@@ -272,7 +216,7 @@ class FanoutScheduler:
                 continue
             p, running = picked
             part = self._partitions[p]
-            part.busy = True
+            part.queue.busy = True
             task = asyncio.create_task(self._chunk_guarded(p, part, running))
             self._chunks.add(task)
             task.add_done_callback(self._chunk_done(part))
@@ -283,12 +227,12 @@ class FanoutScheduler:
     def _chunk_done(self, part: _Partition) -> Callable[[asyncio.Task[None]], None]:
         def done(task: asyncio.Task[None]) -> None:
             self._chunks.discard(task)
-            part.busy = False
+            part.queue.busy = False
             self._wake.set()
 
         return done
 
-    async def _chunk_guarded(self, p: int, part: _Partition, running: _Running) -> None:
+    async def _chunk_guarded(self, p: int, part: _Partition, running: Running) -> None:
         attempt = 0
         poison: Exception | None = None
         while p in self._partitions and self._partitions[p] is part:
@@ -319,23 +263,22 @@ class FanoutScheduler:
                 running.audience = None  # reselect after a failure: the directory may be new
                 await asyncio.sleep(delay)
 
-    async def _chunk(self, p: int, part: _Partition, running: _Running) -> None:
+    async def _chunk(self, p: int, part: _Partition, running: Running) -> None:
         order = running.order
         settings = self._settings
         if running.audience is None or running.kinds is None:
             directory = await self._directory.ready(p)
             caps = CapPolicy(settings.cap_count, settings.cap_window_s, time.time())
             planned = plan_audience(
-                order, directory, self._regions, list(part.history.values()), caps
+                order, directory, self._regions, list(part.queue.history.values()), caps
             )
             running.audience, running.kinds = planned.audience, planned.kinds
             running.encoder = running.encoder or TaskEncoder(order)
-            if running.progress.targeted == 0:
-                running.progress = replace(
-                    running.progress,
-                    targeted=len(planned.audience) + sum(planned.suppressed.values()),
-                    suppressed=planned.suppressed,
-                )
+            running.progress = queue.planned(
+                running.progress,
+                targeted=len(planned.audience) + sum(planned.suppressed.values()),
+                suppressed=planned.suppressed,
+            )
             if not running.counted:
                 running.counted = True
                 self._metrics.orders_in_progress.labels(order.priority.value).inc()
@@ -345,7 +288,7 @@ class FanoutScheduler:
             if running.cursor < 0
             else int(np.searchsorted(audience.ids, np.uint64(running.cursor), side="right"))
         )
-        stopped = self._stop_reason(order) or _superseded(part, order)
+        stopped = self._stop_reason(order) or part.queue.superseded(order)
         limit = self._throttle_limit()
         stop = start if stopped else min(len(audience), start + limit)
         channels = audience.channel[start:stop]
@@ -353,14 +296,13 @@ class FanoutScheduler:
         now = time.time()
         done = stopped is not None or stop >= len(audience)
         emitted = stop - start
-        progress = replace(
+        progress = queue.chunk_committed(
             running.progress,
-            emitted=running.progress.emitted + emitted,
-            cursor=int(audience.ids[stop - 1]) if emitted else running.progress.cursor,
-            first_task_at=running.progress.first_task_at or (now if emitted else None),
+            emitted=emitted,
+            cursor=int(audience.ids[stop - 1]) if emitted else None,
             done=done,
             stopped=stopped,
-            finished_at=now if done else None,
+            at=now,
         )
         producer = part.producer
         topic = settings.sends_topic(order.priority.value)
@@ -371,15 +313,10 @@ class FanoutScheduler:
             await producer.send(
                 settings.progress_topic, progress.to_json(), key=progress.key, partition=p
             )
-        running.progress = progress
-        running.cursor = progress.cursor if progress.cursor is not None else -1
-        part.history[order_key(order)] = _past(order, progress)
+        part.queue.committed(running, progress)
         if emitted:
             self._metrics.emitted(order.priority.value, channels)
         if done:
-            key = order_key(order)
-            part.orders.pop(key, None)
-            part.finished.add(key)
             self._metrics.targeted(order.priority.value, progress.targeted)
             self._metrics.order_finished(progress, written_at=None)
             if running.counted:
@@ -397,20 +334,16 @@ class FanoutScheduler:
                 f", stopped: {stopped}" if stopped else "",
             )
 
-    async def _fail(self, p: int, part: _Partition, running: _Running, exc: Exception) -> None:
+    async def _fail(self, p: int, part: _Partition, running: Running, exc: Exception) -> None:
         """End an order that cannot be carried out: its progress says ``stopped: failed`` with
         what it emitted, so neither this worker nor a restore takes it up again."""
         order = running.order
-        progress = replace(running.progress, done=True, stopped="failed", finished_at=time.time())
+        progress = queue.failed(running.progress, time.time())
         async with part.producer.transaction():
             await part.producer.send(
                 self._settings.progress_topic, progress.to_json(), key=progress.key, partition=p
             )
-        running.progress = progress
-        key = order_key(order)
-        part.orders.pop(key, None)
-        part.finished.add(key)
-        part.history[key] = _past(order, progress)
+        part.queue.committed(running, progress)
         self._metrics.order_finished(progress, written_at=None)
         self._metrics.orders_failed.labels(order.priority.value).inc()
         if running.counted:
@@ -438,7 +371,7 @@ class FanoutScheduler:
         """Send ``audience[start:stop]`` in record batches; one ``send_batch`` per full batch.
 
         By default the batches are built column-wise from the encoder's byte matrices, with no
-        Python work per task (:mod:`streams.directory.rawkafka`); with
+        Python work per task (:mod:`streams.kafkaio.rawkafka`); with
         ``LOA_FANOUT_RAW_BATCHES=false`` each task is appended with aiokafka's public API.
         """
         batches: Iterator[object]
@@ -484,17 +417,3 @@ def _transient(exc: Exception) -> bool:
     if isinstance(exc, LoaError):
         return exc.retriable
     return isinstance(exc, (KafkaError, OSError, TimeoutError))
-
-
-def _past(order: FanoutOrder, progress: Progress) -> PastOrder:
-    cursor = progress.cursor if progress.cursor is not None else -1
-    return PastOrder(order, cursor, progress.started_at)
-
-
-def _superseded(part: _Partition, order: FanoutOrder) -> str | None:
-    """ "superseded" when a later version of the lineage is waiting on this partition: what this
-    order has not sent yet, the later one sends, in its newer words."""
-    for key in part.orders:
-        if key[0] == order.alert_id and key[1] > order.version:
-            return "superseded"
-    return None

@@ -3,9 +3,9 @@
 
 Source of truth: the topic (key = agency id, value = ``schemas/agency.schema.json``, tombstone =
 the agency is removed). Files under ``deploy/agencies/`` only seed it. Every worker follows the
-whole topic with :class:`AgencyRegistryService` (a :class:`~streams.replica.CompactedReplica`),
-so adding an agency, rotating a key, changing a jurisdiction or removing an agency takes effect
-on every worker without a restart.
+whole topic with :class:`AgencyRegistryService` (a
+:class:`~streams.kafkaio.replica.CompactedReplica`), so adding an agency, rotating a key, changing
+a jurisdiction or removing an agency takes effect on every worker without a restart.
 
 Guarantee: after :meth:`AgencyRegistryService.ready` returns, :attr:`registry` reflects every
 registry record written before the call (an alert published after its agency was loaded is
@@ -35,8 +35,8 @@ from streams.ingest.agencies import (
     with_key,
     write_key_pair,
 )
-from streams.kafka import make_producer, read_to_end
-from streams.replica import CompactedReplica, ReplicaNotReady
+from streams.kafkaio.clients import make_producer, read_to_end
+from streams.kafkaio.replica import CompactedReplica, ReplicaNotReady
 from streams.settings import Settings
 
 __all__ = [

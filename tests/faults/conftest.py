@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.directory.load import load_synthetic
 from streams.ingest.agencies import KeyPair
-from streams.kafka import create_topics, make_producer
+from streams.kafkaio.clients import create_topics, make_producer
 from streams.localrun import KAFKA_SCRIPT, WorkerProcess
 from streams.observe import watch_progress
 from streams.records import Progress

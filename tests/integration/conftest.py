@@ -22,7 +22,7 @@ from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
 from streams.ingest.agencies import KeyPair, signature_headers
 from streams.ingest.agency_service import ensure_local_key
-from streams.kafka import create_topics, make_producer, read_to_end
+from streams.kafkaio.clients import create_topics, make_producer, read_to_end
 from streams.localrun import WorkerProcess
 from streams.observe import wait_decision, watch_progress
 from streams.records import Progress

@@ -32,7 +32,7 @@ from streams.ingest.agency_service import (
     read_agencies,
     remove_agencies,
 )
-from streams.kafka import create_topics, make_producer, read_to_end
+from streams.kafkaio.clients import create_topics, make_producer, read_to_end
 from streams.settings import Settings
 from tests.integration.conftest import run_loa
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from streams.ingest.agencies import signature_headers
-from streams.kafka import make_producer, read_to_end
+from streams.kafkaio.clients import make_producer, read_to_end
 from tests.integration.conftest import TEST_AGENCY, LiveLoa, alert
 
 pytestmark = pytest.mark.integration

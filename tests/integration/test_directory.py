@@ -20,7 +20,7 @@ from streams.directory.load import write_changes
 from streams.directory.service import DirectoryService
 from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import decode_changes, encode_subscribers
-from streams.kafka import create_topics, make_producer, read_to_end
+from streams.kafkaio.clients import create_topics, make_producer, read_to_end
 from streams.localrun import WorkerProcess
 from streams.regions import circle_cells, registry
 from streams.settings import Settings

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from streams.kafka import make_producer, read_to_end
+from streams.kafkaio.clients import make_producer, read_to_end
 from streams.records import Progress
 from tests.integration.conftest import LiveLoa, alert, live_loa
 

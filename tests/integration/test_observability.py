@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.deliver import deliver
 from streams.directory.load import load_synthetic
-from streams.kafka import create_topics, make_producer, read_to_end
+from streams.kafkaio.clients import create_topics, make_producer, read_to_end
 from streams.localrun import WorkerProcess
 from streams.observe import wait_decision, watch_progress
 from streams.regions import registry

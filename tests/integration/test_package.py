@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -19,7 +20,7 @@ import orjson
 import pytest
 
 from streams.directory.synthetic import synthetic_subscribers
-from streams.kafka import read_to_end
+from streams.kafkaio.clients import read_to_end
 from streams.regions import registry
 from streams.settings import Settings
 from tests.integration.conftest import ROOT, alert
@@ -42,8 +43,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``loa`` from the wheel, in a fresh venv in a temporary directory."""
     home = tmp_path_factory.mktemp("installed")
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(home))}
+    # a copy of what the wheel is built from, so the build leaves nothing in the checkout
+    source = home / "source"
+    for part in ("pyproject.toml", "README.md", "streams", "schemas", "deploy/agencies"):
+        if (ROOT / part).is_dir():
+            shutil.copytree(ROOT / part, source / part, symlinks=True)
+        else:
+            source.mkdir(exist_ok=True)
+            shutil.copy2(ROOT / part, source / part)
     _run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", "dist", str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", "dist", str(source)],
         home,
         env,
     )

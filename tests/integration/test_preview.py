@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from streams.ingest import Rejected
-from streams.kafka import read_to_end
+from streams.kafkaio.clients import read_to_end
 from streams.preview import Preview, preview
 from tests.integration.conftest import LiveLoa, alert, run_loa
 

@@ -7,8 +7,7 @@ from collections.abc import Callable
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.connection import client_options
-from streams.kafka import create_topics, topic_specs
+from streams.kafkaio.clients import client_options, create_topics, topic_specs
 from streams.settings import Settings
 from tests.integration.conftest import run_loa
 

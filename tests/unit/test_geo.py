@@ -15,7 +15,7 @@ from streams.directory.cells import CellSet, format_hex, is_cell, parse_hex, to_
 from streams.directory.index import DirectoryPartition
 from streams.directory.synthetic import location_pool, synthetic_subscribers
 from streams.errors import SchemaViolation, UnknownRegion, Unsupported
-from streams.fanout.encode import select_audience
+from streams.fanout.plan import select_audience
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import circle_cells, polygon_cells, registry, resolve_targets
 

@@ -7,8 +7,8 @@ import pytest
 
 from streams.directory.index import DirectoryPartition
 from streams.directory.synthetic import synthetic_subscribers
-from streams.fanout.encode import KINDS, select_audience
-from streams.fanout.plan import CapPolicy, PastOrder, plan_audience
+from streams.fanout.encode import KINDS
+from streams.fanout.plan import CapPolicy, PastOrder, plan_audience, select_audience
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry
 

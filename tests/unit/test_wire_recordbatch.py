@@ -19,15 +19,15 @@ from aiokafka.record.util import calc_crc32c
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.directory.recordbatch import (
+from streams.directory.synthetic import synthetic_subscribers
+from streams.directory.wire import decode_changes, decode_fetched, encode_matrices
+from streams.kafkaio.recordbatch import (
     HEADER_SIZE,
     FetchedRecords,
     build_records,
     finish_batch,
     read_partition,
 )
-from streams.directory.synthetic import synthetic_subscribers
-from streams.directory.wire import decode_changes, decode_fetched, encode_matrices
 from streams.regions import registry
 
 TP = TopicPartition("t", 0)

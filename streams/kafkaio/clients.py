@@ -1,7 +1,11 @@
-"""Kafka plumbing shared by the agents and the CLI: producers, topics, reading a topic to its end.
+"""Every Kafka client Loa makes, made here: producers, consumers, admin, raw fetchers, Faust's.
+
+Where it sits: under every agent, the CLI and the benchmarks. :func:`client_options` is the one
+place connection options (bootstrap servers; security when the cluster is secured) are chosen,
+and every factory below starts from it, so a client cannot be made that skips them.
 
 Every producer that writes Loa state or tasks uses ``acks="all"`` and idempotence (aiokafka
-defaults to ``acks=1`` without it).
+defaults to ``acks=1`` without it). Also here: the topics Loa uses and reading a topic to its end.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from streams.connection import client_options
+from streams.kafkaio.rawkafka import RawFetcher
+from streams.kafkaio.security import faust_credentials, security_options
 from streams.records import Priority
 from streams.settings import Settings
 from streams.topics import (
@@ -26,7 +31,20 @@ from streams.topics import (
     replication,
 )
 
-__all__ = ["create_topics", "make_producer", "read_to_end", "topic_specs"]
+__all__ = [
+    "appended_batches",
+    "client_options",
+    "create_topics",
+    "faust_broker_options",
+    "make_admin",
+    "make_consumer",
+    "make_producer",
+    "make_raw_fetcher",
+    "make_reader",
+    "read_partition",
+    "read_to_end",
+    "topic_specs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +52,16 @@ log = logging.getLogger(__name__)
 _REQUEST_OVERHEAD = 64 * 1024
 
 
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Connection options every Kafka client of Loa gets: the address and the security of
+    :mod:`streams.kafkaio.security` (TLS, SASL)."""
+    return {"bootstrap_servers": settings.bootstrap_servers, **security_options(settings)}
+
+
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     """An idempotent ``acks=all`` producer sized for ``LOA_EMIT_BATCH_BYTES`` batches."""
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
+        **client_options(settings),
         "acks": "all",
         "enable_idempotence": True,
         "max_batch_size": settings.emit_batch_bytes,
@@ -67,17 +91,41 @@ def appended_batches(
         yield builder
 
 
-def make_reader(settings: Settings, **overrides: Any) -> AIOKafkaConsumer:
-    """A consumer without a group that reads committed records from the start of what it is
-    assigned (replays, read-backs, status): the one place those options are chosen."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "enable_auto_commit": False,
-        "auto_offset_reset": "earliest",
-        "isolation_level": "read_committed",
-    }
+def make_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer that never commits on its own (Loa commits offsets in its transactions, or
+    not at all); ``topics``, ``group_id`` and the rest as ``AIOKafkaConsumer`` takes them."""
+    options: dict[str, Any] = {**client_options(settings), "enable_auto_commit": False}
     options.update(overrides)
-    return AIOKafkaConsumer(**options)
+    return AIOKafkaConsumer(*topics, **options)
+
+
+def make_reader(settings: Settings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer that reads committed records from the start of what it is assigned or
+    subscribed to (replays, read-backs, status, group consumers of Loa's own topics)."""
+    options: dict[str, Any] = {"auto_offset_reset": "earliest", "isolation_level": "read_committed"}
+    options.update(overrides)
+    return make_consumer(settings, *topics, **options)
+
+
+def make_admin(settings: Settings, **overrides: Any) -> AIOKafkaAdminClient:
+    """An admin client (topics, consumer group offsets)."""
+    return AIOKafkaAdminClient(**{**client_options(settings), **overrides})
+
+
+def make_raw_fetcher(settings: Settings, client_id: str, **overrides: Any) -> RawFetcher:
+    """A raw Fetch client (:class:`streams.kafkaio.rawkafka.RawFetcher`)."""
+    return RawFetcher({**client_options(settings), "client_id": client_id}, **overrides)
+
+
+def faust_broker_options(settings: Settings) -> dict[str, Any]:
+    """The broker part of the Faust app's settings (its consumer group and producer)."""
+    return {
+        "broker": [f"kafka://{host}" for host in settings.bootstrap_servers.split(",")],
+        **faust_credentials(settings),
+        "producer_acks": -1,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
+    }
 
 
 def topic_specs(settings: Settings, rep: Replication | None = None) -> list[NewTopic]:
@@ -124,7 +172,7 @@ async def create_topics(settings: Settings) -> list[str]:
 async def ensure_topics(settings: Settings) -> tuple[list[str], list[str]]:
     """Create missing topics, replicated for the cluster's size (``streams.topics``); returns
     the created names and one line per existing topic that differs from the settings."""
-    admin = AIOKafkaAdminClient(**client_options(settings))
+    admin = make_admin(settings)
     await admin.start()
     try:
         brokers = len((await admin.describe_cluster())["brokers"])
@@ -146,7 +194,7 @@ async def check_worker_topics(settings: Settings) -> tuple[list[str], Replicatio
     """What keeps a worker from starting (missing topics, partition counts that differ from
     ``LOA_PARTITIONS``: orders and directory must be co-partitioned), empty when it can run;
     and the replication the cluster's size gives."""
-    admin = AIOKafkaAdminClient(**client_options(settings))
+    admin = make_admin(settings)
     await admin.start()
     try:
         brokers = len((await admin.describe_cluster())["brokers"])

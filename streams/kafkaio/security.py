@@ -1,10 +1,11 @@
-"""Connection options of every Kafka client Loa builds, made in one place.
+"""Connection security of every Kafka client Loa builds, made in one place.
 
-Every aiokafka producer, consumer, admin client and raw client, and the Faust app's broker
-settings (``broker_credentials``), take their address and security from here, so no client can be
-left on PLAINTEXT by mistake; ``tests/unit/test_connection.py`` fails if a client is constructed
-anywhere else. Settings are named after librdkafka (``LOA_SECURITY_PROTOCOL``,
-``LOA_SASL_MECHANISM``, ``LOA_SSL_CA_LOCATION``...) and checked by ``streams.config``.
+Where it sits: under :mod:`streams.kafkaio.clients`, whose factories give every aiokafka
+producer, consumer, admin client and raw client these options, and the Faust app its
+``broker_credentials``, so no client can be left on PLAINTEXT by mistake;
+``tests/unit/test_security.py`` fails if a client is constructed anywhere else. Settings are
+named after librdkafka (``LOA_SECURITY_PROTOCOL``, ``LOA_SASL_MECHANISM``,
+``LOA_SSL_CA_LOCATION``...) and checked by ``streams.config``.
 
 TLS: hostname verification is on unless ``LOA_SSL_CHECK_HOSTNAME=false``; the CA file replaces
 the system trust store when given; a client certificate and key make it mTLS.
@@ -23,11 +24,11 @@ from typing import Any
 from streams.settings import Settings
 
 __all__ = [
-    "client_options",
     "explain",
     "failures_explained",
-    "faust_broker_options",
+    "faust_credentials",
     "sasl_password",
+    "security_options",
     "ssl_context",
 ]
 
@@ -63,12 +64,10 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def client_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments every aiokafka client (producer, consumer, admin, raw) starts from."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "security_protocol": settings.security_protocol,
-    }
+def security_options(settings: Settings) -> dict[str, Any]:
+    """The security keyword arguments of every aiokafka client (producer, consumer, admin,
+    raw); :func:`streams.kafkaio.clients.client_options` adds the address."""
+    options: dict[str, Any] = {"security_protocol": settings.security_protocol}
     context = ssl_context(settings)
     if context is not None:
         options["ssl_context"] = context
@@ -79,25 +78,23 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def faust_broker_options(settings: Settings) -> dict[str, Any]:
-    """``broker`` and ``broker_credentials`` of ``faust.App`` for the same connection."""
+def faust_credentials(settings: Settings) -> dict[str, Any]:
+    """``broker_credentials`` of ``faust.App`` for the same connection (none for PLAINTEXT)."""
     from faust.auth import SASLCredentials, SSLCredentials
     from faust.types.auth import SASLMechanism
 
-    options: dict[str, Any] = {
-        "broker": [f"kafka://{host}" for host in settings.bootstrap_servers.split(",")]
-    }
     context = ssl_context(settings)
     if settings.security_protocol.startswith("SASL_"):
-        options["broker_credentials"] = SASLCredentials(
+        credentials = SASLCredentials(
             username=settings.sasl_username,
             password=sasl_password(settings),
             mechanism=SASLMechanism(settings.sasl_mechanism),
             ssl_context=context,
         )
-    elif context is not None:
-        options["broker_credentials"] = SSLCredentials(context)
-    return options
+        return {"broker_credentials": credentials}
+    if context is not None:
+        return {"broker_credentials": SSLCredentials(context)}
+    return {}
 
 
 class _LastErrors(logging.Handler):

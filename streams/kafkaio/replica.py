@@ -27,6 +27,7 @@ from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams.kafkaio.clients import make_reader
 from streams.settings import Settings
 
 __all__ = ["CompactedReplica", "ReplicaNotReady"]
@@ -70,20 +71,11 @@ class CompactedReplica(Generic[T]):
         self.bad_records = 0
 
     async def start(self) -> None:
-        common = {
-            "bootstrap_servers": self._settings.bootstrap_servers,
-            "enable_auto_commit": False,
-            "isolation_level": "read_committed",
-        }
-        self._consumer = AIOKafkaConsumer(
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-            client_id=f"{self._settings.app_id}-{self._name}",
-            **common,
+        app_id = self._settings.app_id
+        self._consumer = make_reader(
+            self._settings, fetch_max_wait_ms=100, client_id=f"{app_id}-{self._name}"
         )
-        self._offsets = AIOKafkaConsumer(
-            client_id=f"{self._settings.app_id}-{self._name}-offsets", **common
-        )
+        self._offsets = make_reader(self._settings, client_id=f"{app_id}-{self._name}-offsets")
         await self._consumer.start()
         await self._offsets.start()
         self._consumer.assign(self._tps)

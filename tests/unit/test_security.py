@@ -1,7 +1,9 @@
-"""Connection options: one builder for every client, secure settings reach each of them."""
+"""Connection security: one builder for every client, secure settings reach each of them, and
+no Kafka client is constructed outside ``streams/kafkaio/clients.py``."""
 
 from __future__ import annotations
 
+import ast
 import ssl
 import subprocess
 from pathlib import Path
@@ -10,7 +12,8 @@ import pytest
 from faust.auth import SASLCredentials, SSLCredentials
 
 from streams.config import load_settings
-from streams.connection import client_options, faust_broker_options, ssl_context
+from streams.kafkaio.clients import client_options, faust_broker_options
+from streams.kafkaio.security import ssl_context
 from streams.settings import Settings
 
 
@@ -35,7 +38,8 @@ def test_plaintext_clients_get_only_the_address() -> None:
         "bootstrap_servers": "h:1",
         "security_protocol": "PLAINTEXT",
     }
-    assert faust_broker_options(settings) == {"broker": ["kafka://h:1"]}
+    faust = faust_broker_options(settings)
+    assert faust["broker"] == ["kafka://h:1"] and "broker_credentials" not in faust
 
 
 def test_sasl_ssl_scram_reaches_aiokafka_and_faust(
@@ -102,3 +106,55 @@ def test_unreadable_password_file_is_a_clear_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match=r"LOA_SASL_PASSWORD_FILE=.*cannot read a password"):
         client_options(settings)
+
+
+#: Constructors of Kafka clients; only ``streams/kafkaio/clients.py`` may call them (the raw
+#: fetcher's ``AIOKafkaClient`` is built in ``rawkafka`` from the options ``clients`` passes).
+CLIENTS = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient", "AIOKafkaClient", "App"}
+ALLOWED = {
+    ("streams/kafkaio/clients.py", "AIOKafkaProducer"),
+    ("streams/kafkaio/clients.py", "AIOKafkaConsumer"),
+    ("streams/kafkaio/clients.py", "AIOKafkaAdminClient"),
+    ("streams/kafkaio/rawkafka.py", "AIOKafkaClient"),
+    ("streams/app.py", "App"),
+}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _constructions(path: Path) -> list[tuple[str, ast.Call]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in CLIENTS:
+                found.append((name, node))
+    return found
+
+
+def test_no_kafka_client_is_constructed_outside_the_client_factories() -> None:
+    elsewhere = []
+    for folder in ("streams", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = str(path.relative_to(ROOT))
+            for name, call in _constructions(path):
+                if (rel, name) not in ALLOWED:
+                    elsewhere.append(f"{rel}:{call.lineno}: {name}(...)")
+    assert elsewhere == []
+
+
+def test_the_faust_app_takes_its_broker_and_credentials_from_the_factory() -> None:
+    (app_call,) = [c for n, c in _constructions(ROOT / "streams" / "app.py") if n == "App"]
+    spread = [k.value for k in app_call.keywords if k.arg is None]
+    assert any(
+        isinstance(v, ast.Call) and getattr(v.func, "id", "") == "faust_broker_options"
+        for v in spread
+    )
+    assert not {k.arg for k in app_call.keywords} & {"broker", "broker_credentials"}
+
+
+def test_the_raw_client_is_built_only_from_options_it_is_given() -> None:
+    calls = [c for n, c in _constructions(ROOT / "streams/kafkaio/rawkafka.py")]
+    assert calls and all(not c.args and [k.arg for k in c.keywords] == [None] for c in calls), (
+        "AIOKafkaClient(**options) only: the options come from clients.client_options"
+    )

@@ -1,20 +1,22 @@
-"""The directory's two uses of aiokafka internals, isolated here (and only here).
+"""Raw Kafka paths for millions of fixed-layout records: prebuilt batches out, raw fetches in.
 
-Where it sits: under the loader (``streams.directory.load``) and the restore
-(``streams.directory.service``). Both move millions of fixed-layout records, where aiokafka's
-per-record paths (one ``append`` per record when producing, one ``ConsumerRecord`` per record
-when consuming) cost more than everything else together.
+Where it sits: under the directory loader (``streams.directory.load``), the directory restore
+(``streams.directory.service``) and the fan-out emitter (``streams.fanout.scheduler``). They move
+millions of fixed-layout records, where aiokafka's per-record paths (one ``append`` per record
+when producing, one ``ConsumerRecord`` per record when consuming) cost more than everything else
+together.
 
 * :class:`PrebuiltBatch` is a whole record batch built column-wise
-  (:mod:`streams.directory.recordbatch`), handed to the public ``producer.send_batch``. It
+  (:mod:`streams.kafkaio.recordbatch`), handed to the public ``producer.send_batch``. It
   implements the part of aiokafka's private ``BatchBuilder`` protocol that the producer's
   accumulator and sender use (``record_count``, ``_set_producer_state``, ``_build``, ...), so
   the idempotent producer still assigns producer id, epoch and sequence, retries and acks.
 * :class:`RawFetcher` sends Fetch requests through aiokafka's ``AIOKafkaClient`` (connection,
   metadata, API version negotiation) and returns each partition's bytes, which
-  :func:`streams.directory.recordbatch.read_partition` reads under the consumer's rules.
+  :func:`streams.kafkaio.recordbatch.read_partition` reads under the consumer's rules.
 
-Private API used: ``aiokafka.client.AIOKafkaClient`` (``bootstrap``, ``send``, ``cluster``,
+Private API used (imported through :mod:`streams.kafkaio.internals` only):
+``aiokafka.client.AIOKafkaClient`` (``bootstrap``, ``send``, ``cluster``,
 ``_wait_on_metadata``, ``force_metadata_update``), ``aiokafka.protocol.fetch.FetchRequest`` and
 the accumulator's builder protocol. Checked against aiokafka 0.14 by
 ``tests/integration/test_directory.py``; if an aiokafka upgrade breaks them, set
@@ -34,10 +36,9 @@ import aiokafka.errors as kafka_errors
 import numpy as np
 import numpy.typing as npt
 from aiokafka import TopicPartition
-from aiokafka.client import AIOKafkaClient
-from aiokafka.protocol.fetch import FetchRequest
 
-from streams.directory.recordbatch import HEADER_SIZE, build_records, finish_batch
+from streams.kafkaio.internals import AIOKafkaClient, FetchRequest
+from streams.kafkaio.recordbatch import HEADER_SIZE, build_records, finish_batch
 
 __all__ = ["PartitionFetch", "PrebuiltBatch", "RawFetcher", "prebuilt_batches"]
 
@@ -136,14 +137,15 @@ class RawFetcher:
 
     def __init__(
         self,
-        bootstrap_servers: str,
-        client_id: str,
+        client_options: dict[str, Any],
         *,
         max_partition_bytes: int = 8 * 1024 * 1024,
         max_bytes: int = 64 * 1024 * 1024,
         max_wait_ms: int = 50,
     ) -> None:
-        self._client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, client_id=client_id)
+        """``client_options``: ``AIOKafkaClient`` arguments, from
+        :func:`streams.kafkaio.clients.make_raw_fetcher`."""
+        self._client = AIOKafkaClient(**client_options)
         self._max_partition_bytes = max_partition_bytes
         self._max_bytes = max_bytes
         self._max_wait_ms = max_wait_ms

@@ -26,10 +26,8 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from aiokafka import codec
-from aiokafka.record.default_records import DefaultRecordBatch
-from aiokafka.record.memory_records import MemoryRecords
-from aiokafka.record.util import calc_crc32c
+
+from streams.kafkaio.internals import DefaultRecordBatch, MemoryRecords, calc_crc32c, codec
 
 __all__ = [
     "HEADER_SIZE",

@@ -1,0 +1,268 @@
+"""The ingest agent's work: judge one inbound record against current state, write its decision.
+
+Where it sits: ``loa.alerts.inbound`` -> [Faust agent ``ingest`` in ``streams.app``] ->
+:meth:`IngestAgent.handle` -> :func:`streams.ingest.decide` (pure) -> one Kafka transaction
+with the decision (a rejection or duplicate, or the accepted message plus one order per
+directory partition) and the inbound offset.
+
+Guarantee: each inbound record gets exactly one decision even across crashes (the decision and
+the inbound offset commit together; the transactional id ``<app>-ingest-0`` fences a previous
+owner of the one inbound partition). Nothing raises out of :meth:`IngestAgent.handle`: Faust
+acks a record when an agent raises, so an uncaught exception would silently drop it; a
+transaction that fails is retried until it succeeds (a worker stuck there shows as inbound lag).
+
+The lifecycle state (re-publishes, Updates, Cancels) is a replica of the compacted
+``loa.alerts.accepted``, the agency registry a replica of ``loa.agencies``; a record is judged
+only once both are caught up with their topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import replace
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import ProducerFenced
+
+from streams.errors import LoaError
+from streams.ingest import Accepted, Duplicate, Rejected, decide, rejection_record
+from streams.ingest.agencies import AgencyRegistry
+from streams.ingest.agency_service import AgencyRegistryService
+from streams.ingest.lifecycle import LifecycleState, Plan
+from streams.kafkaio.clients import make_producer
+from streams.kafkaio.internals import transaction_failed_fatally
+from streams.kafkaio.replica import CompactedReplica
+from streams.metrics import Metrics
+from streams.records import AcceptedAlert
+from streams.regions import RegionRegistry
+from streams.settings import Settings
+
+__all__ = ["RETRY_BACKOFF_S", "IngestAgent", "retriable"]
+
+log = logging.getLogger("loa")
+
+#: Delays between retries of a Kafka write (the last one repeats).
+RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+
+Output = tuple[str, bytes, bytes | None, int | None]
+
+
+def retriable(exc: BaseException) -> bool:
+    """Whether a retry can outlive ``exc``: Loa's retriable errors, Kafka's, the network's."""
+    if isinstance(exc, LoaError):
+        return exc.retriable
+    return bool(getattr(exc, "retriable", False)) or isinstance(exc, (TimeoutError, OSError))
+
+
+class IngestAgent:
+    """Ingest state (lifecycle, agencies), its producers, and the decision writer."""
+
+    def __init__(self, settings: Settings, regions: RegionRegistry, metrics: Metrics) -> None:
+        self.settings = settings
+        self.regions = regions
+        self.metrics = metrics
+        self.lifecycle = LifecycleState()
+        self.agencies = AgencyRegistryService(settings)
+        self.accepted = CompactedReplica(
+            settings,
+            settings.accepted_topic,
+            partitions=1,
+            decode=self._on_accepted,
+            name="accepted",
+        )
+        self._producer: AIOKafkaProducer | None = None
+        self._txn_producer: AIOKafkaProducer | None = None
+
+    async def start(self, producer: AIOKafkaProducer) -> None:
+        """``producer``: the worker's idempotent producer, for writes outside a transaction.
+        The transactional one is made when this worker first decides (:meth:`_transactional`):
+        every worker making it at start would fence the one that holds the inbound partition."""
+        self._producer = producer
+        await self.accepted.start()
+        await self.agencies.start()
+
+    async def stop(self) -> None:
+        await self.accepted.stop()
+        await self.agencies.stop()
+        if self._txn_producer is not None:
+            await self._txn_producer.stop()
+            self._txn_producer = None
+
+    async def handle(self, message: Any) -> None:
+        """Judge one inbound record and write its decision with its offset."""
+        # every decision already on Kafka is in the lifecycle state before this one is made
+        agencies = await self._ready()
+        s = self.settings
+        decision = decide(
+            message.value,
+            regions=self.regions,
+            partitions=s.partitions,
+            max_bytes=s.max_alert_bytes,
+            state=self.lifecycle,
+            agencies=agencies,
+            headers=message.headers,
+            require_signatures=s.require_signatures,
+            h3_resolution=s.h3_resolution,
+            cancel_tasks=s.cancel_tasks,
+        )
+        await self.write_decision(decision, message.value, message)
+
+    async def write_decision(
+        self, decision: Accepted | Duplicate | Rejected, raw: bytes | None, message: Any
+    ) -> None:
+        """Write one decision; for inbound records, atomically with the inbound offset (other
+        topics' rejected records, such as malformed orders, are written on their own)."""
+        settings = self.settings
+        inbound = message.topic == settings.inbound_topic
+        outputs: list[Output] = []
+        if isinstance(decision, Accepted):
+            alert = decision.alert
+            if inbound:
+                alert = replace(alert, inbound_offset=message.offset)
+            for order in decision.orders:
+                outputs.append(
+                    (
+                        settings.orders_topic,
+                        order.to_json(),
+                        alert.alert_id.encode(),
+                        order.partition,
+                    )
+                )
+            # the accepted record goes last: it is what marks the message as seen
+            outputs.append(
+                (settings.accepted_topic, alert.to_json(), alert.message_id.encode(), None)
+            )
+        else:
+            value = rejection_record(
+                decision,
+                raw,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
+            outputs.append((settings.rejected_topic, value, None, None))
+        if inbound:
+            await self._commit(outputs, message)
+        else:
+            for topic, value, key, partition in outputs:
+                await self._send(topic, value, key=key, partition=partition)
+        self._record(decision, inbound)
+
+    def _record(self, decision: Accepted | Duplicate | Rejected, inbound: bool) -> None:
+        """Apply a written decision to the lifecycle state, count and log it."""
+        if isinstance(decision, Accepted):
+            self.lifecycle.record(decision.plan, decision.alert.msg_type, decision.alert)
+            alert = decision.alert
+            self.metrics.inbound("accepted")
+            self.metrics.accepted(alert.priority.value, alert.status)
+            log.info(
+                "decision=accepted message=%s alert=%s version=%d type=%s priority=%s status=%s"
+                " targets=%d orders=%d",
+                alert.message_id,
+                alert.alert_id,
+                alert.version,
+                alert.msg_type,
+                alert.priority.value,
+                alert.status,
+                len(alert.targets),
+                len(decision.orders),
+            )
+        elif isinstance(decision, Duplicate):
+            self.metrics.inbound("duplicate")
+            log.info(
+                "decision=duplicate message=%s alert=%s version=%d",
+                decision.plan.message_id,
+                decision.plan.lineage,
+                decision.plan.version,
+            )
+        else:
+            if inbound:  # failed orders are counted by the fan-out
+                self.metrics.inbound("rejected", decision.code.value)
+            log.info(
+                "decision=rejected code=%s sender=%s identifier=%s pointer=%s message=%s",
+                decision.code.value,
+                decision.sender,
+                decision.identifier,
+                decision.pointer,
+                decision.message,
+            )
+
+    async def _ready(self) -> AgencyRegistry:
+        """The lifecycle state and agency registry, caught up with their topics; never gives up
+        (the record must not be dropped, and judging it on stale state would be wrong)."""
+        attempt = 0
+        while True:
+            try:
+                await self.accepted.ready(timeout_s=self.settings.directory_catchup_timeout_s)
+                return await self.agencies.ready()
+            except Exception as exc:
+                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                attempt += 1
+                log.warning("ingest state not ready (%s); retry in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _send(
+        self, topic: str, value: bytes, *, key: bytes | None = None, partition: int | None = None
+    ) -> None:
+        """Write one record and wait until the broker has it (retrying transient errors)."""
+        assert self._producer is not None, "ingest agent not started"
+        for attempt in range(len(RETRY_BACKOFF_S) + 1):
+            try:
+                await self._producer.send_and_wait(topic, value, key=key, partition=partition)
+                return
+            except Exception as exc:
+                if attempt == len(RETRY_BACKOFF_S) or not retriable(exc):
+                    raise
+                log.warning("write to %s failed (%s); retrying", topic, exc)
+                await asyncio.sleep(RETRY_BACKOFF_S[attempt])
+
+    async def _commit(self, outputs: list[Output], message: Any) -> None:
+        """Write a decision's records and the inbound offset after it in one transaction.
+
+        Retries until it succeeds: the record must not be acked (Faust would commit past it)
+        before its decision is on Kafka.
+        """
+        offsets = {TopicPartition(message.topic, message.partition): message.offset + 1}
+        attempt = 0
+        while True:
+            attempt += 1
+            producer = await self._transactional()
+            try:
+                async with producer.transaction():
+                    for topic, value, key, partition in outputs:
+                        await producer.send(topic, value, key=key, partition=partition)
+                    await producer.send_offsets_to_transaction(offsets, self.settings.app_id)
+                return
+            except Exception as exc:
+                fenced = isinstance(exc, ProducerFenced) or transaction_failed_fatally(producer)
+                if fenced:
+                    # The inbound partition was another worker's before this one's, and its
+                    # producer (same transactional id) fenced ours: nothing was committed, so
+                    # take the id back with a new producer and decide again.
+                    self._txn_producer = None
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S)) - 1]
+                log_at = log.warning if fenced or retriable(exc) else log.error
+                log_at("decision transaction failed (%r); retry %d in %.1f s", exc, attempt, delay)
+                await asyncio.sleep(delay)
+
+    async def _transactional(self) -> AIOKafkaProducer:
+        """The ingest producer (transactional id ``<app>-ingest-0``); starting it fences any
+        other worker's, as the new owner of the inbound partition must."""
+        if self._txn_producer is None:
+            producer = make_producer(
+                self.settings, transactional_id=f"{self.settings.app_id}-ingest-0"
+            )
+            await producer.start()
+            self._txn_producer = producer
+        return self._txn_producer
+
+    def _on_accepted(self, key: bytes, value: bytes) -> Plan:
+        alert = AcceptedAlert.from_json(value)
+        plan = Plan(alert.message_id, alert.alert_id, alert.version)
+        self.lifecycle.record(plan, alert.msg_type, alert)
+        return plan
