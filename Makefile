@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck rules unit integration bench kafka-start kafka-stop clean
+.PHONY: help setup demo test lint typecheck rules unit integration cluster-test bench kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ integration: setup  ## integration and fault tests only (real broker, real Prome
 
 test: setup lint typecheck rules  ## lint, typecheck, rules, unit and integration tests (starts its own broker)
 	$(BIN)/pytest
+
+cluster-test: setup  ## secured 3-broker cluster tests (deploy/kafka/cluster.sh: SASL_SSL, mTLS, ACLs, broker kills)
+	$(BIN)/pytest tests/cluster
 
 rules:  ## promtool: check and unit-test the Prometheus alert rules (installs prometheus if missing)
 	bash deploy/prometheus/install.sh

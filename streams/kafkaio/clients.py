@@ -17,7 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError, for_code
 
 from streams.kafkaio.rawkafka import RawFetcher
 from streams.kafkaio.security import faust_credentials, security_options
@@ -171,21 +171,24 @@ async def create_topics(settings: Settings) -> list[str]:
 
 async def ensure_topics(settings: Settings) -> tuple[list[str], list[str]]:
     """Create missing topics, replicated for the cluster's size (``streams.topics``); returns
-    the created names and one line per existing topic that differs from the settings."""
+    the created names and one line per existing topic that differs from the settings (or that
+    this principal may not describe: an agency sees only its own topics and creates none)."""
     admin = make_admin(settings)
     await admin.start()
     try:
         brokers = len((await admin.describe_cluster())["brokers"])
         specs = topic_specs(settings, replication(settings, brokers))
-        existing = await _shapes(admin, [t.name for t in specs])
-        missing = [t for t in specs if t.name not in existing]
+        existing, hidden = await _shapes(admin, [t.name for t in specs])
+        missing = [t for t in specs if t.name not in existing and t.name not in hidden]
         if missing:
             response = await admin.create_topics(missing)
             for name, code, message in response.topic_errors:
                 # another process may win the race; the topic is there either way
                 if code and for_code(code) is not TopicAlreadyExistsError:
                     raise for_code(code)(f"{name}: {message or 'create refused'}")
-        return [t.name for t in missing], mismatches(_wanted(specs), existing)
+        differing = mismatches(_wanted(specs), existing)
+        differing += [f"{name}: not authorized to describe it (ACL)" for name in sorted(hidden)]
+        return [t.name for t in missing], differing
     finally:
         await admin.close()
 
@@ -199,9 +202,8 @@ async def check_worker_topics(settings: Settings) -> tuple[list[str], Replicatio
     try:
         brokers = len((await admin.describe_cluster())["brokers"])
         specs = topic_specs(settings)
-        problems = partition_mismatches(
-            _wanted(specs), await _shapes(admin, [t.name for t in specs])
-        )
+        existing, _ = await _shapes(admin, [t.name for t in specs])
+        problems = partition_mismatches(_wanted(specs), existing)
         return problems, replication(settings, brokers)
     finally:
         await admin.close()
@@ -211,17 +213,22 @@ def _wanted(specs: list[NewTopic]) -> list[TopicShape]:
     return [TopicShape(t.name, t.num_partitions, t.replication_factor) for t in specs]
 
 
-async def _shapes(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, TopicShape]:
-    """Partitions and replication factor of those of ``names`` that exist."""
-    shapes = {}
+async def _shapes(
+    admin: AIOKafkaAdminClient, names: list[str]
+) -> tuple[dict[str, TopicShape], set[str]]:
+    """Partitions and replication factor of those of ``names`` that exist, and the names this
+    principal is not authorized to describe (they may exist)."""
+    shapes, hidden = {}, set()
     for topic in await admin.describe_topics(names):
         name = topic.get("topic") or topic.get("name")
         partitions = topic["partitions"]
+        if topic["error_code"] == TopicAuthorizationFailedError.errno:
+            hidden.add(name)
         if topic["error_code"] or not partitions:
             continue
         replicas = max(len(p.get("replicas") or p.get("replica_nodes") or ()) for p in partitions)
         shapes[name] = TopicShape(name, len(partitions), replicas)
-    return shapes
+    return shapes, hidden
 
 
 async def read_to_end(
