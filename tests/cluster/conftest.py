@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -142,35 +140,6 @@ async def end_offsets(cluster: Cluster, tps: list[TopicPartition]) -> dict[Topic
         return dict(await consumer.end_offsets(tps))
     finally:
         await consumer.stop()
-
-
-async def committed_keys(
-    cluster: Cluster, start: dict[TopicPartition, int], *, timeout_s: float = 300.0
-) -> npt.NDArray[np.uint64]:
-    """Recipient ids (keys) of every committed record after ``start``, with repeats."""
-    consumer = AIOKafkaConsumer(
-        **admin_options(cluster),
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=32 * 1024 * 1024,
-    )
-    await consumer.start()
-    keys: list[bytes] = []
-    try:
-        tps = list(start)
-        consumer.assign(tps)
-        for tp, offset in start.items():
-            consumer.seek(tp, offset)
-        end = await consumer.end_offsets(tps)
-        async with asyncio.timeout(timeout_s):
-            while any([await consumer.position(tp) < end[tp] for tp in tps]):
-                batch = await consumer.getmany(*tps, timeout_ms=500, max_records=200_000)
-                for records in batch.values():
-                    keys.extend(r.key for r in records)
-    finally:
-        await consumer.stop()
-    return np.array(keys or [b"0"][:0]).astype(np.uint64)
 
 
 @dataclass

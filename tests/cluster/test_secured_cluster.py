@@ -39,13 +39,13 @@ from streams.settings import Settings
 from tests.cluster.conftest import (
     Cluster,
     GapWatch,
-    committed_keys,
+    admin_options,
     describe,
     end_offsets,
     leaders,
     tag,
 )
-from tests.faults.conftest import compare
+from tests.faults.conftest import committed_recipients, compare
 from tests.integration.conftest import ROOT, alert
 
 pytestmark = pytest.mark.integration
@@ -175,7 +175,9 @@ async def test_signed_alert_over_sasl_ssl_reaches_exactly_its_audience(stage: St
     directory = synthetic_subscribers(SUBSCRIBERS, SEED, stage.regions)
     hit = stage.regions.ward_mask((f"/{i}", c) for i, c in enumerate(regions))[directory.ward]
     expected = directory.ids[hit]
-    got = await committed_keys(stage.cluster, start)
+    got = await committed_recipients(
+        stage.operator, start, connection=admin_options(stage.cluster), timeout_s=300
+    )
     result = compare(got, expected)
     assert (result.missing, result.duplicate, result.extra) == (0, 0, 0)
     assert result.committed == len(expected) == sum(p.emitted for p in progress.values())
@@ -304,7 +306,9 @@ async def _kill_mid_fanout(stage: Stage, node_of: str) -> None:
         if not gaps.done():
             gaps.cancel()
     assert stage.worker.alive
-    got = await committed_keys(stage.cluster, start)
+    got = await committed_recipients(
+        stage.operator, start, connection=admin_options(stage.cluster), timeout_s=300
+    )
     expected = synthetic_subscribers(SUBSCRIBERS, SEED, stage.regions).ids
     result = compare(got, expected)
     log.warning(
@@ -348,5 +352,10 @@ async def test_restarted_broker_rejoins_and_the_next_alert_fans_out(stage: Stage
     await fanned_out(stage, alert_id)
     directory = synthetic_subscribers(SUBSCRIBERS, SEED, stage.regions)
     hit = stage.regions.ward_mask((f"/{i}", c) for i, c in enumerate(regions))[directory.ward]
-    result = compare(await committed_keys(stage.cluster, start), directory.ids[hit])
+    result = compare(
+        await committed_recipients(
+            stage.operator, start, connection=admin_options(stage.cluster), timeout_s=300
+        ),
+        directory.ids[hit],
+    )
     assert (result.missing, result.duplicate, result.extra) == (0, 0, 0)
