@@ -9,11 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from faust.auth import SASLCredentials, SSLCredentials
 
 from streams.config import load_settings
 from streams.kafkaio.clients import client_options, faust_broker_options
-from streams.kafkaio.security import ssl_context
+from streams.kafkaio.security import explain, ssl_context
 from streams.settings import Settings
 
 
@@ -158,3 +159,42 @@ def test_the_raw_client_is_built_only_from_options_it_is_given() -> None:
     assert calls and all(not c.args and [k.arg for k in c.keywords] == [None] for c in calls), (
         "AIOKafkaClient(**options) only: the options come from clients.client_options"
     )
+
+
+@pytest.mark.parametrize(
+    ("logged", "expected"),
+    [
+        (
+            "[Error 58] SaslAuthenticationFailed: Authentication failed during authentication",
+            "authentication failed: wrong user name or password",
+        ),
+        (
+            "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local "
+            "issuer certificate (_ssl.c:1006)",
+            "not signed by a trusted CA",
+        ),
+        (
+            "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: Hostname mismatch, "
+            "certificate is not valid for 'localhost'. (_ssl.c:1006)",
+            "not valid for the host name used",
+        ),
+        ("[Errno 111] Connect call failed ('127.0.0.1', 1)", "Connect call failed"),
+    ],
+)
+def test_bootstrap_failure_is_explained_by_its_logged_cause(logged: str, expected: str) -> None:
+    exc = KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 1)]")
+    line = explain(exc, [f'Unable connect to "127.0.0.1:1": {logged}'])
+    assert line is not None and line.startswith("cannot connect to Kafka: ")
+    assert expected in line and "\n" not in line
+
+
+def test_authorization_failure_names_the_topic() -> None:
+    line = explain(TopicAuthorizationFailedError("loa.directory.changes"), [])
+    assert line == (
+        "not authorized: the ACLs do not allow this user on topic loa.directory.changes"
+    )
+
+
+def test_other_errors_are_not_explained() -> None:
+    assert explain(ValueError("x"), []) is None
+    assert explain(KafkaConnectionError("Connection at 1 closed"), []) is None
