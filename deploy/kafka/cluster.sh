@@ -20,7 +20,7 @@
 # Environment (all optional):
 #   LOA_CLUSTER_PORT           first port, 9 consecutive ports used   (default 19192)
 #   LOA_CLUSTER_DIR            runtime dir: tls/, secrets/, node-N/    (default ~/.cache/loa/cluster-<port>)
-#   LOA_CLUSTER_START_TIMEOUT  seconds to wait for all nodes           (default 120)
+#   LOA_CLUSTER_START_TIMEOUT  seconds to wait for all nodes           (default 300)
 #   LOA_KAFKA_VERSION, LOA_KAFKA_CACHE, LOA_KAFKA_JAVA: as for kafka.sh
 #   KAFKA_HEAP_OPTS            JVM heap per node                       (default "-Xms256m -Xmx768m")
 #
@@ -42,7 +42,7 @@ BASE="${LOA_CLUSTER_PORT:-19192}"
 DIR="${LOA_CLUSTER_DIR:-${HOME:-/tmp}/.cache/loa/cluster-$BASE}"
 [[ "$DIR" == /* ]] || DIR="$(pwd -P)/$DIR"
 CACHE_DIR="${LOA_KAFKA_CACHE:-${HOME:-/tmp}/.cache/loa/kafka-jars/$KAFKA_VERSION}"
-START_TIMEOUT="${LOA_CLUSTER_START_TIMEOUT:-120}"
+START_TIMEOUT="${LOA_CLUSTER_START_TIMEOUT:-300}"
 MARKER="$DIR/.loa-cluster-run"
 TLS="$DIR/tls"
 SECRETS="$DIR/secrets"

@@ -180,15 +180,18 @@ async def ensure_topics(settings: Settings) -> tuple[list[str], list[str]]:
         specs = topic_specs(settings, replication(settings, brokers))
         existing, hidden = await _shapes(admin, [t.name for t in specs])
         missing = [t for t in specs if t.name not in existing and t.name not in hidden]
+        created = []
         if missing:
             response = await admin.create_topics(missing)
             for name, code, message in response.topic_errors:
+                if not code:
+                    created.append(name)
                 # another process may win the race; the topic is there either way
-                if code and for_code(code) is not TopicAlreadyExistsError:
+                elif for_code(code) is not TopicAlreadyExistsError:
                     raise for_code(code)(f"{name}: {message or 'create refused'}")
         differing = mismatches(_wanted(specs), existing)
         differing += [f"{name}: not authorized to describe it (ACL)" for name in sorted(hidden)]
-        return [t.name for t in missing], differing
+        return [t.name for t in missing if t.name in created], differing
     finally:
         await admin.close()
 

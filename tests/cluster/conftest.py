@@ -87,7 +87,12 @@ class Cluster:
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     run_dir = tmp_path_factory.mktemp("cluster") / "run"
-    env = {**os.environ, "LOA_CLUSTER_PORT": str(PORT), "LOA_CLUSTER_DIR": str(run_dir)}
+    env = {
+        **os.environ,
+        "LOA_CLUSTER_PORT": str(PORT),
+        "LOA_CLUSTER_DIR": str(run_dir),
+        "LOA_CLUSTER_START_TIMEOUT": os.environ.get("LOA_CLUSTER_START_TIMEOUT", "600"),
+    }
     started = subprocess.run(
         ["bash", str(CLUSTER_SCRIPT), "start"], env=env, capture_output=True, text=True
     )

@@ -48,7 +48,8 @@ from tests.cluster.conftest import (
 from tests.faults.conftest import committed_recipients, compare
 from tests.integration.conftest import ROOT, alert
 
-pytestmark = pytest.mark.integration
+# the first test also waits for the cluster, the 1M directory and the worker to start
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 log = logging.getLogger(__name__)
 
@@ -326,12 +327,10 @@ async def _kill_mid_fanout(stage: Stage, node_of: str) -> None:
     stage.cluster.start_node(node)
 
 
-@pytest.mark.timeout(900)
 async def test_kill_of_the_broker_leading_most_send_partitions_loses_nothing(stage: Stage) -> None:
     await _kill_mid_fanout(stage, "leader")
 
 
-@pytest.mark.timeout(900)
 async def test_kill_of_the_active_controller_loses_nothing(stage: Stage) -> None:
     await _kill_mid_fanout(stage, "controller")
 

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.kafkaio.clients import client_options, create_topics, topic_specs
+from streams.kafkaio.clients import client_options, create_topics, ensure_topics, topic_specs
 from streams.settings import Settings
 from tests.integration.conftest import run_loa
+
+
+async def settled_topics(settings: Settings) -> None:
+    """Create the topics and wait until the broker's metadata shows all of them (a topic just
+    created may be listed without partitions for a moment)."""
+    await create_topics(settings)
+    for _ in range(100):
+        created, differing = await ensure_topics(settings)
+        if not created and not differing:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("the topics never settled")
 
 
 async def test_single_broker_gets_replication_one_and_min_insync_one(
@@ -30,7 +43,7 @@ async def test_topics_create_reports_topics_whose_partitions_differ(
     make_settings: Callable[..., Settings],
 ) -> None:
     settings = make_settings(partitions=4)
-    await create_topics(settings)
+    await settled_topics(settings)
     code, out, err = await run_loa(dataclasses.replace(settings, partitions=6), "topics", "create")
     assert code == 1
     assert out.strip() == "created 0 topics"
@@ -45,7 +58,7 @@ async def test_worker_refuses_to_start_on_a_partition_count_mismatch(
     make_settings: Callable[..., Settings],
 ) -> None:
     settings = make_settings(partitions=4)
-    await create_topics(settings)
+    await settled_topics(settings)
     code, _, err = await run_loa(dataclasses.replace(settings, partitions=8), "worker")
     assert code == 1
     assert "Traceback" not in err
