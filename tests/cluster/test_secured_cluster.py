@@ -32,7 +32,7 @@ from streams.ingest.agencies import KeyPair, key_file_stem
 from streams.ingest.agency_service import ensure_local_key
 from streams.kafkaio.clients import create_topics, make_producer
 from streams.localrun import WorkerProcess
-from streams.observe import watch_progress
+from streams.observe import wait_decision, watch_progress
 from streams.records import Progress
 from streams.regions import RegionRegistry, registry
 from streams.settings import Settings
@@ -71,6 +71,7 @@ class Stage:
     key: KeyPair
     key_dir: Path
     tmp: Path
+    agency: Settings
 
     def loa(self, user: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
         """``loa ARGS`` as ``user`` on this stage's topics: exit code and stdout+stderr."""
@@ -93,16 +94,22 @@ class Stage:
         )
         return done.returncode, done.stdout + done.stderr
 
-    def publish(self, identifier: str, regions: list[str]) -> str:
-        """A signed alert published by the agency principal; its alert id once accepted."""
+    async def publish(self, identifier: str, regions: list[str]) -> str:
+        """A signed alert sent by the agency principal with ``loa publish``; its alert id once
+        ingest accepted it (read as the agency: its decision topics)."""
         doc = alert(identifier, regions)
         doc["sender"] = "nchmf.gov.vn"
         path = self.tmp / f"{identifier}.json"
         path.write_bytes(orjson.dumps(doc))
         key_path = self.key_dir / f"{key_file_stem(self.key.key_id)}.key"
-        code, out = self.loa("agency", "publish", str(path), "--key", str(key_path))
-        assert code == 0 and out.startswith("accepted "), out
-        return out.split(" as ")[1].split()[0]
+        code, out = self.loa("agency", "publish", str(path), "--key", str(key_path), "--no-wait")
+        assert code == 0, out
+        # generous: the first alert also waits for the worker to join and restore
+        outcome, record = await wait_decision(
+            self.agency, "nchmf.gov.vn", identifier, timeout_s=600
+        )
+        assert outcome == "accepted", record
+        return str(record["alert_id"])
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +140,8 @@ async def stage(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> A
         **worker_env,
     ).start()
     try:
-        yield Stage(cluster, operator, worker_settings, worker, regions, key, key_dir, tmp)
+        agency = cluster.settings("agency", topic_prefix=PREFIX, partitions=PARTITIONS)
+        yield Stage(cluster, operator, worker_settings, worker, regions, key, key_dir, tmp, agency)
     finally:
         worker.stop()
         for node in sorted(cluster.killed):
@@ -171,7 +179,7 @@ async def test_topics_are_replicated_three_times_with_min_insync_two(stage: Stag
 async def test_signed_alert_over_sasl_ssl_reaches_exactly_its_audience(stage: Stage) -> None:
     regions = ["VN-22", "VN-31"]
     start = await end_offsets(stage.cluster, sends_tps())
-    alert_id = stage.publish(f"E2E-{tag()}", regions)
+    alert_id = await stage.publish(f"E2E-{tag()}", regions)
     progress = await fanned_out(stage, alert_id)
     directory = synthetic_subscribers(SUBSCRIBERS, SEED, stage.regions)
     hit = stage.regions.ward_mask((f"/{i}", c) for i, c in enumerate(regions))[directory.ward]
@@ -280,7 +288,7 @@ async def _kill_mid_fanout(stage: Stage, node_of: str) -> None:
     tps = sends_tps()
     start = await end_offsets(stage.cluster, tps)
     await set_rate(stage, THROTTLE)
-    alert_id = stage.publish(f"KILL-{tag()}", ["VN"])
+    alert_id = await stage.publish(f"KILL-{tag()}", ["VN"])
 
     async def midway() -> None:
         while True:
@@ -347,7 +355,7 @@ async def test_restarted_broker_rejoins_and_the_next_alert_fans_out(stage: Stage
     await asyncio.wait_for(in_sync(), 120)
     regions = ["VN-48"]
     start = await end_offsets(stage.cluster, sends_tps())
-    alert_id = stage.publish(f"AFTER-{tag()}", regions)
+    alert_id = await stage.publish(f"AFTER-{tag()}", regions)
     await fanned_out(stage, alert_id)
     directory = synthetic_subscribers(SUBSCRIBERS, SEED, stage.regions)
     hit = stage.regions.ward_mask((f"/{i}", c) for i, c in enumerate(regions))[directory.ward]
