@@ -110,9 +110,17 @@ def _checked_for_worker(settings: Settings) -> Settings:
 
 @main.command()
 @click.argument("action", type=click.Choice(["start", "stop", "restart", "status", "fetch"]))
-def kafka(action: str) -> None:
-    """Manage the local development broker (deploy/kafka/kafka.sh)."""
-    sys.exit(subprocess.call(["bash", str(KAFKA_SCRIPT), action]))
+@click.option("--brokers", type=click.Choice(["1", "3"]), default="1", show_default=True)
+@click.option("--secure", is_flag=True, help="TLS + SASL/SCRAM + ACLs (with --brokers 3).")
+def kafka(action: str, brokers: str, secure: bool) -> None:
+    """Manage the local development broker (deploy/kafka/kafka.sh), or with --brokers 3
+    --secure the secured replicated cluster (deploy/kafka/cluster.sh)."""
+    if (brokers == "3") != secure:
+        raise click.UsageError("the secured cluster has 3 brokers: give both --brokers 3 --secure")
+    if secure and action in ("restart", "fetch"):
+        raise click.UsageError(f"{action} is for the single dev broker")
+    script = KAFKA_SCRIPT.with_name("cluster.sh") if secure else KAFKA_SCRIPT
+    sys.exit(subprocess.call(["bash", str(script), action]))
 
 
 @main.group()
