@@ -53,6 +53,7 @@ NOT_SETTINGS = frozenset(
         "LOA_KAFKA_STOP_TIMEOUT",
         "LOA_KAFKA_VERSION",
         "LOA_TEST_KAFKA_PORT",
+        "LOA_TEST_CLUSTER_PORT",
     }
 )
 
