@@ -132,6 +132,13 @@ _HINTS = (
     ("certificate expired", "the broker refused the client certificate: it has expired"),
     ("unknown ca", "the broker refused the client certificate: unknown CA"),
     ("certificate required", "the broker requires a client certificate (mTLS)"),
+    # TLS 1.3 reports a refused client certificate after the handshake: the client only sees
+    # the connection close, not why
+    (
+        "closed",
+        "the broker closed the connection (is the listener's protocol LOA_SECURITY_PROTOCOL, "
+        "and a client certificate, if it asks for one, valid, unexpired and from its CA?)",
+    ),
 )
 
 
@@ -145,6 +152,7 @@ def explain(exc: BaseException, logged: list[str]) -> str | None:
     if name != "KafkaConnectionError" or "bootstrap" not in str(exc):
         return None
     causes = [m.split(": ", 1)[1] for m in logged if m.startswith("Unable connect to")]
+    causes = [c.removeprefix("KafkaConnectionError: ") for c in causes]
     cause = causes[-1] if causes else "no broker answered"
     for needle, hint in _HINTS:
         if needle.lower() in cause.lower():
