@@ -179,6 +179,10 @@ def test_the_raw_client_is_built_only_from_options_it_is_given() -> None:
             "not valid for the host name used",
         ),
         ("[Errno 111] Connect call failed ('127.0.0.1', 1)", "Connect call failed"),
+        (
+            "KafkaConnectionError: Connection at 127.0.0.1:1 closed",
+            "the broker closed the connection",
+        ),
     ],
 )
 def test_bootstrap_failure_is_explained_by_its_logged_cause(logged: str, expected: str) -> None:
