@@ -217,11 +217,12 @@ def publish(file: Path, key_file: Path | None, key_id: str | None, wait: bool) -
     from streams.ingest.agencies import load_private_key, signature_headers
     from streams.kafkaio.clients import create_topics, make_producer
     from streams.observe import wait_decision
+    from streams.publishing import alert_ids, send_inbound
 
     settings = _settings()
     raw = file.read_bytes()
     headers: list[tuple[str, bytes]] = []
-    ids = _alert_ids(raw, settings.max_alert_bytes)
+    ids = alert_ids(raw, settings.max_alert_bytes)
     if key_file is not None:
         try:
             key = load_private_key(key_file.read_bytes(), key_id=key_id)
@@ -236,9 +237,7 @@ def publish(file: Path, key_file: Path | None, key_id: str | None, wait: bool) -
         producer = make_producer(settings)
         await producer.start()
         try:
-            meta = await producer.send_and_wait(
-                settings.inbound_topic, raw, headers=headers or None
-            )
+            offset = await send_inbound(producer, settings, raw, headers)
         finally:
             await producer.stop()
         if not wait:
@@ -246,7 +245,7 @@ def publish(file: Path, key_file: Path | None, key_id: str | None, wait: bool) -
         if ids is None:
             click.echo("sent (no sender and identifier found in the file: not waiting)")
             return 0
-        outcome, record = await wait_decision(settings, *ids, offset=meta.offset)
+        outcome, record = await wait_decision(settings, *ids, offset=offset)
         if outcome == "accepted":
             click.echo(
                 f"accepted {record['message_id']} as {record['alert_id']}"
@@ -264,21 +263,19 @@ def publish(file: Path, key_file: Path | None, key_id: str | None, wait: bool) -
     sys.exit(asyncio.run(run()))
 
 
-def _alert_ids(raw: bytes, max_bytes: int) -> tuple[str, str] | None:
-    """``(sender, identifier)`` of a CAP XML or Loa JSON alert, ``None`` if not found."""
-    import orjson
+@main.command()
+def gateway() -> None:
+    """Serve the HTTP gateway for agencies: POST /v1/alerts, GET /v1/alerts/{id}
+    (schemas/gateway.openapi.yaml; LOA_GATEWAY_* settings)."""
+    from streams.gateway import check_settings, serve
 
-    from streams.ingest.cap import detect_format, parse_cap
-
+    settings = _settings()
     try:
-        doc = (
-            parse_cap(raw, max_bytes=max_bytes)
-            if detect_format(raw) == "xml"
-            else orjson.loads(raw)
-        )
-        return str(doc["sender"]), str(doc["identifier"])
-    except Exception:  # the worker gives the real verdict; here it only decides whether to wait
-        return None
+        check_settings(settings)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _logging(settings)
+    asyncio.run(serve(settings))
 
 
 @main.group()

@@ -3,9 +3,10 @@ log shippers.
 
 In ``json`` every record is one JSON object on one line: ``ts`` (ISO 8601 UTC), ``level``,
 ``logger``, ``msg`` (the formatted message), ``exc`` when there is a traceback, plus the
-``key=value`` tokens of Loa's decision lines (``decision=accepted alert=... priority=...``) as
-fields (the standard keys above win), so "one line per alert decision" can be filtered on
-``decision`` without parsing.
+``key=value`` tokens of Loa's decision lines (``decision=accepted alert=... priority=...``)
+and of the gateway's access lines (``access=POST path=... status=...``) as fields (the
+standard keys above win), so "one line per alert decision" can be filtered on ``decision``
+without parsing.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": message,
         }
-        if message.startswith("decision="):
+        if message.startswith(("decision=", "access=")):
             for key, value in decision_fields(message).items():
                 doc.setdefault(key, value)
         if record.exc_info:

@@ -94,6 +94,25 @@ class Settings:
     #: worker dies (kill -9, lost host) its partitions move to the others (heartbeats every
     #: third of it, at most 3 s). The broker's floor is ``group.min.session.timeout.ms`` (6 s).
     session_timeout_s: float = 60.0
+    #: LOA_GATEWAY_HOST: address ``loa gateway`` binds; off loopback it requires TLS.
+    gateway_host: str = "127.0.0.1"
+    #: LOA_GATEWAY_PORT: port of ``loa gateway`` (``POST /v1/alerts``).
+    gateway_port: int = 9480
+    #: LOA_GATEWAY_TLS_CERT, LOA_GATEWAY_TLS_KEY: PEM certificate chain and key: HTTPS.
+    gateway_tls_cert: str = ""
+    gateway_tls_key: str = ""
+    #: LOA_GATEWAY_TLS_CLIENT_CA: PEM CA bundle; when set, clients must show a certificate it
+    #: signed (mutual TLS).
+    gateway_tls_client_ca: str = ""
+    #: LOA_GATEWAY_DECISION_TIMEOUT_S: how long a POST waits for ingest's decision before it
+    #: answers 202 with a link to follow.
+    gateway_decision_timeout_s: float = 10.0
+    #: LOA_GATEWAY_READ_TIMEOUT_S: a request body not received within this is answered 408.
+    gateway_read_timeout_s: float = 10.0
+    #: LOA_GATEWAY_RATE, LOA_GATEWAY_BURST: alerts per second and burst per agency (the CAP
+    #: sender of the body) before the gateway answers 429.
+    gateway_rate: float = 1.0
+    gateway_burst: int = 20
 
     # -- connection security (librdkafka names; checked by streams.config.check_security) --
     #: LOA_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (``security.protocol``).

@@ -8,6 +8,8 @@ reads the signature headers, the parser gives the CAP ``sender``; then
   key named by ``loa-key-id``: ``unknown_sender`` or ``bad_signature`` otherwise. A valid
   signature made with another agency's key is ``bad_signature``: keys are looked up only among
   the sender's keys, so no agency can speak for another.
+* A CAP alert may instead carry an enveloped XML-DSig ``<Signature>`` made with one of the
+  sender's pinned X.509 ``certificates``: :mod:`streams.ingest.xmldsig` checks it.
 * :func:`authorize` checks the alert's status, severities and (resolved) region codes against
   the agency: ``status_not_allowed``, ``severity_not_allowed``, ``out_of_jurisdiction``, each
   with the pointer of the first offending field.
@@ -36,8 +38,10 @@ from types import MappingProxyType
 from typing import Any
 
 import orjson
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from streams.errors import (
@@ -61,7 +65,9 @@ __all__ = [
     "Pointed",
     "add_keys",
     "authorize",
+    "certificate_der",
     "decode_agency_record",
+    "der_to_pem",
     "identify",
     "key_file_stem",
     "load_agency_files",
@@ -94,6 +100,7 @@ Pointed = tuple[str, str]
 
 _SIGNATURE_BYTES = 64
 _PUBLIC_KEY_BYTES = 32
+_MIN_RSA_BITS = 2048
 # Header values longer than this are not a signature (base64 of 64 bytes is 88 characters);
 # refusing early keeps a hostile header from costing a large decode.
 _MAX_HEADER_BYTES = 256
@@ -117,6 +124,9 @@ class Agency:
     contact: str = ""
     #: H3 cells where it may target polygons and circles (see :meth:`covers_cell`).
     jurisdiction_cells: tuple[str, ...] = ()
+    #: Pinned X.509 certificates (DER) by certificate id, for XML-DSig signed CAP
+    #: (:mod:`streams.ingest.xmldsig`).
+    certificates: Mapping[str, bytes] = field(default_factory=dict)
     _rank: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +134,7 @@ class Agency:
         object.__setattr__(self, "jurisdiction", tuple(self.jurisdiction))
         object.__setattr__(self, "allowed_statuses", tuple(self.allowed_statuses))
         object.__setattr__(self, "jurisdiction_cells", tuple(self.jurisdiction_cells))
+        object.__setattr__(self, "certificates", MappingProxyType(dict(self.certificates)))
         object.__setattr__(self, "_rank", SEVERITY_RANK[self.max_severity])
 
     def covers(self, code: str) -> bool:
@@ -168,6 +179,8 @@ class Agency:
             doc["contact"] = self.contact
         if self.jurisdiction_cells:
             doc["jurisdiction_cells"] = list(self.jurisdiction_cells)
+        if self.certificates:
+            doc["certificates"] = {cid: der_to_pem(der) for cid, der in self.certificates.items()}
         return doc
 
     def to_json(self) -> bytes:
@@ -224,6 +237,9 @@ def parse_agency(doc: object, *, key: str | None = None) -> Agency:
         except ValueError as exc:
             raise InvalidAgency(f"key {kid!r}: {exc}", agency=hint) from None
         keys[kid] = raw
+    certificates = {
+        cid: certificate_der(pem, cid, hint) for cid, pem in doc.get("certificates", {}).items()
+    }
     return Agency(
         id=doc["id"],
         name=doc["name"],
@@ -233,7 +249,42 @@ def parse_agency(doc: object, *, key: str | None = None) -> Agency:
         max_severity=doc["max_severity"],
         contact=doc.get("contact", ""),
         jurisdiction_cells=tuple(doc.get("jurisdiction_cells", ())),
+        certificates=certificates,
     )
+
+
+def certificate_der(pem: str, cert_id: str, agency: str | None = None) -> bytes:
+    """DER of one PEM certificate of an agency record; :class:`InvalidAgency` if unusable.
+
+    Refused: not exactly one X.509 certificate, a key that is neither RSA (2048 bits or more)
+    nor elliptic-curve (signxml verifies RSA and ECDSA signatures).
+    """
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise InvalidAgency(
+            f"certificate {cert_id!r} is not PEM X.509: {exc}", agency=agency
+        ) from None
+    if len(certs) != 1:
+        raise InvalidAgency(
+            f"certificate {cert_id!r} holds {len(certs)} certificates, not 1", agency=agency
+        )
+    key = certs[0].public_key()
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < _MIN_RSA_BITS:
+        raise InvalidAgency(
+            f"certificate {cert_id!r} has a {key.key_size}-bit RSA key (at least {_MIN_RSA_BITS})",
+            agency=agency,
+        )
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise InvalidAgency(
+            f"certificate {cert_id!r}: only RSA and EC keys sign XML", agency=agency
+        )
+    return certs[0].public_bytes(serialization.Encoding.DER)
+
+
+def der_to_pem(der: bytes) -> str:
+    """PEM text of a DER certificate (what an agency record holds)."""
+    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM).decode()
 
 
 def decode_agency_record(key: bytes | None, value: bytes) -> Agency:

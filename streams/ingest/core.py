@@ -17,10 +17,11 @@ from typing import Any
 import orjson
 
 from streams.errors import InternalError, PoisonError, RejectionCode, TooLarge
-from streams.ingest.agencies import Agency, AgencyRegistry, authorize, identify, verify_headers
+from streams.ingest.agencies import Agency, AgencyRegistry, authorize, identify
 from streams.ingest.cap import detect_format, json_pointer_to_xpath, parse_cap
 from streams.ingest.json_alert import decode_json_alert, validate_json_alert
 from streams.ingest.lifecycle import LifecycleState, Plan, told
+from streams.ingest.xmldsig import authenticate
 from streams.records import (
     AcceptedAlert,
     AlertInfo,
@@ -84,7 +85,9 @@ def decide(
     """Decide one inbound record. Any exception is turned into a rejection, never raised.
 
     ``agencies`` is the registry the sender must be in, signing the raw bytes (``headers``:
-    ``loa-signature``, ``loa-key-id``) unless ``require_signatures`` is off, and whose rights
+    ``loa-signature``, ``loa-key-id``; or, for CAP without them, an enveloped XML-DSig signature
+    by a registered certificate, :mod:`streams.ingest.xmldsig`) unless ``require_signatures``
+    is off, and whose rights
     (statuses, severity, jurisdiction) the alert must keep within. ``None`` skips the agency
     checks: only ``loa preview`` and unit tests of the other steps do that; the agent never.
     """
@@ -99,12 +102,13 @@ def decide(
         doc = parse_cap(raw, max_bytes=max_bytes) if xml else decode_json_alert(raw)
         validate_json_alert(doc)
         agency: Agency | None = None
-        if agencies is not None:
-            agency = (
-                verify_headers(agencies, doc["sender"], raw, headers)
-                if require_signatures
-                else identify(agencies, doc["sender"])
+        if agencies is not None and require_signatures:
+            # Loa's headers, or an XML-DSig signature: then ``doc`` is what the signature covers
+            agency, doc = authenticate(
+                agencies, doc, raw, headers, xml=xml, now=now, max_bytes=max_bytes
             )
+        elif agencies is not None:
+            agency = identify(agencies, doc["sender"])
         return _accept(
             doc,
             regions=regions,

@@ -7,6 +7,7 @@ the reference delivery worker writing receipts, and ``loa status`` reading them 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import socket
@@ -160,17 +161,24 @@ class Prometheus:
 @pytest.fixture
 def prometheus(observed: Observed, tmp_path: Path) -> Iterator[Prometheus]:
     """Debian's prometheus on a free loopback port, scraping the worker every second."""
+    target = observed.metrics_url.removeprefix("http://").removesuffix("/metrics")
+    with run_prometheus([target], tmp_path) as prom:
+        yield prom
+
+
+@contextlib.contextmanager
+def run_prometheus(targets: list[str], tmp_path: Path) -> Iterator[Prometheus]:
+    """Debian's prometheus on a free loopback port, scraping ``targets`` every second."""
     binary = shutil.which("prometheus")
     if binary is None:  # fail loudly: `make setup` runs deploy/prometheus/install.sh
         pytest.fail("prometheus not installed: run deploy/prometheus/install.sh", pytrace=False)
-    target = observed.metrics_url.removeprefix("http://").removesuffix("/metrics")
     config = tmp_path / "prometheus.yml"
     config.write_text(
         json.dumps(  # JSON is YAML
             {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                 "rule_files": [str(ROOT / "deploy" / "prometheus" / "rules" / "loa.rules.yml")],
-                "scrape_configs": [{"job_name": "loa", "static_configs": [{"targets": [target]}]}],
+                "scrape_configs": [{"job_name": "loa", "static_configs": [{"targets": targets}]}],
             }
         )
     )
