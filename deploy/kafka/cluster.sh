@@ -203,6 +203,10 @@ node_pid() { # $1 = node; prints the pid if the node runs
   [[ -f "$f" ]] || return 1
   pid="$(tr -dc '0-9' <"$f")"
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  local stat
+  stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [[ "${stat%% *}" != Z ]] || return 1 # killed, not yet reaped
   [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"node-$1/server.properties"* ]] || return 1
   echo "$pid"
 }
@@ -352,6 +356,9 @@ main() {
       local pid
       pid="$(node_pid "$2")" || die "node $2 is not running"
       kill -KILL "$pid"
+      local waited=0 # gone (its ports and data lock free) before a start-node can follow
+      while node_pid "$2" >/dev/null && ((waited < 120)); do sleep 0.25; waited=$((waited + 1)); done
+      ! node_pid "$2" >/dev/null || die "node $2 (pid $pid) survived SIGKILL"
       say "node $2 (pid $pid) killed with SIGKILL" ;;
     start-node)
       check_node "${2:-}"
