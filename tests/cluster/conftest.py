@@ -67,7 +67,8 @@ class Cluster:
         self.killed.add(node)
 
     def start_node(self, node: int) -> None:
-        self.script("start-node", str(node))
+        # after kill -9 the node recovers its logs first: minutes on a loaded machine
+        self.script("start-node", str(node), timeout=900)
         self.killed.discard(node)
 
     def active_controller(self) -> int:
