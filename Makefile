@@ -14,11 +14,12 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Loa needs Python 3.11+)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv, install Loa and its dev tools, fetch the Kafka jars, Prometheus
+setup: $(STAMP)  ## create .venv, install Loa and its dev tools, fetch the Kafka jars (broker, tools), Prometheus
 	bash deploy/kafka/kafka.sh fetch
+	bash benchmarks/kafka-tools.sh >/dev/null
 	bash deploy/prometheus/install.sh
 
 demo: setup  ## broker + worker + 1M subscribers + a typhoon alert fanned out + summary
@@ -48,9 +49,10 @@ rules:  ## promtool: check and unit-test the Prometheus alert rules (installs pr
 	promtool check rules deploy/prometheus/rules/*.yml
 	promtool test rules deploy/prometheus/tests/*.test.yml
 
-bench: setup  ## fan-out and directory benchmarks; writes benchmarks/results/*.json
-	$(BIN)/python -m benchmarks.fanout
+bench: setup  ## loa bench (fan-out by the broker clock, peers, scale, latency, sustained) + directory; benchmarks/results/
+	$(BIN)/loa bench
 	$(BIN)/python -m benchmarks.directory
+	$(BIN)/python -m benchmarks.takeover
 
 kafka-start: setup  ## start the local dev broker
 	bash deploy/kafka/kafka.sh start

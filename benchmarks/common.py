@@ -1,28 +1,54 @@
-"""What both benchmarks share: the producer ceiling they are compared with, and the results file."""
+"""What the benchmarks share: the broker they run on, the producer ceiling they are compared with,
+and the results file."""
 
 from __future__ import annotations
 
-import asyncio
-import gc
+import contextlib
 import json
 import os
 import platform
 import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import NewTopic
 
-from streams.kafkaio.clients import make_admin, make_producer
+from benchmarks.peers import aiokafka_batch_rate
+from streams.kafkaio.clients import make_admin
+from streams.localrun import start_broker, stop_broker
 from streams.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+@contextlib.contextmanager
+def bench_broker(partitions: int, port: int, workdir: Path) -> Iterator[Settings]:
+    """The broker a benchmark runs on: ``LOA_BOOTSTRAP_SERVERS`` if set, else the dev broker on
+    ``port`` with its data under ``workdir``, stopped after."""
+    bootstrap = os.environ.get("LOA_BOOTSTRAP_SERVERS")
+    base = Settings(bootstrap_servers=bootstrap or f"127.0.0.1:{port}", partitions=partitions)
+    os.environ.setdefault("LOA_KAFKA_PORT", str(port))
+    os.environ.setdefault("LOA_KAFKA_DIR", str(workdir / "kafka"))
+    started = False if bootstrap else start_broker(base)
+    try:
+        yield base
+    finally:
+        if started:
+            stop_broker(base)
+
+
+def tagged(base: Settings, prefix: str, **fields: Any) -> Settings:
+    """``base`` with topics and a consumer group of a run of its own."""
+    tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    return replace(base, topic_prefix=tag, app_id=tag, **fields)
+
+
 async def ceiling(settings: Settings, n: int, key_size: int, value_size: int) -> float:
-    """Records/s of aiokafka's batch producer with pre-serialized records of the same size,
-    one ``append`` per record, batches round-robin over the partitions: the best aiokafka's
-    public batch API does on this broker."""
+    """Records/s of aiokafka's public batch API with pre-serialized records of the same size
+    (:func:`benchmarks.peers.aiokafka_batch_rate`) on a fresh topic."""
     topic = f"{settings.topic_prefix}.ceiling"
     admin = make_admin(settings)
     await admin.start()
@@ -30,32 +56,7 @@ async def ceiling(settings: Settings, n: int, key_size: int, value_size: int) ->
         await admin.create_topics([NewTopic(topic, settings.partitions, 1)])
     finally:
         await admin.close()
-    keys = [b"%0*d" % (key_size, i) for i in range(n)]
-    value = b"x" * value_size
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, b"warm-up", key=b"0", partition=0)
-        for p in range(settings.partitions):
-            await producer.send_and_wait(topic, b"warm-up", key=b"0", partition=p)
-        ts = int(time.time() * 1000)
-        gc.disable()
-        started = time.perf_counter()
-        pending = []
-        partition = 0
-        batch = producer.create_batch()
-        for key in keys:
-            if batch.append(timestamp=ts, key=key, value=value) is None:
-                pending.append(await producer.send_batch(batch, topic, partition=partition))
-                partition = (partition + 1) % settings.partitions
-                batch = producer.create_batch()
-                batch.append(timestamp=ts, key=key, value=value)
-        pending.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*pending)
-        return n / (time.perf_counter() - started)
-    finally:
-        gc.enable()
-        await producer.stop()
+    return await aiokafka_batch_rate(settings, topic, n, key_size, value_size)
 
 
 def write_results(name: str, payload: dict[str, Any]) -> dict[str, Any]:

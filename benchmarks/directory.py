@@ -21,14 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import os
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ceiling, write_results
+from benchmarks.common import bench_broker, ceiling, tagged, write_results
 from streams.directory.index import DirectoryPartition
 from streams.directory.load import write_changes
 from streams.directory.service import DirectoryService
@@ -37,7 +35,6 @@ from streams.directory.wire import decode_fetched, encode_matrices, encode_subsc
 from streams.fanout.plan import select_audience
 from streams.kafkaio.clients import create_topics, make_producer
 from streams.kafkaio.recordbatch import build_records, finish_batch, read_partition
-from streams.localrun import start_broker, stop_broker
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry, resolve_targets
 from streams.settings import Settings
@@ -228,26 +225,13 @@ async def main(n: int, broker_n: int, partitions: int) -> dict[str, Any]:
         f"({local['restore_in_process_per_s']:,.0f}/s)",
         flush=True,
     )
-    bootstrap = os.environ.get("LOA_BOOTSTRAP_SERVERS")
-    base = Settings(bootstrap_servers=bootstrap or "127.0.0.1:19550", partitions=partitions)
     broker: dict[str, Any] | None = None
-    with tempfile.TemporaryDirectory(prefix="loa-bench-dir-") as tmp:
-        os.environ.setdefault("LOA_KAFKA_PORT", "19550")
-        os.environ.setdefault("LOA_KAFKA_DIR", str(Path(tmp) / "kafka"))
-        started_broker = False if bootstrap else start_broker(base)
-        try:
-            tag = uuid.uuid4().hex[:8]
-            settings = Settings(
-                bootstrap_servers=base.bootstrap_servers,
-                partitions=partitions,
-                topic_prefix=f"bench-dir-{tag}",
-                app_id=f"bench-dir-{tag}",
-                data_dir=str(Path(tmp) / tag),
-            )
-            broker = await on_broker(settings, broker_n)
-        finally:
-            if started_broker:
-                stop_broker(base)
+    with (
+        tempfile.TemporaryDirectory(prefix="loa-bench-dir-") as tmp,
+        bench_broker(partitions, 19550, Path(tmp)) as base,
+    ):
+        settings = tagged(base, "bench-dir", data_dir=str(Path(tmp) / "data"))
+        broker = await on_broker(settings, broker_n)
     print(
         f"{broker_n:,} subscribers on the broker ({partitions} partitions): "
         f"load {broker['load_per_s']:,.0f}/s (target >= 500,000), "

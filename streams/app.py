@@ -23,12 +23,13 @@ from typing import Any
 
 import faust
 import mode
-import orjson
 from aiokafka import AIOKafkaProducer
 
+from streams.channels import decode_limit
 from streams.directory.service import DirectoryService
 from streams.errors import RejectionCode
 from streams.fanout.scheduler import FanoutScheduler
+from streams.health import Readiness
 from streams.ingest import Rejected
 from streams.ingest.agent import IngestAgent
 from streams.kafkaio.clients import create_topics, faust_broker_options, make_producer
@@ -53,6 +54,8 @@ class Runtime:
         self.directory = DirectoryService(settings, regions)
         # observability (streams.metrics, streams.receipts): a registry per runtime
         self.metrics = Metrics()
+        #: The worker's one readiness record (``/ready``): every owned partition's state.
+        self.readiness = Readiness()
         self.receipts = ReceiptsAgent(settings, self.metrics)
         self.lag = LagSampler(
             settings,
@@ -72,7 +75,7 @@ class Runtime:
             settings,
             settings.channels_topic,
             partitions=1,
-            decode=_decode_limit,
+            decode=decode_limit,
             name="channels",
         )
         self.scheduler = FanoutScheduler(
@@ -103,12 +106,16 @@ class Runtime:
             await self.directory.assign(self._wanted)
             await self.scheduler.assign(self._wanted)
         s = self.settings
-        self._metrics_server = serve(self.metrics, s.metrics_host, s.metrics_port)
+        self._metrics_server = serve(
+            self.metrics, s.metrics_host, s.metrics_port, readiness=self.readiness
+        )
         await self.receipts.start()
         await self.lag.start()
+        self.readiness.started()
         self._started.set()
 
     async def stop(self) -> None:
+        self.readiness.started(False)
         await self.lag.stop()
         await self.receipts.stop()
         shutdown(self._metrics_server)
@@ -137,14 +144,6 @@ class Runtime:
         if order.expires is not None and datetime.fromisoformat(order.expires) <= datetime.now(UTC):
             return "expired"
         return None
-
-
-def _decode_limit(key: bytes, value: bytes) -> float:
-    """A channel limit record: ``{"rate": tasks per second}`` for the whole cluster."""
-    rate = orjson.loads(value)["rate"]
-    if not isinstance(rate, int | float) or rate < 0:
-        raise ValueError(f"rate must be a number >= 0, got {rate!r}")
-    return float(rate)
 
 
 def create_app(settings: Settings) -> faust.App:

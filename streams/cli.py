@@ -8,11 +8,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from streams.clikit import LoaGroup, debug_option, emit_json, json_option, wants_json
+from streams.errors import BadInputFile
 from streams.progress import ProgressBar
+from streams.records import CHANNELS
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.ingest import Rejected
+    from streams.observe import Fate
+    from streams.preview import Preview
 
 KAFKA_SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "kafka.sh"
 
@@ -23,9 +32,11 @@ def _settings() -> Settings:
 
     config = click.get_current_context().find_root().params.get("config_file")
     try:
-        return load_settings(config_file=config)
+        settings = load_settings(config_file=config)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    os.environ.setdefault("LOA_BOOTSTRAP_SERVERS", settings.bootstrap_servers)  # for errors
+    return settings
 
 
 def _logging(settings: Settings) -> None:
@@ -34,23 +45,8 @@ def _logging(settings: Settings) -> None:
     configure(settings.log_level, settings.log_format)  # LOA_LOG_FORMAT: text | json
 
 
-class _Loa(click.Group):
-    """Kafka failures a person can fix (address, TLS, password, ACL) end as one line."""
-
-    def invoke(self, ctx: click.Context) -> object:
-        from streams.kafkaio.security import failures_explained
-
-        with failures_explained() as explain:
-            try:
-                return super().invoke(ctx)
-            except Exception as exc:
-                line = explain(exc)
-                if line is None:
-                    raise
-                raise click.ClickException(line) from None
-
-
-@click.group(cls=_Loa)
+@click.group(cls=LoaGroup)
+@debug_option
 @click.version_option(package_name="loa", prog_name="loa")
 @click.option(
     "--config",
@@ -60,7 +56,17 @@ class _Loa(click.Group):
     help="TOML settings file (default: LOA_CONFIG); LOA_* variables override it.",
 )
 def main(config_file: Path | None) -> None:
-    """Loa: emergency alert fan-out on Kafka."""
+    """Loa: emergency alert fan-out on Kafka.
+
+    Exit codes: 0 done, 1 answer is no (rejected, not done), 2 usage, 3 not found, 4 broker
+    unreachable, 5 not authorized, 6 topic missing, 7 bad input file, 70 bug (see --debug).
+    """
+    import logging
+
+    # aiokafka logs every failed connection attempt; without a configured handler Python's
+    # last-resort handler would print them above the one-line error. Configured logging
+    # (worker, deliver, --debug) still receives them: a NullHandler does not stop propagation.
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     if config_file is not None:  # processes Loa starts itself (demo, local runs) read it too
         os.environ["LOA_CONFIG"] = str(config_file.resolve())
 
@@ -215,7 +221,7 @@ def publish(file: Path, key_file: Path | None, key_id: str | None, wait: bool) -
     """Send an alert file (CAP XML or Loa JSON) to loa.alerts.inbound and print what ingest
     decided. With --key the exact file bytes are signed (headers loa-signature, loa-key-id)."""
     from streams.ingest.agencies import load_private_key, signature_headers
-    from streams.kafkaio.clients import create_topics, make_producer
+    from streams.kafkaio.clients import create_topics, make_producer, start_all
     from streams.observe import wait_decision
     from streams.publishing import alert_ids, send_inbound
 
@@ -226,8 +232,11 @@ def publish(file: Path, key_file: Path | None, key_id: str | None, wait: bool) -
     if key_file is not None:
         try:
             key = load_private_key(key_file.read_bytes(), key_id=key_id)
-        except ValueError as exc:
-            raise click.UsageError(f"{key_file}: {exc}") from None
+        except (ValueError, TypeError) as exc:
+            raise BadInputFile(
+                f"{key_file}: not a usable private key: {str(exc).splitlines()[0]}",
+                hint="give the .key file `loa keys new` wrote",
+            ) from None
         headers = list(signature_headers(key, raw))
         if ids is not None and key.agency and key.agency != ids[0]:
             click.echo(f"warning: key of {key.agency}, alert sender is {ids[0]}", err=True)
@@ -235,7 +244,7 @@ def publish(file: Path, key_file: Path | None, key_id: str | None, wait: bool) -
     async def run() -> int:
         await create_topics(settings)
         producer = make_producer(settings)
-        await producer.start()
+        await start_all(producer)
         try:
             offset = await send_inbound(producer, settings, raw, headers)
         finally:
@@ -374,7 +383,8 @@ def agencies_remove(agency_ids: tuple[str, ...]) -> None:
 
 
 @agencies.command("list")
-def agencies_list() -> None:
+@json_option
+def agencies_list(as_json: bool) -> None:
     """Print the registry as the topic holds it now."""
     from streams.ingest.agencies import AgencyRegistry
     from streams.ingest.agency_service import read_agencies
@@ -387,6 +397,23 @@ def agencies_list() -> None:
         return await read_agencies(settings)
 
     registry = asyncio.run(run())
+    if as_json:
+        emit_json(
+            {
+                "agencies": [
+                    {
+                        "id": a.id,
+                        "jurisdiction": list(a.jurisdiction),
+                        "allowed_statuses": list(a.allowed_statuses),
+                        "max_severity": a.max_severity,
+                        "keys": sorted(a.keys),
+                    }
+                    for a in sorted(registry.agencies.values(), key=lambda a: a.id)
+                ],
+                "invalid": dict(sorted(registry.invalid.items())),
+            }
+        )
+        return
     for agency in sorted(registry.agencies.values(), key=lambda a: a.id):
         click.echo(
             f"{agency.id}  jurisdiction={','.join(agency.jurisdiction)} "
@@ -397,9 +424,75 @@ def agencies_list() -> None:
         click.echo(f"{agency_id}  INVALID: {why}")
 
 
+@main.group()
+def channels() -> None:
+    """Cluster-wide channel rate limits (compacted topic <prefix>.channels; workers follow it)."""
+
+
+@channels.command("list")
+@json_option
+def channels_list(as_json: bool) -> None:
+    """Each channel's limit in tasks/s across the cluster ("unlimited" when none is set)."""
+    from streams.channels import read_limits
+    from streams.kafkaio.clients import create_topics
+
+    settings = _settings()
+
+    async def run() -> dict[str, float | None]:
+        await create_topics(settings)
+        return await read_limits(settings)
+
+    limits = asyncio.run(run())
+    if as_json:
+        emit_json({"channels": limits})
+        return
+    for name, rate in limits.items():
+        click.echo(f"{name:<8} {'unlimited' if rate is None else f'{rate:g} tasks/s'}")
+
+
+@channels.command("set")
+@click.argument("channel", type=click.Choice(CHANNELS))
+@click.argument("rate", type=click.FloatRange(min=0.0, max=1e9))
+def channels_set(channel: str, rate: float) -> None:
+    """Limit CHANNEL to RATE tasks/s across the cluster (0 pauses it)."""
+    from streams.channels import limit_value, set_limit
+    from streams.kafkaio.clients import create_topics
+
+    try:
+        limit_value(rate)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="RATE") from None
+    settings = _settings()
+
+    async def run() -> None:
+        await create_topics(settings)
+        await set_limit(settings, channel, rate)
+
+    asyncio.run(run())
+    click.echo(f"{channel}: limited to {rate:g} tasks/s across the cluster")
+
+
+@channels.command("lift")
+@click.argument("channel", type=click.Choice(CHANNELS))
+def channels_lift(channel: str) -> None:
+    """Remove CHANNEL's limit."""
+    from streams.channels import lift_limit
+    from streams.kafkaio.clients import create_topics
+
+    settings = _settings()
+
+    async def run() -> None:
+        await create_topics(settings)
+        await lift_limit(settings, channel)
+
+    asyncio.run(run())
+    click.echo(f"{channel}: unlimited")
+
+
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def preview(file: Path) -> None:
+@json_option
+def preview(file: Path, as_json: bool) -> None:
     """How many subscribers FILE would reach, by province and channel; sends nothing."""
     from streams.ingest import Rejected
     from streams.preview import preview as run_preview
@@ -407,6 +500,9 @@ def preview(file: Path) -> None:
 
     settings = _settings()
     result = asyncio.run(run_preview(settings, file.read_bytes(), registry()))
+    if as_json:
+        emit_json(_preview_json(result))
+        sys.exit(1 if isinstance(result, Rejected) else 0)
     if isinstance(result, Rejected):
         click.echo(
             f"would be rejected: code={result.code.value} pointer={result.pointer}: "
@@ -421,17 +517,40 @@ def preview(file: Path) -> None:
 
 
 @main.command()
-@click.argument("alert_id")
+@click.argument("message_id")
 @click.option("--timeout", type=float, default=600.0, show_default=True)
-def watch(alert_id: str, timeout: float) -> None:
-    """Follow an alert's fan-out until every partition is done."""
+def watch(message_id: str, timeout: float) -> None:
+    """Follow the fan-out of MESSAGE_ID (an alert id or any message id of its lineage) until
+    every partition is done. A rejected or duplicate message is reported at once (exit 1)."""
     from streams.observe import watch_progress
 
     settings = _settings()
-    result = asyncio.run(watch_progress(settings, alert_id, timeout_s=timeout))
+    fate = _resolve(settings, message_id, wait_s=min(timeout, 10.0))
+    assert fate.alert_id is not None and fate.version is not None
+    result = asyncio.run(
+        watch_progress(settings, fate.alert_id, version=fate.version, timeout_s=timeout)
+    )
     targeted = sum(p.targeted for p in result.values())
     emitted = sum(p.emitted for p in result.values())
-    click.echo(f"{alert_id}: targeted {targeted:,}, emitted {emitted:,}")
+    click.echo(f"{fate.alert_id} v{fate.version}: targeted {targeted:,}, emitted {emitted:,}")
+
+
+def _resolve(settings: Settings, message_id: str, *, wait_s: float = 0.0) -> Fate:
+    """The accepted message ``message_id`` names; a rejection or duplicate ends the command
+    (exit 1), an unknown id raises :class:`NotFound` (exit 3)."""
+    from streams.errors import NotFound
+    from streams.observe import resolve_message
+
+    fate = asyncio.run(resolve_message(settings, message_id, wait_s=wait_s))
+    if fate.outcome == "accepted":
+        return fate
+    if fate.outcome == "unknown":
+        raise NotFound(f"{message_id}: no alert or message with this id was decided")
+    if wants_json():
+        emit_json(fate.as_json())
+    else:
+        click.echo(f"{message_id}: {fate.outcome} (code={fate.code}): {fate.message}")
+    sys.exit(1)
 
 
 @main.command()
@@ -448,15 +567,28 @@ def demo(subscribers: int, seed: int, alert_file: Path | None) -> None:
 
 
 @main.command()
-@click.argument("alert_id")
+@click.argument("message_id")
 @click.option("--version", "version", type=int, default=None, help="Default: the latest seen.")
 @click.option("--watch", is_flag=True, help="Live progress bar until the alert is done.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="For --watch.")
-def status(alert_id: str, version: int | None, watch: bool, timeout: float) -> None:
-    """Targeted, emitted, suppressed (by reason), delivered and failed for ALERT_ID."""
+@json_option
+def status(
+    message_id: str, version: int | None, watch: bool, timeout: float, as_json: bool
+) -> None:
+    """Targeted, emitted, suppressed (by reason), delivered and failed for MESSAGE_ID: an alert
+    id (default: its latest version) or any message id of its lineage (that message's version).
+
+    Exit 0 when shown (with --watch: when done), 1 rejected/duplicate or --watch timed out,
+    3 unknown id."""
     from streams.status import StatusReader, render
+    from streams.status import as_json as status_json
 
     settings = _settings()
+    fate = _resolve(settings, message_id, wait_s=min(timeout, 10.0) if watch else 0.0)
+    assert fate.alert_id is not None
+    alert_id = fate.alert_id
+    if version is None and fate.message_id != fate.alert_id:
+        version = fate.version  # an Update's own id: the version it became
 
     async def run() -> int:
         async with StatusReader(settings, alert_id) as reader:
@@ -474,53 +606,157 @@ def status(alert_id: str, version: int | None, watch: bool, timeout: float) -> N
                     current = reader.status(version)
                 bar.total = max(current.emitted, 1)
                 bar.update(current.settled)
-            click.echo(render(current))
-            if not current.seen:
-                return 2
+            if as_json:
+                emit_json({"message": fate.as_json(), "status": status_json(current)})
+            else:
+                click.echo(render(current))
             return 0 if current.done or not watch else 1
 
     sys.exit(asyncio.run(run()))
 
 
 @main.command()
-@click.option("--channel", type=click.Choice(["log"]), default="log", show_default=True)
+@click.option(
+    "--provider",
+    type=click.Choice(["log", "http"]),
+    default="log",
+    show_default=True,
+    help="log: write a line per task; http: POST each task as JSON to --url.",
+)
+@click.option("--url", default=None, help="Provider URL for --provider http.")
+@click.option(
+    "--channel",
+    type=click.Choice(["log", *CHANNELS]),
+    default=None,
+    help="Deliver only tasks of this channel (its own consumer group); default: all.",
+)
 @click.option(
     "--priority",
     "priorities",
     multiple=True,
     type=click.Choice(["extreme", "severe", "routine"]),
-    help="Send-task topics to consume (default: all).",
+    help="Send-task topics to consume (default: all, extreme first).",
 )
+@click.option("--concurrency", type=click.IntRange(1, 10_000), default=32, show_default=True)
+@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True)
+@click.option("--max-attempts", type=click.IntRange(1, 100), default=5, show_default=True)
 @click.option("--max-tasks", type=int, default=None, help="Stop after this many receipts.")
 @click.option("--idle-exit", type=float, default=None, help="Stop after this many idle seconds.")
-@click.option("--fail-every", type=int, default=0, help="Fail every Nth task (drills).")
+@click.option("--fail-every", type=int, default=0, help="log provider: fail every Nth task.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Serve /metrics, /ready, /live on LOA_METRICS_HOST:PORT (0: off).",
+)
 def deliver(
-    channel: str,
+    provider: str,
+    url: str | None,
+    channel: str | None,
     priorities: tuple[str, ...],
+    concurrency: int,
+    timeout_s: float,
+    max_attempts: int,
     max_tasks: int | None,
     idle_exit: float | None,
     fail_every: int,
+    metrics_port: int,
 ) -> None:
-    """Reference delivery worker: consume send tasks, deliver via CHANNEL, write receipts."""
-    from streams.deliver import deliver as run_delivery
+    """Delivery worker: consume send tasks (extreme before severe before routine), call the
+    provider with bounded concurrency outside any transaction, and commit receipts with the
+    consumed offsets in small transactions. SIGTERM drains the batch in flight, then stops."""
+    from streams.delivery.channels import Channel, HttpChannel, LogChannel
+    from streams.delivery.worker import DeliveryMetrics, stop_on_signals
+    from streams.delivery.worker import deliver as run_delivery
+    from streams.health import Readiness
+    from streams.httpserver import start_server
     from streams.kafkaio.clients import create_topics
+    from streams.metrics import shutdown
 
+    if channel == "log":  # the old spelling of --provider log
+        channel = None
+    if provider == "http" and not url:
+        raise click.UsageError("--provider http needs --url")
     settings = _settings()
     _logging(settings)
+    metrics = DeliveryMetrics()
+    readiness = Readiness()
+    server = (
+        start_server(settings.metrics_host, metrics_port, metrics.registry, readiness)
+        if metrics_port
+        else None
+    )
 
     async def run() -> None:
-        await create_topics(settings)
-        stats = await run_delivery(
-            settings,
-            channel=channel,
-            priorities=priorities or ("extreme", "severe", "routine"),
-            max_tasks=max_tasks,
-            idle_exit_s=idle_exit,
-            fail_every=fail_every,
+        chosen: Channel = (
+            HttpChannel(url, timeout_s=timeout_s, max_connections=concurrency)
+            if provider == "http" and url
+            else LogChannel(fail_every)
         )
+        stop = asyncio.Event()
+        try:
+            await create_topics(settings)
+            readiness.started()
+            with stop_on_signals(stop):
+                stats = await run_delivery(
+                    settings,
+                    provider=chosen,
+                    channel=channel,
+                    priorities=priorities or ("extreme", "severe", "routine"),
+                    max_tasks=max_tasks,
+                    idle_exit_s=idle_exit,
+                    concurrency=concurrency,
+                    max_attempts=max_attempts,
+                    metrics=metrics,
+                    stop=stop,
+                )
+        finally:
+            readiness.started(False)
+            await chosen.close()
         click.echo(
             f"delivered {stats.delivered:,}, failed {stats.failed:,}, "
-            f"duplicates dropped {stats.duplicates:,}, unreadable {stats.invalid:,}"
+            f"duplicates dropped {stats.duplicates:,}, unreadable {stats.invalid:,}, "
+            f"retries {stats.retries:,}, fallbacks {stats.fallbacks:,}"
         )
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        shutdown(server)
+
+
+def _preview_json(result: Preview | Rejected) -> dict[str, Any]:
+    from streams.ingest import Rejected
+
+    if isinstance(result, Rejected):
+        return {
+            "outcome": "rejected",
+            "code": result.code.value,
+            "pointer": result.pointer,
+            "message": result.message,
+        }
+    return {
+        "outcome": "accepted",
+        "alert_id": result.alert_id,
+        "priority": result.priority,
+        "status": result.status,
+        "reached": result.reached,
+        "directory": result.directory,
+        "by_province": result.by_province,
+        "by_channel": result.by_channel,
+    }
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Benchmarks by the broker's clock, next to peers (``loa bench --help``)."""
+    import importlib
+
+    # benchmarks/ sits beside the package in the repository, not inside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    run = importlib.import_module("benchmarks.run")
+    raise SystemExit(run.cli(list(args)))

@@ -40,7 +40,7 @@ def run_demo(settings: Settings, *, subscribers: int, seed: int, alert_file: Pat
     delivery = WorkerProcess(
         settings,
         Path(".loa") / "demo-deliver.log",
-        command=("deliver", "--channel", "log", "--idle-exit", "30"),
+        command=("deliver", "--provider", "log", "--idle-exit", "30"),
         LOA_LOG_LEVEL="WARNING",
     ).start()
     print(f"worker and delivery worker started (logs: {log_path}, .loa/demo-deliver.log)")
@@ -170,5 +170,5 @@ def _summary(
     if status is not None:
         print(
             f"receipts                  delivered {status.delivered:,}, failed {status.failed:,}"
-            f" (loa deliver --channel log; `loa status {status.alert_id}`)"
+            f" (loa deliver --provider log; `loa status {status.alert_id}`)"
         )

@@ -24,9 +24,16 @@
     │   └── InternalError          code ``internal``: a bug met this input; kept, not dropped
     ├── RetriableError             the world is not ready (broker, directory): retry, never reject
     │   ├── DirectoryNotReady      a directory partition did not catch up in time
-    │   └── AgenciesNotReady       the agency registry did not catch up with its topic in time
-    └── InvalidAgency              an agency registry record breaks ``schemas/agency.schema.json``
-                                   (the CLI refuses to load it; a worker drops that agency)
+    │   ├── AgenciesNotReady       the agency registry did not catch up with its topic in time
+    │   └── BrokerUnreachable      no broker answered at ``LOA_BOOTSTRAP_SERVERS`` in time
+    ├── InvalidAgency              an agency registry record breaks ``schemas/agency.schema.json``
+    │                              (the CLI refuses to load it; a worker drops that agency)
+    └── OperatorError              what a person at the CLI did or met; each maps to one line and
+        │                          one exit code in :mod:`streams.clikit`
+        ├── NotAuthorized          the broker refused this principal (ACLs, SASL credentials)
+        ├── TopicMissing           a topic Loa needs does not exist (``loa topics create``)
+        ├── BadInputFile           a file given to the CLI cannot be read or used (key, alert)
+        └── NotFound               the alert, message id or channel asked for is not known
 
 A poison error carries ``pointer``, the JSON pointer (or XPath for XML) of the field at fault,
 so a rejection tells the agency where to look.
@@ -39,7 +46,9 @@ from enum import StrEnum
 __all__ = [
     "AgenciesNotReady",
     "AlreadyCancelled",
+    "BadInputFile",
     "BadSignature",
+    "BrokerUnreachable",
     "DirectoryNotReady",
     "Expired",
     "ForbiddenXml",
@@ -47,6 +56,9 @@ __all__ = [
     "InvalidAgency",
     "LoaError",
     "MalformedInput",
+    "NotAuthorized",
+    "NotFound",
+    "OperatorError",
     "OutOfJurisdiction",
     "PoisonError",
     "RejectionCode",
@@ -55,6 +67,7 @@ __all__ = [
     "SeverityNotAllowed",
     "StatusNotAllowed",
     "TooLarge",
+    "TopicMissing",
     "UnknownReference",
     "UnknownRegion",
     "UnknownSender",
@@ -188,3 +201,44 @@ class InvalidAgency(LoaError):
         super().__init__(message)
         self.message = message
         self.agency = agency
+
+
+class BrokerUnreachable(RetriableError):
+    """No broker answered at the bootstrap servers (down, starting, wrong address or port)."""
+
+
+class OperatorError(LoaError):
+    """An error to show a person as one line; ``hint`` says what to do about it."""
+
+    retriable = False
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+
+class NotAuthorized(OperatorError):
+    """The broker refused the request: the principal lacks an ACL or its credentials are bad."""
+
+    hint = "check LOA_KAFKA_* credentials and the principal's ACLs (README: Operating Loa)"
+
+
+class TopicMissing(OperatorError):
+    """A topic Loa needs does not exist on the cluster."""
+
+    hint = "run `loa topics create` (or check LOA_TOPIC_PREFIX)"
+
+
+class BadInputFile(OperatorError):
+    """A file given on the command line cannot be read or used (key file, alert file, CSV)."""
+
+    hint = "check the file's path, permissions and format"
+
+
+class NotFound(OperatorError):
+    """The alert, message id or channel asked for is not known to the cluster."""
+
+    hint = "check the id (`loa status` takes an alert id or any message id of its lineage)"

@@ -27,10 +27,20 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 from streams.errors import RejectionCode
+from streams.health import Readiness
 from streams.records import CHANNELS, Priority, Progress
 
 __all__ = [
@@ -58,6 +68,42 @@ NO_REASON = "none"
 _ALERT_STATUSES = ("Actual", "Exercise", "System", "Test", "Draft")
 _FANOUT_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 _FIRST_TASK_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+#: Decision → first task: the national-alert SLO (rule LoaFirstTaskSloMissed) is a bucket bound.
+_DECISION_FIRST_SECONDS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300)
+_DECISION_LAST_SECONDS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+
+# ``_created`` series double the exposition (a gauge per counter and histogram child) and no
+# rule or panel reads them; Prometheus' ``rate`` handles restarts without them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+def build_info(registry: CollectorRegistry, **extra: str) -> None:
+    """``loa_build_info{version, python, aiokafka, faust, ...} 1`` plus the process, platform
+    and GC collectors (CPU, memory, open files, start time, Python version) on ``registry``."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from streams import __version__
+
+    def dist(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "unknown"
+
+    info = Info("loa_build", "Loa build and runtime versions (value 1).", registry=registry)
+    info.info(
+        {
+            "version": __version__,
+            "python": platform.python_version(),
+            "aiokafka": dist("aiokafka"),
+            "faust": dist("faust-streaming"),
+            **extra,
+        }
+    )
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
 
 
 class Metrics:
@@ -117,6 +163,21 @@ class Metrics:
             buckets=_FIRST_TASK_SECONDS,
             registry=r,
         )
+        self.decision_to_first_task = Histogram(
+            "loa_decision_to_first_task_seconds",
+            "From ingest's decision to the first task of an order partition, by priority.",
+            ["priority"],
+            buckets=_DECISION_FIRST_SECONDS,
+            registry=r,
+        )
+        self.decision_to_last_task = Histogram(
+            "loa_decision_to_last_task_seconds",
+            "From ingest's decision to the last task of an order partition (its fan-out "
+            "done), by priority.",
+            ["priority"],
+            buckets=_DECISION_LAST_SECONDS,
+            registry=r,
+        )
         self.orders_in_progress = Gauge(
             "loa_fanout_orders_in_progress",
             "Fan-out orders this worker is running now.",
@@ -159,6 +220,7 @@ class Metrics:
             "Receipt records that could not be read (skipped, logged).",
             registry=r,
         )
+        build_info(r)
         self._initialize()
         self._partitions: set[str] = set()
 
@@ -233,9 +295,19 @@ class Metrics:
         if done.first_task_at is not None:
             first = done.first_task_at - (written_at or done.started_at)
             self.time_to_first_task.labels(done.priority).observe(max(first, 0.0))
+        if written_at is not None and done.first_task_at is not None:
+            last = (done.finished_at or done.first_task_at) - written_at
+            self.decision_to_last_task.labels(done.priority).observe(max(last, 0.0))
         if done.stopped in SUPPRESSION_REASONS:
             rest = done.targeted - done.emitted - sum(done.suppressed.values())
             self.suppressed(done.stopped, rest, done.priority)
+
+    def first_task(self, priority: str, decided_at: float | None, at: float) -> None:
+        """An order partition's first chunk of tasks committed ``at`` (Unix seconds): decision
+        → first task, observed now rather than when the order finishes, so the SLO rule
+        (LoaFirstTaskSloMissed) fires during a slow national fan-out, not after it."""
+        if decided_at is not None:
+            self.decision_to_first_task.labels(priority).observe(max(at - decided_at, 0.0))
 
     # -- receipts -------------------------------------------------------------------------------
 
@@ -268,21 +340,25 @@ def _channel(code: int) -> str:
     return CHANNELS[code] if code < len(CHANNELS) else "unknown"
 
 
-def serve(metrics: Metrics, host: str, port: int) -> Any:
-    """Serve ``/metrics`` on ``host:port`` in a daemon thread; returns the server (or None).
+def serve(metrics: Metrics, host: str, port: int, *, readiness: Readiness | None = None) -> Any:
+    """Serve ``/metrics``, ``/ready`` and ``/live`` on ``host:port`` in a daemon thread;
+    returns the server (or None). See :mod:`streams.httpserver` for the endpoints.
 
     A port that cannot be bound is logged and the worker goes on: alerts matter more than their
-    metrics, and Prometheus' ``up == 0`` (rule ``LoaWorkerDown``) reports the missing endpoint.
+    metrics, and Prometheus' ``up == 0`` / ``absent(up)`` (rule ``LoaWorkerDown``) report the
+    missing endpoint.
     """
+    from streams.httpserver import start_server
+
     if port == 0:
         log.info("metrics endpoint disabled (LOA_METRICS_PORT=0)")
         return None
     try:
-        server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
+        server = start_server(host, port, metrics.registry, readiness)
     except OSError as exc:
         log.error("metrics endpoint %s:%d not served: %s", host, port, exc)
         return None
-    log.info("metrics on http://%s:%d/metrics", host, port)
+    log.info("metrics on http://%s:%d/metrics, readiness on /ready", host, port)
     return server
 
 
@@ -303,6 +379,10 @@ def sum_lag(end: Mapping[Any, int], done: Mapping[Any, int | None]) -> int:
 
 def topics_of(specs: Iterable[Any]) -> dict[str, int]:
     return {s.name: s.num_partitions for s in specs}
+
+
+#: Largest committed-to-end gap checked for markers only (a few transactions' commit markers).
+_MARKER_GAP = 16
 
 
 class LagSampler:
@@ -334,7 +414,11 @@ class LagSampler:
 
         self._admin = make_admin(self.settings)
         await self._admin.start()
-        self._consumer = make_consumer(self.settings, client_id=f"{self.settings.app_id}-lag")
+        # read_committed: end offsets are then the last stable offset (an open transaction is
+        # not lag), and a fetch past trailing commit markers returns nothing (_past_markers)
+        self._consumer = make_consumer(
+            self.settings, client_id=f"{self.settings.app_id}-lag", isolation_level="read_committed"
+        )
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name="loa-lag")
 
@@ -358,6 +442,26 @@ class LagSampler:
                 log.warning("metrics sampling failed: %s", exc)
             await asyncio.sleep(self.settings.metrics_interval_s)
 
+    async def _past_markers(
+        self, end: Mapping[Any, int], done: Mapping[Any, int]
+    ) -> dict[Any, int]:
+        """``done`` moved past trailing transaction markers: a group that consumed every record
+        of a transactional topic commits the offset of the commit marker after them, one short
+        of the end, so without this the lag of such a topic never returns to 0. A partition
+        whose gap holds no record a read_committed consumer returns counts as caught up."""
+        gaps = [tp for tp, e in end.items() if 0 < e - (done.get(tp) or 0) <= _MARKER_GAP]
+        moved = dict(done)
+        if not gaps:
+            return moved
+        self._consumer.assign(gaps)
+        for tp in gaps:
+            self._consumer.seek(tp, done.get(tp) or 0)
+        batch = await self._consumer.getmany(*gaps, timeout_ms=500)
+        for tp in gaps:
+            if not batch.get(tp) and await self._consumer.position(tp) >= end[tp]:
+                moved[tp] = end[tp]
+        return moved
+
     async def sample(self) -> None:
         from aiokafka import TopicPartition
 
@@ -373,7 +477,7 @@ class LagSampler:
                     continue
                 tps = [TopicPartition(topic, p) for p in range(partitions[topic])]
                 end = await self._consumer.end_offsets(tps)
-                lags[topic] = sum_lag(end, done)
+                lags[topic] = sum_lag(end, await self._past_markers(end, done))
         if self.directory_stats is not None:
             stats = await self.directory_stats()
             self.metrics.directory_sizes({p: (s[0], s[1]) for p, s in stats.items()})

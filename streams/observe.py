@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.kafkaio.clients import make_reader, topic_specs
+from streams.errors import TopicMissing
+from streams.kafkaio.clients import make_reader, start_all, topic_specs
 from streams.records import Progress
 from streams.settings import Settings
 
-__all__ = ["Decided", "wait_decision", "watch_progress"]
+__all__ = ["Decided", "Fate", "resolve_message", "wait_decision", "watch_progress"]
 
 Decided = tuple[str, dict[str, Any]]
 
@@ -22,7 +24,14 @@ async def _consumer(
     settings: Settings, *topics: str
 ) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
     consumer = make_reader(settings)
-    await consumer.start()
+    await start_all(consumer)
+    try:
+        missing = sorted(set(topics) - await consumer.topics())
+        if missing:
+            raise TopicMissing(f"topic {', '.join(missing)} does not exist")
+    except BaseException:
+        await consumer.stop()
+        raise
     counts = {spec.name: spec.num_partitions for spec in topic_specs(settings)}
     tps = [TopicPartition(topic, p) for topic in topics for p in range(counts[topic])]
     consumer.assign(tps)
@@ -109,3 +118,91 @@ async def watch_progress(
                     return latest
     finally:
         await consumer.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class Fate:
+    """What ingest decided about one message id (``sender/identifier``).
+
+    ``accepted`` names the lineage (``alert_id``) and the ``version`` the message became;
+    ``duplicate`` and ``rejected`` carry the rejection ``code`` and ``message``; ``unknown``
+    means no decision was found (not published, or not decided yet).
+    """
+
+    outcome: Literal["accepted", "duplicate", "rejected", "unknown"]
+    message_id: str
+    alert_id: str | None = None
+    version: int | None = None
+    code: str = ""
+    message: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "message_id": self.message_id,
+            "alert_id": self.alert_id,
+            "version": self.version,
+            "code": self.code or None,
+            "message": self.message or None,
+        }
+
+
+def _fate(
+    message_id: str, accepted: dict[str, Any] | None, rejection: dict[str, Any] | None
+) -> Fate:
+    if accepted is not None:
+        return Fate("accepted", message_id, str(accepted["alert_id"]), int(accepted["version"]))
+    if rejection is not None:
+        code = str(rejection.get("code", ""))
+        outcome: Literal["duplicate", "rejected"] = (
+            "duplicate" if code == "duplicate" else "rejected"
+        )
+        return Fate(outcome, message_id, code=code, message=str(rejection.get("message", "")))
+    return Fate("unknown", message_id)
+
+
+async def resolve_message(settings: Settings, message_id: str, *, wait_s: float = 0.0) -> Fate:
+    """The fate of ``message_id`` (an alert id is the message id of its lineage's first message).
+
+    Reads the accepted and rejected topics to their ends; with ``wait_s``, keeps following them
+    that long for a message not decided yet (``loa watch`` right after ``publish --no-wait``).
+    """
+    consumer, tps = await _consumer(settings, settings.accepted_topic, settings.rejected_topic)
+    key = message_id.encode()
+    accepted: dict[str, Any] | None = None
+    rejection: dict[str, Any] | None = None
+    try:
+        end = await consumer.end_offsets(tps)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            data = await consumer.getmany(timeout_ms=200)
+            for tp, records in data.items():
+                for record in records:
+                    if tp.topic == settings.accepted_topic:
+                        if record.key == key and record.value is not None:
+                            accepted = orjson.loads(record.value)
+                        continue
+                    doc = _json_object(record.value)
+                    if doc is not None and _message_id(doc) == message_id:
+                        rejection = doc  # the latest decision on a re-publish wins
+            if accepted is not None:
+                return _fate(message_id, accepted, None)
+            caught_up = all([await consumer.position(tp) >= end[tp] for tp in tps])
+            if caught_up and (rejection is not None or loop.time() >= deadline):
+                return _fate(message_id, None, rejection)
+    finally:
+        await consumer.stop()
+
+
+def _json_object(raw: bytes | None) -> dict[str, Any] | None:
+    try:
+        doc = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _message_id(rejection: dict[str, Any]) -> str | None:
+    sender, identifier = rejection.get("sender"), rejection.get("identifier")
+    return f"{sender}/{identifier}" if sender and identifier else None

@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from streams.errors import MalformedInput
-from streams.kafkaio.clients import make_producer, make_reader
+from streams.kafkaio.clients import make_producer, make_reader, start_all
 from streams.metrics import RECEIPT_OUTCOMES, Metrics
 from streams.settings import Settings
 
@@ -312,7 +312,7 @@ async def read_partitions(
 ) -> list[dict[str, Any]]:
     """The latest committed JSON value per key of ``partitions`` of a compacted ``topic``."""
     consumer = make_reader(settings)
-    await consumer.start()
+    await start_all(consumer)
     latest: dict[bytes, dict[str, Any]] = {}
     try:
         tps = [TopicPartition(topic, p) for p in partitions]

@@ -172,6 +172,8 @@ class FanoutOrder:
     #: For an Update: whether it changes what earlier versions told (headline, instruction,
     #: severity, urgency, expiry). Recipients already served get an ``update`` task only then.
     changed: bool = True
+    #: Unix seconds of ingest's decision: the start of the decision → first/last task latency.
+    decided_at: float | None = None
 
     def to_json(self) -> bytes:
         return _dumps(asdict(self))
@@ -191,6 +193,7 @@ class FanoutOrder:
             categories=tuple(str(c) for c in d.get("categories", ())),
             expires=d.get("expires"),
             changed=bool(d.get("changed", True)),
+            decided_at=float(d["decided_at"]) if d.get("decided_at") is not None else None,
         )
 
 

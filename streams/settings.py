@@ -68,8 +68,13 @@ class Settings:
     #: LOA_H3_RESOLUTION: H3 resolution of subscriber location cells and of the cells that
     #: polygons and circles resolve to (7: cells of about 5 km², edge 1.4 km).
     h3_resolution: int = 7
-    #: LOA_DATA_DIR: Faust's data directory (local state of the worker).
+    #: LOA_DATA_DIR: the worker's local state: Faust's data and the directory snapshots.
     data_dir: str = ""
+    #: LOA_SNAPSHOT_INTERVAL_S: how often a worker writes each owned directory partition's
+    #: columns under ``LOA_DATA_DIR/snapshots`` (skipped when nothing changed), so a takeover
+    #: loads them and replays only the tail of the changes topic; 0 turns snapshots off
+    #: (neither written nor read: every takeover replays the whole partition).
+    snapshot_interval_s: float = 60.0
     #: LOA_LOG_LEVEL: log level of the worker and CLI.
     log_level: str = "INFO"
     #: LOA_LOG_FORMAT: ``text`` (human) or ``json`` (one JSON object per line, for log shippers).
@@ -217,6 +222,8 @@ class Settings:
             raise ValueError("LOA_H3_RESOLUTION must be 0..15")
         if self.log_format not in ("text", "json"):
             raise ValueError("LOA_LOG_FORMAT must be text or json")
+        if not self.snapshot_interval_s >= 0:
+            raise ValueError("LOA_SNAPSHOT_INTERVAL_S must be >= 0 (0: no snapshots)")
         if not 0 <= self.metrics_port <= 65535:
             raise ValueError("LOA_METRICS_PORT must be 0..65535")
         if self.replication_factor < 0 or self.min_insync_replicas < 0:

@@ -25,10 +25,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.kafkaio.clients import make_reader, topic_specs
+from streams.errors import TopicMissing
+from streams.kafkaio.clients import make_reader, start_all, topic_specs
 from streams.settings import Settings
 
-__all__ = ["AlertStatus", "StatusReader", "render", "summarize"]
+__all__ = ["AlertStatus", "StatusReader", "as_json", "render", "summarize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +112,37 @@ def summarize(
     )
 
 
+def as_json(status: AlertStatus) -> dict[str, Any]:
+    """The document ``loa status --json`` prints."""
+    s = status
+    return {
+        "alert_id": s.alert_id,
+        "version": s.version,
+        "state": _state(s),
+        "partitions": s.partitions,
+        "partitions_done": s.partitions_done,
+        "targeted": s.targeted,
+        "emitted": s.emitted,
+        "suppressed": s.suppressed,
+        "delivered": s.delivered,
+        "failed": s.failed,
+        "failed_reasons": s.failed_reasons,
+        "pending": max(s.emitted - s.settled, 0),
+        "done": s.done,
+    }
+
+
+def _state(s: AlertStatus) -> str:
+    if not s.seen:
+        return "no progress yet"
+    return "done" if s.done else ("fan-out done" if s.fanout_done else "fanning out")
+
+
 def render(status: AlertStatus) -> str:
     """The text ``loa status`` prints."""
     s = status
-    state = "done" if s.done else ("fan-out done" if s.fanout_done else "fanning out")
-    if not s.seen:
-        state = "unknown (no progress yet)"
     lines = [
-        f"{s.alert_id} v{s.version}: {state}",
+        f"{s.alert_id} v{s.version}: {_state(s)}",
         f"  partitions  {s.partitions_done}/{s.partitions} done",
         f"  targeted    {s.targeted:>12,}",
         f"  emitted     {s.emitted:>12,}",
@@ -150,7 +174,12 @@ class StatusReader:
 
     async def __aenter__(self) -> StatusReader:
         self._consumer = make_reader(self.settings)
-        await self._consumer.start()
+        await start_all(self._consumer)
+        topics = (self.settings.progress_topic, self.settings.delivery_topic)
+        missing = sorted(set(topics) - await self._consumer.topics())
+        if missing:
+            await self._consumer.stop()
+            raise TopicMissing(f"topic {', '.join(missing)} does not exist")
         counts = {spec.name: spec.num_partitions for spec in topic_specs(self.settings)}
         topics = (self.settings.progress_topic, self.settings.delivery_topic)
         self._tps = [TopicPartition(t, p) for t in topics for p in range(counts[t])]

@@ -213,6 +213,19 @@ def layout() -> list[list[dict[str, Any]]]:
                 x=12,
             ),
         ],
+        [
+            ts(
+                "Decision to first task (SLO: extreme within 10 s, LoaFirstTaskSloMissed)",
+                quantiles("loa_decision_to_first_task_seconds"),
+                "s",
+            ),
+            ts(
+                "Decision to last task (an order partition's whole fan-out)",
+                quantiles("loa_decision_to_last_task_seconds"),
+                "s",
+                x=12,
+            ),
+        ],
         [row("Delivery")],
         [
             ts(
@@ -233,6 +246,58 @@ def layout() -> list[list[dict[str, Any]]]:
                     (f"sum(rate(loa_fanout_orders_failed_total{sel()}{RI}))", "failed orders"),
                 ],
                 "ops",
+                x=12,
+            ),
+        ],
+        [row("Delivery workers (loa deliver --metrics-port)")],
+        [
+            ts(
+                "Provider calls settled per second by channel and outcome",
+                [
+                    (
+                        "sum by (channel, outcome) (rate(loa_delivery_sends_total" + RI + "))",
+                        "{{channel}} {{outcome}}",
+                    )
+                ],
+                "ops",
+                stack=True,
+            ),
+            ts(
+                "Failures and retries by reason",
+                [
+                    (
+                        "sum by (channel, reason) (rate(loa_delivery_failures_total" + RI + "))",
+                        "failed {{channel}} {{reason}}",
+                    ),
+                    (
+                        "sum by (channel, reason) (rate(loa_delivery_retries_total" + RI + "))",
+                        "retry {{channel}} {{reason}}",
+                    ),
+                    (
+                        "sum by (channel) (rate(loa_delivery_fallbacks_total" + RI + "))",
+                        "fallback from {{channel}}",
+                    ),
+                ],
+                "ops",
+                x=12,
+            ),
+        ],
+        [
+            ts(
+                "Provider call latency",
+                [
+                    (
+                        f"histogram_quantile({q}, sum by (le, channel) "
+                        f"(rate(loa_delivery_send_seconds_bucket{RI})))",
+                        f"p{int(q * 100)} {{{{channel}}}}",
+                    )
+                    for q in (0.5, 0.99)
+                ],
+                "s",
+            ),
+            ts(
+                "Provider calls in flight",
+                [("sum by (channel) (loa_delivery_in_flight)", "{{channel}}")],
                 x=12,
             ),
         ],

@@ -157,6 +157,8 @@ class DirectoryPartition:
     optout: npt.NDArray[np.uint16] = field(default_factory=lambda: _empty(np.uint16))
     _pending: list[ChangeBatch] = field(default_factory=list)
     _pending_rows: int = 0
+    #: The columns were handed out (:meth:`columns`): copy before changing one in place.
+    _shared: bool = False
 
     def __len__(self) -> int:
         self.compact()
@@ -166,6 +168,13 @@ class DirectoryPartition:
     def nbytes(self) -> int:
         """Bytes held by the index columns (the per-subscriber cost)."""
         return int(self.ids.nbytes) + sum(int(getattr(self, c).nbytes) for c in COLUMNS)
+
+    def columns(self) -> dict[str, npt.NDArray[np.unsignedinteger]]:
+        """``ids`` and every attribute column as of now (compacted), for a snapshot: later
+        changes never alter the arrays handed out (they are copied first)."""
+        self.compact()
+        self._shared = True
+        return {"ids": self.ids, **{name: getattr(self, name) for name in COLUMNS}}
 
     def apply(self, batch: ChangeBatch, *, compact_after: int = 2_000_000) -> None:
         """Buffer a batch of changes; merges when enough are pending."""
@@ -192,6 +201,10 @@ class DirectoryPartition:
 
         upd = found & ~deleted
         at = pos[upd]
+        if self._shared and at.shape[0]:
+            for name in COLUMNS:
+                setattr(self, name, getattr(self, name).copy())
+            self._shared = False
         for name in COLUMNS:
             getattr(self, name)[at] = getattr(changes, name)[upd]
 

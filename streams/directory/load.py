@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 from streams.directory.index import ChangeBatch
 from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import encode_matrices, encode_subscribers
-from streams.kafkaio.clients import appended_batches, make_producer
+from streams.kafkaio.clients import appended_batches, make_producer, start_all
 from streams.kafkaio.internals import internals_supported
 from streams.kafkaio.rawkafka import prebuilt_batches
 from streams.regions import RegionRegistry
@@ -50,7 +50,7 @@ async def write_changes(
     """Write ``batch`` to its partitions; returns the number of records written."""
     batch = batch.last_per_id()
     producer = make_producer(settings)
-    await producer.start()
+    await start_all(producer)
     topic = settings.directory_topic
     parts = np.uint64(settings.partitions)
     written = 0

@@ -2,10 +2,11 @@
 columnar indexes and keeps them current.
 
 Durability choice: the compacted changes topic *is* the store. On start and on every
-rebalance a worker replays each newly owned partition from offset 0 with its own consumer
-(manual assignment, no consumer group, no committed offsets), so a restarted worker serves
-exactly what the topic holds, including changes written while it was down. There is no local
-store (no Faust table, no RocksDB): a local copy could only be *older* than the topic, and a
+rebalance a worker replays each newly owned partition with its own consumer (manual
+assignment, no consumer group, no committed offsets), so a restarted worker serves exactly what
+the topic holds, including changes written while it was down. The only local state is a
+snapshot to start the replay from (below), never a store served from: a local copy could only
+be *older* than the topic, and a full
 replay of the compacted topic is bounded by the directory's size (one record per live
 subscriber, plus tombstones younger than ``delete.retention.ms``), decoded vectorized
 (``streams.directory.wire``) and merged with one sort per 2M changes. Orders wait for the
@@ -17,6 +18,14 @@ Restore speed: by default the partitions are fetched as raw record batches
 (:func:`streams.kafkaio.recordbatch.read_partition`, the consumer's read_committed rules),
 so no Python object is built per record. ``LOA_DIRECTORY_RAW_KAFKA=false`` uses aiokafka's
 consumer (``getmany``) instead; both feed the same decoder and index.
+
+Takeover speed: every ``LOA_SNAPSHOT_INTERVAL_S`` the service writes each owned partition's
+columns with the offset they include (:mod:`streams.directory.snapshot`). A newly owned
+partition starts from the newest usable local snapshot and replays only the records after its
+offset; without one (missing, stale, from another cluster or settings, corrupt) it replays from
+the start as above. A snapshot never changes *what* the index holds once caught up, only how
+much must be replayed to get there: the index is the topic's content up to the offset, and a
+replay of a suffix again is harmless (last change per recipient wins).
 """
 
 from __future__ import annotations
@@ -29,9 +38,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 
 from streams.directory.index import DirectoryPartition
+from streams.directory.snapshot import (
+    SnapshotKey,
+    SnapshotUnusable,
+    load_snapshot,
+    region_fingerprint,
+    write_snapshot,
+)
 from streams.directory.wire import decode_fetched
 from streams.errors import DirectoryNotReady
-from streams.kafkaio.clients import make_raw_fetcher, make_reader
+from streams.kafkaio.clients import cluster_id, make_raw_fetcher, make_reader, start_all
 from streams.kafkaio.internals import internals_supported
 from streams.kafkaio.rawkafka import RawFetcher
 from streams.kafkaio.recordbatch import FetchedRecords, read_partition
@@ -59,6 +75,14 @@ class DirectoryService:
         # raw mode: the fetcher, and the next offset to fetch of each owned partition
         self._fetcher: RawFetcher | None = None
         self._positions: dict[int, int] = {}
+        # snapshots: the cluster they belong to (None: off), the offset last written per
+        # partition, the writer task; counts for tests and benchmarks
+        self._cluster_id: str | None = None
+        self._snapshotted: dict[int, int] = {}
+        self._snapshot_task: asyncio.Task[None] | None = None
+        self.snapshot_loads = 0
+        self.snapshot_fallbacks = 0
+        self.snapshot_writes = 0
 
     async def start(self) -> None:
         self._consumer = make_reader(
@@ -69,7 +93,7 @@ class DirectoryService:
             fetch_max_wait_ms=50,
             client_id=f"{self._settings.app_id}-directory",
         )
-        await self._consumer.start()
+        await start_all(self._consumer)
         if self._settings.directory_raw_kafka and internals_supported():
             self._fetcher = make_raw_fetcher(
                 self._settings, f"{self._settings.app_id}-directory-fetch", max_wait_ms=50
@@ -79,12 +103,18 @@ class DirectoryService:
         else:
             run = self._run()
         self._task = asyncio.create_task(run, name="loa-directory")
+        if self._settings.snapshot_interval_s > 0:
+            self._cluster_id = await cluster_id(self._settings)
+            self._snapshot_task = asyncio.create_task(
+                self._write_snapshots(), name="loa-directory-snapshots"
+            )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._snapshot_task, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._fetcher is not None:
             await self._fetcher.close()
         if self._consumer is not None:
@@ -113,14 +143,17 @@ class DirectoryService:
             }
             for p in set(self._indexes) - partitions:
                 del self._indexes[p]
+                self._snapshotted.pop(p, None)
             tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+            restored = await self._restore_points(partitions - set(positions))
             self._consumer.assign(tps)
             for tp in tps:
                 if tp.partition in positions:
                     self._consumer.seek(tp, positions[tp.partition])
                 else:
-                    self._indexes[tp.partition] = DirectoryPartition()
-                    await self._consumer.seek_to_beginning(tp)
+                    index, offset = restored[tp.partition]
+                    self._indexes[tp.partition] = index
+                    self._consumer.seek(tp, offset)
             log.info("directory owns partitions %s", sorted(partitions))
 
     async def _assign_raw(self, partitions: set[int]) -> None:
@@ -128,13 +161,116 @@ class DirectoryService:
         for p in set(self._indexes) - partitions:
             del self._indexes[p]
             del self._positions[p]
-        new = sorted(partitions - set(self._indexes))
-        tps = [TopicPartition(self._topic, p) for p in new]
-        starts = await self._consumer.beginning_offsets(tps) if tps else {}
-        for tp in tps:
-            self._indexes[tp.partition] = DirectoryPartition()
-            self._positions[tp.partition] = int(starts[tp])
+            self._snapshotted.pop(p, None)
+        restored = await self._restore_points(partitions - set(self._indexes))
+        for p, (index, offset) in restored.items():
+            self._indexes[p] = index
+            self._positions[p] = offset
         log.info("directory owns partitions %s", sorted(partitions))
+
+    async def _restore_points(
+        self, partitions: set[int]
+    ) -> dict[int, tuple[DirectoryPartition, int]]:
+        """Where each new partition's replay starts: its newest usable snapshot and the offset
+        after it, else an empty index and the partition's log start."""
+        assert self._consumer is not None
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        if not tps:
+            return {}
+        starts = await self._consumer.beginning_offsets(tps)
+        if self._cluster_id is None:
+            return {tp.partition: (DirectoryPartition(), int(starts[tp])) for tp in tps}
+        ends = await self._consumer.end_offsets(tps)
+        loaded = await asyncio.gather(
+            *(
+                asyncio.to_thread(self._load_snapshot, tp.partition, int(starts[tp]), int(ends[tp]))
+                for tp in tps
+            )
+        )
+        return {
+            tp.partition: found or (DirectoryPartition(), int(starts[tp]))
+            for tp, found in zip(tps, loaded, strict=True)
+        }
+
+    def _snapshot_key(self, p: int) -> SnapshotKey:
+        assert self._cluster_id is not None
+        s = self._settings
+        return SnapshotKey(
+            cluster_id=self._cluster_id,
+            topic=self._topic,
+            partition=p,
+            partitions=s.partitions,
+            h3_resolution=s.h3_resolution,
+            regions=region_fingerprint(self._regions),
+        )
+
+    def _load_snapshot(self, p: int, start: int, end: int) -> tuple[DirectoryPartition, int] | None:
+        """(in a thread) The snapshot of ``p`` as index and next offset, or None: replay all."""
+        try:
+            found = load_snapshot(
+                self._settings.resolved_data_dir,
+                self._snapshot_key(p),
+                log_start=start,
+                log_end=end,
+            )
+        except SnapshotUnusable as exc:
+            log.info("directory partition %d: no usable snapshot, full replay (%s)", p, exc)
+            self.snapshot_fallbacks += 1
+            return None
+        except Exception:  # a bug or a disk fault must cost a replay, not the partition
+            log.exception("directory partition %d: snapshot load failed, full replay", p)
+            self.snapshot_fallbacks += 1
+            return None
+        log.info(
+            "directory partition %d: %d subscribers from %s, replaying from offset %d",
+            p,
+            found.index.ids.shape[0],
+            found.path,
+            found.offset,
+        )
+        self.snapshot_loads += 1
+        self._snapshotted[p] = found.offset
+        return found.index, found.offset
+
+    async def snapshot(self) -> int:
+        """Write a snapshot of every owned partition that changed since its last one; returns
+        how many were written. A disk error is logged and costs only that snapshot."""
+        written = 0
+        if self._cluster_id is None:
+            return 0
+        for p in sorted(self._indexes):
+            # the offset first, the columns after, with no reassignment in between: columns at
+            # or past the offset are a valid snapshot of it (replaying what they hold is a no-op)
+            async with self._assign_lock:
+                offset = await self._position(TopicPartition(self._topic, p))
+                index = self._indexes.get(p)
+                if index is None or offset < 0 or self._snapshotted.get(p) == offset:
+                    continue
+                columns = index.columns()
+            try:
+                path = await asyncio.to_thread(
+                    write_snapshot,
+                    self._settings.resolved_data_dir,
+                    self._snapshot_key(p),
+                    offset,
+                    columns,
+                )
+            except OSError:
+                log.exception("directory partition %d: snapshot at offset %d failed", p, offset)
+                continue
+            self._snapshotted[p] = offset
+            if path is not None:
+                written += 1
+                self.snapshot_writes += 1
+        return written
+
+    async def _write_snapshots(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.snapshot_interval_s)
+            try:
+                await self.snapshot()
+            except Exception:  # the next round tries again; the directory itself is unharmed
+                log.exception("directory snapshots failed")
 
     async def ensure(self, p: int) -> None:
         if p not in self._indexes:

@@ -305,6 +305,7 @@ class FanoutScheduler:
             stopped=stopped,
             at=now,
         )
+        first_chunk = emitted > 0 and running.progress.first_task_at is None
         producer = part.producer
         topic = settings.sends_topic(order.priority.value)
         async with producer.transaction():
@@ -317,9 +318,11 @@ class FanoutScheduler:
         part.queue.committed(running, progress)
         if emitted:
             self._metrics.emitted(order.priority.value, channels)
+        if first_chunk:  # observed when committed, so the first-task SLO alert is timely
+            self._metrics.first_task(order.priority.value, order.decided_at, now)
         if done:
             self._metrics.targeted(order.priority.value, progress.targeted)
-            self._metrics.order_finished(progress, written_at=None)
+            self._metrics.order_finished(progress, written_at=order.decided_at)
             if running.counted:
                 self._metrics.orders_in_progress.labels(order.priority.value).dec()
             for reason, n in progress.suppressed.items():
@@ -345,7 +348,7 @@ class FanoutScheduler:
                 self._settings.progress_topic, progress.to_json(), key=progress.key, partition=p
             )
         part.queue.committed(running, progress)
-        self._metrics.order_finished(progress, written_at=None)
+        self._metrics.order_finished(progress, written_at=order.decided_at)
         self._metrics.orders_failed.labels(order.priority.value).inc()
         if running.counted:
             self._metrics.orders_in_progress.labels(order.priority.value).dec()

@@ -35,7 +35,7 @@ from streams.ingest.agencies import (
     with_key,
     write_key_pair,
 )
-from streams.kafkaio.clients import make_producer, read_to_end
+from streams.kafkaio.clients import make_producer, read_to_end, start_all
 from streams.kafkaio.replica import CompactedReplica, ReplicaNotReady
 from streams.settings import Settings
 
@@ -105,7 +105,7 @@ class AgencyRegistryService:
 async def publish_agencies(settings: Settings, agencies: Iterable[Agency]) -> int:
     """Write each agency as its full record (replacing the previous one). Returns the count."""
     producer = make_producer(settings)
-    await producer.start()
+    await start_all(producer)
     try:
         sent = [
             await producer.send(settings.agencies_topic, agency.to_json(), key=agency.id.encode())
@@ -158,7 +158,7 @@ async def ensure_local_key(
 async def remove_agencies(settings: Settings, agency_ids: Iterable[str]) -> int:
     """Write a tombstone per agency id: its alerts become ``unknown_sender``."""
     producer = make_producer(settings)
-    await producer.start()
+    await start_all(producer)
     try:
         sent = [
             await producer.send(settings.agencies_topic, None, key=agency_id.encode())

@@ -240,6 +240,7 @@ def _accept(
                 categories=targeting.categories,
                 expires=alert.expires,
                 changed=changed,
+                decided_at=now.timestamp(),
             )
             for p in range(partitions)
         )

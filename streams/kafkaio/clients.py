@@ -11,6 +11,7 @@ defaults to ``acks=1`` without it). Also here: the topics Loa uses and reading a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
@@ -34,6 +35,7 @@ from streams.topics import (
 __all__ = [
     "appended_batches",
     "client_options",
+    "cluster_id",
     "create_topics",
     "faust_broker_options",
     "make_admin",
@@ -43,6 +45,7 @@ __all__ = [
     "make_reader",
     "read_partition",
     "read_to_end",
+    "start_all",
     "topic_specs",
 ]
 
@@ -50,6 +53,19 @@ log = logging.getLogger(__name__)
 
 #: Broker-side limit Loa's batches must fit in (the dev broker allows 2 MiB per message batch).
 _REQUEST_OVERHEAD = 64 * 1024
+
+
+async def start_all(*clients: Any) -> None:
+    """Start aiokafka clients in order; if one fails, stop them all before re-raising, so a
+    failed start (broker unreachable, not authorized) leaves no "Unclosed AIOKafka..." behind."""
+    try:
+        for client in clients:
+            await client.start()
+    except BaseException:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.stop()
+        raise
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -174,8 +190,8 @@ async def ensure_topics(settings: Settings) -> tuple[list[str], list[str]]:
     the created names and one line per existing topic that differs from the settings (or that
     this principal may not describe: an agency sees only its own topics and creates none)."""
     admin = make_admin(settings)
-    await admin.start()
     try:
+        await admin.start()
         brokers = len((await admin.describe_cluster())["brokers"])
         specs = topic_specs(settings, replication(settings, brokers))
         existing, hidden = await _shapes(admin, [t.name for t in specs])
@@ -201,8 +217,8 @@ async def check_worker_topics(settings: Settings) -> tuple[list[str], Replicatio
     ``LOA_PARTITIONS``: orders and directory must be co-partitioned), empty when it can run;
     and the replication the cluster's size gives."""
     admin = make_admin(settings)
-    await admin.start()
     try:
+        await admin.start()
         brokers = len((await admin.describe_cluster())["brokers"])
         specs = topic_specs(settings)
         existing, _ = await _shapes(admin, [t.name for t in specs])
@@ -234,6 +250,20 @@ async def _shapes(
     return shapes, hidden
 
 
+async def cluster_id(settings: Settings) -> str:
+    """The Kafka cluster id (what a directory snapshot says it was taken from)."""
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        described = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    value = described.get("cluster_id")
+    if not isinstance(value, str) or not value:
+        raise RuntimeError(f"the cluster at {settings.bootstrap_servers} names no cluster id")
+    return value
+
+
 async def read_to_end(
     settings: Settings,
     topic: str,
@@ -249,7 +279,7 @@ async def read_to_end(
     consumer = make_reader(
         settings, isolation_level=isolation_level, max_partition_fetch_bytes=4 * 1024 * 1024
     )
-    await consumer.start()
+    await start_all(consumer)
     try:
         counts = {spec.name: spec.num_partitions for spec in topic_specs(settings)}
         tps = [TopicPartition(topic, p) for p in range(counts[topic])]
@@ -281,7 +311,7 @@ async def read_partition(
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Yield the committed records of one partition, from its start to its end as of now."""
     consumer = make_reader(settings)
-    await consumer.start()
+    await start_all(consumer)
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])

@@ -27,7 +27,7 @@ from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.kafkaio.clients import make_reader
+from streams.kafkaio.clients import make_reader, start_all
 from streams.settings import Settings
 
 __all__ = ["CompactedReplica", "ReplicaNotReady"]
@@ -76,8 +76,7 @@ class CompactedReplica(Generic[T]):
             self._settings, fetch_max_wait_ms=100, client_id=f"{app_id}-{self._name}"
         )
         self._offsets = make_reader(self._settings, client_id=f"{app_id}-{self._name}-offsets")
-        await self._consumer.start()
-        await self._offsets.start()
+        await start_all(self._consumer, self._offsets)
         self._consumer.assign(self._tps)
         await self._consumer.seek_to_beginning(*self._tps)
         self._task = asyncio.create_task(self._run(), name=f"loa-{self._name}")

@@ -206,10 +206,10 @@ async def test_agency_principal_cannot_write_directory_or_agencies(
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS if command[0] == "directory" else 1)]
     before = await end_offsets(stage.cluster, tps)
     code, out = stage.loa("agency", *command)
-    assert code == 1
+    assert code == 5  # not authorized
     lines = out.strip().splitlines()
-    assert lines[-1].startswith("Error: not authorized"), out
-    assert "Traceback" not in out and len([x for x in lines if x.startswith("Error")]) == 1
+    assert lines[-1].startswith("error: "), out  # exit code 5: not authorized
+    assert "Traceback" not in out and len([x for x in lines if x.startswith("error")]) == 1
     assert await end_offsets(stage.cluster, tps) == before
 
 
@@ -273,8 +273,8 @@ async def test_connection_failures_each_give_one_clear_line(stage: Stage, tmp_pa
     for expected, (user, env) in cases.items():
         code, out = stage.loa(user, "topics", "create", env=env)
         lines = out.strip().splitlines()
-        assert code == 1, out
-        assert len(lines) == 1 and lines[0].startswith("Error: cannot connect to Kafka: "), out
+        assert code == 4, out  # broker unreachable
+        assert len(lines) == 1 and lines[0].startswith("error: cannot connect to Kafka: "), out
         assert expected in lines[0], out
 
 

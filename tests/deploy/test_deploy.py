@@ -14,6 +14,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from streams.delivery.worker import DeliveryMetrics
 from streams.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -31,7 +32,11 @@ def _promtool() -> str:
 
 def _exported() -> set[str]:
     names = set()
-    for family in Metrics(CollectorRegistry()).registry.collect():
+    families = [
+        *Metrics(CollectorRegistry()).registry.collect(),
+        *DeliveryMetrics(CollectorRegistry()).registry.collect(),
+    ]
+    for family in families:
         if family.type == "counter":
             names |= {family.name + "_total"}
         elif family.type == "histogram":
@@ -127,3 +132,18 @@ def test_install_script_is_a_quick_no_op_when_prometheus_is_there() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "apt-get" not in out.stdout + out.stderr
+
+
+def test_every_alert_has_a_runbook_url_to_a_section_of_docs_runbooks() -> None:
+    doc = yaml.safe_load((PROM / "rules" / "loa.rules.yml").read_text())
+    headings = {
+        line[3:].strip().lower()
+        for line in (ROOT / "docs" / "runbooks.md").read_text().splitlines()
+        if line.startswith("## ")
+    }
+    alerts = [rule for group in doc["groups"] for rule in group["rules"] if "alert" in rule]
+    assert len(alerts) >= 12
+    for rule in alerts:
+        url = rule["annotations"]["runbook_url"]
+        assert url.split("#")[0].endswith("/docs/runbooks.md"), url
+        assert url.split("#")[1] == rule["alert"].lower() in headings, url

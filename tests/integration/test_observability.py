@@ -280,10 +280,13 @@ async def test_worker_exports_lag_directory_size_and_fanout_latency(observed: Ob
 
     def caught_up() -> bool:
         now = lags()
-        # orders are written transactionally and lag counts offsets: the commit marker after
-        # a partition's last order is never consumed (at most one per partition at rest)
-        return (now["subscribers"], now["inbound"], now["directory"]) == (SUBSCRIBERS, 0, 0) and (
-            now["orders"] <= s.partitions
+        # orders are written transactionally: lag is taken on the last stable offset and past
+        # the commit markers, so it returns to 0 at rest
+        return (now["subscribers"], now["inbound"], now["directory"], now["orders"]) == (
+            SUBSCRIBERS,
+            0,
+            0,
+            0,
         )
 
     await _until(caught_up, last=lags)
@@ -292,6 +295,10 @@ async def test_worker_exports_lag_directory_size_and_fanout_latency(observed: Ob
     assert topics == {s.inbound_topic, s.orders_topic, s.receipts_topic, s.directory_topic}
     assert observed.total("loa_fanout_duration_seconds_count", priority="extreme") >= s.partitions
     assert observed.total("loa_fanout_time_to_first_task_seconds_count") >= 1
+    assert observed.total("loa_decision_to_first_task_seconds_count") >= s.partitions
+    assert observed.total("loa_decision_to_last_task_seconds_count") >= s.partitions
+    assert observed.total("loa_build_info") == 1
+    assert not [n for (n, _) in samples if n.endswith("_created")]
     assert observed.total("loa_fanout_orders_in_progress") == 0
     for reason in ("duplicate", "cap", "opted_out", "expired", "cancelled"):
         assert ("loa_tasks_suppressed_total", (("priority", "routine"), ("reason", reason))) in (

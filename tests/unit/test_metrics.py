@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -41,10 +42,13 @@ def test_every_suppression_reason_is_exported_at_zero() -> None:
 def test_names_follow_prometheus_conventions_and_labels_are_bounded() -> None:
     metrics = Metrics(CollectorRegistry())
     allowed = {"outcome", "reason", "priority", "status", "channel", "topic", "partition", "le"}
+    standard = ("process_", "python_")  # prometheus_client's process/platform/GC collectors
     for family in metrics.registry.collect():
+        if family.name.startswith(standard) or family.name == "loa_build":
+            continue
         assert family.name.startswith("loa_")
         if family.type == "counter":
-            assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
+            assert all(s.name.endswith("_total") for s in family.samples)
         if family.type == "histogram":
             assert family.name.endswith("_seconds")
         for sample in family.samples:
@@ -97,6 +101,64 @@ def test_order_finished_observes_duration_and_time_to_first_task() -> None:
     assert samples[key] == 2.0
     reason = ("loa_tasks_suppressed_total", (("priority", "severe"), ("reason", "expired")))
     assert samples[reason] == 6.0
+
+
+def test_exposition_has_build_info_and_process_metrics_and_no_created_series() -> None:
+    samples = _samples(Metrics(CollectorRegistry()))
+    names = {name for name, _ in samples}
+    assert not [n for n in names if n.endswith("_created")]
+    build = [labels for name, labels in samples if name == "loa_build_info"]
+    assert len(build) == 1 and dict(build[0])["version"]
+    assert {"process_start_time_seconds", "python_info"} <= names
+    assert "process_resident_memory_bytes" in names
+
+
+def test_order_finished_observes_decision_to_first_and_last_task() -> None:
+    metrics = Metrics(CollectorRegistry())
+    done = Progress("a/1", 1, 0, "extreme", 10, 10, True, 100.0, 100.5, 130.0)
+    metrics.first_task("extreme", 99.0, 100.5)
+    metrics.order_finished(done, written_at=99.0)
+    samples = _samples(metrics)
+    prio = (("priority", "extreme"),)
+    assert samples[("loa_decision_to_first_task_seconds_sum", prio)] == 1.5
+    assert samples[("loa_decision_to_last_task_seconds_sum", prio)] == 31.0
+    metrics.first_task("extreme", None, 100.5)  # an order without a decision time
+    assert _samples(metrics)[("loa_decision_to_first_task_seconds_count", prio)] == 1.0
+    metrics.order_finished(done)  # no decision time (an order from an older ingest): not counted
+    assert _samples(metrics)[("loa_decision_to_last_task_seconds_count", prio)] == 1.0
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_ready_answers_503_with_the_report_until_every_owned_partition_serves() -> None:
+    from streams.health import Readiness
+    from streams.httpserver import start_server
+
+    readiness = Readiness()
+    server = start_server("127.0.0.1", 0, CollectorRegistry(), readiness)
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        assert _get(f"{base}/live") == (200, b'{"live":true}')
+        code, body = _get(f"{base}/ready")
+        assert (code, orjson.loads(body)["ready"]) == (503, False)  # not started yet
+        readiness.started()
+        readiness.restoring("directory", 3)
+        code, body = _get(f"{base}/ready")
+        assert code == 503
+        assert orjson.loads(body)["pending"] == {"directory/3": "restoring"}
+        readiness.serving("directory", 3)
+        code, body = _get(f"{base}/ready")
+        assert (code, orjson.loads(body)) == (200, {"ready": True, "pending": {}, "errors": {}})
+        code, _ = _get(f"{base}/metrics")
+        assert code == 200
+    finally:
+        shutdown(server)
 
 
 def test_metrics_are_served_over_http_on_the_configured_host_and_port() -> None:

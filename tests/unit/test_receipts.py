@@ -5,7 +5,6 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from streams.deliver import DeliveryStats, LogChannel, _handle, _Seen
 from streams.errors import MalformedInput
 from streams.receipts import PartitionTallies, Tally, parse_receipt
 from streams.schemas import validator
@@ -60,35 +59,6 @@ def test_tally_round_trips_through_its_schema() -> None:
 def test_unreadable_receipt_is_malformed_input(raw: bytes | None) -> None:
     with pytest.raises(MalformedInput):
         parse_receipt(raw)
-
-
-def test_delivery_worker_writes_schema_valid_receipts_and_drops_repeated_keys() -> None:
-    task = {
-        "alert_id": "gov.vn/T1",
-        "version": 1,
-        "kind": "alert",
-        "priority": "extreme",
-        "recipient_id": 42,
-        "channel": "sms",
-        "language": "vi",
-        "idempotency_key": "gov.vn/T1:1:alert:42",
-    }
-    stats, seen, provider = DeliveryStats(), _Seen(2), LogChannel(fail_every=2)
-    first = _handle(orjson.dumps(task), provider, seen, stats, "w")
-    assert first is not None
-    validator("receipt").validate(orjson.loads(first))
-    assert _handle(orjson.dumps(task), provider, seen, stats, "w") is None
-    failed = _handle(orjson.dumps({**task, "idempotency_key": "k2"}), provider, seen, stats, "w")
-    assert failed is not None and orjson.loads(failed)["outcome"] == "failed"
-    validator("receipt").validate(orjson.loads(failed))
-    assert _handle(b"{", provider, seen, stats, "w") is None
-    assert _handle(orjson.dumps({"idempotency_key": "k3"}), provider, seen, stats, "w") is None
-    assert (stats.delivered, stats.failed, stats.duplicates, stats.invalid) == (1, 1, 1, 2)
-
-
-def test_seen_keys_are_bounded() -> None:
-    seen = _Seen(2)
-    assert [seen.add(k) for k in ("a", "b", "a", "c", "a")] == [True, True, False, True, True]
 
 
 def test_status_sums_partitions_and_is_done_when_every_task_has_a_receipt() -> None:

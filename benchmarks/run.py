@@ -1,0 +1,538 @@
+"""``loa bench``: Loa's fan-out measured from outside, next to its peers, in one run.
+
+Sections (all by default; ``--only`` picks some):
+
+- ``fanout``: for each ``--sizes`` directory and each ``--workers`` count, one national alert
+  through real worker processes, with every rule on (lineage dedup, transactions; with one
+  worker also throttle on and a routine alert under frequency caps). Counted by the broker:
+  tasks, distinct recipients, duplicates, first/last LogAppendTime. Also directory load rate,
+  restore time, worker memory per subscriber and CPU seconds per worker.
+- ``peers``: Kafka's Java producer, confluent-kafka, aiokafka's batch API and a naive Faust
+  agent, same broker, same record size, counted the same way; Loa's ratio to the best.
+- ``latency``: publish -> first task and -> last task over ``--latency-alerts`` one-ward
+  extreme alerts on an idle worker, and extreme one-ward alerts published while a routine
+  national fan-out runs (preemption).
+- ``sustained``: back-to-back national alerts until ``--total`` tasks, against send topics with
+  ``retention.bytes``; throughput over time and broker disk.
+
+Uses ``LOA_BOOTSTRAP_SERVERS`` (and Loa's other ``LOA_*`` client settings) when set, else
+starts the dev broker on ``LOA_KAFKA_PORT`` (default 19992) and stops it after. Bench topics are
+deleted afterwards (``--keep-topics`` keeps them). Writes ``<out>/bench.json`` and plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import report
+from benchmarks.brokerclock import delete_topics
+from benchmarks.harness import (
+    ALERT_SENDER,
+    RUN_PREFIX,
+    SEED,
+    Deployment,
+    Published,
+    own_figures,
+    proc_stat,
+    wait_for,
+    ward_counts,
+)
+from benchmarks.peers import PEERS, run_peer
+from streams.localrun import start_broker, stop_broker
+from streams.records import Priority
+from streams.regions import registry
+from streams.settings import Settings
+
+SECTIONS = ("fanout", "peers", "latency", "sustained")
+RUNS = ("loa", "loa+throttle", "loa+caps")
+THROTTLE_RATE = 1e9  # tasks/s per channel: bookkeeping on, never binding
+
+
+def _say(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _bar(label: str, total: int) -> Any:
+    from streams.progress import ProgressBar
+
+    return ProgressBar(label, total)
+
+
+def _broker_cpu_s(broker_dir: Path | None) -> float | None:
+    """CPU seconds of the local broker so far (None when it is not on this machine)."""
+    try:
+        pid = int((broker_dir / "kafka.pid").read_text().strip()) if broker_dir else 0
+    except (OSError, ValueError):
+        return None
+    return proc_stat(pid)[0] if pid else None
+
+
+async def _national(
+    dep: Deployment,
+    priority: Priority,
+    label: str,
+    expected: int | None,
+    broker_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Publish one national alert, follow it, and count its tasks on the broker."""
+    broker0 = _broker_cpu_s(broker_dir)
+    stats0 = dep.worker_stats()
+    since = dep.marks()
+    bar = _bar(f"{label} {dep.n:,}", expected or dep.n)
+    published = await dep.publish(("VN",), priority, expected=expected)
+    progress = await dep.progress(published, bar=bar)
+    stats1 = dep.worker_stats()
+    broker1 = _broker_cpu_s(broker_dir)
+    own = own_figures(progress)
+    count = dep.count(since)[published.alert_id]
+    want = expected if expected is not None else own["emitted"]
+    return {
+        "label": label,
+        "priority": priority.value,
+        "subscribers": dep.n,
+        "workers": len(dep.workers),
+        "broker": count.as_json(),
+        "per_s": count.per_s,
+        "publish_to_first_task_s": (count.first_ms - published.append_ms) / 1000,
+        "publish_to_last_task_s": (count.last_ms - published.append_ms) / 1000,
+        "loa_own": own,
+        "exact": count.tasks == want == count.distinct and count.duplicates == 0,
+        "per_worker": [
+            {"cpu_s": c1 - c0, "rss_bytes": r1}
+            for (c0, _), (c1, r1) in zip(stats0, stats1, strict=False)
+        ],
+        # from publish to the progress read-back: a little more than the fan-out itself
+        "broker_cpu_s": None if broker0 is None or broker1 is None else broker1 - broker0,
+    }
+
+
+async def fanout_section(
+    base: Settings,
+    sizes: list[int],
+    workers: list[int],
+    tmp: Path,
+    broker_dir: Path | None,
+    labels: tuple[str, ...] = RUNS,
+) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    for n in sizes:
+        dep = Deployment(base, n, tmp)
+        await dep.create()
+        _say(f"loading {n:,} subscribers")
+        load_per_s = await dep.load()
+        for count in workers:
+            dep.start_workers(count)
+            try:
+                started = time.perf_counter()
+                # a one-ward alert first: it waits for every partition's directory, so what
+                # follows measures the fan-out, not the restore
+                await dep.progress(await dep.publish((registry().ward_codes[0],)))
+                restore_s = time.perf_counter() - started
+                rss = sum(r for _, r in dep.worker_stats())
+                variants = [(Priority.EXTREME, "loa", n)]
+                if count == workers[0]:
+                    variants += [
+                        (Priority.EXTREME, "loa+throttle", n),
+                        (Priority.ROUTINE, "loa+caps", None),
+                    ]
+                variants = [v for v in variants if v[1] in labels]
+                for priority, label, expected in variants:
+                    await dep.set_throttle(THROTTLE_RATE if label == "loa+throttle" else None)
+                    run = await _national(dep, priority, label, expected, broker_dir)
+                    run.update(
+                        directory_load_per_s=load_per_s,
+                        directory_load_s=dep.load_s,
+                        restore_s=restore_s,
+                        rss_bytes_after_restore=rss,
+                        rss_bytes_per_subscriber=rss / n,
+                        partitions=base.partitions,
+                    )
+                    runs.append(run)
+                    _say(
+                        f"{label:<13} {n:>11,} subs, {count} worker(s): {run['per_s']:>10,.0f}"
+                        f" tasks/s by the broker clock (Loa's own {run['loa_own']['per_s']:,.0f})"
+                        f" | exact {run['exact']} | first task"
+                        f" {run['publish_to_first_task_s'] * 1000:.0f} ms after publish"
+                    )
+            finally:
+                dep.stop_workers()
+    return runs
+
+
+def record_size(n: int) -> tuple[int, int]:
+    """Key and value bytes of a national task for a directory of ``n`` (Loa's encoder)."""
+    from streams.directory.index import DirectoryPartition
+    from streams.directory.synthetic import synthetic_subscribers
+    from streams.fanout.encode import TaskEncoder
+    from streams.fanout.plan import select_audience
+    from streams.records import FanoutOrder, TaskKind
+
+    regions = registry()
+    sample = min(n, 20_000)
+    index = DirectoryPartition()
+    index.apply(synthetic_subscribers(sample, SEED, regions, id_base=n - sample))
+    order = FanoutOrder(
+        f"{ALERT_SENDER}/B{'0' * 10}", 1, TaskKind.ALERT, Priority.EXTREME, 0, ("VN",), False
+    )
+    audience = select_audience(order, index, regions)
+    pairs = list(TaskEncoder(order).encode(audience, 0, sample, np.zeros(sample, np.uint8)))
+    return (
+        round(sum(len(k) for k, _ in pairs) / len(pairs)),
+        round(sum(len(v) for _, v in pairs) / len(pairs)),
+    )
+
+
+def peers_section(
+    base: Settings, n: int, faust_n: int, names: list[str], sizes: tuple[int, int] | None
+) -> list[dict[str, Any]]:
+    """``sizes``: key and value bytes of Loa's tasks as read back (else computed)."""
+    key_size, value_size = sizes or record_size(n)
+    out = []
+    for name in names:
+        count = faust_n if name == "faust" else n
+        settings = replace(base, topic_prefix=f"{RUN_PREFIX}-peer-{name}")
+        _say(f"peer {name}: {count:,} records of {key_size}+{value_size} bytes")
+        result = run_peer(name, settings, count, key_size, value_size)
+        result.update(key_bytes=key_size, value_bytes=value_size)
+        out.append(result)
+        _say(
+            f"peer {name}: {result['per_s']:,.0f} rec/s by the broker clock"
+            f" (own {result['own_per_s']:,.0f})"
+        )
+    return out
+
+
+def _task_bytes(runs: list[dict[str, Any]]) -> tuple[int, int] | None:
+    """Average key and value bytes of the largest national run's tasks, as the broker holds them."""
+    if not runs:
+        return None
+    broker = max(runs, key=lambda r: r["subscribers"])["broker"]
+    return round(broker["key_bytes"]), round(broker["value_bytes"])
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    arr = np.array(values)
+    return {f"p{q}": float(np.percentile(arr, q)) for q in (50, 95, 99)} | {
+        "max": float(arr.max()),
+        "count": len(values),
+    }
+
+
+async def latency_section(dep: Deployment, alerts: int) -> dict[str, Any]:
+    """On ``dep`` with one idle worker: one-ward extreme alerts one at a time, then extreme
+    one-ward alerts published while a routine national fan-out runs."""
+    regions = registry()
+    n = dep.n
+    counts = ward_counts(n)
+    wards = np.flatnonzero(counts)[:: max(1, int(np.count_nonzero(counts)) // max(alerts, 1))]
+    from streams.kafkaio.clients import make_producer
+
+    since = dep.marks()
+    producer = make_producer(dep.settings)
+    await producer.start()
+    small: list[Published] = []
+    bar = _bar("small alerts", alerts)
+    try:
+        for i in range(alerts):
+            ward = int(wards[i % len(wards)])
+            published = await dep.publish(
+                (regions.ward_codes[ward],),
+                expected=int(counts[ward]),
+                wait=False,
+                producer=producer,
+            )
+            small.append(published)
+            # an idle system: the next alert after this one's fan-out finished
+            await dep.progress(published, timeout_s=300)
+            bar.update(i + 1)
+        # preemption: extreme one-ward alerts while a routine national fan-out runs
+        routine = await dep.publish(("VN",), Priority.ROUTINE, wait=False, producer=producer)
+        before = dep.tasks_on_broker()
+        await wait_for(lambda: dep.tasks_on_broker() > before, 300)
+        urgent: list[Published] = []
+        for i in range(10):
+            ward = int(wards[(i * 7) % len(wards)])
+            urgent.append(
+                await dep.publish(
+                    (regions.ward_codes[ward],),
+                    expected=int(counts[ward]),
+                    wait=False,
+                    producer=producer,
+                )
+            )
+            await asyncio.sleep(0.3)
+    finally:
+        await producer.stop()
+    await dep.progress(routine)
+    await dep.progress(urgent[-1])
+    counted = dep.count(since)
+
+    def measured(alerts_: list[Published]) -> tuple[list[float], list[float], bool]:
+        first, last, exact = [], [], True
+        for p in alerts_:
+            c = counted.get(p.alert_id)
+            if c is None:
+                exact = False
+                continue
+            exact &= c.tasks == c.distinct == p.expected and c.duplicates == 0
+            first.append((c.first_ms - p.append_ms) / 1000)
+            last.append((c.last_ms - p.append_ms) / 1000)
+        return first, last, exact
+
+    s_first, s_last, s_exact = measured(small)
+    u_first, u_last, u_exact = measured(urgent)
+    national = counted[routine.alert_id]
+    return {
+        "subscribers": n,
+        "small_alerts": {
+            "first_task_s": _percentiles(s_first),
+            "last_task_s": _percentiles(s_last),
+            "exact": s_exact,
+            "first_samples": s_first,
+            "last_samples": s_last,
+        },
+        "extreme_during_national": {
+            "first_task_s": _percentiles(u_first),
+            "last_task_s": _percentiles(u_last),
+            "exact": u_exact,
+            "finished_before_national": sum(
+                counted[p.alert_id].last_ms < national.last_ms for p in urgent
+            ),
+            "first_samples": u_first,
+            "last_samples": u_last,
+            "national": national.as_json() | {"publish_ms": routine.append_ms},
+        },
+    }
+
+
+def _disk_bytes(path: Path | None) -> int | None:
+    if path is None or not path.exists():
+        return None
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+async def sustained_section(dep: Deployment, total: int, broker_dir: Path | None) -> dict[str, Any]:
+    """Back-to-back national alerts on ``dep`` until ``total`` tasks, sampled every second."""
+    n = dep.n
+    samples: list[dict[str, float]] = []
+    alerts = -(-total // n)
+    published: list[Published] = []
+    since = dep.marks()
+    base_offsets = sum(since.values())
+    started = time.monotonic()
+    last_t, last_tasks = started, 0
+    bar = _bar("sustained", alerts * n)
+    while True:
+        tasks = dep.tasks_on_broker() - base_offsets
+        now = time.monotonic()
+        if now - last_t >= 1.0 or tasks >= alerts * n:
+            samples.append(
+                {
+                    "t_s": now - started,
+                    "tasks": tasks,
+                    "per_s": (tasks - last_tasks) / max(now - last_t, 1e-9),
+                    "broker_disk_bytes": _disk_bytes(broker_dir) or 0,
+                }
+            )
+            last_t, last_tasks = now, tasks
+            bar.update(min(tasks, alerts * n))
+        # transaction markers count in the offsets: done when every alert is published
+        # and Loa's progress says the last one finished
+        while len(published) < alerts and len(published) * n - tasks < 2 * n:
+            published.append(await dep.publish(("VN",), wait=False))
+        if len(published) == alerts and tasks >= alerts * n:
+            break
+        await asyncio.sleep(0.2)
+    await dep.progress(published[-1])
+    elapsed = time.monotonic() - started
+    exact = None
+    retained = int(dep.extra_topic_configs["retention.bytes"]) * dep.settings.partitions
+    if total * 300 < retained:  # every task still on the broker: count them all
+        counted = dep.count(since)
+        exact = all(
+            counted[p.alert_id].tasks == counted[p.alert_id].distinct == n for p in published
+        )
+    return {
+        "subscribers": n,
+        "alerts": alerts,
+        "tasks": alerts * n,
+        "seconds": elapsed,
+        "per_s": alerts * n / elapsed,
+        "retention_bytes": int(dep.extra_topic_configs["retention.bytes"]),
+        "samples": samples,
+        "exact": exact,
+        "broker_disk_max_bytes": max((s["broker_disk_bytes"] for s in samples), default=0),
+    }
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    bootstrap = os.environ.get("LOA_BOOTSTRAP_SERVERS") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    port = os.environ.setdefault("LOA_KAFKA_PORT", "19992")
+    env_settings = Settings.from_env(bootstrap_servers=bootstrap or f"127.0.0.1:{port}")
+    base = replace(env_settings, partitions=args.partitions)
+    broker_dir = Path(args.broker_dir) if args.broker_dir else None
+    started_broker = False if bootstrap else start_broker(base)
+    if started_broker and broker_dir is None:
+        broker_dir = Path(
+            os.environ.get("LOA_KAFKA_DIR") or Path.home() / ".cache/loa/kafka-run" / port
+        )
+    sections = args.only.split(",") if args.only else list(SECTIONS)
+    result: dict[str, Any] = {
+        "command": " ".join(["loa bench", *args.argv]),
+        "settings": {
+            "sizes": args.sizes,
+            "workers": args.workers,
+            "partitions": args.partitions,
+            "quick": args.quick,
+            "bootstrap_servers": base.bootstrap_servers,
+        },
+        "load_before": os.getloadavg(),
+    }
+    try:
+        with tempfile.TemporaryDirectory(prefix="loa-bench-") as tmpdir:
+            tmp = Path(args.workdir or tmpdir)
+            if "fanout" in sections:
+                result["fanout"] = await fanout_section(
+                    base, args.sizes, args.workers, tmp, broker_dir, tuple(args.runs.split(","))
+                )
+            if "peers" in sections:
+                names = args.peers.split(",")
+                unknown = set(names) - set(PEERS)
+                if unknown:
+                    raise SystemExit(f"unknown peers {sorted(unknown)}; known: {sorted(PEERS)}")
+                result["peers"] = await asyncio.to_thread(
+                    peers_section,
+                    base,
+                    args.peer_records,
+                    args.faust_records,
+                    names,
+                    _task_bytes(result.get("fanout", [])),
+                )
+            if "latency" in sections or "sustained" in sections:
+                # one deployment for both, its send topics retention-limited
+                retention = args.retention_bytes
+                dep = Deployment(
+                    base,
+                    args.latency_subscribers,
+                    tmp,
+                    extra_topic_configs={
+                        "retention.bytes": str(retention),
+                        "segment.bytes": str(max(retention // 4, 1_048_576)),
+                    },
+                )
+                await dep.create()
+                await dep.load()
+                dep.start_workers(1)
+                try:
+                    await dep.progress(await dep.publish((registry().ward_codes[0],)))
+                    if "latency" in sections:
+                        result["latency"] = await latency_section(dep, args.latency_alerts)
+                    if "sustained" in sections:
+                        result["sustained"] = await sustained_section(
+                            dep, int(args.total), broker_dir
+                        )
+                finally:
+                    dep.stop_workers()
+    finally:
+        if not args.keep_topics:
+            deleted = delete_topics(base, RUN_PREFIX)
+            _say(f"deleted {len(deleted)} bench topics and their consumer groups ({RUN_PREFIX}*)")
+        if started_broker:
+            stop_broker(base)
+    result["load_after"] = os.getloadavg()
+    return report.finish(result, Path(args.out), plots=not args.no_plots)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="loa bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Full description: benchmarks/run.py and README.md, section Benchmarks.",
+    )
+    ints = lambda s: [int(float(x)) for x in s.split(",")]  # noqa: E731
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI smoke: small sizes, every peer, "
+        "fails unless every figure was produced and every count is exact",
+    )
+    p.add_argument(
+        "--sizes",
+        type=ints,
+        default=[1_000_000, 10_000_000],
+        help="directory sizes, e.g. 1e6,1e7,1e8 (default 1e6,1e7)",
+    )
+    p.add_argument("--workers", type=ints, default=[1, 2, 4], help="worker processes (1,2,4)")
+    p.add_argument("--partitions", type=int, default=8, help="partitions per topic (8)")
+    p.add_argument("--only", help=f"comma-separated sections of {','.join(SECTIONS)}")
+    p.add_argument(
+        "--runs",
+        default=",".join(RUNS),
+        help="fan-out runs with the first worker count (loa: extreme, throttle off;"
+        " loa+throttle; loa+caps: routine alert under caps and opt-outs)",
+    )
+    p.add_argument("--peers", default=",".join(PEERS), help="peers to run (all)")
+    p.add_argument("--peer-records", type=lambda s: int(float(s)), default=1_000_000)
+    p.add_argument(
+        "--faust-records",
+        type=lambda s: int(float(s)),
+        default=20_000,
+        help="records of the naive Faust peer (slow: bounded)",
+    )
+    p.add_argument("--latency-alerts", type=int, default=120, help="one-ward alerts (>= 100)")
+    p.add_argument("--latency-subscribers", type=lambda s: int(float(s)), default=1_000_000)
+    p.add_argument(
+        "--total",
+        type=float,
+        default=5e7,
+        help="sustained mode: tasks in total, back-to-back national alerts (1e9 ok)",
+    )
+    p.add_argument(
+        "--retention-bytes",
+        type=int,
+        default=512 * 1024 * 1024,
+        help="sustained mode: retention.bytes per send-task partition",
+    )
+    p.add_argument("--broker-dir", help="broker data directory, for the disk figure")
+    p.add_argument("--workdir", help="keep worker logs and data here (default: a temp dir)")
+    p.add_argument("--out", default=str(report.RESULTS), help="results directory")
+    p.add_argument("--json", action="store_true", help="print the results JSON on stdout")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--keep-topics", action="store_true")
+    return p
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
+    if args.quick:
+        args.sizes, args.workers = [20_000], [1, 2]
+        args.peer_records, args.faust_records = 20_000, 2_000
+        args.latency_alerts, args.latency_subscribers = 20, 20_000
+        args.total, args.retention_bytes = 60_000, 64 * 1024 * 1024
+    result = asyncio.run(main(args))
+    problems = report.check(result)
+    if args.json:
+        import json
+
+        print(json.dumps(result, indent=2))
+    else:
+        print(report.table(result))
+    for problem in problems:
+        print(f"bench: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())
