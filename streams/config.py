@@ -40,6 +40,8 @@ NOT_SETTINGS = frozenset(
         "LOA_CONFIG",
         "LOA_SCHEMAS_DIR",
         "LOA_MVN",
+        "LOA_KAFKA_TOOLS_CACHE",
+        "LOA_VERSION",  # a Docker build argument (Dockerfile), never in a process's environment
         "LOA_CLUSTER_DIR",
         "LOA_CLUSTER_PORT",
         "LOA_CLUSTER_START_TIMEOUT",

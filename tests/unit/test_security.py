@@ -135,7 +135,9 @@ def _constructions(path: Path) -> list[tuple[str, ast.Call]]:
 
 def test_no_kafka_client_is_constructed_outside_the_client_factories() -> None:
     elsewhere = []
-    for folder in ("streams", "benchmarks"):
+    # Loa's own clients; the benchmarks' baselines and the tests' readers deliberately share no
+    # code with Loa (measured from outside)
+    for folder in ("streams",):
         for path in sorted((ROOT / folder).rglob("*.py")):
             rel = str(path.relative_to(ROOT))
             for name, call in _constructions(path):
