@@ -18,7 +18,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError, for_code
+from aiokafka.errors import (
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
 
 from streams.kafkaio.rawkafka import RawFetcher
 from streams.kafkaio.security import faust_credentials, security_options
@@ -243,7 +248,9 @@ async def _shapes(
         partitions = topic["partitions"]
         if topic["error_code"] == TopicAuthorizationFailedError.errno:
             hidden.add(name)
-        if topic["error_code"] or not partitions:
+        # a transient error (leader election) still describes an existing topic
+        gone = (UnknownTopicOrPartitionError.errno, TopicAuthorizationFailedError.errno)
+        if topic["error_code"] in gone or not partitions:
             continue
         replicas = max(len(p.get("replicas") or p.get("replica_nodes") or ()) for p in partitions)
         shapes[name] = TopicShape(name, len(partitions), replicas)

@@ -45,7 +45,7 @@ async def test_topics_create_reports_topics_whose_partitions_differ(
     settings = make_settings(partitions=4)
     await settled_topics(settings)
     code, out, err = await run_loa(dataclasses.replace(settings, partitions=6), "topics", "create")
-    assert code == 1
+    assert code == 1, (out, err)
     assert out.strip() == "created 0 topics"
     assert f"differs from the settings: {settings.orders_topic}: 4 partitions, settings want 6" in (
         err.splitlines()
