@@ -8,7 +8,12 @@ from collections.abc import Callable
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.kafkaio.clients import client_options, create_topics, ensure_topics, topic_specs
+from streams.kafkaio.clients import (
+    check_worker_topics,
+    client_options,
+    create_topics,
+    topic_specs,
+)
 from streams.settings import Settings
 from tests.integration.conftest import run_loa
 
@@ -18,8 +23,8 @@ async def settled_topics(settings: Settings) -> None:
     created may be listed without partitions for a moment)."""
     await create_topics(settings)
     for _ in range(100):
-        created, differing = await ensure_topics(settings)
-        if not created and not differing:
+        problems, _ = await check_worker_topics(settings)  # every topic described, none missing
+        if not problems:
             return
         await asyncio.sleep(0.2)
     raise AssertionError("the topics never settled")
