@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck rules unit integration faults mutation bench kafka-start kafka-stop clean
+.PHONY: help setup demo test lint typecheck rules unit integration faults cluster-test mutation bench kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ test: setup lint typecheck rules  ## lint, typecheck, rules, unit and integratio
 
 faults: setup  ## fault tests: kill -9, rolling restarts, broker outages, poison (bounded; gaps in .loa/fault-gaps.jsonl)
 	$(BIN)/pytest tests/faults
+
+cluster-test: setup  ## secured 3-broker cluster tests (deploy/kafka/cluster.sh: SASL_SSL, mTLS, ACLs, broker kills)
+	$(BIN)/pytest tests/cluster
 
 rules:  ## promtool: check and unit-test the Prometheus alert rules (installs prometheus if missing)
 	bash deploy/prometheus/install.sh

@@ -27,8 +27,12 @@ KAFKA_SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "ka
 
 
 def _settings() -> Settings:
+    """Strict settings (``streams.config``): ``--config``/``LOA_CONFIG`` file, then ``LOA_*``."""
+    from streams.config import load_settings
+
+    config = click.get_current_context().find_root().params.get("config_file")
     try:
-        settings = Settings.from_env()
+        settings = load_settings(config_file=config)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     os.environ.setdefault("LOA_BOOTSTRAP_SERVERS", settings.bootstrap_servers)  # for errors
@@ -43,7 +47,15 @@ def _logging(settings: Settings) -> None:
 
 @click.group(cls=LoaGroup)
 @debug_option
-def main() -> None:
+@click.version_option(package_name="loa", prog_name="loa")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML settings file (default: LOA_CONFIG); LOA_* variables override it.",
+)
+def main(config_file: Path | None) -> None:
     """Loa: emergency alert fan-out on Kafka.
 
     Exit codes: 0 done, 1 answer is no (rejected, not done), 2 usage, 3 not found, 4 broker
@@ -55,6 +67,17 @@ def main() -> None:
     # last-resort handler would print them above the one-line error. Configured logging
     # (worker, deliver, --debug) still receives them: a NullHandler does not stop propagation.
     logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+    if config_file is not None:  # processes Loa starts itself (demo, local runs) read it too
+        os.environ["LOA_CONFIG"] = str(config_file.resolve())
+
+
+@main.command("config")
+def show_config() -> None:
+    """Print the effective settings (file < environment), secrets redacted."""
+    from streams.config import describe
+
+    for line in describe(_settings()):
+        click.echo(line)
 
 
 @main.command()
@@ -64,6 +87,7 @@ def worker() -> None:
     from streams.shutdown import LoaWorker
 
     settings = _settings()
+    settings = _checked_for_worker(settings)
     app = create_app(settings)
     from streams.logs import worker_logging_config
 
@@ -76,11 +100,33 @@ def worker() -> None:
     ).execute_from_commandline()
 
 
+def _checked_for_worker(settings: Settings) -> Settings:
+    """Refuse to start on topics the settings do not fit; the cluster's replication."""
+    import dataclasses
+
+    from streams.kafkaio.clients import check_worker_topics
+
+    problems, rep = asyncio.run(check_worker_topics(settings))
+    if problems:
+        raise click.ClickException(
+            "the worker does not start: topics do not match the settings: " + "; ".join(problems)
+        )
+    return dataclasses.replace(settings, replication_factor=rep.factor)
+
+
 @main.command()
 @click.argument("action", type=click.Choice(["start", "stop", "restart", "status", "fetch"]))
-def kafka(action: str) -> None:
-    """Manage the local development broker (deploy/kafka/kafka.sh)."""
-    sys.exit(subprocess.call(["bash", str(KAFKA_SCRIPT), action]))
+@click.option("--brokers", type=click.Choice(["1", "3"]), default="1", show_default=True)
+@click.option("--secure", is_flag=True, help="TLS + SASL/SCRAM + ACLs (with --brokers 3).")
+def kafka(action: str, brokers: str, secure: bool) -> None:
+    """Manage the local development broker (deploy/kafka/kafka.sh), or with --brokers 3
+    --secure the secured replicated cluster (deploy/kafka/cluster.sh)."""
+    if (brokers == "3") != secure:
+        raise click.UsageError("the secured cluster has 3 brokers: give both --brokers 3 --secure")
+    if secure and action in ("restart", "fetch"):
+        raise click.UsageError(f"{action} is for the single dev broker")
+    script = KAFKA_SCRIPT.with_name("cluster.sh") if secure else KAFKA_SCRIPT
+    sys.exit(subprocess.call(["bash", str(script), action]))
 
 
 @main.group()
@@ -90,11 +136,16 @@ def topics() -> None:
 
 @topics.command("create")
 def topics_create() -> None:
-    """Create every topic Loa uses (idempotent)."""
-    from streams.kafkaio.clients import create_topics
+    """Create every topic Loa uses (idempotent); report existing topics whose partitions or
+    replication differ from the settings (exit code 1)."""
+    from streams.kafkaio.clients import ensure_topics
 
-    created = asyncio.run(create_topics(_settings()))
+    created, differing = asyncio.run(ensure_topics(_settings()))
     click.echo(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else ""))
+    for line in differing:
+        click.echo(f"differs from the settings: {line}", err=True)
+    if differing:
+        sys.exit(1)
 
 
 @main.group()

@@ -25,6 +25,7 @@ exactly one JSON document on stdout; on failure it is ``{"error": {...}}`` with 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -164,18 +165,28 @@ class LoaGroup(click.Group):
     """The root group: runs a command and turns what it raises into a line and an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
-            raise
-        except Exception as exc:
-            if ctx.meta.get(_DEBUG_KEY):
+        from streams.kafkaio.security import failures_explained
+
+        with failures_explained() as explain:
+            try:
+                return super().invoke(ctx)
+            except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
                 raise
-            failure = classify(exc, bootstrap=_bootstrap())
-            if ctx.meta.get(_JSON_KEY):
-                emit_json(failure.as_json())
-            click.echo(failure.line(), err=True)
-            sys.exit(int(failure.code))
+            except Exception as exc:
+                if ctx.meta.get(_DEBUG_KEY):
+                    raise
+                self._report(ctx, exc, explain(exc))
+
+    @staticmethod
+    def _report(ctx: click.Context, exc: Exception, cause: str | None) -> None:
+        """One line and the exit code; ``cause``: what aiokafka only logged (TLS, SASL, ACL)."""
+        failure = classify(exc, bootstrap=_bootstrap())
+        if cause:
+            failure = dataclasses.replace(failure, message=cause, hint="")
+        if ctx.meta.get(_JSON_KEY):
+            emit_json(failure.as_json())
+        click.echo(failure.line(), err=True)
+        sys.exit(int(failure.code))
 
 
 def _bootstrap() -> str:

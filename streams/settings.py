@@ -7,10 +7,9 @@ listed in README.md with its variable and default.
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,12 @@ class Settings:
     topic_prefix: str = "loa"
     #: LOA_PARTITIONS: partitions of the orders, directory, progress and send-task topics.
     partitions: int = 8
-    #: LOA_REPLICATION_FACTOR: replication factor of the topics Loa creates.
-    replication_factor: int = 1
+    #: LOA_REPLICATION_FACTOR: replication factor of the topics Loa creates; 0: 3 when the
+    #: cluster has three or more brokers, else 1 (``streams.topics.replication``).
+    replication_factor: int = 0
+    #: LOA_MIN_INSYNC_REPLICAS: ``min.insync.replicas`` of the topics Loa creates; 0: 2 when
+    #: the replication factor is 3 or more, else 1.
+    min_insync_replicas: int = 0
     #: LOA_MAX_ALERT_BYTES: an inbound record larger than this is rejected as ``too_large``.
     max_alert_bytes: int = 256 * 1024
     #: LOA_EMIT_BATCH_BYTES: size of one producer batch of send tasks (one Kafka request).
@@ -86,7 +89,7 @@ class Settings:
     #: LOA_METRICS_INTERVAL_S: how often the worker refreshes consumer lag and directory gauges.
     metrics_interval_s: float = 5.0
     #: LOA_AGENCIES_DIR: agency registry files ``loa agencies load`` reads when given no path
-    #: (empty: the repository's ``deploy/agencies``). Workers read the agencies topic, not this.
+    #: (empty: the package's ``deploy/agencies``). Workers read the agencies topic, not this.
     agencies_dir: str = ""
     #: LOA_REQUIRE_SIGNATURES: ingest rejects an alert without a valid signature of its sender
     #: (``bad_signature``). Turn off only for local experiments; sender registration,
@@ -139,6 +142,30 @@ class Settings:
     gateway_rate: float = 1.0
     gateway_burst: int = 20
 
+    # -- connection security (librdkafka names; checked by streams.config.check_security) --
+    #: LOA_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (``security.protocol``).
+    security_protocol: str = "PLAINTEXT"
+    #: LOA_SASL_MECHANISM: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (``sasl.mechanism``).
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    #: LOA_SASL_USERNAME: SASL user (required with SASL_*).
+    sasl_username: str = ""
+    #: LOA_SASL_PASSWORD: SASL password (secret; prefer LOA_SASL_PASSWORD_FILE).
+    sasl_password: str = ""
+    #: LOA_SASL_PASSWORD_FILE: file holding the SASL password (trailing newline ignored).
+    sasl_password_file: str = ""
+    #: LOA_SSL_CA_LOCATION: PEM file of the CA that signed the brokers' certificates
+    #: (``ssl.ca.location``); empty: the system's trust store.
+    ssl_ca_location: str = ""
+    #: LOA_SSL_CERTIFICATE_LOCATION: client certificate (PEM) for mTLS.
+    ssl_certificate_location: str = ""
+    #: LOA_SSL_KEY_LOCATION: private key (PEM) of the client certificate.
+    ssl_key_location: str = ""
+    #: LOA_SSL_KEY_PASSWORD: password of that key, if it is encrypted (secret).
+    ssl_key_password: str = ""
+    #: LOA_SSL_CHECK_HOSTNAME: the broker certificate must name the host connected to
+    #: (``ssl.endpoint.identification.algorithm=https``). Turn off only for experiments.
+    ssl_check_hostname: bool = True
+
     @property
     def inbound_topic(self) -> str:
         return f"{self.topic_prefix}.alerts.inbound"
@@ -170,9 +197,11 @@ class Settings:
 
     @property
     def resolved_agencies_dir(self) -> str:
-        return self.agencies_dir or str(
-            Path(__file__).resolve().parent.parent / "deploy" / "agencies"
-        )
+        """``LOA_AGENCIES_DIR`` or the default agency files shipped with the package
+        (``streams/data/agencies``, a link to the repository's ``deploy/agencies``)."""
+        from importlib.resources import files
+
+        return self.agencies_dir or str(files("streams") / "data" / "agencies")
 
     @property
     def receipts_topic(self) -> str:
@@ -209,31 +238,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from ``LOA_*`` variables; ``overrides`` win over the environment."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"LOA_{f.name.upper()}")
-            if f.name == "bootstrap_servers" and raw is None:
-                raw = env.get("KAFKA_BOOTSTRAP_SERVERS")
-            if raw is None:
-                continue
-            default = f.default
-            try:
-                if isinstance(default, bool):
-                    values[f.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
-                elif isinstance(default, int):
-                    values[f.name] = int(raw)
-                elif isinstance(default, float):
-                    values[f.name] = float(raw)
-                else:
-                    values[f.name] = raw
-            except ValueError as exc:
-                raise ValueError(f"LOA_{f.name.upper()}={raw!r}: {exc}") from None
-        values.update(overrides)
-        settings = cls(**values)
-        settings.validate()
-        return settings
+        """Build settings from ``LOA_*`` variables (and ``LOA_CONFIG``), strictly: see
+        ``streams.config``. ``overrides`` win over the environment."""
+        from streams.config import load_settings
+
+        return load_settings(env, **overrides)
 
     def validate(self) -> None:
         if self.partitions < 1:
@@ -256,3 +265,5 @@ class Settings:
             raise ValueError("LOA_SESSION_TIMEOUT_S must be >= 1")
         if self.shutdown_timeout_s <= 0:
             raise ValueError("LOA_SHUTDOWN_TIMEOUT_S must be > 0")
+        if self.replication_factor < 0 or self.min_insync_replicas < 0:
+            raise ValueError("LOA_REPLICATION_FACTOR and LOA_MIN_INSYNC_REPLICAS must be >= 0")

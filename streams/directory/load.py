@@ -27,6 +27,7 @@ from streams.directory.index import ChangeBatch
 from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import encode_matrices, encode_subscribers
 from streams.kafkaio.clients import appended_batches, make_producer, start_all
+from streams.kafkaio.internals import internals_supported
 from streams.kafkaio.rawkafka import prebuilt_batches
 from streams.regions import RegionRegistry
 from streams.settings import Settings
@@ -91,7 +92,7 @@ def _batches(
     producer: AIOKafkaProducer, part: ChangeBatch, regions: RegionRegistry, settings: Settings
 ) -> Iterator[object]:
     """The record batches of one partition's share of a chunk, built lazily."""
-    if not settings.directory_raw_kafka:
+    if not (settings.directory_raw_kafka and internals_supported()):
         yield from appended_batches(producer, encode_subscribers(part, regions))
         return
     fixed, other = encode_matrices(part, regions)

@@ -47,6 +47,7 @@ from streams.directory.snapshot import (
 from streams.directory.wire import decode_fetched
 from streams.errors import DirectoryNotReady
 from streams.kafkaio.clients import cluster_id, make_raw_fetcher, make_reader, start_all
+from streams.kafkaio.internals import internals_supported
 from streams.kafkaio.rawkafka import RawFetcher
 from streams.kafkaio.recordbatch import FetchedRecords, read_partition
 from streams.regions import RegionRegistry
@@ -93,7 +94,7 @@ class DirectoryService:
             client_id=f"{self._settings.app_id}-directory",
         )
         await start_all(self._consumer)
-        if self._settings.directory_raw_kafka:
+        if self._settings.directory_raw_kafka and internals_supported():
             self._fetcher = make_raw_fetcher(
                 self._settings, f"{self._settings.app_id}-directory-fetch", max_wait_ms=50
             )

@@ -50,6 +50,7 @@ from streams.fanout.plan import CapPolicy, plan_audience
 from streams.fanout.queue import OrderKey, PartitionQueue, Running, order_key
 from streams.fanout.throttle import ChannelThrottle
 from streams.kafkaio.clients import appended_batches, make_producer, read_partition
+from streams.kafkaio.internals import internals_supported
 from streams.kafkaio.rawkafka import prebuilt_batches
 from streams.metrics import Metrics
 from streams.records import FanoutOrder, Progress
@@ -433,7 +434,7 @@ class FanoutScheduler:
         ``LOA_FANOUT_RAW_BATCHES=false`` each task is appended with aiokafka's public API.
         """
         batches: Iterator[object]
-        if self._settings.fanout_raw_batches:
+        if self._settings.fanout_raw_batches and internals_supported():
             batches = (
                 batch
                 for keys, values in encoder.matrices(audience, start, stop, kinds)

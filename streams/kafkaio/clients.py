@@ -19,12 +19,25 @@ from typing import Any
 import aiokafka.errors as kafka_errors
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
 
 from streams.kafkaio.internals import AIOKafkaClient, LeaveGroupV3
 from streams.kafkaio.rawkafka import RawFetcher
+from streams.kafkaio.security import faust_credentials, security_options
 from streams.records import Priority
 from streams.settings import Settings
+from streams.topics import (
+    Replication,
+    TopicShape,
+    mismatches,
+    partition_mismatches,
+    replication,
+)
 
 __all__ = [
     "appended_batches",
@@ -64,8 +77,9 @@ async def start_all(*clients: Any) -> None:
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
-    """Connection options every Kafka client of Loa gets (the one place to add security)."""
-    return {"bootstrap_servers": settings.bootstrap_servers}
+    """Connection options every Kafka client of Loa gets: the address and the security of
+    :mod:`streams.kafkaio.security` (TLS, SASL)."""
+    return {"bootstrap_servers": settings.bootstrap_servers, **security_options(settings)}
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -130,7 +144,8 @@ def make_raw_fetcher(settings: Settings, client_id: str, **overrides: Any) -> Ra
 def faust_broker_options(settings: Settings) -> dict[str, Any]:
     """The broker part of the Faust app's settings (its consumer group and producer)."""
     return {
-        "broker": f"kafka://{settings.bootstrap_servers}",
+        "broker": [f"kafka://{host}" for host in settings.bootstrap_servers.split(",")],
+        **faust_credentials(settings),
         "producer_acks": -1,
         "broker_session_timeout": settings.session_timeout_s,
         "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
@@ -138,29 +153,36 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def topic_specs(settings: Settings) -> list[NewTopic]:
-    """Every topic Loa uses, with its partitions and cleanup policy."""
-    p, rf = settings.partitions, settings.replication_factor
-    compact = {"cleanup.policy": "compact"}
+def topic_specs(settings: Settings, rep: Replication | None = None) -> list[NewTopic]:
+    """Every topic Loa uses, with its partitions, cleanup policy and (given ``rep``, else the
+    settings' explicit values) replication."""
+    rep = rep or Replication(settings.replication_factor or 1, settings.min_insync_replicas or 1)
+    p, rf = settings.partitions, rep.factor
+    isr = {"min.insync.replicas": str(rep.min_insync)}
+    compact = {"cleanup.policy": "compact", **isr}
     specs = [
         # one partition: alerts are few and their lifecycle (re-publish, Update, Cancel) needs
         # a total order; the fan-out, not ingest, is where the volume is
         # records up to 16 MiB get in, so an oversized alert is a clear ``too_large``
         # rejection instead of a producer error the agency may never read
-        NewTopic(settings.inbound_topic, 1, rf, topic_configs={"max.message.bytes": "16777216"}),
-        NewTopic(settings.rejected_topic, 1, rf),
+        NewTopic(
+            settings.inbound_topic, 1, rf, topic_configs={"max.message.bytes": "16777216", **isr}
+        ),
+        NewTopic(settings.rejected_topic, 1, rf, topic_configs=isr),
         NewTopic(settings.accepted_topic, 1, rf, topic_configs=compact),
-        NewTopic(settings.orders_topic, p, rf),
+        NewTopic(settings.orders_topic, p, rf, topic_configs=isr),
         NewTopic(settings.progress_topic, p, rf, topic_configs=compact),
         NewTopic(settings.directory_topic, p, rf, topic_configs=compact),
         NewTopic(settings.channels_topic, 1, rf, topic_configs=compact),
         # One partition: the registry is small and every worker replays all of it.
         NewTopic(settings.agencies_topic, 1, rf, topic_configs=compact),
     ]
-    specs += [NewTopic(settings.sends_topic(prio.value), p, rf) for prio in Priority]
+    specs += [
+        NewTopic(settings.sends_topic(prio.value), p, rf, topic_configs=isr) for prio in Priority
+    ]
     # Receipts share the send tasks' partitioning; tallies of receipts partition p go to p.
     specs += [
-        NewTopic(settings.receipts_topic, p, rf),
+        NewTopic(settings.receipts_topic, p, rf, topic_configs=isr),
         NewTopic(settings.delivery_topic, p, rf, topic_configs=compact),
     ]
     return specs
@@ -186,18 +208,75 @@ async def leave_group(settings: Settings, group: str, instance_id: str) -> None:
 
 async def create_topics(settings: Settings) -> list[str]:
     """Create missing topics (idempotent). Returns the names that were created."""
+    created, _ = await ensure_topics(settings)
+    return created
+
+
+async def ensure_topics(settings: Settings) -> tuple[list[str], list[str]]:
+    """Create missing topics, replicated for the cluster's size (``streams.topics``); returns
+    the created names and one line per existing topic that differs from the settings (or that
+    this principal may not describe: an agency sees only its own topics and creates none)."""
     admin = make_admin(settings)
     try:
         await admin.start()
-        existing = set(await admin.list_topics())
-        missing = [t for t in topic_specs(settings) if t.name not in existing]
+        brokers = len((await admin.describe_cluster())["brokers"])
+        specs = topic_specs(settings, replication(settings, brokers))
+        existing, hidden = await _shapes(admin, [t.name for t in specs])
+        missing = [t for t in specs if t.name not in existing and t.name not in hidden]
+        created = []
         if missing:
-            # another process may win the race; the topic is there either way
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
-        return [t.name for t in missing]
+            response = await admin.create_topics(missing)
+            for name, code, message in response.topic_errors:
+                if not code:
+                    created.append(name)
+                # another process may win the race; the topic is there either way
+                elif for_code(code) is not TopicAlreadyExistsError:
+                    raise for_code(code)(f"{name}: {message or 'create refused'}")
+        differing = mismatches(_wanted(specs), existing)
+        differing += [f"{name}: not authorized to describe it (ACL)" for name in sorted(hidden)]
+        return [t.name for t in missing if t.name in created], differing
     finally:
         await admin.close()
+
+
+async def check_worker_topics(settings: Settings) -> tuple[list[str], Replication]:
+    """What keeps a worker from starting (missing topics, partition counts that differ from
+    ``LOA_PARTITIONS``: orders and directory must be co-partitioned), empty when it can run;
+    and the replication the cluster's size gives."""
+    admin = make_admin(settings)
+    try:
+        await admin.start()
+        brokers = len((await admin.describe_cluster())["brokers"])
+        specs = topic_specs(settings)
+        existing, _ = await _shapes(admin, [t.name for t in specs])
+        problems = partition_mismatches(_wanted(specs), existing)
+        return problems, replication(settings, brokers)
+    finally:
+        await admin.close()
+
+
+def _wanted(specs: list[NewTopic]) -> list[TopicShape]:
+    return [TopicShape(t.name, t.num_partitions, t.replication_factor) for t in specs]
+
+
+async def _shapes(
+    admin: AIOKafkaAdminClient, names: list[str]
+) -> tuple[dict[str, TopicShape], set[str]]:
+    """Partitions and replication factor of those of ``names`` that exist, and the names this
+    principal is not authorized to describe (they may exist)."""
+    shapes, hidden = {}, set()
+    for topic in await admin.describe_topics(names):
+        name = topic.get("topic") or topic.get("name")
+        partitions = topic["partitions"]
+        if topic["error_code"] == TopicAuthorizationFailedError.errno:
+            hidden.add(name)
+        # a transient error (leader election) still describes an existing topic
+        gone = (UnknownTopicOrPartitionError.errno, TopicAuthorizationFailedError.errno)
+        if topic["error_code"] in gone or not partitions:
+            continue
+        replicas = max(len(p.get("replicas") or p.get("replica_nodes") or ()) for p in partitions)
+        shapes[name] = TopicShape(name, len(partitions), replicas)
+    return shapes, hidden
 
 
 async def cluster_id(settings: Settings) -> str:

@@ -28,17 +28,28 @@ Private API used, all of it listed here so an aiokafka upgrade is checked in one
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
 import aiokafka
-from aiokafka import codec
-from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.api import Request, RequestStruct, Response
-from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.types import Array, Int16, Int32, Schema, String
-from aiokafka.record.default_records import DefaultRecordBatch
-from aiokafka.record.memory_records import MemoryRecords
-from aiokafka.record.util import calc_crc32c
+
+log = logging.getLogger(__name__)
+
+try:
+    from aiokafka import codec
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.protocol.fetch import FetchRequest
+    from aiokafka.record.default_records import DefaultRecordBatch
+    from aiokafka.record.memory_records import MemoryRecords
+    from aiokafka.record.util import calc_crc32c
+
+    _IMPORT_ERROR = ""
+except ImportError as exc:  # another release moved them: the raw paths stay off
+    codec = AIOKafkaClient = FetchRequest = DefaultRecordBatch = MemoryRecords = None
+    calc_crc32c = None
+    _IMPORT_ERROR = str(exc)
 
 __all__ = [
     "AIOKAFKA_VERSION",
@@ -49,6 +60,7 @@ __all__ = [
     "LeaveGroupV3",
     "MemoryRecords",
     "calc_crc32c",
+    "check_version",
     "codec",
     "internals_supported",
     "transaction_failed_fatally",
@@ -56,13 +68,34 @@ __all__ = [
 
 #: The installed aiokafka release.
 AIOKAFKA_VERSION: Final[str] = aiokafka.__version__
-#: The aiokafka release line the private API above was checked against.
-CHECKED_VERSION: Final[str] = "0.14"
+#: The exact aiokafka release the private API above was checked against; pyproject.toml pins
+#: the same (``aiokafka==``), so only a deliberate override installs another.
+CHECKED_VERSION: Final[str] = "0.14.0"
+
+
+def check_version(installed: str, import_error: str = "") -> bool:
+    """Whether the raw paths may use aiokafka's internals: only on :data:`CHECKED_VERSION` with
+    every private name importable. Otherwise one warning says so, and Loa runs on aiokafka's
+    public API (``LOA_FANOUT_RAW_BATCHES`` and ``LOA_DIRECTORY_RAW_KAFKA`` act as false)."""
+    if installed == CHECKED_VERSION and not import_error:
+        return True
+    why = f"cannot import them ({import_error})" if import_error else "not checked there"
+    log.warning(
+        "aiokafka %s is not %s, whose internals Loa's raw record-batch paths use (%s): "
+        "those paths are off, Loa uses aiokafka's public API (slower)",
+        installed,
+        CHECKED_VERSION,
+        why,
+    )
+    return False
+
+
+_SUPPORTED: Final[bool] = check_version(AIOKAFKA_VERSION, _IMPORT_ERROR)
 
 
 def internals_supported() -> bool:
-    """Whether the installed aiokafka is the release line the private API was checked against."""
-    return AIOKAFKA_VERSION == CHECKED_VERSION or AIOKAFKA_VERSION.startswith(CHECKED_VERSION + ".")
+    """Whether the raw paths may run (decided once, at import: :func:`check_version`)."""
+    return _SUPPORTED
 
 
 def transaction_failed_fatally(producer: Any) -> bool:

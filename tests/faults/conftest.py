@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -233,10 +234,15 @@ async def sends_end(settings: Settings, priority: str = "extreme") -> dict[Topic
 
 
 async def committed_recipients(
-    settings: Settings, start: dict[TopicPartition, int], *, timeout_s: float = 120.0
+    settings: Settings,
+    start: dict[TopicPartition, int],
+    *,
+    timeout_s: float = 120.0,
+    connection: dict[str, Any] | None = None,
 ) -> npt.NDArray[np.uint64]:
-    """Recipient ids of every committed task after ``start``, with repeats, parsed from keys."""
-    return (await committed_tasks(settings, start, timeout_s=timeout_s)).ids
+    """Recipient ids of every committed task after ``start``, with repeats, parsed from keys
+    (``connection``: the reader's own options on a secured cluster, else the bootstrap)."""
+    return (await committed_tasks(settings, start, timeout_s=timeout_s, connection=connection)).ids
 
 
 @dataclass(frozen=True)
@@ -307,11 +313,15 @@ class Committed:
 
 
 async def committed_tasks(
-    settings: Settings, start: dict[TopicPartition, int], *, timeout_s: float = 120.0
+    settings: Settings,
+    start: dict[TopicPartition, int],
+    *,
+    timeout_s: float = 120.0,
+    connection: dict[str, Any] | None = None,
 ) -> Committed:
     """Like :func:`committed_recipients`, with each task's partition and LogAppendTime."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **(connection or {"bootstrap_servers": settings.bootstrap_servers}),
         enable_auto_commit=False,
         isolation_level="read_committed",
         max_partition_fetch_bytes=8 * 1024 * 1024,

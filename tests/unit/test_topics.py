@@ -1,0 +1,59 @@
+"""Replication defaults and topic mismatches (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.settings import Settings
+from streams.topics import (
+    Replication,
+    TopicLayoutError,
+    TopicShape,
+    mismatches,
+    partition_mismatches,
+    replication,
+)
+
+
+@pytest.mark.parametrize(
+    ("brokers", "expected"),
+    [
+        (1, Replication(1, 1)),
+        (2, Replication(1, 1)),
+        (3, Replication(3, 2)),
+        (5, Replication(3, 2)),
+    ],
+)
+def test_replication_defaults_follow_the_cluster_size(brokers: int, expected: Replication) -> None:
+    assert replication(Settings(), brokers) == expected
+
+
+def test_explicit_replication_settings_win() -> None:
+    settings = Settings(replication_factor=2, min_insync_replicas=2)
+    assert replication(settings, 3) == Replication(2, 2)
+    assert replication(Settings(replication_factor=2), 2) == Replication(2, 1)
+
+
+def test_replication_larger_than_the_cluster_is_a_clear_error() -> None:
+    with pytest.raises(TopicLayoutError, match="LOA_REPLICATION_FACTOR=3 but the cluster has 1"):
+        replication(Settings(replication_factor=3), 1)
+    with pytest.raises(TopicLayoutError, match="LOA_MIN_INSYNC_REPLICAS=4 exceeds"):
+        replication(Settings(min_insync_replicas=4), 3)
+
+
+def test_existing_topics_that_differ_are_reported_line_by_line() -> None:
+    wanted = [TopicShape("a", 8, 3), TopicShape("b", 8, 3), TopicShape("c", 1, 3)]
+    existing = {"a": TopicShape("a", 4, 3), "b": TopicShape("b", 8, 1), "c": TopicShape("c", 1, 3)}
+    assert mismatches(wanted, existing) == [
+        "a: 4 partitions, settings want 8",
+        "b: replication factor 1, settings want 3",
+    ]
+
+
+def test_worker_check_names_missing_topics_and_partition_counts_only() -> None:
+    wanted = [TopicShape("a", 8, 3), TopicShape("b", 8, 3), TopicShape("c", 8, 3)]
+    existing = {"a": TopicShape("a", 4, 3), "b": TopicShape("b", 8, 1)}
+    assert partition_mismatches(wanted, existing) == [
+        "a: 4 partitions, LOA_PARTITIONS wants 8",
+        "c: missing (run `loa topics create`)",
+    ]
