@@ -19,7 +19,6 @@ again, as its tasks are produced again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -42,6 +41,7 @@ from prometheus_client import (
 from streams.errors import RejectionCode
 from streams.health import Readiness
 from streams.records import CHANNELS, Priority, Progress
+from streams.tasks import cancel_and_wait
 
 __all__ = [
     "INBOUND_OUTCOMES",
@@ -429,10 +429,7 @@ class LagSampler:
         self._task = asyncio.create_task(self._run(), name="loa-lag")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._consumer is not None:
             await self._consumer.stop()
         if self._admin is not None:

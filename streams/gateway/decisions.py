@@ -15,7 +15,6 @@ dies every waiter gets its error (the gateway answers 503) instead of waiting fo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -25,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.kafkaio.clients import make_reader, topic_specs
 from streams.settings import Settings
+from streams.tasks import cancel_and_wait
 
 __all__ = ["DecisionFollower", "decision_of"]
 
@@ -83,10 +83,7 @@ class DecisionFollower:
         self._task = asyncio.create_task(self._run(), name="gateway-decisions")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._consumer is not None:
             await self._consumer.stop()
 
