@@ -229,8 +229,8 @@ def publish(
 
     Exit status: 0 accepted or duplicate; 1 rejected (the code, pointer and every fault are
     printed); 7 not sent, the file is not an alert at all (empty, not well-formed, too large,
-    forbidden XML); 4 Kafka did not take it, or no decision came within --timeout (retry
-    later); 2 a usage error. --no-wait exits 0 once the record is on the topic.
+    forbidden XML); 4 Kafka unreachable, or no decision came within --timeout (retry later);
+    5 not authorized; 2 a usage error. --no-wait exits 0 once the record is on the topic.
     """
     from streams.publish import publish_file
 

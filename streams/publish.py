@@ -9,8 +9,9 @@ A file that is not an alert at all (empty, not well-formed, over ``LOA_MAX_ALERT
 forbidden XML) is not sent: ingest could only reject it, and a mistyped path (a key file, say)
 must not end on a shared topic. Anything that parses is sent and judged by ingest, the one
 authority. Exit codes (:data:`EXIT_CODES`, the CLI's table in :mod:`streams.clikit`): 0 accepted
-or duplicate, 1 rejected, 7 not an alert (not sent), 4 Kafka did not take it or no decision came
-in time (retry later); 0 too for ``--no-wait`` once the record is on the topic.
+or duplicate, 1 rejected, 7 not an alert (not sent), 4 no decision came in time (retry later);
+0 too for ``--no-wait`` once the record is on the topic. Kafka refusing or not answering raises
+(the CLI says so in one line: 4 unreachable, 5 not authorized).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-from aiokafka.errors import KafkaError
 
 from streams.errors import ForbiddenXml, MalformedInput, PoisonError, TooLarge
 from streams.ingest.agencies import KeyPair, signature_headers
@@ -38,8 +38,6 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
     #: Not on the topic: the file is not an alert at all (empty, not well-formed, too large).
     NOT_AN_ALERT = "not_an_alert"
-    #: Not on the topic: Kafka did not take it.
-    NOT_SENT = "not_sent"
     #: On the topic, but no decision was read back in time (no worker running?).
     NO_DECISION = "no_decision"
     #: On the topic; the decision was not waited for (``--no-wait``).
@@ -51,7 +49,6 @@ EXIT_CODES: dict[Outcome, int] = {
     Outcome.DUPLICATE: 0,
     Outcome.REJECTED: 1,
     Outcome.NOT_AN_ALERT: 7,
-    Outcome.NOT_SENT: 4,
     Outcome.NO_DECISION: 4,
     Outcome.SENT: 0,
 }
@@ -97,8 +94,8 @@ class Published:
             return "\n".join([head, *(f"  also: {m}" for m in more)])
         if self.outcome is Outcome.SENT:
             return f"sent (offset {self.offset}); not waiting for the decision"
-        lead = {Outcome.NOT_AN_ALERT: "not sent", Outcome.NOT_SENT: "not sent"}
-        return f"{lead.get(self.outcome, 'no decision')}: {self.reason}"
+        lead = "not sent" if self.outcome is Outcome.NOT_AN_ALERT else "no decision"
+        return f"{lead}: {self.reason}"
 
 
 async def publish_file(
@@ -115,15 +112,10 @@ async def publish_file(
     if key is not None and key.agency and sender is not None and key.agency != sender:
         warnings = (f"key of {key.agency}, alert sender is {sender}",)
     headers = list(signature_headers(key, raw)) if key is not None else []
-    try:
-        async with asyncio.timeout(_SEND_TIMEOUT_S):
-            offset = await _send(settings, raw, headers)
-    except TimeoutError:
-        reason = f"Kafka at {settings.bootstrap_servers} did not take it in {_SEND_TIMEOUT_S:g} s"
-        return Published(Outcome.NOT_SENT, reason=reason, warnings=warnings)
-    except (KafkaError, OSError) as exc:
-        reason = f"Kafka at {settings.bootstrap_servers} did not take it: {exc}"
-        return Published(Outcome.NOT_SENT, reason=reason, warnings=warnings)
+    # Kafka refusing or not answering raises: the CLI reports it as one line with its exit
+    # code (4 unreachable, 5 not authorized; streams.clikit), the same as every other command
+    async with asyncio.timeout(_SEND_TIMEOUT_S):
+        offset = await _send(settings, raw, headers)
     if not wait:
         return Published(Outcome.SENT, offset=offset, warnings=warnings)
     from streams.observe import wait_decision

@@ -153,8 +153,10 @@ def explain(exc: BaseException, logged: list[str]) -> str | None:
         return None
     causes = [m.split(": ", 1)[1] for m in logged if m.startswith("Unable connect to")]
     causes = [c.removeprefix("KafkaConnectionError: ") for c in causes]
-    cause = causes[-1] if causes else "no broker answered"
+    cause = causes[-1] if causes else ""
     for needle, hint in _HINTS:
         if needle.lower() in cause.lower():
             return f"cannot connect to Kafka: {hint} ({cause.strip()})"
-    return f"cannot connect to Kafka: {cause.strip()}"
+    # nothing a person can fix beyond "is it running, is the address right": the CLI's own
+    # line says that with the address and what to do (streams.clikit.classify)
+    return None

@@ -33,13 +33,12 @@ def test_a_file_that_is_not_an_alert_is_not_sent_and_exits_7(raw: bytes, code: s
     assert orjson.loads(result.json())["outcome"] == "not_an_alert"
 
 
-def test_exit_codes_0_accepted_1_rejected_7_not_an_alert_4_unsent_or_undecided() -> None:
+def test_exit_codes_0_accepted_1_rejected_7_not_an_alert_4_undecided() -> None:
     assert {o.value: c for o, c in EXIT_CODES.items()} == {
         "accepted": 0,
         "duplicate": 0,
         "rejected": 1,
         "not_an_alert": 7,
-        "not_sent": 4,
         "no_decision": 4,
         "sent": 0,
     }

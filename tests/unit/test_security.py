@@ -164,6 +164,12 @@ def test_the_raw_client_is_built_only_from_options_it_is_given() -> None:
     )
 
 
+def test_refused_connection_is_left_to_the_clis_no_broker_line() -> None:
+    exc = KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 1)]")
+    logged = "Unable connect to \"127.0.0.1:1\": [Errno 111] Connect call failed ('127.0.0.1', 1)"
+    assert explain(exc, [logged]) is None
+
+
 @pytest.mark.parametrize(
     ("logged", "expected"),
     [
@@ -181,7 +187,6 @@ def test_the_raw_client_is_built_only_from_options_it_is_given() -> None:
             "certificate is not valid for 'localhost'. (_ssl.c:1006)",
             "not valid for the host name used",
         ),
-        ("[Errno 111] Connect call failed ('127.0.0.1', 1)", "Connect call failed"),
         (
             "KafkaConnectionError: Connection at 127.0.0.1:1 closed",
             "the broker closed the connection",
