@@ -78,7 +78,7 @@ async def test_malformed_alert_is_rejected_with_reason_and_next_alert_still_fans
     outcome, record = await live.decision("test.agency.vn", bad_id)
     assert outcome == "rejected"
     assert record["code"] == "schema"
-    assert record["pointer"] == "/info/0"
+    assert record["pointer"] == "/info/0/severity"  # the missing element itself
     assert "severity" in record["message"]
     validator("rejection").validate(record)
     # not JSON at all: no sender to match on, so look it up by its excerpt
