@@ -81,7 +81,8 @@ def create_log_append_topics(
     configs = {**LOG_APPEND, **(extra or {})}
     futures = admin.create_topics(
         [
-            NewTopic(name, count, settings.replication_factor, config=configs)
+            # 0 (Loa's "choose for the cluster size") is -1 here: the broker's default
+            NewTopic(name, count, settings.replication_factor or -1, config=configs)
             for name, count in partitions.items()
         ]
     )

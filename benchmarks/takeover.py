@@ -52,6 +52,7 @@ from streams.observe import watch_progress
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry
 from streams.settings import Settings
+from streams.topics import replication
 
 PROVINCE = "VN-01"
 TAIL = 20_000
@@ -68,12 +69,13 @@ async def _log_append_sends(settings: Settings) -> None:
     """The extreme send-task topic, created by the bench with broker-clock timestamps."""
     admin = await _admin(settings)
     try:
+        brokers = len((await admin.describe_cluster())["brokers"])
         await admin.create_topics(
             [
                 NewTopic(
                     settings.sends_topic(Priority.EXTREME.value),
                     settings.partitions,
-                    settings.replication_factor,
+                    replication(settings, brokers).factor,
                     topic_configs={"message.timestamp.type": "LogAppendTime"},
                 )
             ]
