@@ -39,7 +39,7 @@ integration: setup  ## integration tests only (real broker, real Prometheus)
 	$(BIN)/pytest tests/integration
 
 test: setup lint typecheck rules  ## lint, typecheck, rules, unit and integration tests (starts its own broker)
-	$(BIN)/pytest --ignore=tests/faults
+	$(BIN)/pytest tests/unit tests/integration tests/deploy
 
 faults: setup  ## fault tests: kill -9, rolling restarts, broker outages, poison (bounded; gaps in .loa/fault-gaps.jsonl)
 	$(BIN)/pytest tests/faults
