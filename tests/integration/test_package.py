@@ -15,15 +15,15 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import orjson
 import pytest
 
 from streams.directory.synthetic import synthetic_subscribers
 from streams.kafkaio.clients import read_to_end
+from streams.oracle import expected_audience
 from streams.regions import registry
 from streams.settings import Settings
-from tests.integration.conftest import ROOT, alert
+from tests.integration.conftest import ROOT, alert, oracle_rows
 
 SUBSCRIBERS = 3_000
 SEED = 5
@@ -135,9 +135,15 @@ def test_installed_wheel_accepts_and_fans_out_outside_the_checkout(
 
     regions = registry()
     directory = synthetic_subscribers(SUBSCRIBERS, SEED, regions)
-    hit = regions.ward_mask((f"/{i}", c) for i, c in enumerate(REGIONS))[directory.ward]
-    expected = set(directory.ids[np.flatnonzero(hit)].tolist())
+    # the independent oracle (string prefixes of the official codes), not the fan-out's masks
+    audience = expected_audience(
+        {"status": "Actual", "info": [{"area": [{"regions": REGIONS}]}]},
+        oracle_rows(directory, regions),
+    )
+    expected = set(audience.sure)
     counts = asyncio.run(_tasks(settings, alert_id))
-    assert watched.strip() == f"{alert_id}: targeted {len(expected):,}, emitted {len(expected):,}"
+    assert watched.strip() == (
+        f"{alert_id} v1: targeted {len(expected):,}, emitted {len(expected):,}"
+    )
     assert set(counts) == expected and len(expected) > 0
     assert max(counts.values()) == 1
