@@ -18,6 +18,7 @@ from streams.directory.service import DirectoryService
 from streams.directory.snapshot import partition_dir
 from streams.directory.synthetic import synthetic_subscribers
 from streams.kafkaio.clients import create_topics
+from streams.oracle import ward_matches
 from streams.regions import RegionRegistry, registry
 from streams.settings import Settings
 
@@ -46,7 +47,8 @@ def _oracle(rows: ChangeBatch, settings: Settings, regions: RegionRegistry) -> d
             state.pop(rid, None)
         else:
             state[rid] = ward
-    mask = regions.ward_mask([("/0", PROVINCE)])
+    # the independent oracle's rule (code string prefixes), not the fan-out's ward mask
+    mask = ward_matches(np.asarray(regions.ward_codes, dtype=np.str_), PROVINCE)
     out: dict[int, set[int]] = {p: set() for p in range(settings.partitions)}
     for rid, ward in state.items():
         if mask[ward]:
