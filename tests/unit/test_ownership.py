@@ -1,6 +1,6 @@
 """Partition ownership (streams.ownership): assign → restore → serve → revoke, without Kafka.
 
-The owners here are plain recorders of what ownership asked of them; nothing Kafka is faked.
+The owners here are plain recorders of what ownership asked of them: pure logic, no Kafka at all.
 """
 
 from __future__ import annotations
