@@ -170,20 +170,7 @@ message.max.bytes=2097152
 replica.fetch.max.bytes=2097152
 replica.lag.time.max.ms=10000
 EOF
-  cat >"$d/log4j2.properties" <<'EOF'
-status = warn
-appender.out.type = Console
-appender.out.name = OUT
-appender.out.target = SYSTEM_OUT
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = info
-rootLogger.appenderRef.out.ref = OUT
-logger.request.name = kafka.request.logger
-logger.request.level = warn
-logger.authorizer.name = kafka.authorizer.logger
-logger.authorizer.level = warn
-EOF
+  cp "$HERE/log4j2.properties" "$d/log4j2.properties"
 }
 
 format_node() { # $1 = node, $2 = cluster id; SCRAM users are written into the metadata log

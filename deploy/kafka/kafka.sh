@@ -359,18 +359,7 @@ replica.fetch.max.bytes=2097152
 EOF
 
   # Broker logging: everything to stdout, which is redirected to broker.log.
-  cat >"$RUN_DIR/log4j2.properties" <<'EOF'
-status = warn
-appender.out.type = Console
-appender.out.name = OUT
-appender.out.target = SYSTEM_OUT
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = info
-rootLogger.appenderRef.out.ref = OUT
-logger.request.name = kafka.request.logger
-logger.request.level = warn
-EOF
+  cp "$(dirname -- "${BASH_SOURCE[0]}")/log4j2.properties" "$RUN_DIR/log4j2.properties"
   # Quieter config for the storage-format tool.
   sed 's/^rootLogger.level = info/rootLogger.level = warn/' \
     "$RUN_DIR/log4j2.properties" >"$RUN_DIR/log4j2-tools.properties"
