@@ -25,6 +25,8 @@
     ├── RetriableError             the world is not ready (broker, directory): retry, never reject
     │   ├── DirectoryNotReady      a directory partition did not catch up in time
     │   ├── AgenciesNotReady       the agency registry did not catch up with its topic in time
+    │   ├── HangingTransaction     a partition stays open after Loa aborted what its previous
+    │   │                          owner left there (:mod:`streams.kafkaio.transactions`)
     │   └── BrokerUnreachable      no broker answered at ``LOA_BOOTSTRAP_SERVERS`` in time
     ├── InvalidAgency              an agency registry record breaks ``schemas/agency.schema.json``
     │                              (the CLI refuses to load it; a worker drops that agency)
@@ -57,6 +59,7 @@ __all__ = [
     "DirectoryNotReady",
     "Expired",
     "ForbiddenXml",
+    "HangingTransaction",
     "InternalError",
     "InvalidAgency",
     "LoaError",
@@ -220,6 +223,11 @@ class DirectoryNotReady(RetriableError):
 
 class AgenciesNotReady(RetriableError):
     """The agency registry has not applied its topic up to the end offset asked for."""
+
+
+class HangingTransaction(RetriableError):
+    """A partition only one transactional id writes still has an open transaction after that
+    id aborted what an earlier owner left there: another producer writes it."""
 
 
 class InvalidAgency(LoaError):

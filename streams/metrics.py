@@ -221,6 +221,14 @@ class Metrics:
             ["component"],
             registry=r,
         )
+        self.hanging_aborted = Counter(
+            "loa_hanging_transactions_aborted_total",
+            "Partitions where a new owner aborted records its predecessor left with no "
+            "transaction marker (Kafka skipped the markers, e.g. a broker stopped with no other "
+            "replica); see the runbook.",
+            ["component"],
+            registry=r,
+        )
         self.receipts_invalid = Counter(
             "loa_receipts_invalid_total",
             "Receipt records that could not be read (skipped, logged).",

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams.directory.index import Selection
@@ -52,8 +52,9 @@ from streams.fanout.throttle import ChannelThrottle
 from streams.kafkaio.clients import appended_batches, make_producer, read_partition
 from streams.kafkaio.internals import internals_supported
 from streams.kafkaio.rawkafka import prebuilt_batches
+from streams.kafkaio.transactions import abort_hanging
 from streams.metrics import Metrics
-from streams.records import FanoutOrder, Progress
+from streams.records import FanoutOrder, Priority, Progress
 from streams.regions import RegionRegistry
 from streams.settings import Settings
 
@@ -160,6 +161,7 @@ class FanoutScheduler:
             )
             try:
                 await producer.start()  # InitProducerId: fences a previous owner's producer
+                await self._abort_hanging(partition, producer)
                 self._partitions[partition] = _Partition(producer)
                 await self._restore(partition)
             except BaseException:
@@ -201,6 +203,21 @@ class FanoutScheduler:
             return
         self._add(part, order, None)
         self._wake.set()
+
+    async def _abort_hanging(self, p: int, producer: AIOKafkaProducer) -> None:
+        """End what the previous owner's producer left open with no end marker in partition
+        ``p`` of the progress and send-task topics (only this transactional id writes progress
+        ``p``), so the restore reads the last committed cursor and the partition's next commit
+        does not publish that owner's last chunk a second time
+        (:mod:`streams.kafkaio.transactions`)."""
+        settings = self._settings
+        progress = TopicPartition(settings.progress_topic, p)
+        sends = [TopicPartition(settings.sends_topic(x.value), p) for x in Priority]
+        gaps = await abort_hanging(
+            settings, producer, [progress, *sends], name=f"fanout partition {p}", own=[progress]
+        )
+        if gaps:
+            self._metrics.hanging_aborted.labels(self.component).inc(len(gaps))
 
     async def _restore(self, p: int) -> None:
         settings = self._settings

@@ -36,6 +36,7 @@ from streams.ingest.lifecycle import LifecycleState, Plan
 from streams.kafkaio.clients import make_producer
 from streams.kafkaio.internals import transaction_failed_fatally
 from streams.kafkaio.replica import CompactedReplica
+from streams.kafkaio.transactions import abort_hanging
 from streams.metrics import Metrics
 from streams.records import AcceptedAlert
 from streams.regions import RegionRegistry
@@ -257,10 +258,24 @@ class IngestAgent:
         """The ingest producer (transactional id ``<app>-ingest-0``); starting it fences any
         other worker's, as the new owner of the inbound partition must."""
         if self._txn_producer is None:
-            producer = make_producer(
-                self.settings, transactional_id=f"{self.settings.app_id}-ingest-0"
-            )
-            await producer.start()
+            settings = self.settings
+            producer = make_producer(settings, transactional_id=f"{settings.app_id}-ingest-0")
+            written = [
+                TopicPartition(settings.accepted_topic, 0),
+                TopicPartition(settings.rejected_topic, 0),
+                *(TopicPartition(settings.orders_topic, p) for p in range(settings.partitions)),
+            ]
+            try:
+                await producer.start()
+                # what an earlier owner left with no end marker would be published by this
+                # producer's first commit (streams.kafkaio.transactions)
+                gaps = await abort_hanging(settings, producer, written, name="ingest")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            if gaps:
+                self.metrics.hanging_aborted.labels("ingest").inc(len(gaps))
             self._txn_producer = producer
         return self._txn_producer
 

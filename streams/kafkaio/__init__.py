@@ -5,5 +5,6 @@ admin client, raw fetcher and the Faust app's broker settings (one place for con
 security options); :mod:`~streams.kafkaio.internals` is the only module that imports aiokafka's
 private internals, behind a version check; :mod:`~streams.kafkaio.rawkafka` and
 :mod:`~streams.kafkaio.recordbatch` move millions of fixed-layout records as whole record batches;
-:mod:`~streams.kafkaio.replica` keeps a small compacted topic in memory.
+:mod:`~streams.kafkaio.replica` keeps a small compacted topic in memory;
+:mod:`~streams.kafkaio.transactions` ends the transactions a previous owner left with no marker.
 """

@@ -123,6 +123,19 @@ def admin_options(cluster: Cluster) -> dict[str, Any]:
     }
 
 
+def admin_rdkafka(cluster: Cluster) -> dict[str, Any]:
+    """The same ``admin`` connection as librdkafka options (the independent read-back)."""
+    env = cluster.user_env("admin")
+    return {
+        "bootstrap.servers": env["LOA_BOOTSTRAP_SERVERS"],
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "admin",
+        "sasl.password": Path(env["LOA_SASL_PASSWORD_FILE"]).read_text().strip(),
+        "ssl.ca.location": env["LOA_SSL_CA_LOCATION"],
+    }
+
+
 async def describe(cluster: Cluster, topics: list[str]) -> list[dict[str, Any]]:
     admin = AIOKafkaAdminClient(**admin_options(cluster))
     await admin.start()

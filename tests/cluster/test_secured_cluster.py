@@ -42,7 +42,7 @@ from streams.settings import Settings
 from tests.cluster.conftest import (
     Cluster,
     GapWatch,
-    admin_options,
+    admin_rdkafka,
     describe,
     end_offsets,
     leaders,
@@ -196,7 +196,7 @@ async def test_signed_alert_over_sasl_ssl_reaches_exactly_its_audience(stage: St
     hit = _oracle_hit(stage.regions, directory, regions)
     expected = directory.ids[hit]
     got = await committed_recipients(
-        stage.operator, start, connection=admin_options(stage.cluster), timeout_s=300
+        stage.operator, start, connection=admin_rdkafka(stage.cluster), timeout_s=300
     )
     result = compare(got, expected)
     assert (result.missing, result.duplicate, result.extra) == (0, 0, 0)
@@ -328,7 +328,7 @@ async def _kill_mid_fanout(stage: Stage, node_of: str) -> None:
             gaps.cancel()
     assert stage.worker.alive
     got = await committed_recipients(
-        stage.operator, start, connection=admin_options(stage.cluster), timeout_s=300
+        stage.operator, start, connection=admin_rdkafka(stage.cluster), timeout_s=300
     )
     expected = synthetic_subscribers(SUBSCRIBERS, SEED, stage.regions).ids
     result = compare(got, expected)
@@ -373,7 +373,7 @@ async def test_restarted_broker_rejoins_and_the_next_alert_fans_out(stage: Stage
     hit = _oracle_hit(stage.regions, directory, regions)
     result = compare(
         await committed_recipients(
-            stage.operator, start, connection=admin_options(stage.cluster), timeout_s=300
+            stage.operator, start, connection=admin_rdkafka(stage.cluster), timeout_s=300
         ),
         directory.ids[hit],
     )

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import TopicPartition as RdTopicPartition
 
 from streams.directory.load import load_synthetic
 from streams.ingest.agencies import KeyPair
@@ -280,6 +283,22 @@ def kafka(action: str, env: dict[str, str]) -> None:
     assert done.returncode == 0, f"kafka.sh {action}:\n{done.stdout}\n{done.stderr}"
 
 
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A broker of the test's own on :data:`OWN_BROKER_PORT` (the test may stop it, restart it
+    or change its settings), stopped at the end."""
+    env = kafka_env(OWN_BROKER_PORT, tmp_path / "kafka")
+    try:
+        kafka("start", env)  # inside: a start that fails half way is stopped too
+        yield env
+    finally:
+        kafka("stop", env)
+        status = subprocess.run(
+            ["bash", str(KAFKA_SCRIPT), "status"], env=env, capture_output=True, check=False
+        )
+        assert status.returncode == 3, "the test's broker is still running"
+
+
 # --------------------------------------------------------------------------- gaps
 
 
@@ -319,33 +338,58 @@ async def committed_tasks(
     timeout_s: float = 120.0,
     connection: dict[str, Any] | None = None,
 ) -> Committed:
-    """Like :func:`committed_recipients`, with each task's partition and LogAppendTime."""
-    consumer = AIOKafkaConsumer(
-        **(connection or {"bootstrap_servers": settings.bootstrap_servers}),
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=32 * 1024 * 1024,
-    )
-    await consumer.start()
+    """Like :func:`committed_recipients`, with each task's partition and LogAppendTime.
+
+    The reader is librdkafka's (confluent-kafka), ``isolation.level=read_committed``: it shares
+    no code with the aiokafka clients Loa writes with, so a transaction Loa's client and broker
+    disagree about cannot hide in a shared bug. ``connection`` holds librdkafka options
+    (``bootstrap.servers``, security) for a secured cluster; else the settings' bootstrap.
+    """
+    config = {
+        **(connection or {"bootstrap.servers": settings.bootstrap_servers}),
+        "group.id": f"loa-test-readback-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+        "fetch.max.bytes": 32 * 1024 * 1024,
+        "max.partition.fetch.bytes": 8 * 1024 * 1024,
+    }
+    return await asyncio.to_thread(_read_committed, config, start, timeout_s)
+
+
+def _read_committed(
+    config: dict[str, Any], start: dict[TopicPartition, int], timeout_s: float
+) -> Committed:
+    consumer = Consumer(config)
     keys: list[bytes] = []
     parts: list[int] = []
     stamps: list[int] = []
     try:
-        tps = list(start)
+        tps = [RdTopicPartition(tp.topic, tp.partition, offset) for tp, offset in start.items()]
         consumer.assign(tps)
-        for tp, offset in start.items():
-            consumer.seek(tp, offset)
-        end = await consumer.end_offsets(tps)
-        async with asyncio.timeout(timeout_s):
-            while any([await consumer.position(tp) < end[tp] for tp in tps]):
-                batch = await consumer.getmany(*tps, timeout_ms=500, max_records=200_000)
-                for tp, records in batch.items():
-                    keys.extend([r.key for r in records])
-                    parts.extend([tp.partition] * len(records))
-                    stamps.extend([r.timestamp for r in records])
+        # the end of each partition as of now: its last stable offset (read_committed)
+        ends = {
+            (t.topic, t.partition): consumer.get_watermark_offsets(t, timeout=30)[1] for t in tps
+        }
+        left = {k for k, end in ends.items() if end > start[TopicPartition(*k)]}
+        deadline = time.monotonic() + timeout_s
+        while left:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read-back of {sorted(left)} took over {timeout_s} s")
+            for msg in consumer.consume(num_messages=100_000, timeout=0.5):
+                where = (msg.topic(), msg.partition())
+                if msg.error():
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(msg.error())
+                    left.discard(where)  # nothing after: markers or aborted records at the end
+                    continue
+                keys.append(msg.key())
+                parts.append(msg.partition())
+                stamps.append(msg.timestamp()[1])
+                if msg.offset() + 1 >= ends[where]:
+                    left.discard(where)
     finally:
-        await consumer.stop()
+        consumer.close()
     if not keys:
         return Committed(np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int64))
     return Committed(

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from streams.directory.synthetic import synthetic_subscribers
-from streams.localrun import KAFKA_SCRIPT
 from streams.records import Progress
 from tests.faults.conftest import (
     OWN_BROKER_PORT,
@@ -27,7 +24,6 @@ from tests.faults.conftest import (
     compare,
     emitted_share,
     kafka,
-    kafka_env,
     make_stage,
     publish_national,
     sends_end,
@@ -45,20 +41,6 @@ SUBSCRIBERS = 200_000
 THROTTLE = 10_000.0
 #: How long the broker stays down: longer than a request retry, shorter than any give-up.
 OUTAGE_S = 5.0
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = kafka_env(PORT, tmp_path / "kafka")
-    try:
-        kafka("start", env)  # inside: a start that fails half way is stopped too
-        yield env
-    finally:
-        kafka("stop", env)
-        status = subprocess.run(
-            ["bash", str(KAFKA_SCRIPT), "status"], env=env, capture_output=True, check=False
-        )
-        assert status.returncode == 3, "the test's broker is still running"
 
 
 @pytest.mark.timeout(900)  # two broker starts of its own: slow on a loaded machine
