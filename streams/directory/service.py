@@ -23,14 +23,19 @@ Takeover speed: every ``LOA_SNAPSHOT_INTERVAL_S`` the service writes each owned 
 columns with the offset they include (:mod:`streams.directory.snapshot`). A newly owned
 partition starts from the newest usable local snapshot and replays only the records after its
 offset; without one (missing, stale, from another cluster or settings, corrupt) it replays from
-the start as above. A snapshot never changes *what* the index holds once caught up, only how
-much must be replayed to get there: the index is the topic's content up to the offset, and a
-replay of a suffix again is harmless (last change per recipient wins).
+the start as above. A partition that had to replay :data:`SNAPSHOT_AFTER_REPLAY` records or more
+to catch up is snapshotted at once rather than at the next interval (the replay just paid for is
+what the next takeover would pay again), and a stopping worker (SIGTERM) writes a last snapshot
+of what changed, bounded by :data:`STOP_SNAPSHOT_S`. A snapshot never changes *what* the index
+holds once caught up, only how much must be replayed to get there: the index is the topic's
+content up to the offset, and a replay of a suffix again is harmless (last change per recipient
+wins).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -59,6 +64,12 @@ __all__ = ["DirectoryService"]
 log = logging.getLogger(__name__)
 
 
+#: A partition that replayed this many records to catch up is snapshotted right away.
+SNAPSHOT_AFTER_REPLAY = 100_000
+#: How long a stopping worker may spend on its last snapshot (within LOA_SHUTDOWN_TIMEOUT_S).
+STOP_SNAPSHOT_S = 5.0
+
+
 class DirectoryService:
     """Owns one consumer and the indexes of the partitions this worker fans out."""
 
@@ -80,6 +91,7 @@ class DirectoryService:
         self._cluster_id: str | None = None
         self._snapshotted: dict[int, int] = {}
         self._snapshot_task: asyncio.Task[None] | None = None
+        self._snapshot_soon = asyncio.Event()
         self.snapshot_loads = 0
         self.snapshot_fallbacks = 0
         self.snapshot_writes = 0
@@ -110,6 +122,12 @@ class DirectoryService:
             )
 
     async def stop(self) -> None:
+        if self._snapshot_task is not None:
+            # what this worker replayed spares the next owner of these partitions a replay;
+            # best effort and bounded: a disk or broker problem only costs that snapshot
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(STOP_SNAPSHOT_S):
+                    await self.snapshot()
         for task in (self._snapshot_task, self._task):
             await cancel_and_wait(task)
         if self._fetcher is not None:
@@ -267,7 +285,10 @@ class DirectoryService:
 
     async def _write_snapshots(self) -> None:
         while True:
-            await asyncio.sleep(self._settings.snapshot_interval_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.snapshot_interval_s):
+                    await self._snapshot_soon.wait()
+            self._snapshot_soon.clear()
             try:
                 await self.snapshot()
             except Exception:  # the next round tries again; the directory itself is unharmed
@@ -279,8 +300,12 @@ class DirectoryService:
 
     async def restore(self, partition: int) -> None:
         """Own ``partition`` and replay it up to the changes topic's end as of now (raises
-        :class:`DirectoryNotReady` when that takes longer than the catch-up timeout)."""
+        :class:`DirectoryNotReady` when that takes longer than the catch-up timeout); a long
+        replay is snapshotted at once (:data:`SNAPSHOT_AFTER_REPLAY`)."""
         await self.ready(partition)
+        position = await self._position(TopicPartition(self._topic, partition))
+        if position - self._snapshotted.get(partition, 0) >= SNAPSHOT_AFTER_REPLAY:
+            self._snapshot_soon.set()
 
     async def revoke(self, partitions: set[int]) -> None:
         async with self._assign_lock:
