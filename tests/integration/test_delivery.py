@@ -1,5 +1,6 @@
 """The delivery worker on the real broker, calling a real local HTTP provider that answers 200,
-429 with Retry-After, 500, slowly, by resetting the connection, or 400 (permanent: fallback).
+429 with Retry-After, 500, slowly, by resetting the connection, or 400 (permanent). A task that
+fails for good (400, or 500 until its attempts ran out) moves to the recipient's next channel.
 
 Every task must end with exactly one receipt, delivered or failed with a reason, and the
 provider must never see a second delivery of a key the worker already settled."""
@@ -169,12 +170,15 @@ async def test_every_task_ends_delivered_or_failed_with_a_reason_and_none_twice(
     assert set(by_recipient) == set(range(200))  # every task settled
     for recipient, docs in by_recipient.items():
         kind = recipient % 10
-        if kind == 6:  # 500 every time: failed after its attempts
-            assert [(d["outcome"], d["reason"]) for d in docs] == [("failed", "http_500")]
-        elif kind == 9:  # 400: permanent, the recipient's next channel got a task and it
-            assert sorted((d["channel"], d["outcome"], d["reason"]) for d in docs) == [
-                ("push", "delivered", None),
-                ("sms", "failed", "http_400>push"),
+        if kind in (6, 9):  # 500 until the attempts ran out, or 400 (permanent): the
+            # recipient's next channel got one task in the same lineage, and it was delivered
+            reason = "http_500" if kind == 6 else "http_400"
+            assert sorted(
+                (d["channel"], d["outcome"], d["reason"], d.get("fallback"), d["idempotency_key"])
+                for d in docs
+            ) == [
+                ("push", "delivered", None, None, f"test.agency.vn/D1:1:{recipient}/push"),
+                ("sms", "failed", reason, "push", f"test.agency.vn/D1:1:{recipient}"),
             ]
         else:  # 200, 429 then 200, slow then 200, reset then 200
             assert [(d["outcome"], d["reason"]) for d in docs] == [("delivered", None)]
@@ -182,7 +186,7 @@ async def test_every_task_ends_delivered_or_failed_with_a_reason_and_none_twice(
     assert all(n == 1 for n in provider.delivered.values())
     assert provider.calls["test.agency.vn/D1:1:6"] == 3  # max_attempts
     assert provider.calls["test.agency.vn/D1:1:9"] == 1  # permanent: never retried
-    assert stats.fallbacks == 20 and stats.failed == 40 and stats.delivered == 180
+    assert stats.fallbacks == 40 and stats.failed == 40 and stats.delivered == 200
     assert metrics.retries.labels("sms", "rate_limited")._value.get() == 20
     assert metrics.failures.labels("sms", "http_500")._value.get() == 20
 
