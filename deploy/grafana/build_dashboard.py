@@ -22,7 +22,7 @@ def sel(extra: str = "") -> str:
 
 
 #: Jobs and instances of Loa's workers and delivery workers (whatever the scrape jobs are named).
-LOA_SERIES = '{__name__=~"loa_inbound_records_total|loa_delivery_sends_total"'
+WORKER_SERIES = '{__name__=~"loa_inbound_records_total|loa_delivery_sends_total"'
 
 
 def template(name: str, query: str) -> dict[str, Any]:
@@ -454,8 +454,8 @@ def dashboard() -> dict[str, Any]:
                     "query": "prometheus",
                     "label": "Data source",
                 },
-                template("job", f"label_values({LOA_SERIES}}}, job)"),
-                template("instance", f'label_values({LOA_SERIES},job=~"$job"}}, instance)'),
+                template("job", f"label_values({WORKER_SERIES}}}, job)"),
+                template("instance", f'label_values({WORKER_SERIES},job=~"$job"}}, instance)'),
             ]
         },
         "annotations": {"list": []},
