@@ -11,8 +11,9 @@
 Fallback (the choice): a task that fails for good on its channel, whether the provider refused
 it (a permanent 4xx) or kept failing until its attempts ran out, moves to the recipient's next
 channel. Someone under a typhoon warning wants the warning on any channel they gave; a provider
-that is down is exactly when the next channel must carry its share (the next channel's workers
-pace themselves by its provider's 429s, and its channel limit still paces the fan-out).
+that is down is exactly when the next channel must carry its share. Fallback tasks are written
+by delivery workers, so the fan-out's channel limits (``loa.channels``) do not pace them; the
+next channel's workers pace themselves by its provider's 429s.
 
 Guarantee carried by the records: a fallback task keeps the lineage of the task it replaces
 (``alert_id``, ``version``, ``recipient_id``) and gets the idempotency key
