@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck rules unit integration faults cluster-test mutation bench kafka-start kafka-stop clean
+.PHONY: help setup demo test lint typecheck rules dashboards unit integration faults cluster-test mutation bench kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -17,10 +17,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv, install Loa and its dev tools, fetch the Kafka jars (broker, tools), Prometheus
+setup: $(STAMP)  ## create .venv, install Loa and its dev tools, fetch the Kafka jars (broker, tools), Prometheus, the dashboard linter
 	bash deploy/kafka/kafka.sh fetch
 	bash benchmarks/kafka-tools.sh >/dev/null
 	bash deploy/prometheus/install.sh
+	bash deploy/grafana/lint/install.sh >/dev/null
 
 demo: setup  ## broker + worker + 1M subscribers + a typhoon alert fanned out + summary
 	$(BIN)/loa demo
@@ -38,7 +39,7 @@ unit: $(STAMP)  ## unit tests only (no broker)
 integration: setup  ## integration tests only (real broker, real Prometheus)
 	$(BIN)/pytest tests/integration
 
-test: setup lint typecheck rules  ## lint, typecheck, rules, unit and integration tests (starts its own broker)
+test: setup lint typecheck rules dashboards  ## lint, typecheck, rules, unit and integration tests (starts its own broker)
 	$(BIN)/pytest tests/unit tests/integration tests/deploy
 
 faults: setup  ## fault tests: kill -9, rolling restarts, broker outages, poison (bounded; gaps in .loa/fault-gaps.jsonl)
@@ -51,6 +52,9 @@ rules:  ## promtool: check and unit-test the Prometheus alert rules (installs pr
 	bash deploy/prometheus/install.sh
 	promtool check rules deploy/prometheus/rules/*.yml
 	promtool test rules deploy/prometheus/tests/*.test.yml
+
+dashboards:  ## loa-dashboard-lint: Grafana's schema and dashboard-linter rules over deploy/grafana/*.json (builds it if missing)
+	"$$(bash deploy/grafana/lint/install.sh)" deploy/grafana/*.json
 
 mutation: $(STAMP)  ## mutation score of the pure core (mutmut, unit tests; slow). One module: MODULES=regions
 	$(BIN)/pip install --quiet -e '.[mutation]'

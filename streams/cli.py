@@ -575,8 +575,9 @@ def demo(subscribers: int, seed: int, alert_file: Path | None) -> None:
 def status(
     message_id: str, version: int | None, watch: bool, timeout: float, as_json: bool
 ) -> None:
-    """Targeted, emitted, suppressed (by reason), delivered and failed for MESSAGE_ID: an alert
-    id (default: its latest version) or any message id of its lineage (that message's version).
+    """Targeted, emitted, suppressed (by reason), delivered, failed and fell back (moved to the
+    recipient's next channel, by route and reason) for MESSAGE_ID: an alert id (default: its
+    latest version) or any message id of its lineage (that message's version).
 
     Exit 0 when shown (with --watch: when done), 1 rejected/duplicate or --watch timed out,
     3 unknown id."""

@@ -73,6 +73,8 @@ class Receipt:
     channel: str
     outcome: str
     reason: str | None
+    #: On a failed receipt: the channel the recipient moved to (a fallback task was written).
+    fallback: str | None = None
 
 
 def parse_receipt(raw: bytes | None) -> Receipt:
@@ -99,21 +101,34 @@ def parse_receipt(raw: bytes | None) -> Receipt:
         raise MalformedInput(f"receipt channel {channel!r} unknown", pointer="/channel")
     reason = doc.get("reason")
     reason = str(reason or "unspecified")[:_MAX_REASON] if outcome == "failed" else None
-    return Receipt(alert_id, version, channel, outcome, reason)
+    fallback = doc.get("fallback") if outcome == "failed" else None
+    if fallback is not None and fallback not in CHANNELS:
+        raise MalformedInput(f"receipt fallback {fallback!r} unknown", pointer="/fallback")
+    return Receipt(alert_id, version, channel, outcome, reason, fallback)
 
 
 @dataclass(slots=True)
 class Tally:
-    """Cumulative receipts of one alert version in one partition."""
+    """Cumulative receipts of one alert version in one partition.
+
+    ``failed`` counts tasks that failed with nowhere left to go; a failed task that moved the
+    recipient to a further channel counts under ``fallbacks`` instead (by ``"<from>><to>
+    <reason>"``), since its recipient's story continues in the fallback task's receipt. So
+    ``delivered + failed`` is the number of recipients whose delivery is settled.
+    """
 
     delivered: int = 0
     failed: int = 0
     failed_reasons: Counter[str] = field(default_factory=Counter)
     channels: dict[str, Counter[str]] = field(default_factory=dict)
+    fallbacks: Counter[str] = field(default_factory=Counter)
 
     def add(self, receipt: Receipt) -> None:
         if receipt.outcome == "delivered":
             self.delivered += 1
+        elif receipt.fallback is not None:
+            route = f"{receipt.channel}>{receipt.fallback} {receipt.reason or 'unspecified'}"
+            self.fallbacks[route] += 1
         else:
             self.failed += 1
             self.failed_reasons[receipt.reason or "unspecified"] += 1
@@ -127,6 +142,7 @@ class Tally:
             "delivered": self.delivered,
             "failed": self.failed,
             "failed_reasons": dict(self.failed_reasons),
+            "fallbacks": dict(self.fallbacks),
             "channels": {
                 ch: {o: int(c[o]) for o in RECEIPT_OUTCOMES} for ch, c in self.channels.items()
             },
@@ -139,6 +155,8 @@ class Tally:
             delivered=int(doc["delivered"]),
             failed=int(doc["failed"]),
             failed_reasons=Counter({str(k): int(v) for k, v in doc["failed_reasons"].items()}),
+            # tallies written before fallbacks were counted have none
+            fallbacks=Counter({str(k): int(v) for k, v in (doc.get("fallbacks") or {}).items()}),
             channels={
                 str(ch): Counter({str(o): int(n) for o, n in c.items()})
                 for ch, c in doc["channels"].items()

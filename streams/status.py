@@ -11,7 +11,12 @@ optional ``suppressed`` object (``{reason: count}``) carries the stages that dro
 before emission (dedup, caps, opt-outs); they also count
 :meth:`streams.metrics.Metrics.suppressed`.
 
-"Done" means the fan-out finished on every partition and every emitted task has a receipt.
+Fallbacks: a failed task whose recipient moved to their next channel is counted under
+``fallbacks`` (by route and reason, e.g. ``oa>sms http_400``), not ``failed``: the fallback
+task's own receipt settles that recipient. ``delivered + failed`` counts settled recipients.
+
+"Done" means the fan-out finished on every partition and every emitted task's recipient is
+settled (delivered, or failed with no further channel).
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ class AlertStatus:
     delivered: int = 0
     failed: int = 0
     failed_reasons: dict[str, int] = field(default_factory=dict)
+    #: Tasks that failed and moved their recipient to the next channel, by ``"<from>><to>
+    #: <reason>"``.
+    fallbacks: dict[str, int] = field(default_factory=dict)
 
     @property
     def fanout_done(self) -> bool:
@@ -64,6 +72,11 @@ class AlertStatus:
     def seen(self) -> bool:
         return self.partitions_done > 0 or self.targeted > 0 or self.settled > 0
 
+    @property
+    def fell_back(self) -> int:
+        """Tasks that moved their recipient to a further channel."""
+        return sum(self.fallbacks.values())
+
 
 def summarize(
     alert_id: str,
@@ -76,6 +89,7 @@ def summarize(
     targeted = emitted = done = delivered = failed = 0
     suppressed: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
+    fallbacks: Counter[str] = Counter()
     for doc in progress:
         if doc.get("alert_id") != alert_id or doc.get("version") != version:
             continue
@@ -98,6 +112,8 @@ def summarize(
         failed += int(doc.get("failed", 0))
         for reason, n in (doc.get("failed_reasons") or {}).items():
             reasons[str(reason)] += int(n)
+        for route, n in (doc.get("fallbacks") or {}).items():
+            fallbacks[str(route)] += int(n)
     return AlertStatus(
         alert_id=alert_id,
         version=version,
@@ -109,6 +125,7 @@ def summarize(
         delivered=delivered,
         failed=failed,
         failed_reasons=dict(reasons),
+        fallbacks=dict(fallbacks),
     )
 
 
@@ -127,6 +144,8 @@ def as_json(status: AlertStatus) -> dict[str, Any]:
         "delivered": s.delivered,
         "failed": s.failed,
         "failed_reasons": s.failed_reasons,
+        "fallbacks": s.fell_back,
+        "fallback_routes": s.fallbacks,
         "pending": max(s.emitted - s.settled, 0),
         "done": s.done,
     }
@@ -149,6 +168,7 @@ def render(status: AlertStatus) -> str:
         f"  suppressed  {sum(s.suppressed.values()):>12,}" + _breakdown(s.suppressed),
         f"  delivered   {s.delivered:>12,}",
         f"  failed      {s.failed:>12,}" + _breakdown(s.failed_reasons),
+        f"  fell back   {s.fell_back:>12,}" + _breakdown(s.fallbacks),
         f"  pending     {max(s.emitted - s.settled, 0):>12,}",
     ]
     return "\n".join(lines)

@@ -1,7 +1,9 @@
 """Writes deploy/grafana/loa-dashboard.json (run: python deploy/grafana/build_dashboard.py).
 
 The dashboard is generated so every panel uses the same selectors; edit this file, not the JSON.
-tests/deploy/test_dashboard.py checks the JSON is current, valid and names only real metrics.
+tests/deploy/test_deploy.py checks the JSON is current, names only real metrics, parses as
+PromQL, and passes loa-dashboard-lint (deploy/grafana/lint: Grafana's schema through its
+foundation SDK, and the rules of Grafana's dashboard linter).
 """
 
 from __future__ import annotations
@@ -16,7 +18,27 @@ RI = "[$__rate_interval]"
 
 
 def sel(extra: str = "") -> str:
-    return "{" + 'job=~"$job"' + ("," + extra if extra else "") + "}"
+    return "{" + 'job=~"$job",instance=~"$instance"' + ("," + extra if extra else "") + "}"
+
+
+#: Jobs and instances of Loa's workers and delivery workers (whatever the scrape jobs are named).
+WORKER_SERIES = '{__name__=~"loa_inbound_records_total|loa_delivery_sends_total"'
+
+
+def template(name: str, query: str) -> dict[str, Any]:
+    """A multi-select query variable as Grafana's dashboard linter wants it."""
+    return {
+        "name": name,
+        "type": "query",
+        "label": name.capitalize(),
+        "datasource": DS,
+        "definition": query,
+        "query": {"query": query, "refId": name},
+        "includeAll": True,
+        "allValue": ".+",
+        "multi": True,
+        "refresh": 2,
+    }
 
 
 FAILED = sel('outcome="failed"')
@@ -46,8 +68,13 @@ def ts(
             "overrides": [],
         },
         "options": {
-            "legend": {"displayMode": "table", "placement": "right", "calcs": ["lastNotNull"]},
-            "tooltip": {"mode": "multi"},
+            "legend": {
+                "displayMode": "table",
+                "placement": "right",
+                "calcs": ["lastNotNull"],
+                "showLegend": True,
+            },
+            "tooltip": {"mode": "multi", "sort": "none"},
         },
         "targets": [
             {"refId": chr(65 + i), "expr": e, "legendFormat": legend}
@@ -57,13 +84,24 @@ def ts(
     }
 
 
-def stat(title: str, expr: str, unit: str = "short", *, x: int = 0) -> dict[str, Any]:
+def stat(title: str, expr: str, unit: str = "short", *, x: int = 0, desc: str) -> dict[str, Any]:
     return {
         "type": "stat",
         "title": title,
+        "description": desc,
         "datasource": DS,
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "options": {"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "value"},
+        "options": {
+            "reduceOptions": {"calcs": ["lastNotNull"]},
+            "colorMode": "value",
+            "graphMode": "area",
+            "justifyMode": "auto",
+            "textMode": "auto",
+            "wideLayout": True,
+            "showPercentChange": False,
+            "percentChangeColorMode": "standard",
+            "orientation": "auto",
+        },
         "targets": [{"refId": "A", "expr": expr}],
         "gridPos": {"h": 4, "w": 4, "x": x, "y": 0},
     }
@@ -91,21 +129,51 @@ def quantiles(metric: str) -> list[tuple[str, str]]:
 
 def layout() -> list[list[dict[str, Any]]]:
     failed_ratio = (
-        f"sum(rate(loa_receipts_total{FAILED}[5m]))"
-        f" / clamp_min(sum(rate(loa_receipts_total{sel()}[5m])), 1e-9)"
+        f"sum(rate(loa_receipts_total{FAILED}{RI}))"
+        f" / clamp_min(sum(rate(loa_receipts_total{sel()}{RI})), 1e-9)"
     )
     return [
         [row("At a glance")],
         [
-            stat("Workers up", f"sum(up{sel()})"),
-            stat("Orders in progress", f"sum(loa_fanout_orders_in_progress{sel()})", x=4),
-            stat("Tasks / s", f"sum(rate(loa_tasks_emitted_total{sel()}[1m]))", "ops", x=8),
-            stat("Receipts / s", f"sum(rate(loa_receipts_total{sel()}[1m]))", "ops", x=12),
-            stat("Failed deliveries (5m)", failed_ratio, "percentunit", x=16),
+            stat(
+                "Workers up",
+                f"sum(up{sel()})",
+                desc="Scrape targets answering (workers and "
+                "delivery workers). Absent for 2 m fires LoaWorkersAbsent.",
+            ),
+            stat(
+                "Orders in progress",
+                f"sum(loa_fanout_orders_in_progress{sel()})",
+                x=4,
+                desc="Fan-out orders (alert version x directory partition) being emitted now.",
+            ),
+            stat(
+                "Tasks / s",
+                f"sum(rate(loa_tasks_emitted_total{sel()}{RI}))",
+                "ops",
+                x=8,
+                desc="Send tasks committed to loa.sends.* per second, all channels.",
+            ),
+            stat(
+                "Receipts / s",
+                f"sum(rate(loa_receipts_total{sel()}{RI}))",
+                "ops",
+                x=12,
+                desc="Delivery receipts folded per second (delivered and failed).",
+            ),
+            stat(
+                "Failed deliveries",
+                failed_ratio,
+                "percentunit",
+                x=16,
+                desc="Share of receipts that are failures (including tasks that then fell back "
+                "to the recipient's next channel).",
+            ),
             stat(
                 "Rejected alerts (1h)",
                 f"sum(increase(loa_inbound_records_total{REJECTED}[1h]))",
                 x=20,
+                desc="Inbound alerts rejected in the last hour; reasons under Ingest.",
             ),
         ],
         [row("Ingest")],
@@ -115,6 +183,7 @@ def layout() -> list[list[dict[str, Any]]]:
                 [(f"sum by (outcome) (rate(loa_inbound_records_total{sel()}{RI}))", "{{outcome}}")],
                 "ops",
                 stack=True,
+                desc="Every inbound record is decided once: accepted, duplicate or rejected.",
             ),
             ts(
                 "Rejections by reason",
@@ -126,6 +195,7 @@ def layout() -> list[list[dict[str, Any]]]:
                 ],
                 x=12,
                 stack=True,
+                desc="Rejection codes (schema, bad_signature, out_of_jurisdiction, internal...).",
             ),
         ],
         [
@@ -139,6 +209,7 @@ def layout() -> list[list[dict[str, Any]]]:
                     )
                 ],
                 stack=True,
+                desc="Alerts accepted for fan-out, by Loa priority and CAP status.",
             ),
             ts(
                 "Recipients targeted per second by priority",
@@ -150,19 +221,21 @@ def layout() -> list[list[dict[str, Any]]]:
                 ],
                 "ops",
                 x=12,
+                desc="Recipients selected by finished fan-out orders.",
             ),
         ],
         [row("Fan-out progress")],
         [
             ts(
-                "Targeted, emitted, suppressed, delivered, failed (cumulative since restart)",
+                "Targeted, emitted, suppressed, delivered, failed per second",
                 [
-                    (f"sum(loa_recipients_targeted_total{sel()})", "targeted"),
-                    (f"sum(loa_tasks_emitted_total{sel()})", "emitted"),
-                    (f"sum(loa_tasks_suppressed_total{sel()})", "suppressed"),
-                    (f"sum(loa_receipts_total{DELIVERED})", "delivered"),
-                    (f"sum(loa_receipts_total{FAILED})", "failed"),
+                    (f"sum(rate(loa_recipients_targeted_total{sel()}{RI}))", "targeted"),
+                    (f"sum(rate(loa_tasks_emitted_total{sel()}{RI}))", "emitted"),
+                    (f"sum(rate(loa_tasks_suppressed_total{sel()}{RI}))", "suppressed"),
+                    (f"sum(rate(loa_receipts_total{DELIVERED}{RI}))", "delivered"),
+                    (f"sum(rate(loa_receipts_total{FAILED}{RI}))", "failed"),
                 ],
+                "ops",
                 desc="Per-alert detail: `loa status ALERT --watch`.",
             ),
             ts(
@@ -176,6 +249,7 @@ def layout() -> list[list[dict[str, Any]]]:
                 "ops",
                 x=12,
                 stack=True,
+                desc="Send tasks committed per second, by first channel and priority.",
             ),
         ],
         [
@@ -189,6 +263,7 @@ def layout() -> list[list[dict[str, Any]]]:
                 ],
                 "ops",
                 stack=True,
+                desc="Recipients left out: duplicate, cap, opted_out, expired, cancelled.",
             ),
             ts(
                 "Throttle wait (seconds per second) by channel",
@@ -205,12 +280,18 @@ def layout() -> list[list[dict[str, Any]]]:
         ],
         [row("Latency")],
         [
-            ts("Fan-out duration per order", quantiles("loa_fanout_duration_seconds"), "s"),
+            ts(
+                "Fan-out duration per order",
+                quantiles("loa_fanout_duration_seconds"),
+                "s",
+                desc="From an order's start to its last chunk committed, per priority.",
+            ),
             ts(
                 "Time to first task (from the order written by ingest)",
                 quantiles("loa_fanout_time_to_first_task_seconds"),
                 "s",
                 x=12,
+                desc="From the order on loa.fanout.orders to its first chunk committed.",
             ),
         ],
         [
@@ -218,12 +299,14 @@ def layout() -> list[list[dict[str, Any]]]:
                 "Decision to first task (SLO: extreme within 10 s, LoaFirstTaskSloMissed)",
                 quantiles("loa_decision_to_first_task_seconds"),
                 "s",
+                desc="From ingest's decision to the first task committed, per priority.",
             ),
             ts(
                 "Decision to last task (an order partition's whole fan-out)",
                 quantiles("loa_decision_to_last_task_seconds"),
                 "s",
                 x=12,
+                desc="From ingest's decision to the last task of an order partition.",
             ),
         ],
         [row("Delivery")],
@@ -238,6 +321,7 @@ def layout() -> list[list[dict[str, Any]]]:
                 ],
                 "ops",
                 stack=True,
+                desc="Receipts folded by the receipts agent (loa status counts the same).",
             ),
             ts(
                 "Unreadable receipts and failed orders",
@@ -247,6 +331,7 @@ def layout() -> list[list[dict[str, Any]]]:
                 ],
                 "ops",
                 x=12,
+                desc="Both should be 0: a failed order fires LoaFanoutOrderFailed.",
             ),
         ],
         [row("Delivery workers (loa deliver --metrics-port)")],
@@ -255,31 +340,34 @@ def layout() -> list[list[dict[str, Any]]]:
                 "Provider calls settled per second by channel and outcome",
                 [
                     (
-                        "sum by (channel, outcome) (rate(loa_delivery_sends_total" + RI + "))",
+                        f"sum by (channel, outcome) (rate(loa_delivery_sends_total{sel()}{RI}))",
                         "{{channel}} {{outcome}}",
                     )
                 ],
                 "ops",
                 stack=True,
+                desc="Tasks settled by loa deliver workers, by channel and outcome.",
             ),
             ts(
                 "Failures and retries by reason",
                 [
                     (
-                        "sum by (channel, reason) (rate(loa_delivery_failures_total" + RI + "))",
+                        f"sum by (channel, reason) (rate(loa_delivery_failures_total{sel()}{RI}))",
                         "failed {{channel}} {{reason}}",
                     ),
                     (
-                        "sum by (channel, reason) (rate(loa_delivery_retries_total" + RI + "))",
+                        f"sum by (channel, reason) (rate(loa_delivery_retries_total{sel()}{RI}))",
                         "retry {{channel}} {{reason}}",
                     ),
                     (
-                        "sum by (channel) (rate(loa_delivery_fallbacks_total" + RI + "))",
+                        f"sum by (channel) (rate(loa_delivery_fallbacks_total{sel()}{RI}))",
                         "fallback from {{channel}}",
                     ),
                 ],
                 "ops",
                 x=12,
+                desc="Failures for good by reason, retried calls, and tasks moved to the "
+                "recipient's next channel.",
             ),
         ],
         [
@@ -288,17 +376,19 @@ def layout() -> list[list[dict[str, Any]]]:
                 [
                     (
                         f"histogram_quantile({q}, sum by (le, channel) "
-                        f"(rate(loa_delivery_send_seconds_bucket{RI})))",
+                        f"(rate(loa_delivery_send_seconds_bucket{sel()}{RI})))",
                         f"p{int(q * 100)} {{{{channel}}}}",
                     )
                     for q in (0.5, 0.99)
                 ],
                 "s",
+                desc="Duration of one provider call, by channel.",
             ),
             ts(
                 "Provider calls in flight",
-                [("sum by (channel) (loa_delivery_in_flight)", "{{channel}}")],
+                [(f"sum by (channel) (loa_delivery_in_flight{sel()})", "{{channel}}")],
                 x=12,
+                desc="Bounded by --concurrency per delivery worker.",
             ),
         ],
         [row("Kafka and directory")],
@@ -330,6 +420,7 @@ def layout() -> list[list[dict[str, Any]]]:
                 ],
                 x=12,
                 stack=True,
+                desc="Subscribers held in each partition's index, and changes not yet merged.",
             ),
         ],
     ]
@@ -352,7 +443,7 @@ def dashboard() -> dict[str, Any]:
         "timezone": "browser",
         "schemaVersion": 39,
         "version": 1,
-        "editable": True,
+        "editable": False,  # provisioned from this file: change it here, not in Grafana
         "refresh": "10s",
         "time": {"from": "now-1h", "to": "now"},
         "templating": {
@@ -363,20 +454,8 @@ def dashboard() -> dict[str, Any]:
                     "query": "prometheus",
                     "label": "Data source",
                 },
-                {
-                    "name": "job",
-                    "type": "query",
-                    "label": "Job",
-                    "datasource": DS,
-                    "definition": "label_values(loa_inbound_records_total, job)",
-                    "query": {
-                        "query": "label_values(loa_inbound_records_total, job)",
-                        "refId": "job",
-                    },
-                    "includeAll": True,
-                    "multi": True,
-                    "refresh": 2,
-                },
+                template("job", f"label_values({WORKER_SERIES}}}, job)"),
+                template("instance", f'label_values({WORKER_SERIES},job=~"$job"}}, instance)'),
             ]
         },
         "annotations": {"list": []},

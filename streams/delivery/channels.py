@@ -4,7 +4,8 @@
 - :class:`HttpChannel` POSTs each task as JSON to a provider URL with httpx, the idempotency key
   in an ``Idempotency-Key`` header, and maps the answer: 2xx delivered; 429 retry after its
   ``Retry-After``; 408, 5xx, timeouts and connection errors retry with back-off; any other 4xx
-  is a permanent failure (``http_<status>``), which moves the recipient to its next channel.
+  is a permanent failure (``http_<status>``). A failure for good, permanent or retried until
+  ``max_attempts`` ran out, moves the recipient to its next channel.
 
 A channel never raises for a provider's answer: it returns an :class:`Outcome`, so the worker
 decides retries, receipts and fallback in one place (:mod:`streams.delivery.policy`).

@@ -4,12 +4,21 @@
   backlog never delays an extreme task by more than the batch in flight.
 - :class:`Outcome` is a provider's answer: delivered, retry (transient; ``after_s`` from a
   Retry-After or the back-off) or failed (permanent, with a short reason code: a metric label).
+  A retry that runs out of attempts becomes a failure with its reason (:func:`final`).
 - :func:`next_attempt` decides retry vs give up; :func:`backoff_s` is exponential with a cap.
 - :func:`receipt` and :func:`fallback_task` build the records the worker writes.
+
+Fallback (the choice): a task that fails for good on its channel, whether the provider refused
+it (a permanent 4xx) or kept failing until its attempts ran out, moves to the recipient's next
+channel. Someone under a typhoon warning wants the warning on any channel they gave; a provider
+that is down is exactly when the next channel must carry its share. Fallback tasks are written
+by delivery workers, so the fan-out's channel limits (``loa.channels``) do not pace them; the
+next channel's workers pace themselves by its provider's 429s.
 
 Guarantee carried by the records: a fallback task keeps the lineage of the task it replaces
 (``alert_id``, ``version``, ``recipient_id``) and gets the idempotency key
 ``<original key>/<channel>``, so each channel of a recipient is tried at most once per version.
+The failed task's receipt names the channel the recipient moved to (``fallback``).
 """
 
 from __future__ import annotations
@@ -44,9 +53,6 @@ class Outcome:
     reason: str | None = None
     #: For ``retry``: the provider asked to wait this long (Retry-After), else None (back-off).
     after_s: float | None = None
-    #: For ``failed``: the provider refused this task for good (a 4xx): the recipient's next
-    #: channel gets a task. False when transient failures only ran out of attempts.
-    permanent: bool = True
 
     @classmethod
     def delivered(cls) -> Outcome:
@@ -110,12 +116,20 @@ def final(outcome: Outcome) -> Outcome:
     """A ``retry`` that ran out of attempts is a failure with its reason."""
     if outcome.status != "retry":
         return outcome
-    return Outcome("failed", outcome.reason or "retries_exhausted", permanent=False)
+    return Outcome("failed", outcome.reason or "retries_exhausted")
 
 
-def receipt(task: dict[str, Any], outcome: Outcome, *, worker: str, at: float) -> dict[str, Any]:
-    """The receipt of ``task`` (``schemas/receipt.schema.json``)."""
-    return {
+def receipt(
+    task: dict[str, Any],
+    outcome: Outcome,
+    *,
+    worker: str,
+    at: float,
+    fallback: str | None = None,
+) -> dict[str, Any]:
+    """The receipt of ``task`` (``schemas/receipt.schema.json``); ``fallback``: the channel
+    whose task replaced this failed one."""
+    doc = {
         "alert_id": task["alert_id"],
         "version": task["version"],
         "kind": task["kind"],
@@ -128,15 +142,16 @@ def receipt(task: dict[str, Any], outcome: Outcome, *, worker: str, at: float) -
         "at": at,
         "worker": worker,
     }
+    if fallback is not None:
+        doc["fallback"] = fallback
+    return doc
 
 
 def fallback_task(task: dict[str, Any]) -> dict[str, Any] | None:
-    """The task for the recipient's next channel after a permanent failure, or None.
+    """The task for the recipient's next channel after ``task`` failed for good, or None.
 
-    Only a permanent refusal moves on (see :attr:`Outcome.permanent`): when a provider is down,
-    every recipient of the channel would move at once and overload the next channel.
-
-    ``fallback`` in a send task lists the recipient's further channels in preference order.
+    ``fallback`` in a send task lists the recipient's further channels in preference order
+    (the fan-out writes it from the directory).
     """
     rest = [c for c in task.get("fallback") or () if c in CHANNELS and c != task["channel"]]
     if not rest:

@@ -1,8 +1,8 @@
 """The delivery worker's I/O shell: send tasks in, provider calls, receipts out.
 
 Data flow: ``loa.sends.<priority>`` -> [this] -> a :class:`~streams.delivery.channels.Channel`
--> ``loa.sends.receipts`` (and, after a permanent failure, a fallback task to the recipient's
-next channel on the same send-task topic).
+-> ``loa.sends.receipts`` (and, when a task fails for good, a fallback task to the recipient's
+next channel on the same send-task topic and partition).
 
 How it runs:
 
@@ -16,7 +16,9 @@ How it runs:
   any transaction; a 429's Retry-After closes the channel's gate for every call of this worker
   (shared back-off), other transient failures back off exponentially up to ``max_attempts``.
 - Then one small transaction writes the batch's receipts (and fallback tasks) together with the
-  consumed offsets.
+  consumed offsets. A task that failed for good (a permanent refusal, or a transient failure
+  that outlived ``max_attempts``) and lists ``fallback`` channels is followed by a task for the
+  first of them (:func:`~streams.delivery.policy.fallback_task`); its receipt names that channel.
 - SIGTERM/SIGINT (:func:`deliver` with ``stop``) stops fetching, lets the batch in flight finish
   and commit, then closes: no send is abandoned half-way.
 
@@ -91,7 +93,7 @@ class DeliveryMetrics:
         )
         self.fallbacks = Counter(
             "loa_delivery_fallbacks_total",
-            "Tasks moved to the recipient's next channel after a permanent failure.",
+            "Tasks moved to the recipient's next channel after failing for good on this one.",
             ["channel"],
             registry=r,
         )
@@ -370,15 +372,16 @@ class _Run:
         self, record: ConsumerRecord[bytes, bytes], task: dict[str, Any], outcome: Outcome
     ) -> None:
         channel = str(task["channel"])
+        moved_to: str | None = None
         if outcome.status == "failed":
-            nxt = fallback_task(task) if outcome.permanent else None
+            nxt = fallback_task(task)
             if nxt is not None:  # the recipient's next channel gets the same lineage
                 await self.producer.send(
                     record.topic, orjson.dumps(nxt), key=record.key, partition=record.partition
                 )
+                moved_to = str(nxt["channel"])
                 self.stats.fallbacks += 1
                 self.metrics.fallbacks.labels(channel).inc()
-                outcome = Outcome.failed(f"{outcome.reason}>{nxt['channel']}"[:64])
             self.stats.failed += 1
             self.metrics.failures.labels(channel, outcome.reason or "unknown").inc()
         else:
@@ -388,7 +391,7 @@ class _Run:
         ).inc()
         priority = str(task["priority"])
         self.stats.by_priority[priority] = self.stats.by_priority.get(priority, 0) + 1
-        doc = receipt(task, outcome, worker=self.name, at=time.time())
+        doc = receipt(task, outcome, worker=self.name, at=time.time(), fallback=moved_to)
         await self.producer.send(
             self.settings.receipts_topic,
             orjson.dumps(doc),

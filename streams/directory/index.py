@@ -17,6 +17,10 @@ optout      uint16  bit i set: opted out of CAP category ``CATEGORIES[i]``
 =========== ======= ===================================================================
 
 25 bytes per subscriber (:attr:`DirectoryPartition.nbytes`), no Python object per row.
+
+A :class:`Selection` carries, besides the first channel, a one-byte **fallback code** per
+recipient (:func:`fallback_code`): which further channels they prefer, in order
+(:data:`FALLBACKS`). The encoder turns it into the send task's ``fallback`` list column-wise.
 """
 
 from __future__ import annotations
@@ -26,22 +30,43 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from streams.records import CATEGORIES
+from streams.records import CATEGORIES, CHANNELS
 
 __all__ = [
     "COLUMNS",
+    "FALLBACKS",
     "FLAG_TEST",
     "NO_CHANNEL",
     "ChangeBatch",
     "DirectoryPartition",
     "Selection",
     "category_mask",
+    "fallback_code",
 ]
 
 #: ``flags`` bit: the subscriber belongs to the test audience (gets Exercise and Test alerts).
 FLAG_TEST = np.uint8(1)
 #: ``channel2`` / ``channel3`` value for "no further preference".
 NO_CHANNEL = np.uint8(255)
+
+_NO = len(CHANNELS)  # NO_CHANNEL's place in a fallback code
+#: ``FALLBACKS[code]``: the channel indexes (into ``CHANNELS``) a fallback code stands for, in
+#: preference order; code ``second * (len(CHANNELS) + 1) + third``, "none" counting as
+#: ``len(CHANNELS)`` (so code 15 is "no further channel").
+FALLBACKS: tuple[tuple[int, ...], ...] = tuple(
+    tuple(c for c in (second, third) if c != _NO)
+    for second in range(_NO + 1)
+    for third in range(_NO + 1)
+)
+
+
+def fallback_code(
+    channel2: npt.NDArray[np.uint8], channel3: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.uint8]:
+    """The fallback code of each row (vectorized): its second and third preference in one byte."""
+    k = np.uint8(_NO)
+    return (np.minimum(channel2, k) * np.uint8(_NO + 1) + np.minimum(channel3, k)).astype(np.uint8)
+
 
 #: Attribute columns (besides ``ids``) and their dtypes, in one place for batch and index.
 COLUMNS: dict[str, type[np.unsignedinteger]] = {
@@ -133,6 +158,8 @@ class Selection:
     ids: npt.NDArray[np.uint64]
     channel: npt.NDArray[np.uint8]
     language: npt.NDArray[np.uint8]
+    #: :func:`fallback_code` of the recipient's further channels (the send task's ``fallback``).
+    fallback: npt.NDArray[np.uint8]
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -267,4 +294,9 @@ class DirectoryPartition:
     def take(self, rows: npt.NDArray[np.bool_]) -> Selection:
         """The subscribers of a row mask, in recipient-id order."""
         idx = np.flatnonzero(rows)
-        return Selection(ids=self.ids[idx], channel=self.channel[idx], language=self.language[idx])
+        return Selection(
+            ids=self.ids[idx],
+            channel=self.channel[idx],
+            language=self.language[idx],
+            fallback=fallback_code(self.channel2[idx], self.channel3[idx]),
+        )

@@ -10,13 +10,15 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from streams.directory.index import Selection
+from streams.directory.index import FALLBACKS, Selection
 from streams.encoding import RecordLayout, decimal_digits, digit_runs, lookup_table, rows
 from streams.records import CHANNELS, LANGUAGES, FanoutOrder, TaskKind
 
 __all__ = ["KINDS", "TaskEncoder"]
 
 _CHANNEL_TOKENS = lookup_table([orjson.dumps(c) for c in CHANNELS])
+#: ``fallback`` lists by fallback code (``streams.directory.index.fallback_code``).
+_FALLBACK_TOKENS = lookup_table([orjson.dumps([CHANNELS[c] for c in f]) for f in FALLBACKS])
 _LANGUAGE_TOKENS = lookup_table([orjson.dumps(c) for c in LANGUAGES])
 #: Task kinds in the order of their ``uint8`` code in a kinds column.
 KINDS: tuple[TaskKind, ...] = tuple(TaskKind)
@@ -28,7 +30,8 @@ class TaskEncoder:
 
     The per-order parts of the record are serialized once; per chunk, the recipient id, the
     task kind (an Update tells new recipients the ``alert`` and those already served the
-    ``update``), channel and language are filled in column-wise.
+    ``update``), channel, fallback channels (the recipient's further preferences, in order;
+    ``[]`` when none) and language are filled in column-wise.
     """
 
     __slots__ = ("_head", "_key_head", "_layouts")
@@ -58,6 +61,8 @@ class TaskEncoder:
                     id_width,
                     b',"channel":',
                     _CHANNEL_TOKENS.shape[1],
+                    b',"fallback":',
+                    _FALLBACK_TOKENS.shape[1],
                     b',"language":',
                     _LANGUAGE_TOKENS.shape[1],
                     b',"idempotency_key":',
@@ -77,6 +82,7 @@ class TaskEncoder:
         before asking for the next."""
         ids = audience.ids[start:stop]
         channel = audience.channel[start:stop]
+        fallback = audience.fallback[start:stop]
         language = audience.language[start:stop]
         kind = kinds[start:stop]
         for a, b, width in digit_runs(ids):
@@ -87,6 +93,7 @@ class TaskEncoder:
                     _KIND_TOKENS[kind[a:b]],
                     digits,
                     _CHANNEL_TOKENS[channel[a:b]],
+                    _FALLBACK_TOKENS[fallback[a:b]],
                     _LANGUAGE_TOKENS[language[a:b]],
                     digits,
                 ],

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -119,6 +120,63 @@ def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     out = subprocess.run([_promtool(), "check", "rules", str(path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _dashboard_lint() -> str:
+    """loa-dashboard-lint, built by its install script (a no-op when cached, as after setup)."""
+    out = subprocess.run(
+        ["bash", str(DASHBOARD.parent / "lint" / "install.sh")],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_dashboards_pass_grafanas_schema_and_dashboard_linter_rules() -> None:
+    dashboards = sorted(str(p) for p in DASHBOARD.parent.glob("*.json"))
+    out = subprocess.run([_dashboard_lint(), *dashboards], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        (lambda d: d["panels"][1].update(colour="red"), "[schema]"),  # unknown field
+        (lambda d: d["panels"][1].update(description=""), "[panel-title-description-rule]"),
+        (lambda d: d.update(editable=True), "[uneditable-dashboard]"),
+        (lambda d: d["templating"]["list"].pop(), "[template-instance-rule]"),
+        (
+            lambda d: d["panels"][3]["targets"][0].update(expr="sum(loa_tasks_emitted_total)"),
+            "[target-counter-agg-rule]",
+        ),
+        (
+            lambda d: d["panels"][3]["targets"][0].update(
+                expr='sum(rate(loa_tasks_emitted_total{job=~"$job",instance=~"$instance"}[1m]))'
+            ),
+            "[target-rate-interval-rule]",
+        ),
+        (
+            lambda d: d["panels"][3]["targets"][0].update(
+                expr='sum(rate(loa_tasks_emitted_total{instance=~"$instance"}[$__rate_interval]))'
+            ),
+            "[target-job-rule]",
+        ),
+        (lambda d: d["panels"][3]["targets"][0].update(expr="sum(rate("), "[target-promql-rule]"),
+    ],
+)
+def test_dashboard_lint_rejects_what_grafana_and_its_linter_reject(
+    tmp_path: Path, change: Any, rule: str
+) -> None:
+    doc = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    change(doc)
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(doc))
+    out = subprocess.run([_dashboard_lint(), str(path)], capture_output=True, text=True)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert rule in out.stdout, out.stdout
 
 
 def test_install_script_is_a_quick_no_op_when_prometheus_is_there() -> None:

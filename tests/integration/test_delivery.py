@@ -1,5 +1,6 @@
 """The delivery worker on the real broker, calling a real local HTTP provider that answers 200,
-429 with Retry-After, 500, slowly, by resetting the connection, or 400 (permanent: fallback).
+429 with Retry-After, 500, slowly, by resetting the connection, or 400 (permanent). A task that
+fails for good (400, or 500 until its attempts ran out) moves to the recipient's next channel.
 
 Every task must end with exactly one receipt, delivered or failed with a reason, and the
 provider must never see a second delivery of a key the worker already settled."""
@@ -17,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,15 +28,17 @@ from streams.delivery import HttpChannel, deliver
 from streams.delivery.worker import DeliveryMetrics
 from streams.kafkaio.clients import create_topics, make_producer, read_to_end
 from streams.settings import Settings
+from tests.integration.conftest import TEST_AGENCY, alert, live_loa, run_loa
 
 pytestmark = pytest.mark.integration
 
 
 class Provider:
-    """A real HTTP server on loopback; behaviour by ``recipient_id % 10`` of the posted task."""
+    """A real HTTP server on loopback; for tasks of channel ``failing``, behaviour by
+    ``recipient_id % 10`` of the posted task (other channels: 200)."""
 
-    def __init__(self, *, slow_s: float = 2.0, delay_s: float = 0.0) -> None:
-        self.slow_s, self.delay_s = slow_s, delay_s
+    def __init__(self, *, slow_s: float = 2.0, delay_s: float = 0.0, failing: str = "sms") -> None:
+        self.slow_s, self.delay_s, self.failing = slow_s, delay_s, failing
         self.lock = threading.Lock()
         self.calls: Counter[str] = Counter()  # requests per idempotency key
         self.delivered: Counter[str] = Counter()  # 200s that delivered (first time per key)
@@ -59,7 +63,7 @@ class Provider:
                         provider.arrivals.append((task["priority"], key))
                 if provider.delay_s:
                     time.sleep(provider.delay_s)
-                kind = task["recipient_id"] % 10 if task["channel"] == "sms" else 0
+                kind = task["recipient_id"] % 10 if task["channel"] == provider.failing else 0
                 if kind == 5 and attempt == 1:
                     return self._answer(429, {"Retry-After": "1"})
                 if kind == 6:
@@ -169,12 +173,15 @@ async def test_every_task_ends_delivered_or_failed_with_a_reason_and_none_twice(
     assert set(by_recipient) == set(range(200))  # every task settled
     for recipient, docs in by_recipient.items():
         kind = recipient % 10
-        if kind == 6:  # 500 every time: failed after its attempts
-            assert [(d["outcome"], d["reason"]) for d in docs] == [("failed", "http_500")]
-        elif kind == 9:  # 400: permanent, the recipient's next channel got a task and it
-            assert sorted((d["channel"], d["outcome"], d["reason"]) for d in docs) == [
-                ("push", "delivered", None),
-                ("sms", "failed", "http_400>push"),
+        if kind in (6, 9):  # 500 until the attempts ran out, or 400 (permanent): the
+            # recipient's next channel got one task in the same lineage, and it was delivered
+            reason = "http_500" if kind == 6 else "http_400"
+            assert sorted(
+                (d["channel"], d["outcome"], d["reason"], d.get("fallback"), d["idempotency_key"])
+                for d in docs
+            ) == [
+                ("push", "delivered", None, None, f"test.agency.vn/D1:1:{recipient}/push"),
+                ("sms", "failed", reason, "push", f"test.agency.vn/D1:1:{recipient}"),
             ]
         else:  # 200, 429 then 200, slow then 200, reset then 200
             assert [(d["outcome"], d["reason"]) for d in docs] == [("delivered", None)]
@@ -182,7 +189,7 @@ async def test_every_task_ends_delivered_or_failed_with_a_reason_and_none_twice(
     assert all(n == 1 for n in provider.delivered.values())
     assert provider.calls["test.agency.vn/D1:1:6"] == 3  # max_attempts
     assert provider.calls["test.agency.vn/D1:1:9"] == 1  # permanent: never retried
-    assert stats.fallbacks == 20 and stats.failed == 40 and stats.delivered == 180
+    assert stats.fallbacks == 40 and stats.failed == 40 and stats.delivered == 200
     assert metrics.retries.labels("sms", "rate_limited")._value.get() == 20
     assert metrics.failures.labels("sms", "http_500")._value.get() == 20
 
@@ -273,3 +280,88 @@ async def test_sigterm_drains_sends_in_flight_then_stops(settings: Settings) -> 
         t["idempotency_key"] for t in tasks
     )
     assert set(provider.calls.values()) == {1}
+
+
+#: Recipients of the fallback test: ``recipient_id % 10`` picks the ``oa`` provider's answer
+#: (0-4 deliver, 6 is a 500 until the attempts run out, 9 a permanent 400); ``// 10 % 4`` the
+#: preference, as a subscriber would give it (a single channel is still a valid row).
+_PREFERENCES = ("oa|sms", "oa|sms|push", "oa", "sms|oa")
+_FALLBACK_IDS = [r for r in range(7_000, 7_400) if r % 10 in (0, 1, 2, 3, 4, 6, 9)]
+
+
+async def test_a_recipient_whose_channel_fails_for_good_gets_one_task_on_their_next_channel(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    async with live_loa(kafka_bootstrap, tmp_path_factory, subscribers=0) as live:
+        settings = live.settings
+        ward = next(c for c in live.regions.ward_codes if c.startswith("VN-22-"))
+        prefs = {r: _PREFERENCES[r // 10 % 4].split("|") for r in _FALLBACK_IDS}
+        rows = [f"{r},{ward},{'|'.join(prefs[r])},vi" for r in _FALLBACK_IDS]
+        directory = tmp_path / "subscribers.csv"
+        directory.write_text("recipient_id,ward,channels,language\n" + "\n".join(rows) + "\n")
+        code, out, err = await run_loa(settings, "directory", "load", str(directory))
+        assert code == 0, out + err
+        await live.publish(orjson.dumps(alert("FALLBACK-1", ["VN-22"])))
+        kind, _ = await live.decision(TEST_AGENCY, "FALLBACK-1")
+        assert kind == "accepted"
+        alert_id = f"{TEST_AGENCY}/FALLBACK-1"
+        await live.fanned_out(alert_id)
+        with Provider(failing="oa") as provider:
+            args = ("--provider", "http", "--url", provider.url, "--max-attempts", "3")
+            code, out, err = await run_loa(settings, "deliver", *args, "--idle-exit", "3")
+        assert code == 0, out + err
+
+        # what a read_committed consumer sees: one task per recipient from the fan-out, plus
+        # one fallback task on the next channel for each recipient whose channel failed for good
+        _, tasks = await live.tasks(alert_id, "extreme")
+        key = f"{alert_id}:1"
+        moved = {r for r in _FALLBACK_IDS if prefs[r][0] == "oa" and r % 10 in (6, 9)}
+        moved_on = {r for r in moved if len(prefs[r]) > 1}
+        expected_tasks = Counter({f"{key}:{r}": 1 for r in _FALLBACK_IDS})
+        expected_tasks.update({f"{key}:{r}/{prefs[r][1]}": 1 for r in moved_on})
+        assert Counter(t["idempotency_key"] for t in tasks) == expected_tasks
+        for task in tasks:
+            chain = prefs[task["recipient_id"]]
+            if "fallback_of" in task:
+                assert (task["channel"], task["fallback_of"], task["fallback"]) == (
+                    chain[1],
+                    chain[0],
+                    chain[2:],
+                )
+                assert task["lineage_key"] == f"{key}:{task['recipient_id']}"
+            else:
+                assert [task["channel"], *task["fallback"]] == chain
+
+        # one receipt per task, nobody delivered twice, each moved recipient delivered on sms
+        receipts = [r for r in await _receipts(settings) if r["alert_id"] == alert_id]
+        assert Counter(r["idempotency_key"] for r in receipts) == expected_tasks
+        assert all(n == 1 for n in provider.delivered.values())
+        delivered = Counter(r["recipient_id"] for r in receipts if r["outcome"] == "delivered")
+        assert delivered == Counter({r: 1 for r in _FALLBACK_IDS if r not in moved - moved_on})
+        for r in receipts:
+            if r["outcome"] == "failed":
+                reason = "http_500" if r["recipient_id"] % 10 == 6 else "http_400"
+                nxt = prefs[r["recipient_id"]][1:2]
+                assert (r["channel"], r["reason"], r.get("fallback")) == (
+                    "oa",
+                    reason,
+                    nxt[0] if nxt else None,
+                )
+
+        # loa status: fallbacks by route and reason, final failures apart, done
+        code, out, err = await run_loa(settings, "status", alert_id, "--watch", "--timeout", "60")
+        assert code == 0, out + err
+        code, out, err = await run_loa(settings, "status", alert_id, "--json")
+        assert code == 0, err
+        status = orjson.loads(out)["status"]
+        routes = Counter(f"oa>sms http_{500 if r % 10 == 6 else 400}" for r in moved_on)
+        assert (status["emitted"], status["delivered"], status["failed"]) == (
+            len(_FALLBACK_IDS),
+            len(_FALLBACK_IDS) - len(moved - moved_on),
+            len(moved - moved_on),
+        )
+        assert (status["fallbacks"], status["fallback_routes"]) == (len(moved_on), routes)
+        assert status["done"] and status["pending"] == 0
+        code, out, err = await run_loa(settings, "status", alert_id)
+        assert code == 0, err
+        assert f"fell back   {len(moved_on):>12,}  (oa>sms http_400 " in out

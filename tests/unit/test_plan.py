@@ -3,15 +3,18 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import orjson
 import pytest
 
 from streams.directory.index import DirectoryPartition
 from streams.directory.synthetic import synthetic_subscribers
-from streams.fanout.encode import KINDS
+from streams.directory.wire import encode_subscribers
+from streams.fanout.encode import KINDS, TaskEncoder
 from streams.fanout.plan import CapPolicy, PastOrder, plan_audience
 from streams.oracle import Rows, expected_audience
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry
+from streams.schemas import validator
 
 R = registry()
 ALERT, UPDATE, CANCEL = (KINDS.index(k) for k in TaskKind)
@@ -110,3 +113,23 @@ def test_routine_alerts_are_capped_but_extreme_ones_never(index: DirectoryPartit
         routine("a.vn/R-9"), index, R, history, replace(caps, now=10_000.0)
     )  # the others left the window
     assert len(stale.audience) == len(_ids(index, ("VN-22",)))
+
+
+def test_each_task_lists_the_recipients_further_channels_as_its_fallback(
+    index: DirectoryPartition,
+) -> None:
+    order = _order(1, TaskKind.ALERT, ("VN-22",))
+    plan = plan_audience(order, index, R, [])
+    encoded = TaskEncoder(order).encode(plan.audience, 0, len(plan.audience), plan.kinds)
+    tasks = [orjson.loads(v) for _, v in encoded]
+    # the preferences as written to the directory topic, not as the index holds them
+    written = {
+        doc["recipient_id"]: doc["channels"]
+        for doc in (orjson.loads(v) for _, v in encode_subscribers(BATCH, R) if v)
+    }
+    check = validator("send_task")
+    for task in tasks:
+        check.validate(task)
+        assert [task["channel"], *task["fallback"]] == written[task["recipient_id"]]
+    lengths = {len(t["fallback"]) for t in tasks}
+    assert lengths == {0, 1, 2}  # single-channel subscribers get an empty list

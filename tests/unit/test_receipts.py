@@ -116,3 +116,37 @@ def test_a_stopped_order_counts_its_unreached_recipients_as_suppressed() -> None
     ]
     status = summarize("a/1", 1, 1, progress, [])
     assert status.suppressed == {"cancelled": 6}
+
+
+def test_a_failure_that_moved_on_counts_as_a_fallback_and_the_recipient_stays_pending() -> None:
+    state = PartitionTallies(0)
+    moved = _receipt("failed", channel="oa", reason="http_400", fallback="sms")
+    state.fold([parse_receipt(moved), parse_receipt(_receipt("failed"))])
+    tally = state.tallies[("gov.vn/T1", 1)]
+    assert (tally.failed, dict(tally.fallbacks)) == (1, {"oa>sms http_400": 1})
+    doc = tally.to_doc(("gov.vn/T1", 1), 0, 5.0)
+    validator("delivery").validate(doc)
+    progress = [{"alert_id": "gov.vn/T1", "version": 1, "targeted": 2, "emitted": 2, "done": True}]
+    status = summarize("gov.vn/T1", 1, 1, progress, [doc])
+    assert (status.failed, status.fell_back, status.done) == (1, 1, False)
+    # the fallback task's receipt settles the recipient who moved
+    state.fold([parse_receipt(_receipt(idempotency_key="gov.vn/T1:1:alert:42/sms"))])
+    status = summarize(
+        "gov.vn/T1",
+        1,
+        1,
+        progress,
+        [state.tallies[("gov.vn/T1", 1)].to_doc(("gov.vn/T1", 1), 0, 6.0)],
+    )
+    assert (status.delivered, status.failed, status.fell_back, status.done) == (1, 1, 1, True)
+    assert "fell back              1  (oa>sms http_400 1)" in render(status)
+
+
+def test_tallies_written_before_fallbacks_were_counted_still_restore() -> None:
+    doc = {"delivered": 3, "failed": 1, "failed_reasons": {"x": 1}, "channels": {}}
+    assert Tally.from_doc(doc).fallbacks == {}
+
+
+def test_receipt_with_an_unknown_fallback_channel_is_malformed() -> None:
+    with pytest.raises(MalformedInput, match="fallback"):
+        parse_receipt(_receipt("failed", fallback="pigeon"))
