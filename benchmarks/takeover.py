@@ -33,9 +33,10 @@ import contextlib
 import re
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -56,6 +57,7 @@ from streams.topics import replication
 
 PROVINCE = "VN-01"
 TAIL = 20_000
+T = TypeVar("T")
 _WORKER_ENV = {"LOA_SESSION_TIMEOUT_S": "6", "LOA_METRICS_PORT": "0"}
 
 
@@ -182,6 +184,24 @@ async def _snapshots_complete(settings: Settings, data_dir: str, timeout_s: floa
                 await asyncio.sleep(0.5)
 
 
+async def _while_alive(worker: WorkerProcess, work: Coroutine[Any, Any, T]) -> T:
+    """``work``, unless ``worker`` exits first: a worker that dies (a bug, no memory) must end
+    the bench with its log, not leave it waiting out its timeouts."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            if not worker.alive:
+                code = worker.proc.returncode if worker.proc is not None else None
+                raise RuntimeError(f"the worker exited (status {code}); see {worker.log_path}")
+            await asyncio.wait({task}, timeout=0.5)
+        return task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 async def _takeover(
     settings: Settings, alert_id: str, data_dir: str, log: Path, **env: str
 ) -> dict[str, Any]:
@@ -199,7 +219,7 @@ async def _takeover(
     try:
         assigned = asyncio.create_task(_assignment_time(settings, before, stop))
         try:
-            first = await _first_task(settings, alert_id, timeout_s=600)
+            first = await _while_alive(worker, _first_task(settings, alert_id, timeout_s=600))
         finally:
             stop.set()
             assignment = await assigned
@@ -278,7 +298,7 @@ async def on_broker(settings: Settings, n: int, workdir: Path) -> dict[str, Any]
     ).start()
     try:
         started = time.perf_counter()
-        await _snapshots_complete(settings, snapshots, timeout_s=900)
+        await _while_alive(primer, _snapshots_complete(settings, snapshots, timeout_s=900))
         print(f"snapshots written after {time.perf_counter() - started:.1f} s", flush=True)
     finally:
         primer.stop()

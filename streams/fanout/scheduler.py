@@ -52,7 +52,7 @@ from streams.fanout.throttle import ChannelThrottle
 from streams.kafkaio.clients import appended_batches, make_producer, read_partition
 from streams.kafkaio.internals import internals_supported
 from streams.kafkaio.rawkafka import prebuilt_batches
-from streams.kafkaio.transactions import abort_hanging
+from streams.kafkaio.transactions import StableOffsets, abort_hanging
 from streams.metrics import Metrics
 from streams.records import FanoutOrder, Priority, Progress
 from streams.regions import RegionRegistry
@@ -121,8 +121,13 @@ class FanoutScheduler:
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._task: asyncio.Task[None] | None = None
         self._chunks: set[asyncio.Task[None]] = set()
+        #: LSO and high watermark probes for the restores (hanging transactions)
+        self._offsets = StableOffsets(
+            settings, [settings.progress_topic, *(settings.sends_topic(x.value) for x in Priority)]
+        )
 
     async def start(self) -> None:
+        await self._offsets.start()
         self._task = asyncio.create_task(self._run(), name="loa-fanout-scheduler")
 
     async def stop(self) -> None:
@@ -135,6 +140,7 @@ class FanoutScheduler:
         for part in self._partitions.values():
             await part.producer.stop()
         self._partitions.clear()
+        await self._offsets.stop()
 
     # ------------------------------------------------------------------ ownership
 
@@ -159,11 +165,22 @@ class FanoutScheduler:
             producer = make_producer(
                 self._settings, transactional_id=f"{self._settings.app_id}-fanout-{partition}"
             )
+            began = time.monotonic()
             try:
                 await producer.start()  # InitProducerId: fences a previous owner's producer
+                fenced = time.monotonic()
                 await self._abort_hanging(partition, producer)
+                checked = time.monotonic()
                 self._partitions[partition] = _Partition(producer)
                 await self._restore(partition)
+                log.info(
+                    "fanout partition %d restored: fenced in %.2f s, transactions checked in "
+                    "%.2f s, orders read in %.2f s",
+                    partition,
+                    fenced - began,
+                    checked - fenced,
+                    time.monotonic() - checked,
+                )
             except BaseException:
                 self._partitions.pop(partition, None)
                 await producer.stop()
@@ -214,7 +231,11 @@ class FanoutScheduler:
         progress = TopicPartition(settings.progress_topic, p)
         sends = [TopicPartition(settings.sends_topic(x.value), p) for x in Priority]
         gaps = await abort_hanging(
-            settings, producer, [progress, *sends], name=f"fanout partition {p}", own=[progress]
+            self._offsets,
+            producer,
+            [progress, *sends],
+            name=f"fanout partition {p}",
+            own=[progress],
         )
         if gaps:
             self._metrics.hanging_aborted.labels(self.component).inc(len(gaps))

@@ -36,7 +36,7 @@ from streams.ingest.lifecycle import LifecycleState, Plan
 from streams.kafkaio.clients import make_producer
 from streams.kafkaio.internals import transaction_failed_fatally
 from streams.kafkaio.replica import CompactedReplica
-from streams.kafkaio.transactions import abort_hanging
+from streams.kafkaio.transactions import StableOffsets, abort_hanging
 from streams.metrics import Metrics
 from streams.records import AcceptedAlert
 from streams.regions import RegionRegistry
@@ -269,7 +269,12 @@ class IngestAgent:
                 await producer.start()
                 # what an earlier owner left with no end marker would be published by this
                 # producer's first commit (streams.kafkaio.transactions)
-                gaps = await abort_hanging(settings, producer, written, name="ingest")
+                offsets = StableOffsets(settings)
+                await offsets.start()
+                try:
+                    gaps = await abort_hanging(offsets, producer, written, name="ingest")
+                finally:
+                    await offsets.stop()
             except BaseException:
                 with contextlib.suppress(Exception):
                     await producer.stop()

@@ -32,13 +32,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.errors import HangingTransaction
-from streams.kafkaio.clients import make_consumer, make_reader, start_all
+from streams.kafkaio.clients import (
+    FIRST_REQUEST_BACKOFF_MS,
+    make_consumer,
+    make_reader,
+    start_all,
+)
 from streams.settings import Settings
 
-__all__ = ["Gap", "abort_hanging", "stable_gaps"]
+__all__ = ["Gap", "StableOffsets", "abort_hanging", "stable_gaps"]
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +67,58 @@ class Gap:
         return f"{tp.topic}[{tp.partition}] offsets {self.stable}..{self.end - 1}"
 
 
-async def stable_gaps(settings: Settings, partitions: Sequence[TopicPartition]) -> list[Gap]:
-    """The ``partitions`` whose last stable offset is below their high watermark."""
-    committed = make_reader(settings)
-    uncommitted = make_consumer(settings, isolation_level="read_uncommitted")
-    await start_all(committed, uncommitted)
-    try:
+class StableOffsets:
+    """Last stable offset and high watermark of partitions, from one pair of started consumers
+    (``read_committed`` and ``read_uncommitted``): a worker keeps one for its restores, so a
+    check is two ListOffsets round trips, not two client start-ups."""
+
+    def __init__(self, settings: Settings, topics: Sequence[str] = ()) -> None:
+        self._settings = settings
+        self._topics = tuple(topics)
+        self._clients: tuple[AIOKafkaConsumer, AIOKafkaConsumer] | None = None
+
+    async def start(self) -> None:
+        """Start the consumers (in the running loop, as aiokafka requires) and learn the
+        leaders of ``topics``, so a takeover's first check does not wait for metadata."""
+        if self._clients is None:
+            backoff = {"retry_backoff_ms": FIRST_REQUEST_BACKOFF_MS}
+            committed = make_reader(self._settings, **backoff)
+            uncommitted = make_consumer(
+                self._settings, isolation_level="read_uncommitted", **backoff
+            )
+            await start_all(committed, uncommitted)
+            self._clients = (committed, uncommitted)
+            if self._topics:
+                await self.gaps([TopicPartition(topic, 0) for topic in self._topics])
+
+    async def stop(self) -> None:
+        if self._clients is not None:
+            clients, self._clients = self._clients, None
+            await asyncio.gather(*(client.stop() for client in clients))
+
+    async def gaps(self, partitions: Sequence[TopicPartition]) -> list[Gap]:
+        """The ``partitions`` whose last stable offset is below their high watermark."""
+        await self.start()
+        assert self._clients is not None
+        committed, uncommitted = self._clients
         stable, end = await asyncio.gather(
             committed.end_offsets(list(partitions)), uncommitted.end_offsets(list(partitions))
         )
+        return [Gap(tp, stable[tp], end[tp]) for tp in partitions if stable[tp] < end[tp]]
+
+
+async def stable_gaps(settings: Settings, partitions: Sequence[TopicPartition]) -> list[Gap]:
+    """:meth:`StableOffsets.gaps` with clients of its own (a one-off check)."""
+    offsets = StableOffsets(settings)
+    await offsets.start()
+    try:
+        return await offsets.gaps(partitions)
     finally:
-        await asyncio.gather(committed.stop(), uncommitted.stop())
-    return [Gap(tp, stable[tp], end[tp]) for tp in partitions if stable[tp] < end[tp]]
+        await offsets.stop()
 
 
 async def abort_hanging(
-    settings: Settings,
+    offsets: StableOffsets,
     producer: AIOKafkaProducer,
     partitions: Sequence[TopicPartition],
     *,
@@ -93,7 +134,7 @@ async def abort_hanging(
     :class:`~streams.errors.HangingTransaction` (retriable). ``name`` says whose partitions
     they are in the log. Returns the gaps found (empty: nothing to do).
     """
-    gaps = await stable_gaps(settings, partitions)
+    gaps = await offsets.gaps(partitions)
     if not gaps:
         return []
     await producer.begin_transaction()
@@ -111,15 +152,15 @@ async def abort_hanging(
         name,
         "; ".join(str(gap) for gap in gaps),
     )
-    await _settle(settings, [tp for tp in own if any(g.partition == tp for g in gaps)])
+    await _settle(offsets, [tp for tp in own if any(g.partition == tp for g in gaps)])
     return gaps
 
 
-async def _settle(settings: Settings, partitions: Sequence[TopicPartition]) -> None:
+async def _settle(offsets: StableOffsets, partitions: Sequence[TopicPartition]) -> None:
     """Wait until ``partitions`` have no open transaction (bounded by :data:`SETTLE_S`)."""
     deadline = time.monotonic() + SETTLE_S
     while partitions:
-        left = await stable_gaps(settings, partitions)
+        left = await offsets.gaps(partitions)
         if not left:
             return
         if time.monotonic() > deadline:

@@ -4,6 +4,7 @@ is judged against the live lifecycle; ``loa publish`` exit codes and ``--json``.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from streams.ingest import Rejected
 from streams.ingest.agencies import write_key_pair
-from streams.kafkaio.clients import read_to_end
+from streams.kafkaio.clients import create_topics, read_to_end
 from streams.preview import Preview, preview
 from tests.documented import Example, examples
 from tests.integration.conftest import TEST_AGENCY, LiveLoa, alert, run_loa
@@ -166,8 +167,16 @@ async def test_loa_publish_exit_codes_and_json_decision_record(
         assert out.startswith("not sent: malformed") and "sent (" not in out
     assert await _inbound_count(live) == before  # none of them was sent
 
-    code, out, _ = await publish(
-        orjson.dumps(alert(f"PB-{uuid.uuid4().hex[:8]}", ["VN"])), "--timeout", "0.001"
+    # topics no worker serves: the record is written and no decision can come (a tiny
+    # --timeout against the live worker was a race it sometimes won under load)
+    idle = dataclasses.replace(
+        live.settings, topic_prefix=f"idle-{uuid.uuid4().hex[:8]}", app_id="idle"
+    )
+    await create_topics(idle)
+    path = tmp_path / "idle.alert"
+    path.write_bytes(orjson.dumps(alert(f"PB-{uuid.uuid4().hex[:8]}", ["VN"])))
+    code, out, _ = await run_loa(
+        idle, "publish", str(path), "--key", str(key_file), "--timeout", "2"
     )
     assert (code, out.split(":")[0]) == (4, "no decision")
 
