@@ -203,6 +203,9 @@ launch_node() { # $1 = node
   local -a heap
   read -r -a heap <<<"${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
   mv -f "$d/broker.log" "$d/broker.log.prev" 2>/dev/null || true
+  # the new process writes its pid file itself, a moment later: until then there is none (a
+  # stale one, of a killed process, would make wait_ready report a start failure)
+  rm -f "$d/kafka.pid"
   # shellcheck disable=SC2016  # $$, $0 and $@ are expanded by the inner bash
   (cd "$d" && exec setsid bash -c 'echo $$ >"$0" && exec "$@"' "$d/kafka.pid" \
     "$(java_bin)" "${heap[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
@@ -214,7 +217,10 @@ wait_ready() { # nodes...; each must log that it started
   local deadline=$((SECONDS + START_TIMEOUT)) n
   for n in "$@"; do
     until grep -qF "Kafka Server started" "$DIR/node-$n/broker.log" 2>/dev/null; do
-      node_pid "$n" >/dev/null || { tail -n 30 "$DIR/node-$n/broker.log" >&2; die "node $n exited during startup"; }
+      if [[ -s "$DIR/node-$n/kafka.pid" ]] && ! node_pid "$n" >/dev/null; then
+        tail -n 30 "$DIR/node-$n/broker.log" >&2
+        die "node $n exited during startup"
+      fi
       ((SECONDS < deadline)) || die "node $n not ready within $START_TIMEOUT s (LOA_CLUSTER_START_TIMEOUT)"
       sleep 0.5
     done
