@@ -381,7 +381,8 @@ def small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # three points in three far-apart cells: a circle of radius 0 is the cell of its centre
-SPOTS = ["21.03,105.85 0", "16.05,108.2 0", "10.78,106.7 0"]
+SPOT_CENTRES = [(21.03, 105.85), (16.05, 108.2), (10.78, 106.7)]
+SPOTS = [f"{lat},{lon} 0" for lat, lon in SPOT_CENTRES]
 
 
 @pytest.mark.usefixtures("small_limits")
@@ -392,10 +393,12 @@ def test_shapes_may_cover_up_to_the_cell_limit_and_the_one_past_it_is_refused() 
     assert info.value.pointer == "/info/0/area/0/circle/2"  # the shape that crossed the limit
     assert "over 2 H3 cells" in info.value.message
     assert "target large areas with region codes" in info.value.message
-    polygon = "21.00,105.80 21.00,105.88 21.06,105.88 21.06,105.80 21.00,105.80"
+    # polygons each smaller than a cell (one cell each), counted the same way
+    tiny = [f"{a},{b} {a},{b + 0.001} {a + 0.001},{b + 0.001} {a},{b}" for a, b in SPOT_CENTRES]
+    assert len(resolve_targets(_infos(polygon=tiny[:2]), registry()).cells) == 2
     with pytest.raises(Unsupported) as info:
-        resolve_targets(_infos(polygon=[polygon]), registry())
-    assert info.value.pointer == POLYGON_AT
+        resolve_targets(_infos(polygon=tiny), registry())
+    assert info.value.pointer == "/info/0/area/0/polygon/2"
 
 
 def test_compacted_cells_may_reach_the_limit_and_one_past_it_is_refused(
