@@ -429,6 +429,11 @@ NO_RIGHTS = _agency(PROVINCE_KEY, (), allowed_statuses=())
             {"region_codes": [("/r", "VN-01")]},
             'agency "ubnd.quangninh.gov.vn" (none)',
         ),
+        (
+            _agency(PROVINCE_KEY, ("VN-22", "VN-31")),
+            {"region_codes": [("/r", "VN-01")]},
+            'agency "ubnd.quangninh.gov.vn" (VN-22, VN-31)',
+        ),
     ],
 )
 def test_a_refusal_names_the_agency_the_value_and_what_it_may_do(
@@ -487,6 +492,12 @@ def test_signature_refusals_name_the_key_id_and_the_agency() -> None:
         (b"AAAA", b"k" * 257, "loa-key-id header is too long"),
         (b"AAAA", "k" * 257, "loa-key-id header is too long"),
         (b"not base64!", NATIONAL_KEY.key_id, "loa-signature header is not base64"),
+        # a stray character is refused, not dropped to leave a well-formed signature
+        (
+            b"!" + base64.b64encode(bytes(64)),
+            NATIONAL_KEY.key_id,
+            "loa-signature header is not base64",
+        ),
         ("s\u00fc".encode(), NATIONAL_KEY.key_id, "loa-signature header is not ASCII"),
         (b"A" * 257, NATIONAL_KEY.key_id, "loa-signature header is too long"),
         (base64.b64encode(b"short"), NATIONAL_KEY.key_id, "loa-signature is 5 bytes"),
