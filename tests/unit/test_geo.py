@@ -412,3 +412,41 @@ def test_compacted_cells_may_reach_the_limit_and_one_past_it_is_refused(
         resolve_targets(_infos(circle=SPOTS), registry())
     assert info.value.pointer == "/info"
     assert "compact to 3 H3 cells, the limit is 2" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("polygon", "res", "inside"),
+    [
+        # a strip from the Mekong to the South China Sea across central Viet Nam, every vertex
+        # outside the country's box
+        ("15,100 16,100 16,120 15,120 15,100", 7, (15.5, 108.0)),
+        # the same strip drawn from the east, and one across the north from west to south-east
+        ("16,120 15,120 15,100 16,100 16,120", 7, (15.5, 105.0)),
+        ("22,100 23,100 8,120 7,120 22,100", 7, (14.8, 110.0)),
+        # a ring around the whole country (resolution 4 keeps it small)
+        ("6,101 25,101 25,119 6,119 6,101", 4, (21.03, 105.85)),
+    ],
+)
+def test_a_polygon_across_or_around_the_country_with_no_vertex_in_it_is_resolved(
+    polygon: str, res: int, inside: tuple[float, float]
+) -> None:
+    targets = resolve_targets(_infos(polygon=[polygon]), registry(), h3_resolution=res)
+    cells = set(h3.uncompact_cells(list(targets.cells), res))
+    assert h3.latlng_to_cell(*inside, res) in cells
+
+
+@pytest.mark.parametrize(
+    "polygon",
+    [
+        "13,98 15,98 15,101.5 13,101.5 13,98",  # over Thailand, west of the box
+        "24,100 25,100 25,120 24,120 24,100",  # north of the box, as wide as the country
+        "0,100 6,100 6,120 0,120 0,100",  # south of it
+        "10,119 11,119 11,125 10,125 10,119",  # east of it
+        # a ring around the box's corner region that turns back before reaching it
+        "6,100 6,101.5 22,101.5 22,101 6.5,101 6.5,100 6,100",
+    ],
+)
+def test_a_polygon_near_the_country_but_not_over_it_is_unknown_region(polygon: str) -> None:
+    with pytest.raises(UnknownRegion, match="the polygon lies outside VN") as info:
+        resolve_targets(_infos(polygon=[polygon]), registry())
+    assert info.value.pointer == POLYGON_AT
