@@ -423,8 +423,12 @@ def test_compacted_cells_may_reach_the_limit_and_one_past_it_is_refused(
         # the same strip drawn from the east, and one across the north from west to south-east
         ("16,120 15,120 15,100 16,100 16,120", 7, (15.5, 105.0)),
         ("22,100 23,100 8,120 7,120 22,100", 7, (14.8, 110.0)),
-        # a ring around the whole country (resolution 4 keeps it small)
+        # rings around the whole country (resolution 4 keeps them small), drawn both ways, with
+        # slanted sides, a vertex level with the box's corner and a side along the box's side
         ("6,101 25,101 25,119 6,119 6,101", 4, (21.03, 105.85)),
+        ("6,101 25,101.9 25,119 7,120 6,119 6,101", 4, (21.03, 105.85)),
+        ("6,101 6,119 7,120 25,119 25,101.9 6,101", 4, (21.03, 105.85)),
+        ("6,102 25,102 25,119 6,119 6,102", 4, (21.03, 105.85)),
     ],
 )
 def test_a_polygon_across_or_around_the_country_with_no_vertex_in_it_is_resolved(
@@ -444,6 +448,12 @@ def test_a_polygon_across_or_around_the_country_with_no_vertex_in_it_is_resolved
         "10,119 11,119 11,125 10,125 10,119",  # east of it
         # a ring around the box's corner region that turns back before reaching it
         "6,100 6,101.5 22,101.5 22,101 6.5,101 6.5,100 6,100",
+        # slivers just outside the box, along and across the line of its west side
+        "10,101.99 11,101.995 11,101.9 10,101.9 10,101.99",
+        "5,101.9995 5,102.0005 4.99,102 5,101.9995",
+        # a side on the line of the box's south side, or aimed at its corner
+        "7,100 7,120 6,110 7,100",
+        "5,100 6,101 6,100 5,100",
     ],
 )
 def test_a_polygon_near_the_country_but_not_over_it_is_unknown_region(polygon: str) -> None:
