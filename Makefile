@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck rules dashboards unit integration faults cluster-test mutation bench kafka-start kafka-stop clean
+.PHONY: help setup demo test lint typecheck rules dashboards unit integration faults cluster-test mutation mutation-quick bench kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,10 @@ dashboards:  ## loa-dashboard-lint: Grafana's schema and dashboard-linter rules 
 mutation: $(STAMP)  ## mutation score of the pure core (mutmut, unit tests; slow). One module: MODULES=regions
 	$(BIN)/pip install --quiet -e '.[mutation]'
 	$(BIN)/python -m tests.mutation $(MODULES)
+
+mutation-quick: $(STAMP)  ## mutation score of fanout.throttle only (about 80 s on two shared cores: cheap enough for CI)
+	$(BIN)/pip install --quiet -e '.[mutation]'
+	$(BIN)/python -m tests.mutation fanout.throttle
 
 bench: setup  ## loa bench (fan-out by the broker clock, peers, scale, latency, sustained) + directory; benchmarks/results/
 	$(BIN)/loa bench

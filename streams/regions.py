@@ -256,9 +256,47 @@ def parse_polygon(text: str, *, pointer: str) -> list[tuple[float, float]]:
         raise SchemaViolation(
             "a CAP polygon encloses an area (its points are not all on one line)", pointer=pointer
         )
-    if not any(_in_country(lat, lon) for lat, lon in points):
+    if not _touches_country(points):
         raise UnknownRegion(f"the polygon lies outside {COUNTRY}", pointer=pointer)
     return points
+
+
+def _touches_country(ring: list[tuple[float, float]]) -> bool:
+    """True if the closed ring shares a point with :data:`COUNTRY_BOUNDS`: a vertex inside the
+    box, the box inside the ring, or an edge crossing the box (a strip drawn across the country
+    from sea to sea has no vertex in it). Edges are straight in (lat, lon), as H3 fills them."""
+    if any(_in_country(lat, lon) for lat, lon in ring):
+        return True
+    s, w, n, e = COUNTRY_BOUNDS
+    box = [(s, w), (s, e), (n, e), (n, w), (s, w)]
+    if _encloses(ring, box[0]):
+        return True
+    return any(_crosses(a, b, c, d) for a, b in pairwise(ring) for c, d in pairwise(box))
+
+
+def _encloses(ring: list[tuple[float, float]], point: tuple[float, float]) -> bool:
+    """Ray casting along the longitude axis (even-odd rule)."""
+    lat, lon = point
+    inside = False
+    for (a_lat, a_lon), (b_lat, b_lon) in pairwise(ring):
+        if (a_lat > lat) != (b_lat > lat):
+            cross_lon = a_lon + (lat - a_lat) * (b_lon - a_lon) / (b_lat - a_lat)
+            if lon < cross_lon:
+                inside = not inside
+    return inside
+
+
+def _side(p: tuple[float, float], q: tuple[float, float], r: tuple[float, float]) -> float:
+    """Positive if ``r`` lies left of the line ``p -> q``, negative if right, 0 on it."""
+    return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+
+
+def _crosses(
+    a: tuple[float, float], b: tuple[float, float], c: tuple[float, float], d: tuple[float, float]
+) -> bool:
+    """True if segment ``a-b`` crosses segment ``c-d`` at a point inside both (segments that
+    only touch at an end or run along one line do not count)."""
+    return _side(a, b, c) * _side(a, b, d) < 0 and _side(c, d, a) * _side(c, d, b) < 0
 
 
 def _twice_area(points: list[tuple[float, float]]) -> float:

@@ -32,7 +32,7 @@ def parse_references(value: str) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for triple in value.split():
         parts = triple.split(",")
-        if len(parts) >= 2 and parts[0] and parts[1]:
+        if len(parts) == 3 and all(parts):
             out.append((parts[0], parts[1]))
     return out
 

@@ -5,6 +5,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import h3
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -32,6 +33,7 @@ from streams.ingest.agencies import (
     load_agency_files,
     load_private_key,
     new_key_pair,
+    parse_agency,
     read_credentials,
     read_public_key_file,
     sign,
@@ -394,3 +396,179 @@ def test_publish_finds_sender_and_identifier_in_cap_xml_and_json() -> None:
     assert _alert_ids(xml, 64 * 1024) == ("ubnd.quangninh.gov.vn", "QN-2026-1")
     assert _alert_ids(RAW, 64 * 1024) == ("nchmf.gov.vn", "X-1")
     assert _alert_ids(b"<!DOCTYPE x [<!ENTITY a 'b'>]><alert/>", 64 * 1024) is None
+
+
+# --- what a refusal says (agencies and operators read these) ----------------------------------
+
+NO_RIGHTS = _agency(PROVINCE_KEY, (), allowed_statuses=())
+
+
+@pytest.mark.parametrize(
+    ("agency", "call", "says"),
+    [
+        (
+            PROVINCE,
+            {"status": ("/status", "Draft")},
+            'agency "ubnd.quangninh.gov.vn" may not publish status "Draft" '
+            "(allowed: Actual, Exercise, Test)",
+        ),
+        (NO_RIGHTS, {"status": ("/status", "Actual")}, '"Actual" (allowed: none)'),
+        (
+            PROVINCE,
+            {"severities": [("/info/0/severity", "Extreme")]},
+            'agency "ubnd.quangninh.gov.vn" may not publish severity "Extreme" '
+            "(its highest is Severe)",
+        ),
+        (
+            PROVINCE,
+            {"region_codes": [("/r", "VN-01")]},
+            '"VN-01" is outside the jurisdiction of agency "ubnd.quangninh.gov.vn" (VN-22)',
+        ),
+        (
+            _agency(PROVINCE_KEY, ()),
+            {"region_codes": [("/r", "VN-01")]},
+            'agency "ubnd.quangninh.gov.vn" (none)',
+        ),
+        (
+            _agency(PROVINCE_KEY, ("VN-22", "VN-31")),
+            {"region_codes": [("/r", "VN-01")]},
+            'agency "ubnd.quangninh.gov.vn" (VN-22, VN-31)',
+        ),
+    ],
+)
+def test_a_refusal_names_the_agency_the_value_and_what_it_may_do(
+    agency: Agency, call: dict[str, Any], says: str
+) -> None:
+    args: dict[str, Any] = {"status": ("/status", "Actual"), "severities": [], "region_codes": []}
+    args.update(call)
+    with pytest.raises(PoisonError) as caught:
+        authorize(agency, **args)
+    assert says in caught.value.message
+
+
+def test_a_shape_refusal_names_the_cell_and_says_when_the_agency_has_no_cells() -> None:
+    hanoi = h3.latlng_to_cell(21.03, 105.85, 7)
+    with_cells = _agency(PROVINCE_KEY, ("VN-22",), jurisdiction_cells=(QN_RES4,))
+    for agency, tail in [(with_cells, ""), (PROVINCE, " (it has no jurisdiction_cells)")]:
+        with pytest.raises(OutOfJurisdiction) as caught:
+            authorize(
+                agency,
+                status=("/status", "Actual"),
+                severities=[],
+                region_codes=[],
+                cells=[("/info", hanoi)],
+            )
+        assert caught.value.message == (
+            f"the shape reaches H3 cell {hanoi} outside the jurisdiction of agency "
+            f'"ubnd.quangninh.gov.vn"{tail}'
+        )
+
+
+def test_an_unknown_sender_is_named_at_the_pointer_given() -> None:
+    with pytest.raises(UnknownSender) as caught:
+        verify(REGISTRY, "x.vn", RAW, b"", b"", sender_pointer="/alert/sender")
+    assert caught.value.pointer == "/alert/sender"
+    assert caught.value.message == 'sender "x.vn" is not a registered agency'
+    for pointer, kw in [("/sender", {}), ("/s", {"sender_pointer": "/s"})]:
+        with pytest.raises(UnknownSender) as caught:
+            verify_headers(REGISTRY, "x.vn", RAW, [], **kw)
+        assert caught.value.pointer == pointer
+
+
+def test_signature_refusals_name_the_key_id_and_the_agency() -> None:
+    signature = sign(PROVINCE_KEY.private_key, RAW)
+    with pytest.raises(BadSignature) as caught:
+        verify(REGISTRY, "nchmf.gov.vn", RAW, signature, "zz/9")
+    assert 'key id "zz/9" is not a key of agency "nchmf.gov.vn"' in caught.value.message
+    with pytest.raises(BadSignature) as caught:
+        verify(REGISTRY, "nchmf.gov.vn", RAW, signature, NATIONAL_KEY.key_id)
+    assert 'with key "nchmf/1" of agency "nchmf.gov.vn"' in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("signature", "key_id", "says"),
+    [
+        (b"AAAA", "k\u00fc".encode(), "loa-key-id header is not ASCII"),
+        (b"AAAA", b"k" * 257, "loa-key-id header is too long"),
+        (b"AAAA", "k" * 257, "loa-key-id header is too long"),
+        (b"not base64!", NATIONAL_KEY.key_id, "loa-signature header is not base64"),
+        # a stray character is refused, not dropped to leave a well-formed signature
+        (
+            b"!" + base64.b64encode(bytes(64)),
+            NATIONAL_KEY.key_id,
+            "loa-signature header is not base64",
+        ),
+        ("s\u00fc".encode(), NATIONAL_KEY.key_id, "loa-signature header is not ASCII"),
+        (b"A" * 257, NATIONAL_KEY.key_id, "loa-signature header is too long"),
+        (base64.b64encode(b"short"), NATIONAL_KEY.key_id, "loa-signature is 5 bytes"),
+    ],
+)
+def test_a_malformed_header_is_named_with_what_is_wrong(
+    signature: bytes | str, key_id: bytes | str, says: str
+) -> None:
+    with pytest.raises(BadSignature) as caught:
+        verify(REGISTRY, "nchmf.gov.vn", RAW, signature, key_id)
+    assert says in caught.value.message
+
+
+@pytest.mark.parametrize("key_id", [b"k" * 256, "k" * 256])
+def test_a_header_of_256_characters_is_not_too_long(key_id: bytes | str) -> None:
+    with pytest.raises(BadSignature, match="is not a key of agency"):
+        verify(REGISTRY, "nchmf.gov.vn", RAW, b"AAAA", key_id)
+
+
+def test_an_absent_payload_is_the_empty_payload() -> None:
+    signature = sign(NATIONAL_KEY.private_key, b"")
+    assert verify(REGISTRY, "nchmf.gov.vn", None, signature, NATIONAL_KEY.key_id) is NATIONAL
+
+
+def test_headers_are_read_whatever_the_name_and_value_types() -> None:
+    signature = sign(NATIONAL_KEY.private_key, RAW)
+    # names as bytes, values as str, other and undecodable headers first
+    headers: list[tuple[Any, Any]] = [
+        (b"\xff\xfe", b"x"),
+        (7, b"x"),
+        ("other", b"x"),
+        (b"loa-signature", signature.decode()),
+        (b"LOA-Key-Id", NATIONAL_KEY.key_id),
+    ]
+    assert read_credentials(headers) == (signature, NATIONAL_KEY.key_id.encode())
+    assert verify_headers(REGISTRY, "nchmf.gov.vn", RAW, headers) is NATIONAL
+    # a value that is neither bytes nor text reads as empty; one that cannot be UTF-8 is mangled
+    assert read_credentials([("loa-key-id", None)]) == (None, b"")
+    assert read_credentials([("loa-key-id", "k\udc80")]) == (None, b"k?")
+
+
+@pytest.mark.parametrize("headers", [[("loa-signature",)], [b"loa-signature"], [5]])
+def test_headers_that_are_not_name_value_pairs_are_unreadable(headers: list[Any]) -> None:
+    with pytest.raises(BadSignature, match=r"^unreadable record headers$"):
+        read_credentials(headers)
+
+
+def test_an_invalid_record_names_its_agency_and_its_first_bad_field() -> None:
+    doc = NATIONAL.to_doc()
+    doc.update({"max_severity": "Catastrophic", "jurisdiction": ["vn-22"]})
+    for key, named in [(None, "nchmf.gov.vn"), ("nchmf.gov.vn", "nchmf.gov.vn")]:
+        with pytest.raises(InvalidAgency) as caught:
+            parse_agency(doc, key=key)
+        assert caught.value.agency == named
+        assert caught.value.message.startswith("agency record at /jurisdiction/0: ")
+    with pytest.raises(InvalidAgency) as caught:
+        parse_agency(NATIONAL.to_doc(), key="other.gov.vn")
+    assert caught.value.agency == "other.gov.vn"
+    assert caught.value.message == 'record key "other.gov.vn" differs from its id "nchmf.gov.vn"'
+
+
+def test_a_bad_certificate_names_itself_and_its_agency() -> None:
+    doc = {**NATIONAL.to_doc(), "certificates": {"c1": "-----BEGIN CERTIFICATE-----\nAAAA\n"}}
+    with pytest.raises(InvalidAgency) as caught:
+        parse_agency(doc)
+    assert caught.value.agency == "nchmf.gov.vn"
+    assert "'c1'" in caught.value.message
+
+
+def test_contact_round_trips_and_agency_files_are_indented_for_people() -> None:
+    agency = _agency(NATIONAL_KEY, ("VN",), contact="trực ban: 024 0000 0000")
+    assert agency.to_doc()["contact"] == "trực ban: 024 0000 0000"
+    assert parse_agency(orjson.loads(agency.to_json())) == agency
+    assert b'\n  "id": "nchmf.gov.vn"' in agency.to_json()

@@ -185,3 +185,278 @@ def test_audience_is_wards_or_cells_inside_minus_opt_outs_unless_extreme() -> No
     assert in_area.sum() > 100 and (opted & (in_area | in_ward)).sum() > 0
     extreme = select_audience(replace(order, priority=Priority.EXTREME), index, r)
     assert set(extreme.ids.tolist()) == set(subs.ids[in_area | in_ward].tolist())
+
+
+def test_every_code_and_geocode_is_pointed_at_its_field_for_authorization() -> None:
+    infos = [
+        {"category": ["Met"], "area": [{"areaDesc": "x", "regions": ["VN-79", "VN-01"]}]},
+        {
+            "category": ["Fire", "Met"],
+            "area": [
+                {"areaDesc": "y", "regions": ["VN-79"]},
+                {"areaDesc": "z", "geocode": [{"valueName": "VN-PROVINCE", "value": "48"}]},
+            ],
+        },
+    ]
+    targets = resolve_targets(infos, registry())
+    assert targets.codes == ("VN-79", "VN-01", "VN-48")  # first seen, no repeats
+    assert targets.categories == ("Met", "Fire")
+    assert targets.pointed == (
+        ("/info/0/area/0/regions/0", "VN-79"),
+        ("/info/0/area/0/regions/1", "VN-01"),
+        ("/info/1/area/0/regions/0", "VN-79"),
+        ("/info/1/area/1/geocode/0", "VN-48"),
+    )
+
+
+POLYGON_AT = "/info/0/area/0/polygon/0"
+CIRCLE_AT = "/info/0/area/0/circle/0"
+
+
+@pytest.mark.parametrize(
+    ("area", "error", "pointer", "says"),
+    [
+        ({"polygon": ["21,105 21,106 22,106"]}, SchemaViolation, POLYGON_AT, "at least 4 points"),
+        (
+            {"polygon": ["21,105 21,106 22,106 21,107"]},
+            SchemaViolation,
+            POLYGON_AT,
+            "ends where it starts",
+        ),
+        (
+            {"polygon": ["21,105 21,106 21,107 21,105"]},
+            SchemaViolation,
+            POLYGON_AT,
+            "encloses an area (its points are not all on one line)",
+        ),
+        ({"polygon": ["48,2 48,3 49,3 48,2"]}, UnknownRegion, POLYGON_AT, "outside VN"),
+        ({"polygon": ["21,105 x 22,106 21,105"]}, SchemaViolation, POLYGON_AT, '"x" is not'),
+        ({"circle": ["21.03,105.85"]}, SchemaViolation, CIRCLE_AT, '"21.03,105.85" is not'),
+        ({"circle": ["21.03;105.85 5"]}, SchemaViolation, CIRCLE_AT, '"21.03;105.85" is not'),
+        ({"circle": ["21.03,105.85 far"]}, SchemaViolation, CIRCLE_AT, 'radius "far" is not'),
+        ({"circle": ["21.03,105.85 -1"]}, SchemaViolation, CIRCLE_AT, 'radius "-1" is not'),
+        ({"circle": ["21.03,105.85 inf"]}, SchemaViolation, CIRCLE_AT, "not a distance in km"),
+        ({"circle": ["48.8,2.3 5"]}, UnknownRegion, CIRCLE_AT, "outside VN"),
+        ({"circle": ["95,105 5"]}, SchemaViolation, CIRCLE_AT, 'point "95,105" is out of range'),
+        (
+            {"polygon": ["-80,103 80,103 80,108 21,108 -80,108 -80,103"]},
+            Unsupported,
+            POLYGON_AT,
+            "target large areas with region codes",
+        ),
+        ({"circle": ["16,107 3000"]}, Unsupported, CIRCLE_AT, "at resolution 7"),
+    ],
+)
+def test_a_bad_shape_is_rejected_at_its_field_with_what_is_wrong(
+    area: dict[str, list[str]], error: type[Exception], pointer: str, says: str
+) -> None:
+    with pytest.raises(error) as info:
+        resolve_targets(_infos(**area), registry())
+    assert info.value.pointer == pointer  # type: ignore[attr-defined]
+    message = info.value.message  # type: ignore[attr-defined]
+    assert says in message
+    if isinstance(info.value, SchemaViolation) and "polygon" in area and '"' not in says:
+        assert "CAP polygon" in message  # names the standard the shape breaks
+
+
+@pytest.mark.parametrize(
+    ("centre", "inside"),
+    [
+        # WGS 84's own limits are points; past them is not
+        ("90,105", True),
+        ("-90,105", True),
+        ("15,180", True),
+        ("15,-180", True),
+        ("90.5,105", False),
+        ("-90.5,105", False),
+        ("15,180.5", False),
+        ("15,-180.5", False),
+        ("nan,105", False),
+        ("15,inf", False),
+        ("15,200", False),
+        ("95,105", False),
+    ],
+)
+def test_a_point_is_in_range_up_to_the_poles_and_the_antimeridian(
+    centre: str, inside: bool
+) -> None:
+    # no such place is in the country: a point in range is unknown_region, one out of it schema
+    error = UnknownRegion if inside else SchemaViolation
+    with pytest.raises(error) as info:
+        resolve_targets(_infos(circle=[f"{centre} 1"]), registry())
+    assert info.value.pointer == CIRCLE_AT
+    if not inside:
+        assert f'point "{centre}" is out of range' in info.value.message
+
+
+def test_a_circle_centred_on_the_edge_of_the_country_box_is_inside() -> None:
+    from streams.regions import COUNTRY_BOUNDS
+
+    s, w, n, e = COUNTRY_BOUNDS
+    mid_lat, mid_lon = (s + n) / 2, (w + e) / 2
+    for lat, lon in [(s, mid_lon), (n, mid_lon), (mid_lat, w), (mid_lat, e)]:
+        assert resolve_targets(_infos(circle=[f"{lat},{lon} 1"]), registry()).cells
+    for lat, lon in [(mid_lat, w - 50), (s - 1, mid_lon)]:  # in the country's latitudes only
+        with pytest.raises(UnknownRegion):
+            resolve_targets(_infos(circle=[f"{lat},{lon} 1"]), registry())
+
+
+def test_a_size_error_outside_an_alert_names_no_field() -> None:
+    with pytest.raises(Unsupported) as info:
+        circle_cells(16.0, 107.0, 3000.0, 7)
+    assert info.value.pointer == ""
+    with pytest.raises(Unsupported) as info:
+        polygon_cells([(-80.0, 103.0), (80.0, 103.0), (80.0, 108.0), (-80.0, 108.0)], 7)
+    assert info.value.pointer == ""
+
+
+def test_a_polygon_needing_over_the_cell_limit_is_refused_before_it_is_filled() -> None:
+    # about 1.35 million cells at resolution 7 (7 million km²), over MAX_AREA_CELLS
+    ring = [(-80.0, 103.0), (80.0, 103.0), (80.0, 108.0), (-80.0, 108.0), (-80.0, 103.0)]
+    with pytest.raises(Unsupported, match="target large areas with region codes"):
+        polygon_cells(ring, 7, pointer="/p")
+
+
+@pytest.mark.parametrize(
+    ("ring", "res"),
+    [
+        # 2° x 2° in the north: about 62,000 cells at resolution 8
+        ([(21.0, 104.0), (21.0, 106.0), (23.0, 106.0), (23.0, 104.0), (21.0, 104.0)], 8),
+        # a 300 km circle's worth of polygon at resolution 7: about 55,000 cells
+        ([(13.0, 104.0), (13.0, 109.0), (18.0, 109.0), (18.0, 104.0), (13.0, 104.0)], 7),
+    ],
+)
+def test_a_large_polygon_under_the_cell_limit_is_filled(
+    ring: list[tuple[float, float]], res: int
+) -> None:
+    cells = polygon_cells(ring, res, pointer="/p")
+    assert set(cells) == set(h3.polygon_to_cells(h3.LatLngPoly(ring[:-1]), res))
+
+
+def _circle_oracle(lat: float, lon: float, radius_km: float, res: int) -> set[str]:
+    """Cells whose centre is within the radius, found by filling a box around the circle."""
+    dlat = radius_km / 110.0 + 0.05
+    dlon = radius_km / (110.0 * np.cos(np.radians(lat))) + 0.05
+    box = [(lat - dlat, lon - dlon), (lat - dlat, lon + dlon), (lat + dlat, lon + dlon)]
+    box.append((lat + dlat, lon - dlon))
+    inside = {
+        c
+        for c in h3.polygon_to_cells(h3.LatLngPoly(box), res)
+        if h3.great_circle_distance((lat, lon), h3.cell_to_latlng(c)) <= radius_km
+    }
+    return inside | {h3.latlng_to_cell(lat, lon, res)}
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon", "radius_km", "res"),
+    [
+        (21.03, 105.85, 30.0, 7),
+        (16.0, 107.5, 300.0, 7),
+        (10.78, 106.70, 2.0, 10),
+        (10.78, 106.70, 12.0, 9),
+        (22.8, 104.9, 0.0, 7),
+    ],
+)
+def test_a_circle_takes_every_cell_whose_centre_is_within_its_radius(
+    lat: float, lon: float, radius_km: float, res: int
+) -> None:
+    assert set(circle_cells(lat, lon, radius_km, res)) == _circle_oracle(lat, lon, radius_km, res)
+
+
+def test_a_cell_whose_centre_is_exactly_on_the_circle_is_inside() -> None:
+    centre = h3.latlng_to_cell(21.03, 105.85, 7)
+    lat, lon = h3.cell_to_latlng(centre)
+    neighbour = next(c for c in h3.grid_ring(centre, 1))
+    radius = h3.great_circle_distance((lat, lon), h3.cell_to_latlng(neighbour), "km")
+    assert neighbour in circle_cells(lat, lon, radius, 7)
+
+
+@pytest.fixture
+def small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Limits of two cells, so that single-cell circles (radius 0) reach them exactly."""
+    import streams.regions as regions_module
+
+    monkeypatch.setattr(regions_module, "MAX_AREA_CELLS", 2)
+    monkeypatch.setattr(regions_module, "MAX_COMPACT_CELLS", 2)
+
+
+# three points in three far-apart cells: a circle of radius 0 is the cell of its centre
+SPOT_CENTRES = [(21.03, 105.85), (16.05, 108.2), (10.78, 106.7)]
+SPOTS = [f"{lat},{lon} 0" for lat, lon in SPOT_CENTRES]
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_shapes_may_cover_up_to_the_cell_limit_and_the_one_past_it_is_refused() -> None:
+    assert len(resolve_targets(_infos(circle=SPOTS[:2]), registry()).cells) == 2
+    with pytest.raises(Unsupported) as info:
+        resolve_targets(_infos(circle=SPOTS), registry())
+    assert info.value.pointer == "/info/0/area/0/circle/2"  # the shape that crossed the limit
+    assert "over 2 H3 cells" in info.value.message
+    assert "target large areas with region codes" in info.value.message
+    # polygons each smaller than a cell (one cell each), counted the same way
+    tiny = [f"{a},{b} {a},{b + 0.001} {a + 0.001},{b + 0.001} {a},{b}" for a, b in SPOT_CENTRES]
+    assert len(resolve_targets(_infos(polygon=tiny[:2]), registry()).cells) == 2
+    with pytest.raises(Unsupported) as info:
+        resolve_targets(_infos(polygon=tiny), registry())
+    assert info.value.pointer == "/info/0/area/0/polygon/2"
+
+
+def test_compacted_cells_may_reach_the_limit_and_one_past_it_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import streams.regions as regions_module
+
+    monkeypatch.setattr(regions_module, "MAX_COMPACT_CELLS", 2)
+    assert len(resolve_targets(_infos(circle=SPOTS[:2]), registry()).cells) == 2
+    with pytest.raises(Unsupported) as info:
+        resolve_targets(_infos(circle=SPOTS), registry())
+    assert info.value.pointer == "/info"
+    assert "compact to 3 H3 cells, the limit is 2" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("polygon", "res", "inside"),
+    [
+        # a strip from the Mekong to the South China Sea across central Viet Nam, every vertex
+        # outside the country's box
+        ("15,100 16,100 16,120 15,120 15,100", 7, (15.5, 108.0)),
+        # the same strip drawn from the east, and one across the north from west to south-east
+        ("16,120 15,120 15,100 16,100 16,120", 7, (15.5, 105.0)),
+        ("22,100 23,100 8,120 7,120 22,100", 7, (14.8, 110.0)),
+        # rings around the whole country (resolution 4 keeps them small), drawn both ways, with
+        # slanted sides, a vertex level with the box's corner and a side along the box's side
+        ("6,101 25,101 25,119 6,119 6,101", 4, (21.03, 105.85)),
+        ("6,101 25,101.9 25,119 7,120 6,119 6,101", 4, (21.03, 105.85)),
+        ("6,101 6,119 7,120 25,119 25,101.9 6,101", 4, (21.03, 105.85)),
+        ("6,102 25,102 25,119 6,119 6,102", 4, (21.03, 105.85)),
+    ],
+)
+def test_a_polygon_across_or_around_the_country_with_no_vertex_in_it_is_resolved(
+    polygon: str, res: int, inside: tuple[float, float]
+) -> None:
+    targets = resolve_targets(_infos(polygon=[polygon]), registry(), h3_resolution=res)
+    cells = set(h3.uncompact_cells(list(targets.cells), res))
+    assert h3.latlng_to_cell(*inside, res) in cells
+
+
+@pytest.mark.parametrize(
+    "polygon",
+    [
+        "13,98 15,98 15,101.5 13,101.5 13,98",  # over Thailand, west of the box
+        "24,100 25,100 25,120 24,120 24,100",  # north of the box, as wide as the country
+        "0,100 6,100 6,120 0,120 0,100",  # south of it
+        "10,119 11,119 11,125 10,125 10,119",  # east of it
+        # a ring around the box's corner region that turns back before reaching it
+        "6,100 6,101.5 22,101.5 22,101 6.5,101 6.5,100 6,100",
+        # slivers just outside the box, along and across the line of its west side
+        "10,101.99 11,101.995 11,101.9 10,101.9 10,101.99",
+        "5,101.9995 5,102.0005 4.99,102 5,101.9995",
+        # a side on the line of the box's south side, or aimed at its corner
+        "7,100 7,120 6,110 7,100",
+        "5,100 6,101 6,100 5,100",
+    ],
+)
+def test_a_polygon_near_the_country_but_not_over_it_is_unknown_region(polygon: str) -> None:
+    with pytest.raises(UnknownRegion, match="the polygon lies outside VN") as info:
+        resolve_targets(_infos(polygon=[polygon]), registry())
+    assert info.value.pointer == POLYGON_AT

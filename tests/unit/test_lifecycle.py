@@ -6,9 +6,9 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.errors import RejectionCode
+from streams.errors import Expired, RejectionCode, UnknownReference
 from streams.ingest import Accepted, Duplicate, Rejected, decide
-from streams.ingest.lifecycle import LifecycleState, parse_references
+from streams.ingest.lifecycle import LifecycleState, Plan, parse_references
 from streams.records import TaskKind
 from streams.regions import registry
 
@@ -188,3 +188,128 @@ def test_cancel_needs_no_info_block() -> None:
     rejected = _run(LifecycleState(), update_without_info)
     assert isinstance(rejected, Rejected)
     assert rejected.code is RejectionCode.SCHEMA
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [",X-1,2026-09-06T08:00:00+07:00", "a.vn,,2026-09-06T08:00:00+07:00", "a.vn,X-1,", "a.vn,X-1"],
+)
+def test_a_reference_missing_a_part_is_skipped(bad: str) -> None:
+    good = "b.vn,Y-2,2026-09-06T09:00:00+07:00"
+    assert parse_references(f"{bad} {good}") == [("b.vn", "Y-2")]
+
+
+def _plan(state: LifecycleState, identifier: str, msg_type: str = "Alert", **over: Any) -> Any:
+    args: dict[str, Any] = {
+        "sender": "s.vn",
+        "identifier": identifier,
+        "msg_type": msg_type,
+        "references": None,
+        "expires": [],
+        "now": NOW,
+    }
+    args.update(over)
+    return state.plan(**args)
+
+
+def test_a_message_without_references_is_refused_at_references() -> None:
+    state = LifecycleState()
+    state.record(_plan(state, "T-1"), "Alert")
+    for references in (None, ""):
+        with pytest.raises(UnknownReference) as caught:
+            _plan(state, "T-2", "Update", references=references)
+        assert caught.value.pointer == "/references"
+        assert "references is required for this msgType" in caught.value.message
+
+
+def test_unknown_references_are_quoted_in_the_message() -> None:
+    references = " ".join(f"s.vn,N-{i:03},2026-09-06T08:00:00+07:00" for i in range(20))
+    with pytest.raises(UnknownReference) as caught:
+        _plan(LifecycleState(), "T-2", "Update", references=references)
+    assert caught.value.pointer == "/references"
+    assert '"s.vn,N-000,2026-09-06T08:00:00+07:00 s.vn,N-001,' in caught.value.message
+
+
+def test_an_info_expiring_at_the_arrival_instant_has_expired() -> None:
+    with pytest.raises(Expired, match="latest 2026-09-06T01:00:00"):
+        _plan(LifecycleState(), "T-1", expires=[NOW - timedelta(hours=1), NOW])
+    assert _plan(LifecycleState(), "T-1", expires=[NOW, NOW + timedelta(seconds=1)]).version == 1
+
+
+def test_plans_name_the_message_its_lineage_and_version() -> None:
+    state = LifecycleState()
+    first = _plan(state, "T-1")
+    assert first == Plan("s.vn/T-1", "s.vn/T-1", 1)
+    state.record(first, "Alert")
+    update = _plan(state, "T-2", "Update", references="s.vn,T-1,2026-09-06T08:00:00+07:00")
+    assert update == Plan("s.vn/T-2", "s.vn/T-1", 2)
+    state.record(update, "Update")
+    ack = _plan(state, "T-3", "Ack", references="s.vn,T-2,2026-09-06T08:30:00+07:00")
+    assert ack == Plan("s.vn/T-3", "s.vn/T-1", 2)  # joins the lineage, adds no version
+    assert _plan(state, "T-2") == Plan("s.vn/T-2", "s.vn/T-1", 2, duplicate=True)
+
+
+def test_nothing_is_known_of_a_lineage_never_recorded() -> None:
+    state = LifecycleState()
+    assert not state.told("s.vn/T-1")
+    assert not state.priority("s.vn/T-1")
+    assert not state.is_cancelled("s.vn/T-1")
+    state.record(_plan(state, "T-1"), "Alert")
+    assert not state.is_cancelled("s.vn/T-1")
+
+
+def test_an_ack_after_a_cancel_keeps_the_lineage_cancelled() -> None:
+    state = LifecycleState()
+    _run(state, _msg("T-1"))
+    _run(state, {**_msg("T-9", "Cancel", _ref("T-1")), "info": []})
+    ack = _run(state, {**_msg("T-10", "Ack", _ref("T-9")), "info": []})
+    assert isinstance(ack, Accepted)
+    late = _run(state, _msg("T-11", "Update", _ref("T-1")))
+    assert isinstance(late, Rejected)
+    assert late.code is RejectionCode.ALREADY_CANCELLED
+
+
+def test_an_update_is_compared_with_the_latest_version_not_with_an_ack_in_between() -> None:
+    state = LifecycleState()
+    _run(state, _msg("T-1"))
+    worse = _run(state, _msg("T-2", "Update", _ref("T-1"), headline="Bão mạnh lên"))
+    assert isinstance(worse, Accepted)
+    assert {o.changed for o in worse.orders} == {True}
+    ack = _run(state, {**_msg("T-3", "Ack", _ref("T-2")), "info": []})
+    assert isinstance(ack, Accepted)
+    # same words as version 2, a wider area: nothing new to tell those already served
+    again = _run(
+        state,
+        _msg(
+            "T-4",
+            "Update",
+            _ref("T-2"),
+            headline="Bão mạnh lên",
+            area=[{"areaDesc": "wider", "regions": ["VN-22", "VN-31"]}],
+        ),
+    )
+    assert isinstance(again, Accepted)
+    assert {o.changed for o in again.orders} == {False}
+
+
+def test_replaying_the_accepted_records_rebuilds_the_state_the_live_agent_had() -> None:
+    live = LifecycleState()
+    accepted = []
+    for doc in [
+        _msg("T-1"),
+        _msg("T-2", "Update", _ref("T-1"), headline="Bão mạnh lên"),
+        {**_msg("T-3", "Ack", _ref("T-2")), "info": []},
+        _msg("U-1", severity="Severe", urgency="Expected"),
+        {**_msg("U-2", "Cancel", _ref("U-1")), "info": []},
+    ]:
+        decision = _run(live, doc)
+        assert isinstance(decision, Accepted)
+        accepted.append(decision)
+    replica = LifecycleState()
+    for decision in accepted:
+        assert replica.apply(decision.alert) == decision.plan
+    assert replica.messages == live.messages
+    assert replica.lineages == live.lineages
+    # a record replayed twice (compaction keeps it, a restart reads it again) changes nothing
+    replica.apply(accepted[1].alert)
+    assert replica.lineages == live.lineages
