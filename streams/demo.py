@@ -81,7 +81,11 @@ def run_demo(settings: Settings, *, subscribers: int, seed: int, alert_file: Pat
             print(f"accepted {record['alert_id']} priority={record['priority']}")
             # The directory is synthetic and deterministic, so the audience size is known
             # before the workers report it: the bar has a fixed total from the start.
-            fan = ProgressBar("fan-out  ", expected_audience_count(doc, subscribers, seed))
+            # no rate on this bar: it would be this watcher's; the summary gives the fan-out's
+            # own, from its commit times
+            fan = ProgressBar(
+                "fan-out  ", expected_audience_count(doc, subscribers, seed), rate=False
+            )
 
             def update(latest: dict[int, Progress]) -> None:
                 fan.update(sum(p.emitted for p in latest.values()))
@@ -162,7 +166,10 @@ def _summary(
     print(
         f"fan-out seconds           {fanout_s:.2f}  (publish to last task: {last - published:.2f})"
     )
-    print(f"tasks/s                   {emitted / max(fanout_s, 1e-9):,.0f}")
+    print(
+        f"tasks/s                   {emitted / max(fanout_s, 1e-9):,.0f} over the fan-out"
+        f" ({emitted / max(last - published, 1e-9):,.0f} from publish to last task)"
+    )
     print(
         "by province               " + ", ".join(f"{k} {v:,}" for k, v in by_province.most_common())
     )

@@ -15,8 +15,10 @@ __all__ = ["ProgressBar"]
 class ProgressBar:
     """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
 
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total = label, max(total, 1)
+    def __init__(self, label: str, total: int, *, rate: bool = True) -> None:
+        """``rate=False`` for work this process only watches (a fan-out): the rate would be
+        the watcher's, late by its polling, not the work's; the caller reports that."""
+        self.label, self.total, self.rate = label, max(total, 1), rate
         self.started = time.monotonic()
         self._tty = sys.stderr.isatty()
         self._last = -1.0
@@ -29,8 +31,9 @@ class ProgressBar:
         self._last = now
         frac = min(done / self.total, 1.0)
         bar = "#" * int(frac * 30)
-        rate = done / max(now - self.started, 1e-9)
-        line = f"{self.label} [{bar:<30}] {done:,}/{self.total:,} {frac:6.1%} {rate:,.0f}/s"
+        line = f"{self.label} [{bar:<30}] {done:,}/{self.total:,} {frac:6.1%}"
+        if self.rate:
+            line += f" {done / max(now - self.started, 1e-9):,.0f}/s"
         sys.stderr.write(("\r" + line) if self._tty else line + "\n")
         if finished and self._tty:
             sys.stderr.write("\n")
