@@ -32,6 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as RdTopicPartition
 
 from streams.directory.load import load_synthetic
+from streams.directory.synthetic import synthetic_subscribers
 from streams.ingest.agencies import KeyPair
 from streams.kafkaio.clients import create_topics, make_producer
 from streams.localrun import KAFKA_SCRIPT, WorkerProcess
@@ -213,6 +214,25 @@ async def wait_progress(
         return await watch_progress(settings, alert_id, on_update=check, timeout_s=timeout_s)
     except _Reached as got:
         return got.latest
+
+
+async def wait_done(
+    settings: Settings, alert_id: str, *, timeout_s: float = 180
+) -> dict[int, Progress]:
+    """The committed progress of ``alert_id`` once every partition's order is done."""
+    return await wait_progress(
+        settings,
+        alert_id,
+        lambda x: len(x) == settings.partitions and all(p.done for p in x.values()),
+        timeout_s=timeout_s,
+    )
+
+
+async def read_back(stage: Stage, settings: Settings, start: dict[TopicPartition, int]) -> ReadBack:
+    """Every committed task after ``start`` (librdkafka, read_committed) against the stage's
+    whole synthetic directory (a national alert's audience)."""
+    got = await committed_recipients(settings, start)
+    return compare(got, synthetic_subscribers(stage.subscribers, SEED, stage.regions).ids)
 
 
 def emitted_share(total: int) -> Callable[[dict[int, Progress]], float]:

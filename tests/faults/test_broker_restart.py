@@ -14,20 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from streams.directory.synthetic import synthetic_subscribers
 from streams.records import Progress
 from tests.faults.conftest import (
     OWN_BROKER_PORT,
-    SEED,
     Workers,
-    committed_recipients,
-    compare,
     emitted_share,
     kafka,
     make_stage,
     publish_national,
+    read_back,
     sends_end,
     set_channel_rate,
+    wait_done,
     wait_progress,
 )
 
@@ -66,18 +64,11 @@ async def test_broker_restart_mid_fanout_finishes_with_nothing_lost(
     assert worker.alive
 
     await set_channel_rate(settings, "oa", None)
-    final = await wait_progress(
-        settings,
-        alert_id,
-        lambda x: len(x) == settings.partitions and all(p.done for p in x.values()),
-        timeout_s=180,
-    )
+    final = await wait_done(settings, alert_id)
     assert worker.alive
     assert sum(p.emitted for p in final.values()) == SUBSCRIBERS
 
-    got = await committed_recipients(settings, start)
-    expected = synthetic_subscribers(SUBSCRIBERS, SEED, stage.regions).ids
-    result = compare(got, expected)
+    result = await read_back(stage, settings, start)
     log.warning(
         "broker down %.1f s after %d committed tasks; read back %s",
         back - started,
@@ -119,14 +110,7 @@ async def test_sigterm_with_the_broker_unreachable_stops_within_the_shutdown_tim
 
     await set_channel_rate(settings, "oa", None)
     workers.start(settings, "worker")
-    final = await wait_progress(
-        settings,
-        alert_id,
-        lambda x: len(x) == settings.partitions and all(p.done for p in x.values()),
-        timeout_s=180,
-    )
+    final = await wait_done(settings, alert_id)
     assert sum(p.emitted for p in final.values()) == SUBSCRIBERS
-    got = await committed_recipients(settings, start)
-    expected = synthetic_subscribers(SUBSCRIBERS, SEED, stage.regions).ids
-    result = compare(got, expected)
+    result = await read_back(stage, settings, start)
     assert (result.missing, result.duplicate, result.extra) == (0, 0, 0)

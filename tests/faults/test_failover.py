@@ -37,6 +37,7 @@ from tests.faults.conftest import (
     record_gaps,
     sends_end,
     set_channel_rate,
+    wait_done,
     wait_progress,
     wait_until,
 )
@@ -84,9 +85,7 @@ async def _finish_and_judge(
 ) -> dict[int, Progress]:
     """Wait for the fan-out to finish, read every committed task back, record the gaps and
     assert exactly once."""
-    final = await wait_progress(
-        settings, alert_id, lambda x: _done(x, settings.partitions), timeout_s=180
-    )
+    final = await wait_done(settings, alert_id)
     assert sum(p.targeted for p in final.values()) == SUBSCRIBERS
     assert sum(p.emitted for p in final.values()) == SUBSCRIBERS
     tasks = await committed_tasks(settings, start)

@@ -27,22 +27,20 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from streams.directory.synthetic import synthetic_subscribers
 from streams.kafkaio.clients import make_producer
 from streams.kafkaio.transactions import stable_gaps
 from streams.records import Priority, Progress
 from streams.settings import Settings
 from tests.faults.conftest import (
     OWN_BROKER_PORT,
-    SEED,
     Workers,
-    committed_recipients,
-    compare,
     emitted_share,
     make_stage,
     publish_national,
+    read_back,
     sends_end,
     set_channel_rate,
+    wait_done,
     wait_progress,
 )
 
@@ -131,18 +129,11 @@ async def test_a_hanging_transaction_of_the_previous_owner_is_aborted_not_publis
 
     await set_channel_rate(settings, "oa", None)
     workers.start(settings, "worker2")
-    final = await wait_progress(
-        settings,
-        alert_id,
-        lambda x: len(x) == settings.partitions and all(p.done for p in x.values()),
-        timeout_s=180,
-    )
+    final = await wait_done(settings, alert_id)
     assert sum(p.emitted for p in final.values()) == SUBSCRIBERS
     assert await stable_gaps(settings, [sends, progress]) == []
 
-    got = await committed_recipients(settings, start)
-    expected = synthetic_subscribers(SUBSCRIBERS, SEED, stage.regions).ids
-    result = compare(got, expected)
+    result = await read_back(stage, settings, start)
     log.warning("hanging transaction on partition %d; read back %s", P, result)
     assert (result.missing, result.duplicate, result.extra) == (0, 0, 0)
     assert "aborted what an earlier owner left open" in (tmp_path / "worker2.log").read_text()
