@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.errors import MalformedInput
+from streams.errors import MalformedInput, quote
 from streams.health import Readiness
 from streams.kafkaio.clients import make_producer, make_reader, start_all
 from streams.metrics import RECEIPT_OUTCOMES, Metrics
@@ -96,14 +96,14 @@ def parse_receipt(raw: bytes | None) -> Receipt:
     if not isinstance(alert_id, str) or type(version) is not int or version < 1:
         raise MalformedInput("receipt alert_id/version invalid", pointer="/version")
     if outcome not in RECEIPT_OUTCOMES:
-        raise MalformedInput(f"receipt outcome {outcome!r} unknown", pointer="/outcome")
+        raise MalformedInput(f"receipt outcome {quote(outcome)} unknown", pointer="/outcome")
     if channel not in CHANNELS:  # a free-form channel would be an unbounded metric label
-        raise MalformedInput(f"receipt channel {channel!r} unknown", pointer="/channel")
+        raise MalformedInput(f"receipt channel {quote(channel)} unknown", pointer="/channel")
     reason = doc.get("reason")
     reason = str(reason or "unspecified")[:_MAX_REASON] if outcome == "failed" else None
     fallback = doc.get("fallback") if outcome == "failed" else None
     if fallback is not None and fallback not in CHANNELS:
-        raise MalformedInput(f"receipt fallback {fallback!r} unknown", pointer="/fallback")
+        raise MalformedInput(f"receipt fallback {quote(fallback)} unknown", pointer="/fallback")
     return Receipt(alert_id, version, channel, outcome, reason, fallback)
 
 

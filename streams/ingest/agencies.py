@@ -266,21 +266,22 @@ def certificate_der(pem: str, cert_id: str, agency: str | None = None) -> bytes:
         certs = x509.load_pem_x509_certificates(pem.encode("ascii"))
     except (ValueError, UnicodeEncodeError) as exc:
         raise InvalidAgency(
-            f"certificate {cert_id!r} is not PEM X.509: {exc}", agency=agency
+            f"certificate {quote(cert_id)} is not PEM X.509: {exc}", agency=agency
         ) from None
     if len(certs) != 1:
         raise InvalidAgency(
-            f"certificate {cert_id!r} holds {len(certs)} certificates, not 1", agency=agency
+            f"certificate {quote(cert_id)} holds {len(certs)} certificates, not 1", agency=agency
         )
     key = certs[0].public_key()
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < _MIN_RSA_BITS:
         raise InvalidAgency(
-            f"certificate {cert_id!r} has a {key.key_size}-bit RSA key (at least {_MIN_RSA_BITS})",
+            f"certificate {quote(cert_id)} has a {key.key_size}-bit RSA key"
+            f" (at least {_MIN_RSA_BITS})",
             agency=agency,
         )
     if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise InvalidAgency(
-            f"certificate {cert_id!r}: only RSA and EC keys sign XML", agency=agency
+            f"certificate {quote(cert_id)}: only RSA and EC keys sign XML", agency=agency
         )
     return certs[0].public_bytes(serialization.Encoding.DER)
 

@@ -39,7 +39,7 @@ from signxml.algorithms import DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidDigest, InvalidInput, InvalidSignature, SignXMLException
 from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
-from streams.errors import BadSignature
+from streams.errors import BadSignature, quote
 from streams.ingest.agencies import Agency, AgencyRegistry, identify, read_credentials, verify
 from streams.ingest.cap import parse_cap
 from streams.ingest.json_alert import validate_json_alert
@@ -99,7 +99,8 @@ def authenticate(
         validate_json_alert(signed)
         if signed.get("sender") != agency.id:
             raise BadSignature(
-                f"the signed alert names sender {signed.get('sender')!r}, not {agency.id!r}"
+                f"the signed alert names sender {quote(signed.get('sender'))},"
+                f" not {quote(agency.id)}"
             )
         return agency, signed
     return verify(registry, agency.id, raw, signature, key_id), doc
@@ -129,7 +130,7 @@ def verify_enveloped(agency: Agency, raw: bytes, *, now: datetime) -> bytes:
     _check_shape(raw)
     if not agency.certificates:
         raise BadSignature(
-            f"agency {agency.id!r} has no registered certificates to check an XML signature "
+            f"agency {quote(agency.id)} has no registered certificates to check an XML signature "
             "(register one, or sign with the loa-signature headers)"
         )
     config = SignatureConfiguration(
@@ -146,7 +147,8 @@ def verify_enveloped(agency: Agency, raw: bytes, *, now: datetime) -> bytes:
         cert = x509.load_der_x509_certificate(der)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             out_of_date.append(
-                f"certificate {cert_id!r} is valid only from {cert.not_valid_before_utc:%Y-%m-%d}"
+                f"certificate {quote(cert_id)} is valid only from"
+                f" {cert.not_valid_before_utc:%Y-%m-%d}"
                 f" to {cert.not_valid_after_utc:%Y-%m-%d}"
             )
             continue
@@ -169,7 +171,7 @@ def verify_enveloped(agency: Agency, raw: bytes, *, now: datetime) -> bytes:
     detail = f" ({'; '.join(out_of_date)})" if out_of_date else ""
     raise BadSignature(
         f"the XML signature does not verify with any valid certificate of agency "
-        f"{agency.id!r}{detail}"
+        f"{quote(agency.id)}{detail}"
     )
 
 

@@ -564,7 +564,7 @@ def test_a_bad_certificate_names_itself_and_its_agency() -> None:
     with pytest.raises(InvalidAgency) as caught:
         parse_agency(doc)
     assert caught.value.agency == "nchmf.gov.vn"
-    assert "'c1'" in caught.value.message
+    assert '"c1"' in caught.value.message
 
 
 def test_contact_round_trips_and_agency_files_are_indented_for_people() -> None:

@@ -345,8 +345,8 @@ def test_a_receipt_is_either_refused_or_folded_and_written_never_an_endless_retr
         (receipt_bytes(alert_id=None), "/version", "alert_id/version"),
         (receipt_bytes(version=0), "/version", "alert_id/version"),
         (receipt_bytes(version=True), "/version", "alert_id/version"),
-        (receipt_bytes(outcome="lost"), "/outcome", "outcome 'lost'"),
-        (receipt_bytes(channel="fax"), "/channel", "channel 'fax'"),
+        (receipt_bytes(outcome="lost"), "/outcome", 'outcome "lost"'),
+        (receipt_bytes(channel="fax"), "/channel", 'channel "fax"'),
         (b'{"alert_id": "a", "version": 1, "outcome": "failed"}', "/channel", "lacks channel"),
     ],
 )

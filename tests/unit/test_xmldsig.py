@@ -138,7 +138,7 @@ def test_certificate_carried_in_keyinfo_is_not_trusted() -> None:
 
 
 def test_expired_certificate_is_bad_signature_naming_its_validity() -> None:
-    _refused(_signed(signer=EXPIRED_SIGNER), "'cert-2' is valid only from")
+    _refused(_signed(signer=EXPIRED_SIGNER), '"cert-2" is valid only from')
 
 
 def test_sha1_digest_is_bad_signature() -> None:
