@@ -351,6 +351,16 @@ def agencies_load(path: Path | None, key_files: tuple[Path, ...]) -> None:
     click.echo(f"loaded {len(names)} agencies into {settings.agencies_topic}: {', '.join(names)}")
 
 
+@agencies.command("topic")
+@click.argument("agency_ids", nargs=-1, required=True)
+def agencies_topic(agency_ids: tuple[str, ...]) -> None:
+    """Print the decision topic of each agency (what its ACL must let it read): ingest copies
+    every decision on an agency's alerts there, and `loa publish` reads it."""
+    settings = _settings()
+    for agency_id in agency_ids:
+        click.echo(settings.decisions_topic(agency_id))
+
+
 @agencies.command("remove")
 @click.argument("agency_ids", nargs=-1, required=True)
 def agencies_remove(agency_ids: tuple[str, ...]) -> None:

@@ -43,6 +43,7 @@ NOT_SETTINGS = frozenset(
         "LOA_KAFKA_TOOLS_CACHE",
         "LOA_TOOLS_CACHE",  # deploy/grafana/lint/install.sh: where the dashboard linter is built
         "LOA_VERSION",  # a Docker build argument (Dockerfile), never in a process's environment
+        "LOA_CLUSTER_AGENCY",
         "LOA_CLUSTER_DIR",
         "LOA_CLUSTER_PORT",
         "LOA_CLUSTER_START_TIMEOUT",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -51,31 +52,71 @@ async def wait_decision(
 
     With ``offset`` (of the inbound record; the inbound topic has one partition), the decision
     on exactly that record, so a re-publish finds its ``duplicate``, not the first acceptance.
+
+    Read from the sender's decision topic (``<prefix>.decisions.<sender>``, all an agency's ACL
+    lets it read; ingest makes it at the agency's first decision, so it may appear while this
+    waits) and from the shared ``accepted`` and ``rejected`` topics when this principal may read
+    them (an operator; an unregistered sender's rejection is only there).
     """
-    consumer, _ = await _consumer(settings, settings.accepted_topic, settings.rejected_topic)
-    message_id = f"{sender}/{identifier}"
+    own = settings.decisions_topic(sender) if sender else None
+    consumer = make_reader(settings)
+    await start_all(consumer)
     try:
         async with asyncio.timeout(timeout_s):
+            visible = await consumer.topics()
+            shared = {settings.accepted_topic, settings.rejected_topic} & visible
+            assigned: set[str] = set()
+            looked = time.monotonic()
             while True:
+                wanted = shared | ({own} & visible if own else set())
+                if wanted != assigned:
+                    consumer.assign([TopicPartition(t, 0) for t in sorted(wanted)])
+                    assigned = wanted
+                if own and own not in visible and time.monotonic() - looked > _LOOK_AGAIN_S:
+                    visible, looked = await consumer.topics(), time.monotonic()
+                if not assigned:
+                    await asyncio.sleep(_LOOK_AGAIN_S)
+                    continue
                 data = await consumer.getmany(timeout_ms=200)
                 for tp, records in data.items():
                     for record in records:
-                        try:
-                            doc = orjson.loads(record.value or b"")
-                        except orjson.JSONDecodeError:
-                            continue  # not Loa's (the worker ignores it too)
-                        if not isinstance(doc, dict):
-                            continue
-                        if tp.topic == settings.accepted_topic:
-                            if doc.get("message_id") == message_id and offset in (
-                                None,
-                                doc.get("inbound_offset"),
-                            ):
-                                return "accepted", doc
-                        elif _is_for(doc, sender, identifier, offset):
-                            return "duplicate" if doc["code"] == "duplicate" else "rejected", doc
+                        decided = _decision(
+                            record.value, tp.topic, settings, sender, identifier, offset
+                        )
+                        if decided is not None:
+                            return decided
     finally:
         await consumer.stop()
+
+
+#: How often a reader waiting for a decision topic to be made looks for it again.
+_LOOK_AGAIN_S = 0.5
+
+
+def _decision(
+    value: bytes | None,
+    topic: str,
+    settings: Settings,
+    sender: str,
+    identifier: str,
+    offset: int | None,
+) -> Decided | None:
+    """``value`` classified, if it is the decision on ``sender/identifier`` (at ``offset``)."""
+    try:
+        doc = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None  # not Loa's (the worker ignores it too)
+    if not isinstance(doc, dict):
+        return None
+    # a decision topic holds both kinds: a rejection has a code, an accepted alert none
+    if topic == settings.rejected_topic or (topic != settings.accepted_topic and "code" in doc):
+        if _is_for(doc, sender, identifier, offset):
+            return ("duplicate" if doc["code"] == "duplicate" else "rejected"), doc
+        return None
+    found = doc.get("message_id") == f"{sender}/{identifier}"
+    if found and offset in (None, doc.get("inbound_offset")):
+        return "accepted", doc
+    return None
 
 
 def _is_for(rejection: dict[str, Any], sender: str, identifier: str, offset: int | None) -> bool:

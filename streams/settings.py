@@ -7,6 +7,7 @@ listed in README.md with its variable and default.
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +15,11 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["Settings"]
+
+
+#: What Kafka allows in a topic name, and how long one may be.
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_TOPIC_MAX = 249
 
 
 def _default_data_dir() -> str:
@@ -217,6 +223,20 @@ class Settings:
     def channels_topic(self) -> str:
         """Channel rate limits (compacted; key = channel, value ``{"rate": tasks/s}``)."""
         return f"{self.topic_prefix}.channels"
+
+    def decisions_topic(self, sender: str) -> str:
+        """``<prefix>.decisions.<sender>``: one registered agency's decisions (copies of its
+        records on ``accepted`` and ``rejected``), so an ACL can let it read its own and no
+        other's. A sender that is not a valid topic name (Kafka allows ``[A-Za-z0-9._-]``, 249
+        characters) is spelled with ``_`` for each run of other characters and ``-`` and 8 hex
+        digits of its SHA-256, so two senders never share a topic; ``loa agencies topic``
+        prints the name."""
+        head = f"{self.topic_prefix}.decisions."
+        if _TOPIC_NAME.fullmatch(sender) and len(head) + len(sender) <= _TOPIC_MAX:
+            return head + sender
+        digest = hashlib.sha256(sender.encode()).hexdigest()[:8]
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", sender)[: _TOPIC_MAX - len(head) - 9]
+        return f"{head}{safe}-{digest}"
 
     def sends_topic(self, priority: str) -> str:
         """``<prefix>.sends.<priority>``: per-recipient send tasks of one priority."""

@@ -8,7 +8,11 @@
 # Usage: cluster.sh start|stop|status
 #        cluster.sh kill N        SIGKILL node N (1..3), data kept
 #        cluster.sh start-node N  start node N again on its data
-#        cluster.sh grant PREFIX  add the ACLs of the Loa principals for topic prefix PREFIX
+#        cluster.sh grant PREFIX [AGENCY_ID]
+#                                 add the ACLs of the Loa principals for topic prefix PREFIX;
+#                                 the agency principal acts for AGENCY_ID (default
+#                                 $LOA_CLUSTER_AGENCY or nchmf.gov.vn) and reads only its
+#                                 decision topic PREFIX.decisions.AGENCY_ID
 #        cluster.sh env USER      print the LOA_* settings of USER (worker, agency, operator,
 #                                 admin), SASL_SSL + SCRAM-SHA-512; `env mtls-USER`: mTLS
 #
@@ -247,9 +251,12 @@ add_acls() { # stdin: PRINCIPAL OPERATION RESOURCE_TYPE NAME PATTERN_TYPE per li
     die "adding ACLs failed"
 }
 
-do_grant() { # $1 = topic prefix (also the prefix of group and transactional ids)
-  local p="$1"
+do_grant() { # $1 = topic prefix (also the prefix of group and transactional ids), $2 = agency id
+  local p="$1" agency="${2:-${LOA_CLUSTER_AGENCY:-nchmf.gov.vn}}"
   [[ "$p" =~ ^[A-Za-z0-9._-]+$ ]] || die "grant: bad topic prefix '$p'"
+  # an id that is not a topic name has a hashed topic name (`loa agencies topic ID` prints it)
+  [[ "$agency" =~ ^[A-Za-z0-9._-]+$ ]] ||
+    die "grant: agency id '$agency' is not a topic name; grant READ on the topic \`loa agencies topic\` prints"
   add_acls <<EOF
 User:worker ALL TOPIC $p PREFIXED
 User:worker ALL GROUP $p PREFIXED
@@ -257,8 +264,7 @@ User:worker ALL TRANSACTIONAL_ID $p PREFIXED
 User:worker IDEMPOTENT_WRITE CLUSTER kafka-cluster LITERAL
 User:agency WRITE TOPIC $p.alerts.inbound LITERAL
 User:agency DESCRIBE TOPIC $p.alerts.inbound LITERAL
-User:agency READ TOPIC $p.alerts.rejected LITERAL
-User:agency READ TOPIC $p.alerts.accepted LITERAL
+User:agency READ TOPIC $p.decisions.$agency LITERAL
 User:agency IDEMPOTENT_WRITE CLUSTER kafka-cluster LITERAL
 User:operator ALL TOPIC $p PREFIXED
 User:operator ALL GROUP $p PREFIXED
@@ -266,7 +272,7 @@ User:operator ALL TRANSACTIONAL_ID $p-deliver PREFIXED
 User:operator DESCRIBE CLUSTER kafka-cluster LITERAL
 User:operator IDEMPOTENT_WRITE CLUSTER kafka-cluster LITERAL
 EOF
-  say "granted the worker, agency and operator ACLs for prefix '$p'"
+  say "granted the worker, agency ($agency) and operator ACLs for prefix '$p'"
 }
 
 do_env() { # $1 = user or mtls-user
@@ -359,7 +365,7 @@ main() {
       launch_node "$2"
       wait_ready "$2"
       say "node $2 started on its data" ;;
-    grant) [[ -n "${2:-}" ]] || die "grant PREFIX"; do_grant "$2" ;;
+    grant) [[ -n "${2:-}" ]] || die "grant PREFIX [AGENCY_ID]"; do_grant "$2" "${3:-}" ;;
     env) [[ -n "${2:-}" ]] || die "env USER"; do_env "$2" ;;
     *) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac

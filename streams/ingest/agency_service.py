@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import MappingProxyType
 
-from streams.errors import AgenciesNotReady, InvalidAgency
+from streams.errors import AgenciesNotReady, InvalidAgency, quote
 from streams.ingest.agencies import (
     Agency,
     AgencyRegistry,
@@ -35,7 +35,12 @@ from streams.ingest.agencies import (
     with_key,
     write_key_pair,
 )
-from streams.kafkaio.clients import make_producer, read_to_end, start_all
+from streams.kafkaio.clients import (
+    ensure_decision_topics,
+    make_producer,
+    read_to_end,
+    start_all,
+)
 from streams.kafkaio.replica import CompactedReplica, ReplicaNotReady
 from streams.settings import Settings
 
@@ -122,12 +127,15 @@ async def load_agencies(
 ) -> list[Agency]:
     """``loa agencies load``: validate the agency file(s) at ``path`` (a file or a directory of
     ``*.json``), merge in the public keys of ``key_files`` (``.pub.json``), then write every
-    agency as its full record. Nothing is written unless everything is valid.
+    agency as its full record and make its decision topic. Nothing is written unless
+    everything is valid.
 
     Raises :class:`~streams.errors.InvalidAgency`.
     """
     agencies = add_keys(load_agency_files(path), (read_public_key_file(f) for f in key_files))
     await publish_agencies(settings, agencies)
+    # their decision topics, so an agency's reader finds its topic before its first alert
+    await ensure_decision_topics(settings, (a.id for a in agencies))
     return agencies
 
 
@@ -143,7 +151,7 @@ async def ensure_local_key(
     """
     agency = next((a for a in load_agency_files(agencies_path) if a.id == agency_id), None)
     if agency is None:
-        raise InvalidAgency(f"{agencies_path} has no agency {agency_id!r}", agency=agency_id)
+        raise InvalidAgency(f"{agencies_path} has no agency {quote(agency_id)}", agency=agency_id)
     key_id = f"{agency_id}/local"
     private_path = key_dir / f"{key_file_stem(key_id)}.key"
     if private_path.exists():

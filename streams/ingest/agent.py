@@ -3,7 +3,8 @@
 Where it sits: ``loa.alerts.inbound`` -> [Faust agent ``ingest`` in ``streams.app``] ->
 :meth:`IngestAgent.handle` -> :func:`streams.ingest.decide` (pure) -> one Kafka transaction
 with the decision (a rejection or duplicate, or the accepted message plus one order per
-directory partition) and the inbound offset.
+directory partition), its copy on the sender's decision topic (``<prefix>.decisions.<sender>``,
+registered agencies only: what an agency's ACL lets it read) and the inbound offset.
 
 Guarantee: each inbound record gets exactly one decision even across crashes (the decision and
 the inbound offset commit together; the transactional id ``<app>-ingest-0`` fences a previous
@@ -33,7 +34,7 @@ from streams.ingest import Accepted, Duplicate, Rejected, decide, rejection_reco
 from streams.ingest.agencies import AgencyRegistry
 from streams.ingest.agency_service import AgencyRegistryService
 from streams.ingest.lifecycle import LifecycleState, Plan
-from streams.kafkaio.clients import make_producer
+from streams.kafkaio.clients import ensure_decision_topics, make_producer
 from streams.kafkaio.internals import transaction_failed_fatally
 from streams.kafkaio.replica import CompactedReplica
 from streams.kafkaio.transactions import StableOffsets, abort_hanging
@@ -42,12 +43,15 @@ from streams.records import AcceptedAlert
 from streams.regions import RegionRegistry
 from streams.settings import Settings
 
-__all__ = ["RETRY_BACKOFF_S", "IngestAgent", "retriable"]
+__all__ = ["DECISIONS_TOPIC_RETRY_S", "RETRY_BACKOFF_S", "IngestAgent", "retriable"]
 
 log = logging.getLogger("loa")
 
 #: Delays between retries of a Kafka write (the last one repeats).
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+#: How long making a decision topic may take, and when to try again after it failed.
+DECISIONS_TOPIC_TIMEOUT_S = 10.0
+DECISIONS_TOPIC_RETRY_S = 60.0
 
 Output = tuple[str, bytes, bytes | None, int | None]
 
@@ -77,6 +81,9 @@ class IngestAgent:
         )
         self._producer: AIOKafkaProducer | None = None
         self._txn_producer: AIOKafkaProducer | None = None
+        #: decision topics known to exist, and when to try again one that could not be made
+        self._decision_topics: set[str] = set()
+        self._decision_topic_failed: dict[str, float] = {}
 
     async def start(self, producer: AIOKafkaProducer) -> None:
         """``producer``: the worker's idempotent producer, for writes outside a transaction.
@@ -120,6 +127,8 @@ class IngestAgent:
         settings = self.settings
         inbound = message.topic == settings.inbound_topic
         outputs: list[Output] = []
+        sender = decision.alert.sender if isinstance(decision, Accepted) else decision.sender
+        own = await self._decisions_topic(sender) if inbound else None
         if isinstance(decision, Accepted):
             alert = decision.alert
             if inbound:
@@ -139,6 +148,8 @@ class IngestAgent:
             outputs.append(
                 (settings.accepted_topic, alert.to_json(), alert.message_id.encode(), None)
             )
+            if own is not None:
+                outputs.append((own, alert.to_json(), alert.message_id.encode(), None))
         else:
             value = rejection_record(
                 decision,
@@ -148,12 +159,51 @@ class IngestAgent:
                 offset=message.offset,
             )
             outputs.append((settings.rejected_topic, value, None, None))
+            if own is not None:
+                outputs.append((own, value, None, None))
         if inbound:
             await self._commit(outputs, message)
         else:
             for topic, value, key, partition in outputs:
                 await self._send(topic, value, key=key, partition=partition)
         self._record(decision, inbound)
+
+    async def _decisions_topic(self, sender: str | None) -> str | None:
+        """The decision topic of ``sender`` if it is a registered agency (created when missing),
+        else None. Only a registered sender has one: an unknown name must not make a topic.
+
+        A topic that cannot be made (not authorized, a name colliding with another topic) is
+        logged and the decision goes to the shared topics only, so an inbound record never
+        waits on it; it is tried again after :data:`DECISIONS_TOPIC_RETRY_S`.
+        """
+        registry = self.agencies.registry
+        if sender is None or (sender not in registry and sender not in registry.invalid):
+            return None
+        topic = self.settings.decisions_topic(sender)
+        if topic in self._decision_topics:
+            return topic
+        if time.monotonic() < self._decision_topic_failed.get(topic, 0.0):
+            return None
+        try:
+            async with asyncio.timeout(DECISIONS_TOPIC_TIMEOUT_S):
+                created = await ensure_decision_topics(self.settings, [sender])
+        except Exception as exc:
+            self._decision_topic_failed[topic] = time.monotonic() + DECISIONS_TOPIC_RETRY_S
+            log.error(
+                "decision topic %s of agency %s cannot be made (%s): its decisions go to %s and"
+                " %s only; retry in %.0f s",
+                topic,
+                sender,
+                exc or type(exc).__name__,
+                self.settings.accepted_topic,
+                self.settings.rejected_topic,
+                DECISIONS_TOPIC_RETRY_S,
+            )
+            return None
+        if created:
+            log.info("created decision topic %s of agency %s", topic, sender)
+        self._decision_topics.add(topic)
+        return topic
 
     def _record(self, decision: Accepted | Duplicate | Rejected, inbound: bool) -> None:
         """Apply a written decision to the lifecycle state, count and log it."""

@@ -44,6 +44,7 @@ __all__ = [
     "client_options",
     "cluster_id",
     "create_topics",
+    "ensure_decision_topics",
     "faust_broker_options",
     "leave_group",
     "make_admin",
@@ -227,20 +228,46 @@ async def ensure_topics(settings: Settings) -> tuple[list[str], list[str]]:
         specs = topic_specs(settings, replication(settings, brokers))
         existing, hidden = await _shapes(admin, [t.name for t in specs])
         missing = [t for t in specs if t.name not in existing and t.name not in hidden]
-        created = []
-        if missing:
-            response = await admin.create_topics(missing)
-            for name, code, message in response.topic_errors:
-                if not code:
-                    created.append(name)
-                # another process may win the race; the topic is there either way
-                elif for_code(code) is not TopicAlreadyExistsError:
-                    raise for_code(code)(f"{name}: {message or 'create refused'}")
+        created = await _create(admin, missing)
         differing = mismatches(_wanted(specs), existing)
         differing += [f"{name}: not authorized to describe it (ACL)" for name in sorted(hidden)]
-        return [t.name for t in missing if t.name in created], differing
+        return created, differing
     finally:
         await admin.close()
+
+
+async def ensure_decision_topics(settings: Settings, senders: Iterable[str]) -> list[str]:
+    """Create the decision topics (:meth:`Settings.decisions_topic`) of ``senders`` that are
+    missing, one partition each, replicated like the rest; returns the names created. Raises
+    what the broker refuses (not authorized, a name that collides with another topic)."""
+    admin = make_admin(settings)
+    try:
+        await admin.start()
+        brokers = len((await admin.describe_cluster())["brokers"])
+        rep = replication(settings, brokers)
+        isr = {"min.insync.replicas": str(rep.min_insync)}
+        names = sorted({settings.decisions_topic(sender) for sender in senders})
+        existing, _ = await _shapes(admin, names)
+        missing = [NewTopic(n, 1, rep.factor, topic_configs=isr) for n in names]
+        missing = [t for t in missing if t.name not in existing]
+        return await _create(admin, missing)
+    finally:
+        await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> list[str]:
+    """Create ``topics``; the names this call created (one another process created is not)."""
+    if not topics:
+        return []
+    created = []
+    response = await admin.create_topics(topics)
+    for name, code, message in response.topic_errors:
+        if not code:
+            created.append(name)
+        # another process may win the race; the topic is there either way
+        elif for_code(code) is not TopicAlreadyExistsError:
+            raise for_code(code)(f"{name}: {message or 'create refused'}")
+    return created
 
 
 async def check_worker_topics(settings: Settings) -> tuple[list[str], Replication]:
@@ -315,7 +342,8 @@ async def read_to_end(
     await start_all(consumer)
     try:
         counts = {spec.name: spec.num_partitions for spec in topic_specs(settings)}
-        tps = [TopicPartition(topic, p) for p in range(counts[topic])]
+        # a topic not in the layout (an agency's decision topic) has one partition
+        tps = [TopicPartition(topic, p) for p in range(counts.get(topic, 1))]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)

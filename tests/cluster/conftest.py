@@ -123,14 +123,15 @@ def admin_options(cluster: Cluster) -> dict[str, Any]:
     }
 
 
-def admin_rdkafka(cluster: Cluster) -> dict[str, Any]:
-    """The same ``admin`` connection as librdkafka options (the independent read-back)."""
-    env = cluster.user_env("admin")
+def admin_rdkafka(cluster: Cluster, user: str = "admin") -> dict[str, Any]:
+    """The same ``admin`` connection (or ``user``'s) as librdkafka options (the independent
+    read-back, and the ACL probes)."""
+    env = cluster.user_env(user)
     return {
         "bootstrap.servers": env["LOA_BOOTSTRAP_SERVERS"],
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": "SCRAM-SHA-512",
-        "sasl.username": "admin",
+        "sasl.username": user,
         "sasl.password": Path(env["LOA_SASL_PASSWORD_FILE"]).read_text().strip(),
         "ssl.ca.location": env["LOA_SSL_CA_LOCATION"],
     }

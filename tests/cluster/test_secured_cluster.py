@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 import pytest
 from aiokafka import TopicPartition
+from confluent_kafka import Consumer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -32,7 +33,12 @@ from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
 from streams.ingest.agencies import KeyPair, key_file_stem
 from streams.ingest.agency_service import ensure_local_key
-from streams.kafkaio.clients import create_topics, make_producer
+from streams.kafkaio.clients import (
+    create_topics,
+    ensure_decision_topics,
+    make_producer,
+    read_to_end,
+)
 from streams.localrun import WorkerProcess
 from streams.observe import wait_decision, watch_progress
 from streams.oracle import ward_matches
@@ -222,6 +228,49 @@ async def test_agency_principal_cannot_write_directory_or_agencies(
     assert lines[-1].startswith("error: "), out  # exit code 5: not authorized
     assert "Traceback" not in out and len([x for x in lines if x.startswith("error")]) == 1
     assert await end_offsets(stage.cluster, tps) == before
+
+
+def _described_as(config: dict[str, Any], topic: str) -> str:
+    """What the broker tells ``config``'s principal about ``topic`` (librdkafka metadata):
+    ``"ok"`` or the error's name."""
+    consumer = Consumer({**config, "group.id": f"probe-{tag()}"})
+    try:
+        found = consumer.list_topics(topic, timeout=30).topics[topic]
+        return "ok" if found.error is None else str(found.error.name())
+    finally:
+        consumer.close()
+
+
+async def test_agency_principal_reads_its_own_decisions_and_no_others(stage: Stage) -> None:
+    # a decision on the agency's alert is on its topic, where `loa publish` (as the agency)
+    # finds it: publishing the same file again is a duplicate, exit code 0
+    identifier = f"OWN-{tag()}"
+    await stage.publish(identifier, ["VN-22"])
+    key_path = stage.key_dir / f"{key_file_stem(stage.key.key_id)}.key"
+    path = stage.tmp / f"{identifier}.json"
+    code, out = stage.loa("agency", "publish", str(path), "--key", str(key_path), "--json")
+    assert code == 0, out
+    assert orjson.loads(out.strip().splitlines()[-1])["outcome"] == "duplicate", out
+
+    other = "vn-other-agency.gov.vn"
+    created = await ensure_decision_topics(stage.operator, [other])
+    assert created == [stage.operator.decisions_topic(other)]
+    agency = admin_rdkafka(stage.cluster, "agency")
+    own = stage.agency.decisions_topic("nchmf.gov.vn")
+    refused = [
+        stage.agency.accepted_topic,
+        stage.agency.rejected_topic,
+        stage.agency.decisions_topic(other),
+    ]
+    answers = {t: await asyncio.to_thread(_described_as, agency, t) for t in [own, *refused]}
+    assert answers == {
+        own: "ok",
+        **dict.fromkeys(refused, "TOPIC_AUTHORIZATION_FAILED"),
+    }
+    # and read: the agency's own topic holds both decisions on its alert, read as the agency
+    mine = [r async for r in read_to_end(stage.agency, own)]
+    about = [r for r in mine if identifier.encode() in (r.value or b"")]
+    assert len(about) == 2, [r.value for r in about]
 
 
 def _expired_client_cert(cluster: Cluster, out: Path) -> tuple[Path, Path]:

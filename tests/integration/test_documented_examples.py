@@ -14,7 +14,7 @@ import pytest
 
 from streams.ingest import Rejected
 from streams.ingest.agencies import write_key_pair
-from streams.kafkaio.clients import create_topics, read_to_end
+from streams.kafkaio.clients import create_topics, make_admin, read_to_end
 from streams.preview import Preview, preview
 from tests.documented import Example, examples
 from tests.integration.conftest import TEST_AGENCY, LiveLoa, alert, run_loa
@@ -183,3 +183,48 @@ async def test_loa_publish_exit_codes_and_json_decision_record(
 
 async def _inbound_count(live: LiveLoa) -> int:
     return len([r async for r in read_to_end(live.settings, live.settings.inbound_topic)])
+
+
+async def test_each_decision_on_an_agencys_record_is_on_its_decision_topic_once(
+    live: LiveLoa, tmp_path: Path
+) -> None:
+    """What an agency's ACL lets it read (``<prefix>.decisions.<sender>``) holds exactly its
+    decisions, the bytes of the shared topics' records; an unknown sender makes no topic."""
+    key_file, _ = write_key_pair(live.keys[TEST_AGENCY], tmp_path / "keys")
+    s = live.settings
+    good = alert(f"DT-{uuid.uuid4().hex[:8]}", ["VN-44"])
+    bad = alert(f"DT-{uuid.uuid4().hex[:8]}", ["VN-44"])
+    del bad["msgType"]
+    stranger = alert(f"DT-{uuid.uuid4().hex[:8]}", ["VN-44"])
+    stranger["sender"] = "nobody.example.vn"
+    offsets = {}
+    for name, doc in (("good", good), ("again", good), ("bad", bad), ("stranger", stranger)):
+        path = tmp_path / f"{name}.json"
+        path.write_bytes(orjson.dumps(doc))
+        code, out, err = await run_loa(s, "publish", str(path), "--key", str(key_file), "--json")
+        assert code in (0, 1), (name, out, err)
+        offsets[name] = orjson.loads(out)["offset"]
+
+    def by_offset(records: list[Any]) -> dict[int, bytes]:
+        found = {}
+        for r in records:
+            doc = orjson.loads(r.value)
+            offset = doc.get("inbound_offset", (doc.get("source") or {}).get("offset"))
+            found[offset] = r.value
+        return found
+
+    own = [r async for r in read_to_end(s, s.decisions_topic(TEST_AGENCY))]
+    shared = [r async for r in read_to_end(s, s.accepted_topic)]
+    shared += [r async for r in read_to_end(s, s.rejected_topic)]
+    mine = {offsets[n] for n in ("good", "again", "bad")}
+    assert sorted(by_offset(own)) == sorted(mine) and len(own) == 3
+    shared_of_mine = {o: v for o, v in by_offset(shared).items() if o in mine}
+    assert by_offset(own) == shared_of_mine
+    assert offsets["stranger"] in by_offset(shared)
+    admin = make_admin(s)
+    await admin.start()
+    try:
+        topics = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    assert s.decisions_topic("nobody.example.vn") not in topics

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from streams.settings import Settings
@@ -57,3 +59,16 @@ def test_worker_check_names_missing_topics_and_partition_counts_only() -> None:
         "a: 4 partitions, LOA_PARTITIONS wants 8",
         "c: missing (run `loa topics create`)",
     ]
+
+
+def test_decision_topic_is_the_sender_when_kafka_allows_it_and_a_hashed_spelling_otherwise() -> (
+    None
+):
+    s = Settings(topic_prefix="loa")
+    assert s.decisions_topic("nchmf.gov.vn") == "loa.decisions.nchmf.gov.vn"
+    odd = s.decisions_topic("UBND Tỉnh Quảng Ngãi")
+    assert odd.startswith("loa.decisions.UBND_T_nh_Qu_ng_Ng_i-") and len(odd.rsplit("-")[-1]) == 8
+    # two senders spelled alike are still two topics; every name is one Kafka accepts
+    names = {s.decisions_topic(x) for x in ("a@b", "a#b", "a_b", "a" * 300, "a" * 301)}
+    assert len(names) == 5
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]{1,249}", n) for n in names)
