@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
@@ -266,6 +267,7 @@ class DirectoryService:
                 if index is None or offset < 0 or self._snapshotted.get(p) == offset:
                     continue
                 columns = index.columns()
+            began = time.perf_counter()
             try:
                 path = await asyncio.to_thread(
                     write_snapshot,
@@ -281,6 +283,14 @@ class DirectoryService:
             if path is not None:
                 written += 1
                 self.snapshot_writes += 1
+                log.info(
+                    "directory partition %d: snapshot of %d subscribers at offset %d written in"
+                    " %.2f s",
+                    p,
+                    index.ids.shape[0],
+                    offset,
+                    time.perf_counter() - began,
+                )
         return written
 
     async def _write_snapshots(self) -> None:
