@@ -24,6 +24,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+import google_crc32c
 import numpy as np
 import numpy.typing as npt
 
@@ -52,6 +53,24 @@ _MIN_RUN: Final = 8
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
+
+
+def crc32c(data: bytes | memoryview, crc: int = 0) -> int:
+    """CRC-32C of ``data``, continuing ``crc``.
+
+    With SSE4.2 (``google-crc32c``'s C build) it runs at some 20 GB/s; aiokafka's table
+    version (about 1.8 GB/s) was a fifth of the fan-out worker's CPU, one pass per 1 MB batch.
+    """
+    if _HARDWARE_CRC:
+        # the C extension takes ``bytes`` only (a copy costs less than the table CRC)
+        return int(google_crc32c.extend(crc, data if isinstance(data, bytes) else bytes(data)))
+    assert calc_crc32c is not None
+    if crc:  # aiokafka's version cannot continue a CRC: checksum the whole span at once
+        raise ValueError("continuing a CRC needs google-crc32c's C build")
+    return int(calc_crc32c(data))
+
+
+_HARDWARE_CRC: Final = google_crc32c.implementation == "c"
 
 
 class CorruptBatch(ValueError):
@@ -187,7 +206,12 @@ def finish_batch(
         count,
     )
     out[HEADER_SIZE:] = records
-    struct.pack_into(">I", out, 17, calc_crc32c(out[_CRC_FROM:]))
+    # the CRC covers the header from the attributes on, then the records: no copy of either
+    if _HARDWARE_CRC:
+        crc = crc32c(records, crc32c(bytes(out[_CRC_FROM:HEADER_SIZE])))
+    else:
+        crc = crc32c(bytes(out[_CRC_FROM:]))
+    struct.pack_into(">I", out, 17, crc)
     return out
 
 
@@ -321,7 +345,7 @@ def read_partition(
             count,
         ) = _HEADER.unpack_from(data, pos)
         batch = view[pos:end]
-        if check_crcs and calc_crc32c(batch[_CRC_FROM:]) != crc:
+        if check_crcs and crc32c(batch[_CRC_FROM:]) != crc:
             raise CorruptBatch(f"invalid CRC in the batch at offset {base}")
         pos = end
         batch_next = base + last_delta + 1
