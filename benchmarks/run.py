@@ -84,15 +84,15 @@ def settle(broker_dir: Path | None, workers: Callable[[], float] = lambda: 0.0) 
     started = time.monotonic()
     os.sync()
 
-    def cpu() -> float | None:
-        broker = _broker_cpu_s(broker_dir)
-        return None if broker is None else broker + workers()
+    def cpu() -> float:
+        # a broker on another machine: only the workers are waited for
+        return (_broker_cpu_s(broker_dir) or 0.0) + workers()
 
     before = cpu()
-    while before is not None and time.monotonic() - started < SETTLE_MAX_S:
+    while time.monotonic() - started < SETTLE_MAX_S:
         time.sleep(1.0)
         now = cpu()
-        if now is None or now - before < SETTLE_CORES:
+        if now - before < SETTLE_CORES:
             break
         before = now
     return time.monotonic() - started
