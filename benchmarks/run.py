@@ -28,6 +28,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,35 @@ def _bar(label: str, total: int) -> Any:
     return ProgressBar(label, total)
 
 
+#: Broker CPU (cores) below which it counts as idle, and the longest wait for it.
+SETTLE_CORES = 0.15
+SETTLE_MAX_S = 90.0
+
+
+def settle(broker_dir: Path | None, workers: Callable[[], float] = lambda: 0.0) -> float:
+    """Start every measured run (Loa's and each peer's) from the same quiet machine: flush the
+    page cache's dirty pages (the previous run's gigabytes would otherwise be written back
+    during this one) and wait until the broker's and the idle workers' background work is
+    done (the log cleaner compacts the freshly loaded directory topic, a restored worker
+    writes its directory snapshots: tens of CPU seconds on 2 cores). ``workers``: their CPU
+    seconds so far. Returns the seconds waited (bounded by :data:`SETTLE_MAX_S`)."""
+    started = time.monotonic()
+    os.sync()
+
+    def cpu() -> float:
+        # a broker on another machine: only the workers are waited for
+        return (_broker_cpu_s(broker_dir) or 0.0) + workers()
+
+    before = cpu()
+    while time.monotonic() - started < SETTLE_MAX_S:
+        time.sleep(1.0)
+        now = cpu()
+        if now - before < SETTLE_CORES:
+            break
+        before = now
+    return time.monotonic() - started
+
+
 def _broker_cpu_s(broker_dir: Path | None) -> float | None:
     """CPU seconds of the local broker so far (None when it is not on this machine)."""
     try:
@@ -85,6 +115,9 @@ async def _national(
     broker_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Publish one national alert, follow it, and count its tasks on the broker."""
+    settled_s = await asyncio.to_thread(
+        settle, broker_dir, lambda: sum(cpu for cpu, _ in dep.worker_stats())
+    )
     broker0 = _broker_cpu_s(broker_dir)
     stats0 = dep.worker_stats()
     since = dep.marks()
@@ -113,6 +146,7 @@ async def _national(
         ],
         # from publish to the progress read-back: a little more than the fan-out itself
         "broker_cpu_s": None if broker0 is None or broker1 is None else broker1 - broker0,
+        "settled_s": settled_s,
     }
 
 
@@ -193,17 +227,24 @@ def record_size(n: int) -> tuple[int, int]:
 
 
 def peers_section(
-    base: Settings, n: int, faust_n: int, names: list[str], sizes: tuple[int, int] | None
+    base: Settings,
+    n: int,
+    faust_n: int,
+    names: list[str],
+    sizes: tuple[int, int] | None,
+    broker_dir: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """``sizes``: key and value bytes of Loa's tasks as read back (else computed)."""
+    """``sizes``: key and value bytes of Loa's tasks as read back (else computed). Each peer
+    starts from a settled broker, as each Loa run does (:func:`settle`)."""
     key_size, value_size = sizes or record_size(n)
     out = []
     for name in names:
         count = faust_n if name == "faust" else n
         settings = replace(base, topic_prefix=f"{RUN_PREFIX}-peer-{name}")
+        settled_s = settle(broker_dir)
         _say(f"peer {name}: {count:,} records of {key_size}+{value_size} bytes")
         result = run_peer(name, settings, count, key_size, value_size)
-        result.update(key_bytes=key_size, value_bytes=value_size)
+        result.update(key_bytes=key_size, value_bytes=value_size, settled_s=settled_s)
         out.append(result)
         _say(
             f"peer {name}: {result['per_s']:,.0f} rec/s by the broker clock"
@@ -413,10 +454,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 result["peers"] = await asyncio.to_thread(
                     peers_section,
                     base,
-                    args.peer_records,
+                    args.peer_records or max(args.sizes),
                     args.faust_records,
                     names,
                     _task_bytes(result.get("fanout", [])),
+                    broker_dir,
                 )
             if "latency" in sections or "sustained" in sections:
                 # one deployment for both, its send topics retention-limited
@@ -483,7 +525,14 @@ def parser() -> argparse.ArgumentParser:
         " loa+throttle; loa+caps: routine alert under caps and opt-outs)",
     )
     p.add_argument("--peers", default=",".join(PEERS), help="peers to run (all)")
-    p.add_argument("--peer-records", type=lambda s: int(float(s)), default=1_000_000)
+    p.add_argument(
+        "--peer-records",
+        type=lambda s: int(float(s)),
+        default=None,
+        help="records per peer (default: the largest --sizes, as many tasks as Loa's"
+        " largest run: a 1M burst fits in the page cache and one log segment per partition,"
+        " 10M does not)",
+    )
     p.add_argument(
         "--faust-records",
         type=lambda s: int(float(s)),

@@ -38,7 +38,7 @@ import numpy.typing as npt
 from aiokafka import TopicPartition
 
 from streams.kafkaio.internals import AIOKafkaClient, FetchRequest
-from streams.kafkaio.recordbatch import HEADER_SIZE, build_records, finish_batch
+from streams.kafkaio.recordbatch import HEADER_SIZE, build_records, finish_batch_in_place
 
 __all__ = ["PartitionFetch", "PrebuiltBatch", "RawFetcher", "prebuilt_batches"]
 
@@ -55,8 +55,10 @@ _STALE_METADATA = (
 class PrebuiltBatch:
     """A finished records section standing in for aiokafka's ``BatchBuilder``."""
 
-    def __init__(self, records: bytes, count: int, *, transactional: bool = False) -> None:
+    def __init__(self, records: bytearray, count: int, *, transactional: bool = False) -> None:
+        """``records``: after :data:`HEADER_SIZE` bytes of room for the batch header."""
         self._records = records
+        self._size = len(records)
         self._count = count
         self._transactional = transactional
         self._timestamp_ms = int(time.time() * 1000)
@@ -77,7 +79,7 @@ class PrebuiltBatch:
         return self._count
 
     def size(self) -> int:
-        return HEADER_SIZE + len(self._records)
+        return self._size
 
     def _set_producer_state(
         self, producer_id: int, producer_epoch: int, base_sequence: int
@@ -88,7 +90,7 @@ class PrebuiltBatch:
         # called again on a retry: the same bytes (same sequence) go again, as aiokafka does
         if self._buffer is None:
             pid, epoch, seq = self._state
-            self._buffer = finish_batch(
+            self._buffer = finish_batch_in_place(
                 self._records,
                 self._count,
                 timestamp_ms=self._timestamp_ms,
@@ -97,7 +99,6 @@ class PrebuiltBatch:
                 base_sequence=seq,
                 transactional=self._transactional,
             )
-            self._records = b""
         return self._buffer
 
 
@@ -116,7 +117,9 @@ def prebuilt_batches(
     width = keys.shape[1] + values.shape[1] + _RECORD_OVERHEAD
     per_batch = max(1, (batch_bytes - HEADER_SIZE) // width)
     for a in range(0, keys.shape[0], per_batch):
-        records, count = build_records(keys[a : a + per_batch], values[a : a + per_batch])
+        records, count = build_records(
+            keys[a : a + per_batch], values[a : a + per_batch], head_room=HEADER_SIZE
+        )
         yield PrebuiltBatch(records, count, transactional=transactional)
 
 

@@ -20,10 +20,12 @@ read is read, and read the same. Nothing here talks to Kafka.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from typing import Final
 
+import google_crc32c
 import numpy as np
 import numpy.typing as npt
 
@@ -34,6 +36,7 @@ __all__ = [
     "FetchedRecords",
     "build_records",
     "finish_batch",
+    "finish_batch_in_place",
     "read_partition",
     "varints",
 ]
@@ -52,6 +55,22 @@ _MIN_RUN: Final = 8
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
+
+
+def crc32c(data: bytes | memoryview) -> int:
+    """CRC-32C of ``data``.
+
+    With SSE4.2 (``google-crc32c``'s C build) it runs at some 20 GB/s; aiokafka's table
+    version (about 1.8 GB/s) was a fifth of the fan-out worker's CPU, one pass per 1 MB batch.
+    """
+    if _HARDWARE_CRC:
+        # the C extension takes ``bytes`` only (a copy costs less than the table CRC)
+        return int(google_crc32c.value(data if isinstance(data, bytes) else bytes(data)))
+    assert calc_crc32c is not None
+    return int(calc_crc32c(data))
+
+
+_HARDWARE_CRC: Final = google_crc32c.implementation == "c"
 
 
 class CorruptBatch(ValueError):
@@ -114,27 +133,34 @@ def varints(buf: U8, at: I64) -> tuple[I64, I64]:
 # ---------------------------------------------------------------------------------- build
 
 
-def build_records(keys: U8, values: U8, first_delta: int = 0) -> tuple[bytes, int]:
+def build_records(
+    keys: U8, values: U8, first_delta: int = 0, *, head_room: int = 0
+) -> tuple[bytearray, int]:
     """The records section of a batch holding ``keys[i] -> values[i]`` (equal widths each).
 
     Offset deltas start at ``first_delta``; the timestamp delta is 0 (the batch's timestamp is
-    its records'), no headers. Returns the bytes and the record count. Records of equal width
-    differ only in the size of their offset delta, so each size class is one fixed layout.
+    its records'), no headers. Returns the bytes (after ``head_room`` bytes left for the batch
+    header, see :func:`finish_batch_in_place`) and the record count. Records of equal width
+    differ only in the size of their offset delta, so each size class is one fixed layout,
+    written straight into the returned buffer.
     """
     n, kw = keys.shape
     vw = values.shape[1]
-    deltas = np.arange(first_delta, first_delta + n, dtype=np.int64)
-    od, od_size = encode_varints(deltas)
+    od, runs = _offset_deltas(first_delta, n)
     key_len = _varint_bytes(kw)
     value_len = _varint_bytes(vw)
-    parts: list[bytes] = []
-    bounds = np.flatnonzero(np.diff(od_size)) + 1
-    for a, b in zip([0, *bounds.tolist()], [*bounds.tolist(), n], strict=True):
-        s = int(od_size[a])
+    layouts = []
+    total = head_room
+    for a, b, s in runs:
         body = 1 + 1 + s + len(key_len) + kw + len(value_len) + vw + 1
         head = _varint_bytes(body) + b"\x00\x00"  # length, attributes, timestampDelta 0
         width = len(head) + s + len(key_len) + kw + len(value_len) + vw + 1
-        m = np.empty((b - a, width), dtype=np.uint8)
+        layouts.append((a, b, s, head, width, total))
+        total += (b - a) * width
+    out = bytearray(total)
+    buf = np.frombuffer(out, dtype=np.uint8)
+    for a, b, s, head, width, at_byte in layouts:
+        m = buf[at_byte : at_byte + (b - a) * width].reshape(b - a, width)
         at = 0
         for piece in (head, od[a:b, :s], key_len, keys[a:b], value_len, values[a:b], b"\x00"):
             if isinstance(piece, bytes):
@@ -143,8 +169,18 @@ def build_records(keys: U8, values: U8, first_delta: int = 0) -> tuple[bytes, in
             else:
                 m[:, at : at + piece.shape[1]] = piece
                 at += piece.shape[1]
-        parts.append(m.tobytes())
-    return b"".join(parts), n
+    return out, n
+
+
+@functools.lru_cache(maxsize=16)
+def _offset_deltas(first: int, n: int) -> tuple[U8, tuple[tuple[int, int, int], ...]]:
+    """Varints of the offset deltas ``first .. first + n - 1`` and their runs of equal size
+    ``(start, stop, size)``; the same for every full batch, so computed once."""
+    od, od_size = encode_varints(np.arange(first, first + n, dtype=np.int64))
+    od.setflags(write=False)
+    bounds = (np.flatnonzero(np.diff(od_size)) + 1).tolist()
+    starts, stops = [0, *bounds], [*bounds, n]
+    return od, tuple((a, b, int(od_size[a])) for a, b in zip(starts, stops, strict=True))
 
 
 def _varint_bytes(value: int) -> bytes:
@@ -158,7 +194,7 @@ def _varint_bytes(value: int) -> bytes:
 
 
 def finish_batch(
-    records: bytes,
+    records: bytes | bytearray,
     count: int,
     *,
     timestamp_ms: int,
@@ -169,6 +205,30 @@ def finish_batch(
 ) -> bytearray:
     """A complete v2 batch (base offset 0, assigned by the broker) around ``records``."""
     out = bytearray(HEADER_SIZE + len(records))
+    out[HEADER_SIZE:] = records
+    return finish_batch_in_place(
+        out,
+        count,
+        timestamp_ms=timestamp_ms,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+        transactional=transactional,
+    )
+
+
+def finish_batch_in_place(
+    out: bytearray,
+    count: int,
+    *,
+    timestamp_ms: int,
+    producer_id: int = _NO_PRODUCER,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    transactional: bool = False,
+) -> bytearray:
+    """:func:`finish_batch` for records already after :data:`HEADER_SIZE` bytes of ``out``
+    (``build_records(..., head_room=HEADER_SIZE)``): the header is written in place."""
     _HEADER.pack_into(
         out,
         0,
@@ -186,8 +246,8 @@ def finish_batch(
         base_sequence,
         count,
     )
-    out[HEADER_SIZE:] = records
-    struct.pack_into(">I", out, 17, calc_crc32c(out[_CRC_FROM:]))
+    # the CRC covers the header from the attributes on, then the records
+    struct.pack_into(">I", out, 17, crc32c(memoryview(out)[_CRC_FROM:]))
     return out
 
 
@@ -321,7 +381,7 @@ def read_partition(
             count,
         ) = _HEADER.unpack_from(data, pos)
         batch = view[pos:end]
-        if check_crcs and calc_crc32c(batch[_CRC_FROM:]) != crc:
+        if check_crcs and crc32c(batch[_CRC_FROM:]) != crc:
             raise CorruptBatch(f"invalid CRC in the batch at offset {base}")
         pos = end
         batch_next = base + last_delta + 1
