@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from aiokafka.abc import ConsumerRebalanceListener
 
+from streams.errors import LoaError
 from streams.health import Readiness
 from streams.metrics import Metrics
 from streams.tasks import cancel_and_wait
@@ -172,13 +173,23 @@ class Ownership:
                 attempt += 1
                 self._metrics.restore_failures.labels(component).inc()
                 self._readiness.failed(component, p, repr(exc))
-                log.exception(
-                    "%s partition %d: restore failed (attempt %d); retry in %.1f s",
-                    component,
-                    p,
-                    attempt,
-                    delay,
-                )
+                if isinstance(exc, LoaError) and exc.retriable:  # a stall, a broker away: no bug
+                    log.warning(
+                        "%s partition %d: restore not done: %s (attempt %d); retry in %.1f s",
+                        component,
+                        p,
+                        exc,
+                        attempt,
+                        delay,
+                    )
+                else:
+                    log.exception(
+                        "%s partition %d: restore failed (attempt %d); retry in %.1f s",
+                        component,
+                        p,
+                        attempt,
+                        delay,
+                    )
                 await asyncio.sleep(delay)
                 continue
             self._readiness.serving(component, p)

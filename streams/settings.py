@@ -67,8 +67,9 @@ class Settings:
     #: LOA_FANOUT_PARALLEL: chunks of different partitions in flight at once (one encodes while
     #: another's transaction commits).
     fanout_parallel: int = 4
-    #: LOA_DIRECTORY_CATCHUP_TIMEOUT_S: how long an order waits for its directory partition to
-    #: reach the end of the changes topic before the fan-out is retried.
+    #: LOA_DIRECTORY_CATCHUP_TIMEOUT_S: how long a directory partition's replay may go without
+    #: progress (a stall, however long the replay) before its restore or the order's fan-out
+    #: is retried; also how long the accepted/channels replicas may take to catch up.
     directory_catchup_timeout_s: float = 120.0
     #: LOA_DIRECTORY_RAW_KAFKA: the directory loader builds record batches column-wise and the
     #: restore reads fetched record batches column-wise (``streams.kafkaio.rawkafka``); false

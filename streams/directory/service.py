@@ -328,20 +328,31 @@ class DirectoryService:
                 await self._assign(set(self._indexes) | {p})
 
     async def ready(self, p: int, *, timeout_s: float | None = None) -> DirectoryPartition:
-        """The index of ``p`` once it has applied every change in the topic as of now."""
+        """The index of ``p`` once it has applied every change in the topic as of now.
+
+        Raises :class:`DirectoryNotReady` when the replay makes no progress for ``timeout_s``
+        (default ``LOA_DIRECTORY_CATCHUP_TIMEOUT_S``): a stall, not a long replay, which at
+        100M subscribers takes minutes and must not count as a failure."""
         assert self._consumer is not None
         await self.ensure(p)
         tp = TopicPartition(self._topic, p)
         end = (await self._consumer.end_offsets([tp]))[tp]
         timeout = self._settings.directory_catchup_timeout_s if timeout_s is None else timeout_s
-        try:
-            async with asyncio.timeout(timeout), self._changed:
-                while await self._position(tp) < end:
-                    await self._changed.wait()
-        except TimeoutError:
-            raise DirectoryNotReady(
-                f"directory partition {p} did not reach offset {end} in {timeout} s"
-            ) from None
+        loop = asyncio.get_running_loop()
+        seen, deadline = -1, loop.time() + timeout
+        async with self._changed:
+            while (position := await self._position(tp)) < end:
+                now = loop.time()
+                if position > seen:
+                    seen, deadline = position, now + timeout
+                elif now >= deadline:
+                    raise DirectoryNotReady(
+                        f"directory partition {p} made no progress for {timeout:g} s at offset"
+                        f" {max(position, 0)} of {end}"
+                    )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(deadline - now):
+                        await self._changed.wait()
         index = self._indexes[p]
         index.compact()
         return index
