@@ -34,7 +34,12 @@ from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import decode_fetched, encode_matrices, encode_subscribers
 from streams.fanout.plan import select_audience
 from streams.kafkaio.clients import create_topics, make_producer
-from streams.kafkaio.recordbatch import build_records, finish_batch, read_partition
+from streams.kafkaio.recordbatch import (
+    HEADER_SIZE,
+    build_records,
+    finish_batch,
+    read_partition,
+)
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry, resolve_targets
 from streams.settings import Settings
@@ -78,8 +83,10 @@ def _as_fetches(subs: Any, regions: Any, offset: int) -> list[tuple[int, bytes]]
     for keys, values in fixed:
         per = _BATCH_BYTES // (keys.shape[1] + values.shape[1] + 16)
         for a in range(0, keys.shape[0], per):
-            body, count = build_records(keys[a : a + per], values[a : a + per])
-            batches.append(bytes(finish_batch(body, count, timestamp_ms=0)))
+            out, count = build_records(
+                keys[a : a + per], values[a : a + per], head_room=HEADER_SIZE
+            )
+            batches.append(bytes(finish_batch(out, count, timestamp_ms=0)))
     builder, i = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, _BATCH_BYTES), 0
     for key, value in other:
         if builder.append(i, timestamp=0, key=key, value=value, headers=[]) is None:

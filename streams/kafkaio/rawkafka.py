@@ -38,7 +38,7 @@ import numpy.typing as npt
 from aiokafka import TopicPartition
 
 from streams.kafkaio.internals import AIOKafkaClient, FetchRequest
-from streams.kafkaio.recordbatch import HEADER_SIZE, build_records, finish_batch_in_place
+from streams.kafkaio.recordbatch import HEADER_SIZE, build_records, finish_batch
 
 __all__ = ["PartitionFetch", "PrebuiltBatch", "RawFetcher", "prebuilt_batches"]
 
@@ -90,7 +90,7 @@ class PrebuiltBatch:
         # called again on a retry: the same bytes (same sequence) go again, as aiokafka does
         if self._buffer is None:
             pid, epoch, seq = self._state
-            self._buffer = finish_batch_in_place(
+            self._buffer = finish_batch(
                 self._records,
                 self._count,
                 timestamp_ms=self._timestamp_ms,

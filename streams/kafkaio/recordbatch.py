@@ -36,7 +36,6 @@ __all__ = [
     "FetchedRecords",
     "build_records",
     "finish_batch",
-    "finish_batch_in_place",
     "read_partition",
     "varints",
 ]
@@ -140,7 +139,7 @@ def build_records(
 
     Offset deltas start at ``first_delta``; the timestamp delta is 0 (the batch's timestamp is
     its records'), no headers. Returns the bytes (after ``head_room`` bytes left for the batch
-    header, see :func:`finish_batch_in_place`) and the record count. Records of equal width
+    header, see :func:`finish_batch`) and the record count. Records of equal width
     differ only in the size of their offset delta, so each size class is one fixed layout,
     written straight into the returned buffer.
     """
@@ -194,30 +193,6 @@ def _varint_bytes(value: int) -> bytes:
 
 
 def finish_batch(
-    records: bytes | bytearray,
-    count: int,
-    *,
-    timestamp_ms: int,
-    producer_id: int = _NO_PRODUCER,
-    producer_epoch: int = -1,
-    base_sequence: int = -1,
-    transactional: bool = False,
-) -> bytearray:
-    """A complete v2 batch (base offset 0, assigned by the broker) around ``records``."""
-    out = bytearray(HEADER_SIZE + len(records))
-    out[HEADER_SIZE:] = records
-    return finish_batch_in_place(
-        out,
-        count,
-        timestamp_ms=timestamp_ms,
-        producer_id=producer_id,
-        producer_epoch=producer_epoch,
-        base_sequence=base_sequence,
-        transactional=transactional,
-    )
-
-
-def finish_batch_in_place(
     out: bytearray,
     count: int,
     *,
@@ -227,8 +202,9 @@ def finish_batch_in_place(
     base_sequence: int = -1,
     transactional: bool = False,
 ) -> bytearray:
-    """:func:`finish_batch` for records already after :data:`HEADER_SIZE` bytes of ``out``
-    (``build_records(..., head_room=HEADER_SIZE)``): the header is written in place."""
+    """A complete v2 batch (base offset 0, assigned by the broker): the header is written in
+    place into the first :data:`HEADER_SIZE` bytes of ``out``, which holds the records after
+    them (``build_records(..., head_room=HEADER_SIZE)``)."""
     _HEADER.pack_into(
         out,
         0,

@@ -84,8 +84,8 @@ def test_built_batches_read_back_by_aiokafka_with_valid_crc() -> None:
     r = registry()
     fixed, _ = encode_matrices(synthetic_subscribers(3_000, 4, r), r)
     keys, values = fixed[-1]
-    body, count = build_records(keys, values)
-    batch = finish_batch(body, count, timestamp_ms=123, producer_id=7, producer_epoch=1)
+    out, count = build_records(keys, values, head_room=HEADER_SIZE)
+    batch = finish_batch(out, count, timestamp_ms=123, producer_id=7, producer_epoch=1)
     read = DefaultRecordBatch(bytes(batch))
     assert read.validate_crc()
     assert (read.producer_id, read.producer_epoch, read.next_offset) == (7, 1, count)
@@ -153,8 +153,8 @@ def test_fetched_directory_decodes_like_the_general_path_with_tombstones_and_for
     fixed, other = encode_matrices(subs, r)
     data, offset = b"", 0
     for keys, values in fixed:
-        body, count = build_records(keys, values)
-        data += _stamp(finish_batch(body, count, timestamp_ms=0), offset)
+        out, count = build_records(keys, values, head_room=HEADER_SIZE)
+        data += _stamp(finish_batch(out, count, timestamp_ms=0), offset)
         offset += count
     foreign = [
         (
