@@ -21,6 +21,10 @@
     │   ├── UnknownReference       code ``unknown_reference``: Update/Cancel/Ack/Error whose
     │   │                          ``references`` name no alert Loa has accepted
     │   ├── AlreadyCancelled       code ``already_cancelled``: an Update of a cancelled lineage
+    │   ├── NotLineageOwner        code ``not_lineage_owner``: an Update/Cancel of a lineage the
+    │   │                          sender neither started nor was granted a right over
+    │   ├── StatusMismatch         code ``status_mismatch``: a reference (or re-publish) across
+    │   │                          statuses (a Test or Exercise touching an Actual lineage)
     │   └── InternalError          code ``internal``: a bug met this input; kept, not dropped
     ├── RetriableError             the world is not ready (broker, directory): retry, never reject
     │   ├── DirectoryNotReady      a directory partition did not catch up in time
@@ -66,6 +70,7 @@ __all__ = [
     "MalformedInput",
     "NotAuthorized",
     "NotFound",
+    "NotLineageOwner",
     "OperatorError",
     "OutOfJurisdiction",
     "PoisonError",
@@ -74,6 +79,7 @@ __all__ = [
     "RetriableError",
     "SchemaViolation",
     "SeverityNotAllowed",
+    "StatusMismatch",
     "StatusNotAllowed",
     "TooLarge",
     "TopicMissing",
@@ -121,6 +127,8 @@ class RejectionCode(StrEnum):
     EXPIRED = "expired"
     UNKNOWN_REFERENCE = "unknown_reference"
     ALREADY_CANCELLED = "already_cancelled"
+    NOT_LINEAGE_OWNER = "not_lineage_owner"
+    STATUS_MISMATCH = "status_mismatch"
     INTERNAL = "internal"
     #: Not a rejection: a re-publish of an accepted alert, reported on the same topic so the
     #: publisher sees every record's fate in one place.
@@ -205,6 +213,14 @@ class UnknownReference(PoisonError):
 
 class AlreadyCancelled(PoisonError):
     code = RejectionCode.ALREADY_CANCELLED
+
+
+class NotLineageOwner(PoisonError):
+    code = RejectionCode.NOT_LINEAGE_OWNER
+
+
+class StatusMismatch(PoisonError):
+    code = RejectionCode.STATUS_MISMATCH
 
 
 class InternalError(PoisonError):

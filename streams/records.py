@@ -133,6 +133,16 @@ class AcceptedAlert:
     references: str | None = None
     #: Offset of the inbound record this message was decided from (``loa publish`` waits on it).
     inbound_offset: int | None = None
+    #: Sender of the lineage's Alert: the agency the lineage belongs to.
+    owner: str = ""
+    #: Compacted H3 cells of the message's polygons and circles (its area besides ``targets``).
+    cells: tuple[str, ...] = ()
+    #: Who the message reaches, by channel, as the directory census counted it at decision time
+    #: (``streams.ingest.reach``); None when it reaches nobody by design (Cancel, Draft...).
+    reach: dict[str, Any] | None = None
+    #: What the sending agency must see about an accepted message (``code``, ``message``,
+    #: ``pointer``): ``empty_audience``, ``located_only``, ``partly_outside``, ``reach_unknown``.
+    warnings: tuple[dict[str, str], ...] = ()
 
     @property
     def delivers(self) -> bool:
@@ -147,6 +157,8 @@ class AcceptedAlert:
         d["priority"] = Priority(d["priority"])
         d["targets"] = tuple(d["targets"])
         d["infos"] = tuple(AlertInfo(**i) for i in d["infos"])
+        d["cells"] = tuple(d.get("cells", ()))
+        d["warnings"] = tuple(d.get("warnings", ()))
         return cls(**d)
 
 

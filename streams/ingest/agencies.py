@@ -13,6 +13,9 @@ reads the signature headers, the parser gives the CAP ``sender``; then
 * :func:`authorize` checks the alert's status, severities and (resolved) region codes against
   the agency: ``status_not_allowed``, ``severity_not_allowed``, ``out_of_jurisdiction``, each
   with the pointer of the first offending field.
+* :func:`authorize_change` checks that the agency may Update or Cancel a lineage: it is the
+  lineage's owner, or its record grants it the right (``amends``) over the owner's alerts and
+  the lineage's whole area lies in its jurisdiction: ``not_lineage_owner`` otherwise.
 
 Guarantee: both functions are pure (no Kafka, no clock, no I/O) and raise only
 :class:`~streams.errors.PoisonError` subclasses for any input, however hostile; they return only
@@ -47,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from streams.errors import (
     BadSignature,
     InvalidAgency,
+    NotLineageOwner,
     OutOfJurisdiction,
     SeverityNotAllowed,
     StatusNotAllowed,
@@ -62,10 +66,12 @@ __all__ = [
     "SIGNATURE_HEADER",
     "Agency",
     "AgencyRegistry",
+    "Grant",
     "KeyPair",
     "Pointed",
     "add_keys",
     "authorize",
+    "authorize_change",
     "certificate_der",
     "decode_agency_record",
     "der_to_pem",
@@ -109,6 +115,28 @@ _KEY_FILE_FIELD = re.compile(rb"^loa-(agency|key-id): *(\S+) *$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
+class Grant:
+    """A right over other agencies' lineages (``amends`` in the agency record).
+
+    The holder may send the ``msg_types`` (Update, Cancel) of lineages started by the agencies
+    in ``of`` (``*``: any agency) whose whole area lies in the holder's jurisdiction.
+    """
+
+    of: tuple[str, ...]
+    msg_types: tuple[str, ...]
+
+    def covers(self, owner: str, msg_type: str) -> bool:
+        return msg_type in self.msg_types and ("*" in self.of or owner in self.of)
+
+    def to_doc(self) -> dict[str, list[str]]:
+        return {"of": list(self.of), "msg_types": list(self.msg_types)}
+
+    def describe(self) -> str:
+        who = "any agency" if "*" in self.of else ", ".join(self.of)
+        return f"{'/'.join(self.msg_types)} of {who} within its jurisdiction"
+
+
+@dataclass(frozen=True, slots=True)
 class Agency:
     """One alerting authority (``schemas/agency.schema.json``)."""
 
@@ -128,6 +156,8 @@ class Agency:
     #: Pinned X.509 certificates (DER) by certificate id, for XML-DSig signed CAP
     #: (:mod:`streams.ingest.xmldsig`).
     certificates: Mapping[str, bytes] = field(default_factory=dict)
+    #: Rights over lineages other agencies started (see :func:`authorize_change`).
+    amends: tuple[Grant, ...] = ()
     _rank: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -136,6 +166,7 @@ class Agency:
         object.__setattr__(self, "allowed_statuses", tuple(self.allowed_statuses))
         object.__setattr__(self, "jurisdiction_cells", tuple(self.jurisdiction_cells))
         object.__setattr__(self, "certificates", MappingProxyType(dict(self.certificates)))
+        object.__setattr__(self, "amends", tuple(self.amends))
         object.__setattr__(self, "_rank", SEVERITY_RANK[self.max_severity])
 
     def covers(self, code: str) -> bool:
@@ -182,6 +213,8 @@ class Agency:
             doc["jurisdiction_cells"] = list(self.jurisdiction_cells)
         if self.certificates:
             doc["certificates"] = {cid: der_to_pem(der) for cid, der in self.certificates.items()}
+        if self.amends:
+            doc["amends"] = [grant.to_doc() for grant in self.amends]
         return doc
 
     def to_json(self) -> bytes:
@@ -253,6 +286,7 @@ def parse_agency(doc: object, *, key: str | None = None) -> Agency:
         contact=doc.get("contact", ""),
         jurisdiction_cells=tuple(doc.get("jurisdiction_cells", ())),
         certificates=certificates,
+        amends=tuple(Grant(tuple(g["of"]), tuple(g["msg_types"])) for g in doc.get("amends", ())),
     )
 
 
@@ -541,6 +575,50 @@ def authorize(
                 + ("" if agency.jurisdiction_cells else " (it has no jurisdiction_cells)"),
                 pointer=pointer,
             )
+
+
+def authorize_change(
+    agency: Agency,
+    *,
+    lineage: str,
+    owner: str,
+    codes: Iterable[str],
+    cells: Iterable[str],
+    msg_type: str,
+    pointer: str = "/references",
+) -> None:
+    """Return if ``agency`` may send a ``msg_type`` (Update, Cancel) of ``lineage``; else raise
+    :class:`NotLineageOwner` naming who owns it.
+
+    A lineage belongs to its owner (the sender of its Alert). Another agency may change it only
+    through a :class:`Grant` of its own record covering the owner and the message type, and
+    only if every region code and cell the lineage has reached (``codes``, ``cells``: every
+    version's area) lies in its jurisdiction, so a province never touches a national lineage.
+    """
+    if agency.id == owner:
+        return
+    grants = [g for g in agency.amends if g.covers(owner, msg_type)]
+    base = (
+        f"lineage {quote(lineage)} belongs to agency {quote(owner)}; agency {quote(agency.id)}"
+        f" may not {msg_type} it"
+    )
+    if not grants:
+        rights = "; ".join(g.describe() for g in agency.amends) or "none"
+        raise NotLineageOwner(
+            f"{base} (the registry grants it no right over {quote(owner)}'s alerts; its amends:"
+            f" {rights})",
+            pointer=pointer,
+        )
+    outside = [c for c in sorted(codes) if not agency.covers(c)]
+    outside += [c for c in sorted(cells) if not agency.covers_cell(c)]
+    if outside:
+        area = ", ".join(agency.jurisdiction) or "none"
+        raise NotLineageOwner(
+            f"{base}: the lineage reaches {quote(outside[0])}"
+            + (f" and {len(outside) - 1} more" if len(outside) > 1 else "")
+            + f", outside its jurisdiction ({area})",
+            pointer=pointer,
+        )
 
 
 # --- publishing -----------------------------------------------------------------------------

@@ -24,10 +24,16 @@ from streams.errors import (
     TooLarge,
     Unsupported,
 )
-from streams.ingest.agencies import Agency, AgencyRegistry, authorize, identify
+from streams.ingest.agencies import (
+    Agency,
+    AgencyRegistry,
+    authorize,
+    authorize_change,
+    identify,
+)
 from streams.ingest.cap import detect_format, json_pointer_to_xpath, parse_cap
 from streams.ingest.json_alert import decode_json_alert, validate_json_alert
-from streams.ingest.lifecycle import LifecycleState, Plan, told
+from streams.ingest.lifecycle import Authority, LifecycleState, LineageView, Plan, told
 from streams.ingest.xmldsig import authenticate
 from streams.records import (
     AcceptedAlert,
@@ -184,10 +190,13 @@ def _accept(
     plan = (state if state is not None else LifecycleState()).plan(
         sender=doc["sender"],
         identifier=doc["identifier"],
+        status=status,
         msg_type=msg_type,
+        sent=doc["sent"],
         references=doc.get("references"),
         expires=expires,
         now=now,
+        authority=_authority(agency) if agency is not None else None,
     )
     if plan.duplicate:
         return Duplicate(plan, doc["sender"], doc["identifier"])
@@ -233,6 +242,8 @@ def _accept(
         ),
         accepted_at=now.isoformat(),
         references=doc.get("references"),
+        owner=plan.owner,
+        cells=targeting.cells,
     )
     orders: tuple[FanoutOrder, ...] = ()
     # A Cancel stops the lineage's fan-out (workers watch the accepted topic and their own
@@ -262,6 +273,22 @@ def _accept(
             for p in range(partitions)
         )
     return Accepted(alert=alert, orders=orders, plan=plan)
+
+
+def _authority(agency: Agency) -> Authority:
+    """The lineage-authority check of ``agency`` (:func:`authorize_change`) for the lifecycle."""
+
+    def check(lineage: LineageView, msg_type: str) -> None:
+        authorize_change(
+            agency,
+            lineage=lineage.lineage,
+            owner=lineage.owner,
+            codes=lineage.codes,
+            cells=lineage.cells,
+            msg_type=msg_type,
+        )
+
+    return check
 
 
 #: Statuses and message types that reach someone (Draft, System, Ack, Error reach nobody).

@@ -18,7 +18,13 @@ import pytest
 
 from streams.errors import RejectionCode
 from streams.ingest import Accepted, Duplicate, Rejected, decide
-from streams.ingest.agencies import Agency, AgencyRegistry, new_key_pair, signature_headers
+from streams.ingest.agencies import (
+    Agency,
+    AgencyRegistry,
+    Grant,
+    new_key_pair,
+    signature_headers,
+)
 from streams.ingest.lifecycle import LifecycleState
 from streams.regions import registry
 
@@ -42,6 +48,7 @@ REGISTRY = AgencyRegistry.of(
         ("VN",),
         ("Actual", "Exercise", "Test"),
         "Extreme",
+        amends=(Grant(("*",), ("Update", "Cancel")),),
     ),
     Agency(
         "ubnd.quangninh.gov.vn",
@@ -161,6 +168,9 @@ UPDATE_OF_A1 = {
     "references": "ubnd.quangninh.gov.vn,A-1,2026-09-06T08:00:00+07:00",
 }
 CANCEL_OF_A1 = {"msgType": "Cancel", "references": UPDATE_OF_A1["references"]}
+UPDATE_OF_N1 = {"msgType": "Update", "references": "nchmf.gov.vn,N-1,2026-09-06T08:00:00+07:00"}
+CANCEL_OF_N1 = {"msgType": "Cancel", "references": UPDATE_OF_N1["references"]}
+CANCEL_OF_N1X = CANCEL_OF_N1
 XML = (
     b'<?xml version="1.0"?><!DOCTYPE alert [<!ENTITY x "y">]>'
     b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>&x;</identifier></alert>'
@@ -284,6 +294,62 @@ TABLE: dict[str, tuple[Case, Case]] = {
             before=[alert(), alert(identifier="A-2", **UPDATE_OF_A1)],
         ),
     ),
+    # a province's Update of the national authority's alert; the authority itself may
+    "not_lineage_owner": (
+        Case(
+            alert(identifier="P-1", **UPDATE_OF_N1),
+            before=[alert(sender="nchmf.gov.vn", identifier="N-1")],
+        ),
+        Case(
+            alert(sender="nchmf.gov.vn", identifier="N-2", **UPDATE_OF_N1),
+            before=[alert(sender="nchmf.gov.vn", identifier="N-1")],
+        ),
+    ),
+    # the national authority's grant covers provincial lineages within its jurisdiction
+    "not_lineage_owner/cancel": (
+        Case(
+            alert(sender="drills.gov.vn", identifier="D-1", status="Exercise", **CANCEL_OF_N1X),
+            before=[alert(sender="nchmf.gov.vn", identifier="N-1", status="Exercise")],
+        ),
+        Case(
+            alert(sender="nchmf.gov.vn", identifier="N-3", **CANCEL_OF_A1),
+            before=[alert()],
+        ),
+    ),
+    # an Exercise Cancel of an Actual alert; the Actual Cancel is accepted
+    "status_mismatch": (
+        Case(
+            alert(sender="nchmf.gov.vn", identifier="N-2", status="Exercise", **CANCEL_OF_N1),
+            before=[alert(sender="nchmf.gov.vn", identifier="N-1")],
+        ),
+        Case(
+            alert(sender="nchmf.gov.vn", identifier="N-2", **CANCEL_OF_N1),
+            before=[alert(sender="nchmf.gov.vn", identifier="N-1")],
+        ),
+    ),
+    "status_mismatch/republish": (
+        Case(alert(status="Test"), before=[alert()]),
+        Case(alert(identifier="A-9", status="Test"), before=[alert()]),
+    ),
+    "unknown_reference/sent": (
+        Case(
+            alert(
+                identifier="A-2",
+                msgType="Update",
+                references="ubnd.quangninh.gov.vn,A-1,2026-09-06T08:00:01+07:00",
+            ),
+            before=[alert()],
+        ),
+        # the same instant written in another offset is the same sent
+        Case(
+            alert(
+                identifier="A-2",
+                msgType="Update",
+                references="ubnd.quangninh.gov.vn,A-1,2026-09-06T01:00:00+00:00",
+            ),
+            before=[alert()],
+        ),
+    ),
     "internal": (Case(alert(), patch=_raise), Case(alert())),
     "duplicate": (
         Case(alert(), before=[alert()]),
@@ -326,6 +392,9 @@ def test_near_miss_of_rule_is_accepted(name: str, monkeypatch: pytest.MonkeyPatc
         ("expired", "/info"),
         ("unknown_reference", "/references"),
         ("already_cancelled", "/references"),
+        ("not_lineage_owner", "/references"),
+        ("status_mismatch", "/references"),
+        ("status_mismatch/republish", "/status"),
     ],
 )
 def test_rejection_points_at_the_offending_field(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -8,7 +9,7 @@ import pytest
 
 from streams.errors import Expired, RejectionCode, UnknownReference
 from streams.ingest import Accepted, Duplicate, Rejected, decide
-from streams.ingest.lifecycle import LifecycleState, Plan, parse_references
+from streams.ingest.lifecycle import LifecycleState, Plan, Reference, parse_references
 from streams.records import TaskKind
 from streams.regions import registry
 
@@ -57,7 +58,10 @@ def _run(state: LifecycleState, doc: dict[str, Any]) -> Accepted | Duplicate | R
 
 def test_references_are_sender_identifier_sent_triples() -> None:
     value = "a.vn,X-1,2026-09-06T08:00:00+07:00 b.vn,Y-2,2026-09-06T09:00:00+07:00 junk"
-    assert parse_references(value) == [("a.vn", "X-1"), ("b.vn", "Y-2")]
+    assert parse_references(value) == [
+        Reference("a.vn", "X-1", "2026-09-06T08:00:00+07:00"),
+        Reference("b.vn", "Y-2", "2026-09-06T09:00:00+07:00"),
+    ]
 
 
 def test_republish_is_a_duplicate_with_no_orders() -> None:
@@ -77,7 +81,7 @@ def test_update_joins_the_lineage_with_the_next_version() -> None:
     assert (update.alert.alert_id, update.alert.version) == ("nchmf.gov.vn/T-1", 2)
     assert update.alert.message_id == "nchmf.gov.vn/T-2"
     assert {o.kind for o in update.orders} == {TaskKind.UPDATE}
-    third = _run(state, _msg("T-3", "Update", "nchmf.gov.vn,T-2,2026-09-06T08:30:00+07:00"))
+    third = _run(state, _msg("T-3", "Update", "nchmf.gov.vn,T-2,2026-09-06T08:00:00+07:00"))
     assert isinstance(third, Accepted)
     assert (third.alert.alert_id, third.alert.version) == ("nchmf.gov.vn/T-1", 3)
 
@@ -196,13 +200,17 @@ def test_cancel_needs_no_info_block() -> None:
 )
 def test_a_reference_missing_a_part_is_skipped(bad: str) -> None:
     good = "b.vn,Y-2,2026-09-06T09:00:00+07:00"
-    assert parse_references(f"{bad} {good}") == [("b.vn", "Y-2")]
+    assert parse_references(f"{bad} {good}") == [
+        Reference("b.vn", "Y-2", "2026-09-06T09:00:00+07:00")
+    ]
 
 
 def _plan(state: LifecycleState, identifier: str, msg_type: str = "Alert", **over: Any) -> Any:
     args: dict[str, Any] = {
         "sender": "s.vn",
         "identifier": identifier,
+        "status": "Actual",
+        "sent": "2026-09-06T08:00:00+07:00",
         "msg_type": msg_type,
         "references": None,
         "expires": [],
@@ -227,7 +235,62 @@ def test_unknown_references_are_quoted_in_the_message() -> None:
     with pytest.raises(UnknownReference) as caught:
         _plan(LifecycleState(), "T-2", "Update", references=references)
     assert caught.value.pointer == "/references"
-    assert '"s.vn,N-000,2026-09-06T08:00:00+07:00 s.vn,N-001,' in caught.value.message
+    assert caught.value.message == 'reference "s.vn/N-000": sender "s.vn" has no accepted message'
+
+
+SENT = "2026-09-06T08:00:00+07:00"
+
+
+@pytest.mark.parametrize(
+    ("reference", "part"),
+    [
+        ("s.vn,T-1,2026-09-06T08:00:01+07:00", 'sent "2026-09-06T08:00:01+07:00" differs'),
+        (f"x.vn,T-1,{SENT}", 'sender "x.vn" differs; identifier "T-1" was accepted from "s.vn"'),
+        (f"s.vn,T-9,{SENT}", 'identifier "T-9" names no accepted message of sender "s.vn"'),
+    ],
+)
+def test_a_reference_must_match_the_whole_triple_and_names_the_part_that_differs(
+    reference: str, part: str
+) -> None:
+    state = LifecycleState()
+    state.record(_plan(state, "T-1"), "Alert")
+    with pytest.raises(UnknownReference, match=re.escape(part)):
+        _plan(state, "T-2", "Update", references=reference)
+    # the same instant in another offset is the same sent
+    assert (
+        _plan(state, "T-2", "Update", references="s.vn,T-1,2026-09-06T01:00:00+00:00").version == 2
+    )
+
+
+def test_references_naming_two_lineages_are_refused() -> None:
+    state = LifecycleState()
+    state.record(_plan(state, "T-1"), "Alert")
+    state.record(_plan(state, "T-2"), "Alert")
+    with pytest.raises(UnknownReference, match="name 2 lineages"):
+        _plan(state, "T-3", "Update", references=f"s.vn,T-1,{SENT} s.vn,T-2,{SENT}")
+
+
+def test_a_replayed_older_record_never_lowers_the_version_or_what_was_told() -> None:
+    state = LifecycleState()
+    v1 = _run(state, _msg("T-1"))
+    v2 = _run(state, _msg("T-2", "Update", _ref("T-1"), headline="Bão mạnh lên"))
+    assert isinstance(v1, Accepted) and isinstance(v2, Accepted)
+    told_v2 = state.told("nchmf.gov.vn/T-1")
+    state.apply(v1.alert)  # a replica replays the whole topic again, oldest first
+    assert state.lineages["nchmf.gov.vn/T-1"].version == 2
+    assert state.told("nchmf.gov.vn/T-1") == told_v2
+    v3 = _run(state, _msg("T-3", "Update", _ref("T-2"), headline="Bão mạnh lên"))
+    assert isinstance(v3, Accepted) and v3.alert.version == 3
+
+
+def test_an_update_that_changes_only_the_instruction_is_news() -> None:
+    state = LifecycleState()
+    _run(state, _msg("T-1", instruction="Ở trong nhà"))
+    same = _run(state, _msg("T-2", "Update", _ref("T-1"), instruction="Ở trong nhà"))
+    moved = _run(state, _msg("T-3", "Update", _ref("T-2"), instruction="Sơ tán ngay"))
+    assert isinstance(same, Accepted) and isinstance(moved, Accepted)
+    assert {o.changed for o in same.orders} == {False}
+    assert {o.changed for o in moved.orders} == {True}
 
 
 def test_an_info_expiring_at_the_arrival_instant_has_expired() -> None:
@@ -239,14 +302,16 @@ def test_an_info_expiring_at_the_arrival_instant_has_expired() -> None:
 def test_plans_name_the_message_its_lineage_and_version() -> None:
     state = LifecycleState()
     first = _plan(state, "T-1")
-    assert first == Plan("s.vn/T-1", "s.vn/T-1", 1)
+    sent = "2026-09-06T08:00:00+07:00"
+    assert first == Plan("s.vn/T-1", "s.vn/T-1", 1, False, "s.vn", "Actual", sent)
     state.record(first, "Alert")
-    update = _plan(state, "T-2", "Update", references="s.vn,T-1,2026-09-06T08:00:00+07:00")
-    assert update == Plan("s.vn/T-2", "s.vn/T-1", 2)
+    update = _plan(state, "T-2", "Update", references=f"s.vn,T-1,{sent}")
+    assert update == Plan("s.vn/T-2", "s.vn/T-1", 2, False, "s.vn", "Actual", sent)
     state.record(update, "Update")
-    ack = _plan(state, "T-3", "Ack", references="s.vn,T-2,2026-09-06T08:30:00+07:00")
-    assert ack == Plan("s.vn/T-3", "s.vn/T-1", 2)  # joins the lineage, adds no version
-    assert _plan(state, "T-2") == Plan("s.vn/T-2", "s.vn/T-1", 2, duplicate=True)
+    ack = _plan(state, "T-3", "Ack", references=f"s.vn,T-2,{sent}")
+    # joins the lineage, adds no version
+    assert ack == Plan("s.vn/T-3", "s.vn/T-1", 2, False, "s.vn", "Actual", sent)
+    assert _plan(state, "T-2") == Plan("s.vn/T-2", "s.vn/T-1", 2, True, "s.vn", "Actual", sent)
 
 
 def test_nothing_is_known_of_a_lineage_never_recorded() -> None:
