@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck rules dashboards unit integration faults cluster-test mutation mutation-quick bench kafka-start kafka-stop clean
+.PHONY: help setup demo test lint typecheck rules dashboards unit integration faults cluster-test model mutation mutation-quick bench kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ rules:  ## promtool: check and unit-test the Prometheus alert rules (installs pr
 
 dashboards:  ## loa-dashboard-lint: Grafana's schema and dashboard-linter rules over deploy/grafana/*.json (builds it if missing)
 	"$$(bash deploy/grafana/lint/install.sh)" deploy/grafana/*.json
+
+model: setup  ## the lifecycle model tests, longer: 5,000 stories against decide, 40 against a real worker
+	LOA_MODEL_EXAMPLES=5000 $(BIN)/pytest tests/unit/test_lifecycle_model.py
+	LOA_MODEL_WORKER_EXAMPLES=40 $(BIN)/pytest tests/integration/test_lifecycle_model.py
 
 mutation: $(STAMP)  ## mutation score of the pure core (mutmut, unit tests; slow). One module: MODULES=regions
 	$(BIN)/pip install --quiet -e '.[mutation]'

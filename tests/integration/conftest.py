@@ -44,7 +44,8 @@ class LiveLoa:
     regions: RegionRegistry
     directory: ChangeBatch
     worker: WorkerProcess
-    #: Keys by agency id, registered on the agencies topic (test agency, NCHMF, Quảng Ninh).
+    #: Keys by agency id, registered on the agencies topic (test agency, NCHMF, Quảng Ninh,
+    #: Quảng Ngãi).
     keys: dict[str, KeyPair]
 
     async def publish(
@@ -116,13 +117,14 @@ def oracle_rows(directory: ChangeBatch, regions: RegionRegistry) -> Rows:
 
 
 async def register_agencies(settings: Settings, key_dir: Path) -> dict[str, KeyPair]:
-    """Register the test agency and the two sample agencies, each with a fresh local key."""
+    """Register the test agency and the three sample agencies, each with a fresh local key."""
     return {
         agency: await ensure_local_key(settings, agency, key_dir, agencies_path=path)
         for agency, path in (
             (TEST_AGENCY, ROOT / "deploy" / "agencies" / "testing"),
             ("nchmf.gov.vn", ROOT / "deploy" / "agencies"),
             ("ubnd.quangninh.gov.vn", ROOT / "deploy" / "agencies"),
+            ("pctt.quangngai.gov.vn", ROOT / "deploy" / "agencies"),
         )
     }
 
