@@ -207,11 +207,11 @@ def directory_load(file: Path | None, n: int | None, seed: int, fmt: str | None)
 
 
 @main.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--key",
     "key_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Private key file from `loa keys new`: sign the raw file bytes with it.",
 )
@@ -220,31 +220,31 @@ def directory_load(file: Path | None, n: int | None, seed: int, fmt: str | None)
 @click.option(
     "--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for it."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the decision record as JSON.")
+@json_option
 def publish(
     file: Path, key_file: Path | None, key_id: str | None, wait: bool, timeout: float, as_json: bool
 ) -> None:
     """Send an alert file (CAP XML or Loa JSON) to loa.alerts.inbound and print what ingest
     decided. With --key the exact file bytes are signed (headers loa-signature, loa-key-id).
 
-    Exit status: 0 accepted or duplicate; 1 rejected (the code, pointer and every fault are
-    printed); 7 not sent, the file is not an alert at all (empty, not well-formed, too large,
-    forbidden XML); 4 Kafka unreachable, or no decision came within --timeout (retry later);
-    5 not authorized; 2 a usage error. --no-wait exits 0 once the record is on the topic.
+    Exit status: 0 accepted (no warnings) or duplicate; 8 accepted with warnings (empty
+    audience, located only, partly outside, reach unknown: printed); 1 rejected (the code,
+    pointer and every fault are printed); 7 not sent: the file or key cannot be read, or the file
+    is not an alert at all (empty, not well-formed, too large, forbidden XML); 4 Kafka
+    unreachable, or no decision came within --timeout (retry later); 5 not authorized; 2 a usage
+    error. --no-wait exits 0 once the record is on the topic. --json prints one object, also on
+    failure.
     """
     from streams.publish import publish_file
 
     settings = _settings()
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise click.UsageError(f"{file}: {exc.strerror}") from None
+    raw = _read_input(file, "alert file")
     key = None
     if key_file is not None:
         from streams.ingest.agencies import load_private_key
 
         try:
-            key = load_private_key(key_file.read_bytes(), key_id=key_id)
+            key = load_private_key(_read_input(key_file, "key file"), key_id=key_id)
         except (ValueError, TypeError) as exc:
             raise BadInputFile(
                 f"{key_file}: not a usable private key: {str(exc).splitlines()[0]}",
@@ -255,6 +255,14 @@ def publish(
         click.echo(f"warning: {line}", err=True)
     click.echo(result.json() if as_json else result.text())
     sys.exit(result.exit_code)
+
+
+def _read_input(path: Path, what: str) -> bytes:
+    """A file named on the command line; :class:`BadInputFile` (exit 7) naming it if unreadable."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BadInputFile(f"{what} {path}: {exc.strerror}") from None
 
 
 @main.command()

@@ -16,11 +16,13 @@ Exit codes (also in README "Operating Loa")::
     5   not authorized by the broker (ACLs, credentials)
     6   a topic Loa needs is missing: run ``loa topics create``
     7   a file given on the command line cannot be read or used (key, alert, directory file)
+    8   done, with warnings a person must read (``loa publish``: accepted, and the decision
+        carries warnings such as ``empty_audience``)
     70  unexpected error (a bug): rerun with ``--debug`` and report the traceback
 
 ``--json`` (:func:`json_option`) is the one convention for machine output: the command prints
-exactly one JSON document on stdout; on failure it is ``{"error": {...}}`` with the same
-``exit_code`` the process ends with.
+exactly one JSON document on stdout; on failure (usage errors too) it is ``{"error": {...}}``
+with the same ``exit_code`` the process ends with.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class ExitCode(IntEnum):
     NOT_AUTHORIZED = 5
     TOPIC_MISSING = 6
     BAD_INPUT = 7
+    WARNINGS = 8
     INTERNAL = 70
 
 
@@ -170,7 +173,16 @@ class LoaGroup(click.Group):
         with failures_explained() as explain:
             try:
                 return super().invoke(ctx)
-            except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            except click.ClickException as exc:
+                if ctx.meta.get(_JSON_KEY) or "--json" in sys.argv[1:]:
+                    # a usage error still gives the one JSON document a script parses
+                    emit_json(
+                        Failure(
+                            ExitCode(exc.exit_code), type(exc).__name__, exc.format_message(), ""
+                        ).as_json()
+                    )
+                raise
+            except (click.exceptions.Exit, click.Abort, SystemExit):
                 raise
             except Exception as exc:
                 if ctx.meta.get(_DEBUG_KEY):

@@ -58,6 +58,8 @@ NOT_SETTINGS = frozenset(
         "LOA_KAFKA_VERSION",
         "LOA_TEST_KAFKA_PORT",
         "LOA_TEST_CLUSTER_PORT",
+        "LOA_MODEL_EXAMPLES",
+        "LOA_MODEL_WORKER_EXAMPLES",
     }
 )
 

@@ -9,9 +9,11 @@ A file that is not an alert at all (empty, not well-formed, over ``LOA_MAX_ALERT
 forbidden XML) is not sent: ingest could only reject it, and a mistyped path (a key file, say)
 must not end on a shared topic. Anything that parses is sent and judged by ingest, the one
 authority. Exit codes (:data:`EXIT_CODES`, the CLI's table in :mod:`streams.clikit`): 0 accepted
-or duplicate, 1 rejected, 7 not an alert (not sent), 4 no decision came in time (retry later);
-0 too for ``--no-wait`` once the record is on the topic. Kafka refusing or not answering raises
-(the CLI says so in one line: 4 unreachable, 5 not authorized).
+(no warnings) or duplicate, 8 accepted with warnings the agency must read (``empty_audience``,
+``located_only``, ``partly_outside``, ``reach_unknown``), 1 rejected, 7 not an alert (not sent),
+4 no decision came in time (retry later); 0 too for ``--no-wait`` once the record is on the
+topic. Kafka refusing or not answering raises (the CLI says so in one line: 4 unreachable, 5 not
+authorized).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ EXIT_CODES: dict[Outcome, int] = {
     Outcome.NO_DECISION: 4,
     Outcome.SENT: 0,
 }
+#: Accepted, with warnings a person must read (ExitCode.WARNINGS in streams.clikit).
+WARNINGS_EXIT_CODE = 8
 #: How long Kafka may take to accept the record (separate from waiting for the decision).
 _SEND_TIMEOUT_S = 60.0
 #: Refused before sending: ingest can only say the same, and the bytes may not be an alert.
@@ -70,11 +74,26 @@ class Published:
     warnings: tuple[str, ...] = ()
 
     @property
+    def decision_warnings(self) -> list[dict[str, str]]:
+        """The warnings of an accepted decision (``AcceptedAlert.warnings``)."""
+        if self.outcome is not Outcome.ACCEPTED or self.record is None:
+            return []
+        return list(self.record.get("warnings") or [])
+
+    @property
     def exit_code(self) -> int:
+        if self.decision_warnings:
+            return WARNINGS_EXIT_CODE
         return EXIT_CODES[self.outcome]
 
     def json(self) -> str:
-        doc = {"outcome": self.outcome.value, "offset": self.offset, "record": self.record}
+        doc: dict[str, Any] = {
+            "outcome": self.outcome.value,
+            "offset": self.offset,
+            "record": self.record,
+            "warnings": self.decision_warnings,
+            "exit_code": self.exit_code,
+        }
         if self.reason:
             doc["reason"] = self.reason
         return orjson.dumps(doc).decode()
@@ -82,10 +101,22 @@ class Published:
     def text(self) -> str:
         r = self.record or {}
         if self.outcome is Outcome.ACCEPTED:
-            return (
+            head = (
                 f"accepted {r['message_id']} as {r['alert_id']} version {r['version']}"
                 f" priority={r['priority']}"
             )
+            reach = r.get("reach")
+            if reach:
+                channels = ", ".join(f"{k} {v:,}" for k, v in sorted(reach["by_channel"].items()))
+                head += f"\n  reaches {reach['total']:,}" + (f" ({channels})" if channels else "")
+                if not reach.get("complete", True):
+                    head += f" (census of {reach['partitions_counted']}/{reach['partitions']}"
+                    head += " partitions)"
+            lines = [head]
+            for w in self.decision_warnings:
+                where = f" {w['pointer']}" if w.get("pointer") else ""
+                lines.append(f"  warning {w['code']}{where}: {w['message']}")
+            return "\n".join(lines)
         if self.outcome is Outcome.DUPLICATE:
             return f"duplicate: {r['message']}"
         if self.outcome is Outcome.REJECTED:

@@ -167,6 +167,8 @@ class Targets:
     categories: tuple[str, ...]
     #: ``(pointer, code)`` of every region code and resolved geocode, for authorization.
     pointed: tuple[tuple[str, str], ...] = ()
+    #: ``(pointer, message)`` of each shape that lies partly outside the country.
+    outside: tuple[tuple[str, str], ...] = ()
 
 
 def resolve_targets(

@@ -10,7 +10,7 @@ clock is passed in.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ from streams.ingest.agencies import (
 from streams.ingest.cap import detect_format, json_pointer_to_xpath, parse_cap
 from streams.ingest.json_alert import decode_json_alert, validate_json_alert
 from streams.ingest.lifecycle import Authority, LifecycleState, LineageView, Plan, told
+from streams.ingest.reach import ReachCounter, warnings_for
 from streams.ingest.xmldsig import authenticate
 from streams.records import (
     AcceptedAlert,
@@ -101,6 +102,7 @@ def decide(
     h3_resolution: int = DEFAULT_H3_RESOLUTION,
     cancel_tasks: bool = True,
     now: datetime | None = None,
+    reach: ReachCounter | None = None,
 ) -> Decision:
     """Decide one inbound record. Any exception is turned into a rejection, never raised.
 
@@ -110,6 +112,8 @@ def decide(
     is off, and whose rights
     (statuses, severity, jurisdiction) the alert must keep within. ``None`` skips the agency
     checks: only ``loa preview`` and unit tests of the other steps do that; the agent never.
+    ``reach`` counts who an accepted Alert or Update reaches (the directory census): the
+    decision carries it and the warnings an agency must see (:mod:`streams.ingest.reach`).
     """
     doc: dict[str, Any] | None = None
     now = now or datetime.now(UTC)
@@ -139,6 +143,7 @@ def decide(
             h3_resolution=h3_resolution,
             cancel_tasks=cancel_tasks,
             now=now,
+            reach=reach,
         )
     except PoisonError as exc:
         if xml and parsed and exc.pointer and not exc.problems:
@@ -181,6 +186,7 @@ def _accept(
     h3_resolution: int,
     cancel_tasks: bool,
     now: datetime,
+    reach: ReachCounter | None = None,
 ) -> Accepted | Duplicate:
     # Required by the schema: an alert never gets a status, type or scope Loa made up.
     msg_type, status, scope = doc["msgType"], doc["status"], doc["scope"]
@@ -245,6 +251,20 @@ def _accept(
         owner=plan.owner,
         cells=targeting.cells,
     )
+    if status in _DELIVERED_STATUSES and msg_type in ("Alert", "Update"):
+        counted = reach(targets, targeting.cells, status != "Actual") if reach else None
+        found = warnings_for(
+            status=status,
+            msg_type=msg_type,
+            targets=targeting,
+            reach=counted,
+            counted=reach is not None,
+        )
+        alert = replace(
+            alert,
+            reach=counted.to_doc() if counted is not None else None,
+            warnings=tuple(w.to_doc() for w in found),
+        )
     orders: tuple[FanoutOrder, ...] = ()
     # A Cancel stops the lineage's fan-out (workers watch the accepted topic and their own
     # order book) and, for Actual alerts when ``cancel_tasks``, tells those already served.

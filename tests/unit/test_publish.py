@@ -59,7 +59,36 @@ def test_rejected_text_lists_every_fault_and_json_keeps_the_record() -> None:
         "rejected code=schema pointer=/status: /status: status is missing",
         "  also: /scope: scope is missing",
     ]
-    assert orjson.loads(result.json()) == {"outcome": "rejected", "offset": 7, "record": record}
+    assert orjson.loads(result.json()) == {
+        "outcome": "rejected",
+        "offset": 7,
+        "record": record,
+        "warnings": [],
+        "exit_code": 1,
+    }
+
+
+def test_an_accepted_decision_with_warnings_exits_8_and_prints_each_warning() -> None:
+    record = {
+        "message_id": "s/1",
+        "alert_id": "s/1",
+        "version": 1,
+        "priority": "extreme",
+        "reach": {
+            "total": 0,
+            "by_channel": {"oa": 0},
+            "complete": True,
+            "partitions": 4,
+            "partitions_counted": 4,
+        },
+        "warnings": [{"code": "empty_audience", "message": "reaches nobody", "pointer": "/info"}],
+    }
+    result = Published(Outcome.ACCEPTED, record, 3)
+    assert result.exit_code == 8
+    assert "warning empty_audience /info: reaches nobody" in result.text()
+    assert orjson.loads(result.json())["warnings"] == record["warnings"]
+    clean = Published(Outcome.ACCEPTED, {**record, "warnings": []}, 3)
+    assert clean.exit_code == 0
 
 
 def test_publish_reads_sender_and_identifier_of_cap_and_json_before_sending() -> None:
