@@ -64,6 +64,8 @@ def decision_answer(outcome: str, record: dict[str, Any], inbound_offset: int) -
             "version": record["version"],
             "priority": record["priority"],
             "status_url": path,
+            "reach": record.get("reach"),
+            "warnings": list(record.get("warnings") or ()),
         }
         return Answer(201, body, {"Location": path})
     ids = {"sender": record.get("sender"), "identifier": record.get("identifier")}
