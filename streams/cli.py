@@ -410,6 +410,7 @@ def agencies_list(as_json: bool) -> None:
                         "allowed_statuses": list(a.allowed_statuses),
                         "max_severity": a.max_severity,
                         "keys": sorted(a.keys),
+                        "amends": [g.to_doc() for g in a.amends],
                     }
                     for a in sorted(registry.agencies.values(), key=lambda a: a.id)
                 ],
@@ -421,7 +422,8 @@ def agencies_list(as_json: bool) -> None:
         click.echo(
             f"{agency.id}  jurisdiction={','.join(agency.jurisdiction)} "
             f"statuses={','.join(agency.allowed_statuses)} max_severity={agency.max_severity} "
-            f"keys={','.join(agency.keys) or '-'}"
+            f"keys={','.join(agency.keys) or '-'} "
+            f"amends={'; '.join(g.describe() for g in agency.amends) or 'own lineages only'}"
         )
     for agency_id, why in sorted(registry.invalid.items()):
         click.echo(f"{agency_id}  INVALID: {why}")

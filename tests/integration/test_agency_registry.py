@@ -190,6 +190,9 @@ async def test_cli_makes_a_key_registers_it_and_lists_it(
     assert "nchmf.gov.vn (1 keys)" in loaded
     listed = await loa("agencies", "list")
     assert "nchmf.gov.vn  jurisdiction=VN " in listed and "keys=nchmf/demo" in listed
+    assert "amends=Update/Cancel of any agency within its jurisdiction" in listed
+    assert "ubnd.quangninh.gov.vn  jurisdiction=VN-22 " in listed
+    assert listed.count("amends=own lineages only") == 2
     registry: AgencyRegistry = await read_agencies(settings)
     assert set(registry.agencies) == {f.stem for f in AGENCIES_DIR.glob("*.json")}
 
