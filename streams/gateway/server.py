@@ -1,6 +1,8 @@
 """The HTTP server of ``loa gateway`` (aiohttp, which Faust already brings).
 
-Routes (``schemas/gateway.openapi.yaml``): ``POST /v1/alerts``, ``GET /v1/alerts/{alert_id}``,
+Routes (``schemas/gateway.openapi.yaml``): ``POST /v1/alerts``, ``GET /v1/alerts/{alert_id}``
+(signed by the asking agency, :mod:`streams.gateway.auth`: an agency reads only the decisions
+and progress of lineages it sent a message in; 401 unsigned, 404 anything else),
 ``GET /v1/health``, ``GET /metrics``. A POST is checked in this order, each refusal answered
 before anything is written: content type (415), declared or actual size over
 ``LOA_MAX_ALERT_BYTES`` (413), body not received within ``LOA_GATEWAY_READ_TIMEOUT_S`` (408),
@@ -22,6 +24,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,8 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from streams.errors import AgenciesNotReady
+from streams.gateway.auth import Unauthorized, verify_request
 from streams.gateway.decisions import DecisionFollower
 from streams.gateway.policy import (
     CONTENT_TYPES,
@@ -42,7 +47,9 @@ from streams.gateway.policy import (
     pending_answer,
 )
 from streams.ingest.agencies import KEY_ID_HEADER, SIGNATURE_HEADER
+from streams.ingest.agency_service import AgencyRegistryService
 from streams.kafkaio.clients import make_producer
+from streams.kafkaio.replica import CompactedReplica
 from streams.publishing import alert_ids, send_inbound
 from streams.settings import Settings
 from streams.status import StatusReader
@@ -54,6 +61,8 @@ access_log = logging.getLogger("loa.gateway.access")
 
 _ROUTES = {"/v1/alerts": "post_alert", "/v1/health": "health", "/metrics": "metrics"}
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
+#: How long a GET waits for the registry and lineage replicas to catch up with their topics.
+_STATE_WAIT_S = 10.0
 #: ``key=value`` fields a handler adds to the request's access-log line.
 _LOG_FIELDS = web.RequestKey("log_fields", dict[str, Any])
 
@@ -126,6 +135,12 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         self.buckets = TokenBuckets(settings.gateway_rate, settings.gateway_burst)
         self.follower = DecisionFollower(settings)
+        #: who may read what: the registry (request signatures) and each accepted message's
+        #: lineage and sender (``loa.alerts.accepted``, replayed from the start)
+        self.agencies = AgencyRegistryService(settings)
+        self.lineages: CompactedReplica[tuple[str, str]] = CompactedReplica(
+            settings, settings.accepted_topic, partitions=1, decode=_lineage_sender, name="lineages"
+        )
         self._producer: AIOKafkaProducer | None = None
         self._runner: web.AppRunner | None = None
 
@@ -144,6 +159,8 @@ class Gateway:
         self._producer = make_producer(self.settings)
         await self._producer.start()
         await self.follower.start()
+        await self.agencies.start()
+        await self.lineages.start()
         # keepalive_timeout also closes a connection whose request line and headers do not
         # arrive in time (aiohttp has no separate header timeout): slow-header clients
         self._runner = web.AppRunner(
@@ -167,6 +184,8 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.follower.stop()
+        await self.agencies.stop()
+        await self.lineages.stop()
         if self._producer is not None:
             await self._producer.stop()
 
@@ -270,6 +289,17 @@ class Gateway:
         return decision_answer(*decided, inbound_offset=offset)
 
     async def get_alert(self, request: web.Request) -> web.StreamResponse:
+        try:
+            registry = await self.agencies.ready(timeout_s=_STATE_WAIT_S)
+        except AgenciesNotReady:
+            return _json(error_answer(503, "unavailable", "the agency registry is not caught up"))
+        try:
+            agency = verify_request(
+                registry, request.headers, request.method, request.path_qs, datetime.now(UTC)
+            )
+        except Unauthorized as exc:
+            return _json(error_answer(401, "unauthorized", exc.reason))
+        request[_LOG_FIELDS]["agency"] = agency
         alert_id = request.match_info["alert_id"]
         decision: dict[str, Any] | None = None
         text = request.query.get("inbound_offset")
@@ -279,14 +309,20 @@ class Gateway:
             decided = self.follower.known(int(text))
             if decided is None:  # not decided yet (or longer ago than the follower keeps)
                 return _json(pending_answer(int(text), alert_id))
+            if decided[1].get("sender") != agency:  # another agency's record: as if unknown
+                return _json(_not_yours(alert_id))
             decision = decision_answer(*decided, inbound_offset=int(text)).body
             if decided[0] == "accepted":
                 alert_id = str(decided[1]["alert_id"])
-        async with StatusReader(self.settings, alert_id) as reader:
-            await reader.catch_up()
-            status = reader.status()
-        if not status.seen and decision is None:
-            return _json(error_answer(404, "not_found", f"no decision or progress for {alert_id}"))
+        if decision is None or decision.get("outcome") == "accepted":
+            await self.lineages.ready(timeout_s=_STATE_WAIT_S)
+            if (alert_id, agency) not in self.lineages.items().values():
+                return _json(_not_yours(alert_id))
+            async with StatusReader(self.settings, alert_id) as reader:
+                await reader.catch_up()
+                status = reader.status()
+        else:  # a rejection or duplicate of this agency's own record
+            return web.json_response({"decision": decision}, dumps=_dumps)
         body = {
             **asdict(status),
             "fanout_done": status.fanout_done,
@@ -302,6 +338,16 @@ class Gateway:
     async def serve_metrics(self, request: web.Request) -> web.StreamResponse:
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _lineage_sender(key: bytes, value: bytes) -> tuple[str, str]:
+    doc = orjson.loads(value)
+    return str(doc["alert_id"]), str(doc["sender"])
+
+
+def _not_yours(alert_id: str) -> Answer:
+    """One answer for "no such alert" and "not yours": the difference is not told."""
+    return error_answer(404, "not_found", f"no decision or progress for {alert_id} of yours")
 
 
 def _token(value: object) -> str:

@@ -14,6 +14,7 @@ import ssl
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,7 +25,9 @@ import pytest
 from aiokafka import TopicPartition
 
 from streams.gateway import Gateway
+from streams.gateway.auth import sign_request
 from streams.ingest.agencies import (
+    KeyPair,
     load_agency_files,
     new_key_pair,
     parse_agency,
@@ -53,6 +56,8 @@ class Door:
     gateway: Gateway
     url: str
     http: aiohttp.ClientSession
+    #: The agency whose key signs GET requests (None: unsigned).
+    key: KeyPair | None = None
 
     async def post(
         self,
@@ -72,13 +77,26 @@ class Door:
         ) as r:
             return r.status, await r.json(content_type=None)
 
-    async def get(self, path: str) -> tuple[int, dict[str, Any]]:
-        async with self.http.get(f"{self.url}{path}") as r:
+    async def get(
+        self,
+        path: str,
+        *,
+        key: KeyPair | str | None = "door",
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """GET ``path``, signed by ``key`` (default: the door's agency; None: unsigned)."""
+        signer = self.key if key == "door" else key
+        sent = dict(headers or {})
+        if isinstance(signer, KeyPair) and path.startswith("/v1/alerts/"):
+            sent = sign_request(signer, "GET", path, datetime.now(UTC)) | sent
+        async with self.http.get(f"{self.url}{path}", headers=sent) as r:
             return r.status, await r.json(content_type=None)
 
 
 @contextlib.asynccontextmanager
-async def open_door(settings: Settings, **gateway: Any) -> AsyncIterator[Door]:
+async def open_door(
+    settings: Settings, key: KeyPair | None = None, **gateway: Any
+) -> AsyncIterator[Door]:
     values = {"gateway_decision_timeout_s": 60.0, "gateway_read_timeout_s": 2.0}
     values.update({"gateway_rate": 1000.0, "gateway_burst": 10_000})
     values.update(gateway)
@@ -86,7 +104,7 @@ async def open_door(settings: Settings, **gateway: Any) -> AsyncIterator[Door]:
     port = await door.start(port=0)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
-            yield Door(door, f"http://127.0.0.1:{port}", http)
+            yield Door(door, f"http://127.0.0.1:{port}", http, key)
     finally:
         await door.stop()
 
@@ -99,7 +117,7 @@ async def door(live: LiveLoa) -> AsyncIterator[Door]:
     doc = with_key(agency, key.key_id, key.public_key).to_doc()
     doc["certificates"] = {"gateway-test": cert_pem(SIGNER)}
     await publish_agencies(live.settings, [parse_agency(doc)])
-    async with open_door(live.settings) as opened:
+    async with open_door(live.settings, live.keys[TEST_AGENCY]) as opened:
         yield opened
 
 
@@ -135,6 +153,38 @@ async def test_a_retried_post_is_a_duplicate_and_fans_out_once(live: LiveLoa, do
     assert status == 200
     assert progress["fanout_done"] and progress["emitted"] == len(counts)
     assert progress["targeted"] == len(counts)
+
+
+async def test_an_agency_reads_only_the_decisions_of_alerts_it_sent(
+    live: LiveLoa, door: Door
+) -> None:
+    national, province = live.keys["nchmf.gov.vn"], live.keys["ubnd.quangninh.gov.vn"]
+    doc = alert(f"G{uuid.uuid4().hex[:6]}-own", ["VN-22"])
+    doc["sender"] = "nchmf.gov.vn"
+    body = orjson.dumps(doc)
+    status, posted = await door.post(body, list(signature_headers(national, body)))
+    assert status == 201, posted
+    link = posted["status_url"]
+    by_offset = f"{link}?inbound_offset={posted['inbound_offset']}"
+    for path in (link, by_offset):
+        status, mine = await door.get(path, key=national)
+        assert status == 200 and mine["alert_id"] == posted["alert_id"], mine
+        # another agency, or nobody, learns nothing: not even that the alert exists
+        status, theirs = await door.get(path, key=province)
+        assert (status, theirs["error"]) == (404, "not_found"), theirs
+        status, unsigned = await door.get(path, key=None)
+        assert (status, unsigned["error"]) == (401, "unauthorized"), unsigned
+    # walking the inbound offsets finds none of another agency's decisions
+    for offset in range(posted["inbound_offset"] + 1):
+        status, walked = await door.get(f"{link}?inbound_offset={offset}", key=province)
+        assert status in (202, 404) and "decision" not in walked, walked
+    # a signature is bound to its path and its time
+    signed = sign_request(national, "GET", link, datetime.now(UTC))
+    status, moved = await door.get(by_offset, key=None, headers=signed)
+    assert status == 401 and "does not verify" in moved["message"]
+    old = sign_request(national, "GET", link, datetime.now(UTC) - timedelta(hours=1))
+    status, stale = await door.get(link, key=None, headers=old)
+    assert status == 401 and "from the gateway's clock" in stale["message"]
 
 
 async def test_cap_signed_with_xml_dsig_is_accepted_and_a_tampered_one_is_bad_signature(
@@ -234,7 +284,11 @@ async def test_over_the_agency_rate_is_429_and_a_slow_decision_is_202_with_a_lin
     live: LiveLoa,
 ) -> None:
     async with open_door(
-        live.settings, gateway_rate=0.001, gateway_burst=2, gateway_decision_timeout_s=0.0
+        live.settings,
+        live.keys[TEST_AGENCY],
+        gateway_rate=0.001,
+        gateway_burst=2,
+        gateway_decision_timeout_s=0.0,
     ) as slow:
         ident = f"G{uuid.uuid4().hex[:6]}-rate"
         answers = []
@@ -320,7 +374,7 @@ async def test_hostile_bodies_get_ingests_decision_and_conservation_holds_for_ka
 async def test_prometheus_reads_the_gateways_answers_by_status_and_outcome(
     live: LiveLoa, tmp_path: Path
 ) -> None:
-    async with open_door(live.settings) as fresh:
+    async with open_door(live.settings, live.keys[TEST_AGENCY]) as fresh:
         ident = f"G{uuid.uuid4().hex[:6]}-prom"
         sent: Counter[int] = Counter()
         for n in (1, 2, 2):  # two alerts, then the second again
