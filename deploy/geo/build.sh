@@ -17,7 +17,7 @@ VERSION="0.6.0"
 INTEGRITY="sha512-3Auc7lXpsOL+Z+axKGTaS2dvmDr/odfxa1Wk5UT/4naT+xYK3Rf+ImSLkO1zyO3vi7WSaVhjjQfBdrldjPDIbA=="
 LICENCE="ODbL-1.0 (the map data, from OpenStreetMap); MIT (the package's code)"
 ATTRIBUTION="© OpenStreetMap contributors (openstreetmap.org/copyright), via geo-maps by Simone Primarosa"
-RESOLUTION=7
+RESOLUTION="7"
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 OUT="${1:-$ROOT/streams/data/geo/vn-territory.json}"
