@@ -34,7 +34,8 @@ def country_feature(geojson: dict[str, Any], a3: str) -> dict[str, Any]:
     found = [f for f in geojson["features"] if f.get("properties", {}).get("A3") == a3]
     if len(found) != 1:
         raise SystemExit(f"error: expected one feature with A3={a3}, found {len(found)}")
-    return found[0]
+    feature: dict[str, Any] = found[0]
+    return feature
 
 
 def territory_cells(geometry: dict[str, Any], res: int) -> list[str]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 from importlib.resources import files
 
 import h3
@@ -249,16 +250,11 @@ def test_the_territory_is_inside_the_box_that_skips_shapes() -> None:
     assert land.resolution == 7 and land.name == "Viet Nam" and DATASET in land.source
 
 
-_TERRITORY_7 = None
-
-
+@cache
 def _territory_cells() -> set[int]:
     """The territory at resolution 7 as a plain set, from the file with h3 alone (an oracle)."""
-    global _TERRITORY_7
-    if _TERRITORY_7 is None:
-        doc = json.loads((files("streams") / "data" / "geo" / "vn-territory.json").read_text())
-        _TERRITORY_7 = {h3.str_to_int(c) for c in h3.uncompact_cells(doc["cells"], 7)}
-    return _TERRITORY_7
+    doc = json.loads((files("streams") / "data" / "geo" / "vn-territory.json").read_text())
+    return {h3.str_to_int(c) for c in h3.uncompact_cells(doc["cells"], 7)}
 
 
 @settings(max_examples=150, deadline=None)
