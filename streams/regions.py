@@ -24,9 +24,17 @@ Alert areas (:func:`resolve_targets`, called by ingest) resolve to that target:
   polygon to the cells whose centre lies inside it (H3's polyfill; a polygon too small to hold
   a cell centre takes the cells it overlaps), a circle to the cells whose centre is within the
   radius. The cells travel compacted (``h3.compact_cells``) in the fan-out order; subscribers
-  whose location cell lies inside are targeted. A shape outside the country's bounding box is
-  ``unknown_region``; a malformed one is ``schema``; one needing over :data:`MAX_AREA_CELLS`
-  cells is ``unsupported`` (target it with region codes instead).
+  whose location cell lies inside are targeted. A malformed shape is ``schema``; one needing
+  over :data:`MAX_AREA_CELLS` cells is ``unsupported`` (target it with region codes instead).
+
+Shapes are checked against the country's real outline (:class:`Territory`: land and territorial
+sea as OpenStreetMap draws them, shipped as compacted H3 cells in ``streams/data/geo``, see
+``docs/geography.md``). A shape none of whose cells overlaps the territory is
+``unknown_region`` at its field, naming the shape; a shape partly outside is accepted whole (its
+cells are not clipped: a subscriber located just across the border is in the same danger) and
+:attr:`Targets.outside` says, per shape, which share lies outside and where, for the agency's
+decision. :data:`COUNTRY_BOUNDS` is only a cheap first filter that skips filling shapes far
+from the country; the decision comes from the outline.
 """
 
 from __future__ import annotations
@@ -35,15 +43,22 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from importlib.resources import files
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h3
 import numpy as np
 import numpy.typing as npt
+import orjson
 import vietnam_provinces as vp
+from h3.api import basic_int as h3_int
+from h3.api import numpy_int as h3_np
 
 from streams.errors import SchemaViolation, UnknownRegion, Unsupported, quote
+
+if TYPE_CHECKING:
+    from streams.directory.cells import CellSet
 
 __all__ = [
     "COUNTRY",
@@ -51,12 +66,14 @@ __all__ = [
     "MAX_AREA_CELLS",
     "RegionRegistry",
     "Targets",
+    "Territory",
     "circle_cells",
     "parse_circle",
     "parse_polygon",
     "polygon_cells",
     "registry",
     "resolve_targets",
+    "territory",
 ]
 
 COUNTRY = "VN"
@@ -67,8 +84,12 @@ _LOA_CODE_NAMES = frozenset({"VN", "LOA"})
 MAX_AREA_CELLS = 1_000_000
 #: Most compacted cells one alert may carry (they travel in every fan-out order).
 MAX_COMPACT_CELLS = 20_000
-#: ``(south, west, north, east)`` of Viet Nam including its islands; shapes must touch it.
+#: ``(south, west, north, east)`` around Viet Nam's territory (:func:`territory`, islands and
+#: territorial sea included): a shape that does not touch it is outside without being filled.
 COUNTRY_BOUNDS = (7.0, 102.0, 23.5, 118.0)
+COUNTRY_NAME = "Viet Nam"
+_TERRITORY_FILE = "vn-territory.json"
+_KM_PER_DEGREE_LAT = 110.5  # the shortest degree of latitude (at the equator), so boxes err wide
 DEFAULT_H3_RESOLUTION = 7  # = Settings.h3_resolution's default
 
 
@@ -167,8 +188,39 @@ class Targets:
     categories: tuple[str, ...]
     #: ``(pointer, code)`` of every region code and resolved geocode, for authorization.
     pointed: tuple[tuple[str, str], ...] = ()
-    #: ``(pointer, message)`` of each shape that lies partly outside the country.
+    #: ``(pointer, message)`` of every polygon or circle that lies partly outside the country:
+    #: which share of its cells and which box, for the agency to see in its decision.
     outside: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Territory:
+    """A country's land and maritime zone as compacted H3 cells, against which every polygon and
+    circle is checked (:func:`territory` loads Viet Nam's)."""
+
+    #: The country, for messages: ``Viet Nam``.
+    name: str
+    #: What the cells cover and where they come from, for messages.
+    source: str
+    #: Finest resolution of the cells (their edge is drawn at it).
+    resolution: int
+    cells: CellSet
+
+    def overlaps(self, cells: npt.NDArray[np.uint64], res: int) -> npt.NDArray[np.bool_]:
+        """Which ``cells`` (all of resolution ``res``) share area with the territory.
+
+        A cell at the territory's resolution or finer is inside when its ancestor is in the set;
+        a coarser one when any territory cell lies in it, so a coarse ``LOA_H3_RESOLUTION``
+        never calls a shape outside that touches the country.
+        """
+        from streams.directory.cells import to_resolution  # lazily: streams.directory imports us
+
+        hit = self.cells.contains(cells)
+        if res < self.resolution:
+            finer = [members for level, members in self.cells.levels if level > res]
+            if finer:
+                hit |= np.isin(cells, np.unique(to_resolution(np.concatenate(finer), res)))
+        return hit
 
 
 def resolve_targets(
@@ -176,18 +228,36 @@ def resolve_targets(
     regions: RegionRegistry,
     *,
     h3_resolution: int = DEFAULT_H3_RESOLUTION,
+    land: Territory | None = None,
 ) -> Targets:
     """Resolve the areas of schema-valid ``info`` blocks; raises a :class:`PoisonError` with the
-    JSON pointer of the offending field (unknown code, malformed or oversized shape)."""
+    JSON pointer of the offending field (unknown code, malformed or oversized shape, a shape
+    wholly outside ``land``, by default :func:`territory`)."""
+    land = territory() if land is None else land
     codes: list[str] = []
     pointed: list[tuple[str, str]] = []
-    cells: set[str] = set()
+    outside: list[tuple[str, str]] = []
+    # the union of the shapes' cells, sorted: numpy, as a national shape has ~10^5 cells
+    cells = np.empty(0, dtype=np.uint64)
     categories: list[str] = []
 
     def add(pointer: str, code: str) -> None:
         pointed.append((pointer, code))
         if code not in codes:
             codes.append(code)
+
+    def shape(pointer: str, label: str, these: npt.NDArray[np.uint64]) -> None:
+        nonlocal cells
+        part = _outside_part(these, h3_resolution, label, pointer, land)
+        if part is not None:
+            outside.append((pointer, part))
+        cells = _sorted_unique(np.concatenate([cells, these]))
+        if cells.shape[0] > MAX_AREA_CELLS:
+            raise Unsupported(
+                f"the alert's shapes cover over {MAX_AREA_CELLS} H3 cells; target large areas "
+                "with region codes",
+                pointer=pointer,
+            )
 
     for i, info in enumerate(infos):
         for category in info.get("category", ()):
@@ -201,34 +271,98 @@ def resolve_targets(
                 pointer = f"{at}/geocode/{k}"
                 add(pointer, regions.geocode(pair["valueName"], pair["value"], pointer=pointer))
             for k, text in enumerate(area.get("polygon", ())):
-                pointer = f"{at}/polygon/{k}"
+                pointer, label = f"{at}/polygon/{k}", _label("polygon", i, j, k)
                 points = parse_polygon(text, pointer=pointer)
-                found = polygon_cells(points, h3_resolution, pointer=pointer)
-                _add_cells(cells, found, pointer)
+                if not _touches_country(points):
+                    raise _wholly_outside(label, pointer, land)
+                shape(pointer, label, _polygon_cells(points, h3_resolution, pointer))
             for k, text in enumerate(area.get("circle", ())):
-                pointer = f"{at}/circle/{k}"
+                pointer, label = f"{at}/circle/{k}", _label("circle", i, j, k)
                 lat, lon, radius = parse_circle(text, pointer=pointer)
+                if not _circle_touches_country(lat, lon, radius):
+                    raise _wholly_outside(label, pointer, land)
                 found = circle_cells(lat, lon, radius, h3_resolution, pointer=pointer)
-                _add_cells(cells, found, pointer)
+                shape(pointer, label, _cells_u64(found))
     regions.ward_mask(pointed)  # raises UnknownRegion at the offending field
-    compact = sorted(h3.compact_cells(list(cells))) if cells else []
+    compact = sorted(h3.int_to_str(c) for c in h3_np.compact_cells(cells).tolist())
     if len(compact) > MAX_COMPACT_CELLS:
         raise Unsupported(
             f"the alert's shapes compact to {len(compact)} H3 cells, the limit is "
             f"{MAX_COMPACT_CELLS}; target large areas with region codes",
             pointer="/info",
         )
-    return Targets(tuple(codes), tuple(compact), tuple(categories), tuple(pointed))
+    return Targets(tuple(codes), tuple(compact), tuple(categories), tuple(pointed), tuple(outside))
 
 
-def _add_cells(cells: set[str], found: list[str], pointer: str) -> None:
-    cells.update(found)
-    if len(cells) > MAX_AREA_CELLS:
-        raise Unsupported(
-            f"the alert's shapes cover over {MAX_AREA_CELLS} H3 cells; target large areas "
-            "with region codes",
-            pointer=pointer,
-        )
+def _label(kind: str, info: int, area: int, index: int) -> str:
+    """How a message names a shape, counting from 1 as people do: ``circle 1 of area 1``."""
+    label = f"{kind} {index + 1} of area {area + 1}"
+    return label if info == 0 else f"{label} of info {info + 1}"
+
+
+def _wholly_outside(label: str, pointer: str, land: Territory) -> UnknownRegion:
+    return UnknownRegion(
+        f"{label} lies wholly outside {land.name} ({land.source})", pointer=pointer
+    )
+
+
+def _outside_part(
+    cells: npt.NDArray[np.uint64], res: int, label: str, pointer: str, land: Territory
+) -> str | None:
+    """What of a shape's cells lies outside ``land``, as a message; None if nothing does.
+
+    Raises :class:`UnknownRegion` if every cell does."""
+    inside = land.overlaps(cells, res)
+    n_in = int(np.count_nonzero(inside))
+    if n_in == 0:
+        raise _wholly_outside(label, pointer, land)
+    if n_in == cells.shape[0]:
+        return None
+    out = cells[~inside]
+    south, west, north, east = _cells_box(out)
+    return (
+        f"{label}: {_share(out.shape[0], cells.shape[0])} of its area ({out.shape[0]} of "
+        f"{cells.shape[0]} H3 cells at resolution {res}) lies outside {land.name} "
+        f"({land.source}), within lat {south:.3f} to {north:.3f}, lon {west:.3f} to {east:.3f}; "
+        "subscribers located there are alerted too"
+    )
+
+
+def _share(part: int, whole: int) -> str:
+    """A percentage that never reads 0 % or 100 % for a part that is neither none nor all."""
+    pct = 100.0 * part / whole
+    if pct < 0.1:
+        return "under 0.1 %"
+    if pct > 99.9:
+        return "over 99.9 %"
+    return f"{pct:.1f} %"
+
+
+def _cells_u64(found: list[str]) -> npt.NDArray[np.uint64]:
+    """H3 cells from their string form, vectorized (a cell's string is 15 hex digits)."""
+    from streams.directory.cells import parse_hex  # lazily: streams.directory imports us
+
+    text = "".join(found).encode("ascii")
+    if len(text) != 15 * len(found):
+        return np.fromiter((h3.str_to_int(c) for c in found), dtype=np.uint64, count=len(found))
+    cells, ok = parse_hex(np.frombuffer(text, dtype=np.uint8).reshape(-1, 15))
+    if not ok.all():
+        raise ValueError("not an H3 cell")  # a bug: every cell here came from h3
+    return cells
+
+
+def _cells_box(cells: npt.NDArray[np.uint64]) -> tuple[float, float, float, float]:
+    """``(south, west, north, east)`` of the cells' boundaries (of one resolution)."""
+    # compacting first keeps this cheap for a shape of a million cells: only its edge stays at
+    # full resolution; a compacted parent's boundary bounds its children to within a fraction
+    # of a child (H3 children stick out a little), which is precise enough for a message
+    lats: list[float] = []
+    lons: list[float] = []
+    for cell in h3_np.compact_cells(cells).tolist():
+        for lat, lon in h3_int.cell_to_boundary(cell):
+            lats.append(lat)
+            lons.append(lon)
+    return min(lats), min(lons), max(lats), max(lons)
 
 
 def _point(text: str, pointer: str) -> tuple[float, float]:
@@ -258,8 +392,6 @@ def parse_polygon(text: str, *, pointer: str) -> list[tuple[float, float]]:
         raise SchemaViolation(
             "a CAP polygon encloses an area (its points are not all on one line)", pointer=pointer
         )
-    if not _touches_country(points):
-        raise UnknownRegion(f"the polygon lies outside {COUNTRY}", pointer=pointer)
     return points
 
 
@@ -274,6 +406,18 @@ def _touches_country(ring: list[tuple[float, float]]) -> bool:
     if _encloses(ring, box[0]):
         return True
     return any(_crosses(a, b, c, d) for a, b in pairwise(ring) for c, d in pairwise(box))
+
+
+def _circle_touches_country(lat: float, lon: float, radius_km: float) -> bool:
+    """True if the circle's bounding box (erring wide) touches :data:`COUNTRY_BOUNDS`."""
+    s, w, n, e = COUNTRY_BOUNDS
+    dlat = radius_km / _KM_PER_DEGREE_LAT
+    if lat - dlat > n or lat + dlat < s:
+        return False
+    cos_lat = math.cos(math.radians(min(abs(lat) + dlat, 90.0)))
+    dlon = 180.0 if cos_lat < 1e-9 else min(180.0, dlat / cos_lat)
+    # the same box shifted by a turn, for a circle whose box wraps the antimeridian
+    return any(lon + t - dlon <= e and lon + t + dlon >= w for t in (-360.0, 0.0, 360.0))
 
 
 def _encloses(ring: list[tuple[float, float]], point: tuple[float, float]) -> bool:
@@ -320,8 +464,6 @@ def parse_circle(text: str, *, pointer: str) -> tuple[float, float, float]:
         ) from None
     if not (math.isfinite(radius) and radius >= 0):
         raise SchemaViolation(f"radius {quote(parts[1])} is not a distance in km", pointer=pointer)
-    if not _in_country(lat, lon):
-        raise UnknownRegion(f"the circle's centre lies outside {COUNTRY}", pointer=pointer)
     return lat, lon, radius
 
 
@@ -336,19 +478,38 @@ def _estimate(area_km2: float, res: int, pointer: str) -> None:
 
 def polygon_cells(points: list[tuple[float, float]], res: int, *, pointer: str = "") -> list[str]:
     """Cells whose centre lies inside the polygon; if none, the cells it overlaps."""
+    return [h3.int_to_str(c) for c in _polygon_cells(points, res, pointer).tolist()]
+
+
+def _polygon_cells(
+    points: list[tuple[float, float]], res: int, pointer: str
+) -> npt.NDArray[np.uint64]:
+    """:func:`polygon_cells` as integers: a national polygon has ~10^5 cells, and their string
+    form alone would cost a third of a second."""
     shape = h3.LatLngPoly(points[:-1])
     lats = [p[0] for p in points]
     lons = [p[1] for p in points]
     box_km2 = (max(lats) - min(lats)) * 111.0 * (max(lons) - min(lons)) * 111.0
     _estimate(box_km2, res, pointer)
-    cells = list(h3.h3shape_to_cells(shape, res))
-    if not cells:
+    cells: npt.NDArray[np.uint64] = h3_np.h3shape_to_cells(shape, res)
+    if not cells.size:
         try:
-            cells = list(h3.h3shape_to_cells_experimental(shape, res, contain="overlap"))
+            cells = h3_np.h3shape_to_cells_experimental(shape, res, contain="overlap")
         except h3.H3BaseException:  # a sliver H3 cannot fill: poison, not a bug
             raise SchemaViolation(
                 "the polygon is too thin to cover any cell", pointer=pointer
             ) from None
+    return _sorted_unique(cells)
+
+
+def _sorted_unique(cells: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """Sorted without repeats (np.unique's hashing is ten times slower on ~10^5 cells)."""
+    cells = np.sort(cells)
+    if cells.size:
+        keep = np.empty(cells.shape[0], dtype=np.bool_)
+        keep[0] = True
+        np.not_equal(cells[1:], cells[:-1], out=keep[1:])
+        cells = cells[keep]
     return cells
 
 
@@ -368,6 +529,25 @@ def circle_cells(
             if h3.great_circle_distance((lat, lon), (c_lat, c_lon), "km") <= radius_km:
                 out.append(cell)
     return out
+
+
+@cache
+def territory() -> Territory:
+    """Viet Nam's land and territorial sea (``streams/data/geo/vn-territory.json``, derived by
+    ``deploy/geo/build.sh`` from OpenStreetMap's outline), loaded once per process."""
+    from streams.directory.cells import CellSet  # lazily: streams.directory imports us
+
+    doc = orjson.loads((files("streams") / "data" / "geo" / _TERRITORY_FILE).read_bytes())
+    origin = doc["provenance"]
+    return Territory(
+        name=COUNTRY_NAME,
+        source=(
+            f"land and territorial sea as OpenStreetMap draws them, "
+            f"{origin['package']} {origin['version']}"
+        ),
+        resolution=int(doc["resolution"]),
+        cells=CellSet.of(h3.str_to_int(c) for c in doc["cells"]),
+    )
 
 
 def province_code(official: int) -> str:

@@ -185,8 +185,10 @@ class Agency:
         """True if the H3 ``cell`` lies inside the agency's area.
 
         Region codes carry no geometry here, so shapes (polygons, circles, resolved to H3
-        cells) are checked against ``jurisdiction_cells``; a national agency covers every cell
-        (the parser already refuses shapes outside the country). A target cell coarser than a
+        cells) are checked against ``jurisdiction_cells``; a national agency covers every cell:
+        ``streams.regions`` already refuses a shape lying wholly outside the country's land and
+        territorial sea, and accepts one partly outside whole (its cells across the border stay
+        targeted and are reported in ``Targets.outside``). A target cell coarser than a
         jurisdiction cell is not inside it.
         """
         if self.national:

@@ -229,14 +229,19 @@ CIRCLE_AT = "/info/0/area/0/circle/0"
             POLYGON_AT,
             "encloses an area (its points are not all on one line)",
         ),
-        ({"polygon": ["48,2 48,3 49,3 48,2"]}, UnknownRegion, POLYGON_AT, "outside VN"),
+        (
+            {"polygon": ["48,2 48,3 49,3 48,2"]},
+            UnknownRegion,
+            POLYGON_AT,
+            "polygon 1 of area 1 lies",
+        ),
         ({"polygon": ["21,105 x 22,106 21,105"]}, SchemaViolation, POLYGON_AT, '"x" is not'),
         ({"circle": ["21.03,105.85"]}, SchemaViolation, CIRCLE_AT, '"21.03,105.85" is not'),
         ({"circle": ["21.03;105.85 5"]}, SchemaViolation, CIRCLE_AT, '"21.03;105.85" is not'),
         ({"circle": ["21.03,105.85 far"]}, SchemaViolation, CIRCLE_AT, 'radius "far" is not'),
         ({"circle": ["21.03,105.85 -1"]}, SchemaViolation, CIRCLE_AT, 'radius "-1" is not'),
         ({"circle": ["21.03,105.85 inf"]}, SchemaViolation, CIRCLE_AT, "not a distance in km"),
-        ({"circle": ["48.8,2.3 5"]}, UnknownRegion, CIRCLE_AT, "outside VN"),
+        ({"circle": ["48.8,2.3 5"]}, UnknownRegion, CIRCLE_AT, "circle 1 of area 1 lies"),
         ({"circle": ["95,105 5"]}, SchemaViolation, CIRCLE_AT, 'point "95,105" is out of range'),
         (
             {"polygon": ["-80,103 80,103 80,108 21,108 -80,108 -80,103"]},
@@ -289,13 +294,19 @@ def test_a_point_is_in_range_up_to_the_poles_and_the_antimeridian(
         assert f'point "{centre}" is out of range' in info.value.message
 
 
-def test_a_circle_centred_on_the_edge_of_the_country_box_is_inside() -> None:
+def test_the_box_only_skips_circles_that_cannot_reach_the_country() -> None:
+    # The box used to decide (a circle centred on its edge, at sea off Borneo, was "inside");
+    # now it only skips filling circles that cannot reach it, and the outline decides.
     from streams.regions import COUNTRY_BOUNDS
 
     s, w, n, e = COUNTRY_BOUNDS
     mid_lat, mid_lon = (s + n) / 2, (w + e) / 2
-    for lat, lon in [(s, mid_lon), (n, mid_lon), (mid_lat, w), (mid_lat, e)]:
-        assert resolve_targets(_infos(circle=[f"{lat},{lon} 1"]), registry()).cells
+    for lat, lon in [(s, mid_lon), (mid_lat, e)]:  # on the box's edge, far out at sea
+        with pytest.raises(UnknownRegion, match="circle 1 of area 1 lies wholly outside"):
+            resolve_targets(_infos(circle=[f"{lat},{lon} 1"]), registry())
+    # centred south of the box, reaching Côn Đảo's territorial sea: not skipped, and inside
+    targets = resolve_targets(_infos(circle=["6.9,106.6 200"]), registry())
+    assert targets.cells and targets.outside[0][0] == CIRCLE_AT
     for lat, lon in [(mid_lat, w - 50), (s - 1, mid_lon)]:  # in the country's latitudes only
         with pytest.raises(UnknownRegion):
             resolve_targets(_infos(circle=[f"{lat},{lon} 1"]), registry())
@@ -457,6 +468,58 @@ def test_a_polygon_across_or_around_the_country_with_no_vertex_in_it_is_resolved
     ],
 )
 def test_a_polygon_near_the_country_but_not_over_it_is_unknown_region(polygon: str) -> None:
-    with pytest.raises(UnknownRegion, match="the polygon lies outside VN") as info:
+    with pytest.raises(
+        UnknownRegion, match="polygon 1 of area 1 lies wholly outside Viet Nam"
+    ) as info:
         resolve_targets(_infos(polygon=[polygon]), registry())
     assert info.value.pointer == POLYGON_AT
+
+
+def _brute_force_circle(lat: float, lon: float, radius_km: float, res: int) -> set[str]:
+    """Every cell whose centre lies within the radius, found without grid distances: all cells
+    whose centre lies in a box that holds the circle (degrees of latitude are at least 110.5 km,
+    of longitude at least that times the cosine of the box's far latitude), then the distance of
+    each; plus the centre's own cell, which a circle always covers."""
+    dlat = radius_km / 110.5 + 1e-9
+    dlon = dlat / np.cos(np.radians(abs(lat) + dlat))
+    box = [(lat - dlat, lon - dlon), (lat - dlat, lon + dlon), (lat + dlat, lon + dlon)]
+    box.append((lat + dlat, lon - dlon))
+    near = {
+        c
+        for c in h3.polygon_to_cells(h3.LatLngPoly(box), res)
+        if h3.great_circle_distance((lat, lon), h3.cell_to_latlng(c), "km") <= radius_km
+    }
+    return near | {h3.latlng_to_cell(lat, lon, res)}
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.floats(8.5, 23.0),
+    st.floats(102.5, 109.5),
+    st.floats(0.0, 3.0),
+    st.integers(5, 10),
+)
+def test_a_small_circle_anywhere_in_the_country_takes_exactly_the_cells_within_its_radius(
+    lat: float, lon: float, spacings: float, res: int
+) -> None:
+    # radius 0 to 3 cell spacings (centre to neighbouring centre), the centre anywhere in its
+    # cell: where losing one neighbouring cell shows (a fault that did survived the tests
+    # before, on about 2 % of random circles), the brute force sees it
+    radius = spacings * h3.average_hexagon_edge_length(res, "km") * np.sqrt(3)
+    got = circle_cells(lat, lon, radius, res)
+    assert len(got) == len(set(got))
+    assert set(got) == _brute_force_circle(lat, lon, radius, res)
+
+
+@pytest.mark.parametrize("res", [6, 7, 8])
+def test_a_circle_through_the_centres_of_a_ring_of_neighbours_takes_them_all(res: int) -> None:
+    # radius = the distance to each neighbour of the cell, from that cell's own centre: the
+    # circle passes exactly through (or just inside) neighbours' centres; none may be lost
+    centre = h3.latlng_to_cell(16.05, 108.2, res)
+    lat, lon = h3.cell_to_latlng(centre)
+    for k in (1, 2, 3):
+        for cell in h3.grid_ring(centre, k):
+            radius = h3.great_circle_distance((lat, lon), h3.cell_to_latlng(cell), "km")
+            got = set(circle_cells(lat, lon, radius, res))
+            assert cell in got
+            assert got == _brute_force_circle(lat, lon, radius, res)

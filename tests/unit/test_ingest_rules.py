@@ -419,3 +419,41 @@ def test_unknown_severity_is_never_within_an_agency_s_ceiling() -> None:
         authorize(
             agency, status=("/s", "Actual"), severities=[("/v", "Catastrophic")], region_codes=[]
         )
+
+
+def test_an_accepted_decision_carries_its_warnings_and_reach() -> None:
+    from streams.ingest.reach import Reach
+
+    lao_bao = alert(sender="nchmf.gov.vn", area=circle((16.62, 106.59), 15))
+    got = _decide(lao_bao, LifecycleState(), None, 64 * 1024)
+    assert isinstance(got, Accepted)
+    assert [w["code"] for w in got.alert.warnings] == ["partly_outside", "located_only"]
+    assert got.alert.warnings[0]["pointer"] == "/info/0/area/0/circle/0"
+    assert got.alert.reach is None  # no census asked: nothing said about the reach
+
+    def nobody(codes: tuple[str, ...], cells: tuple[str, ...], test_only: bool) -> Reach:
+        return Reach(0, {"oa": 0}, partitions_counted=4, partitions=4)
+
+    def half(codes: tuple[str, ...], cells: tuple[str, ...], test_only: bool) -> Reach:
+        return Reach(5, {"oa": 5}, partitions_counted=2, partitions=4)
+
+    raw = orjson.dumps(alert(sender="nchmf.gov.vn"))
+    decided = {
+        name: decide(
+            raw,
+            regions=R,
+            partitions=2,
+            max_bytes=1 << 16,
+            agencies=REGISTRY,
+            headers=signature_headers(NATIONAL, raw),
+            now=NOW,
+            reach=counter,
+        )
+        for name, counter in (("nobody", nobody), ("half", half))
+    }
+    nobody_got, half_got = decided["nobody"], decided["half"]
+    assert isinstance(nobody_got, Accepted) and isinstance(half_got, Accepted)
+    assert [w["code"] for w in nobody_got.alert.warnings] == ["empty_audience"]
+    assert nobody_got.alert.reach is not None and nobody_got.alert.reach["complete"] is True
+    assert [w["code"] for w in half_got.alert.warnings] == ["reach_unknown"]
+    assert half_got.alert.reach is not None and half_got.alert.reach["total"] == 5
