@@ -534,6 +534,9 @@ def preview(file: Path, as_json: bool) -> None:
     for name, n in result.by_province.items():
         click.echo(f"  {name:<32} {n:>12,}")
     click.echo("by channel: " + ", ".join(f"{c} {n:,}" for c, n in result.by_channel.items()))
+    for w in result.warnings:
+        where = f" {w['pointer']}" if w.get("pointer") else ""
+        click.echo(f"warning {w['code']}{where}: {w['message']}")
 
 
 @main.command()
@@ -769,6 +772,7 @@ def _preview_json(result: Preview | Rejected) -> dict[str, Any]:
         "directory": result.directory,
         "by_province": result.by_province,
         "by_channel": result.by_channel,
+        "warnings": list(result.warnings),
     }
 
 

@@ -27,6 +27,7 @@ from streams.fanout.encode import KINDS
 from streams.fanout.plan import PastOrder, plan_audience
 from streams.ingest import Accepted, Duplicate, Rejected, decide
 from streams.ingest.lifecycle import LifecycleState
+from streams.ingest.reach import Warning
 from streams.kafkaio.clients import read_partition, read_to_end
 from streams.records import CHANNELS, AcceptedAlert, FanoutOrder, Progress
 from streams.regions import RegionRegistry
@@ -35,6 +36,10 @@ from streams.settings import Settings
 __all__ = ["Preview", "preview", "read_lifecycle"]
 
 _LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)  # so a draft's expiry does not hide its audience
+_NOBODY = (
+    "this Actual alert would reach nobody: no subscriber lives in its regions or shared a"
+    " location in its shapes"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,9 @@ class Preview:
     by_kind: dict[str, int] | None = None
     #: A re-publish of an accepted message: nobody is reached again.
     duplicate: bool = False
+    #: What ingest would tell the agency (``streams.ingest.reach``), with ``empty_audience``
+    #: judged on this exact count.
+    warnings: tuple[dict[str, str], ...] = ()
 
 
 async def read_lifecycle(settings: Settings) -> LifecycleState:
@@ -112,6 +120,9 @@ async def _count(
     status = decision.alert.status if isinstance(decision, Accepted) else ""
     priority = decision.alert.priority.value if isinstance(decision, Accepted) else ""
     msg_type = decision.alert.msg_type if isinstance(decision, Accepted) else ""
+    warnings = decision.alert.warnings if isinstance(decision, Accepted) else ()
+    if status == "Actual" and msg_type in ("Alert", "Update") and not int(kinds.sum()):
+        warnings = (*warnings, Warning("empty_audience", _NOBODY, "/info").to_doc())
     return Preview(
         alert_id=plan.lineage,
         priority=priority,
@@ -124,6 +135,7 @@ async def _count(
         msg_type=msg_type,
         by_kind={k.value: int(n) for k, n in zip(KINDS, kinds, strict=True)},
         duplicate=isinstance(decision, Duplicate),
+        warnings=tuple(warnings),
     )
 
 

@@ -46,3 +46,18 @@ async def test_preview_of_a_bad_alert_says_why_it_would_be_rejected(live: LiveLo
     result = await preview(live.settings, orjson.dumps(alert("P-2", ["VN-98"])), live.regions)
     assert isinstance(result, Rejected)
     assert (result.code.value, result.pointer) == ("unknown_region", "/info/0/area/0/regions/0")
+
+
+async def test_preview_warns_of_a_shape_that_reaches_nobody(live: LiveLoa, tmp_path: Path) -> None:
+    # a circle on the Quảng Ninh coast: residents live there, but no subscriber shared a
+    # location in it (the synthetic locations are around Hà Nội, Đà Nẵng and HCMC)
+    doc = alert("PREVIEW-3", [])
+    doc["info"][0]["area"] = [{"areaDesc": "Hạ Long", "circle": ["20.95,107.08 5"]}]
+    result = await preview(live.settings, orjson.dumps(doc), live.regions)
+    assert isinstance(result, Preview) and result.reached == 0
+    assert [w["code"] for w in result.warnings] == ["located_only", "empty_audience"]
+    path = tmp_path / "coast.json"
+    path.write_bytes(orjson.dumps(doc))
+    code, out, err = await run_loa(live.settings, "preview", str(path), "--json")
+    assert code == 0, err
+    assert [w["code"] for w in orjson.loads(out)["warnings"]] == ["located_only", "empty_audience"]
