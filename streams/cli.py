@@ -558,6 +558,15 @@ def watch(message_id: str, timeout: float) -> None:
     click.echo(f"{fate.alert_id} v{fate.version}: targeted {targeted:,}, emitted {emitted:,}")
 
 
+def _version_messages(messages: list[dict[str, Any]], version: int) -> list[dict[str, Any]]:
+    """The accepted messages that are (or, for Ack and Error, joined) ``version``."""
+    return [
+        {k: m.get(k) for k in ("version", "message_id", "msg_type", "sender", "status")}
+        for m in messages
+        if m.get("version") == version
+    ]
+
+
 def _resolve(settings: Settings, message_id: str, *, wait_s: float = 0.0) -> Fate:
     """The accepted message ``message_id`` names; a rejection or duplicate ends the command
     (exit 1), an unknown id raises :class:`NotFound` (exit 3)."""
@@ -598,12 +607,14 @@ def demo(subscribers: int, seed: int, alert_file: Path | None) -> None:
 def status(
     message_id: str, version: int | None, watch: bool, timeout: float, as_json: bool
 ) -> None:
-    """Targeted, emitted, suppressed (by reason), delivered, failed and fell back (moved to the
-    recipient's next channel, by route and reason) for MESSAGE_ID: an alert id (default: its
-    latest version) or any message id of its lineage (that message's version).
+    """Targeted, emitted, suppressed (by reason: cancelled, superseded, expired, cap...),
+    delivered, failed and fell back (moved to the recipient's next channel, by route and reason)
+    for MESSAGE_ID: an alert id (every version of the lineage, each with the message that made
+    it: type, sender, status) or any message id of its lineage (that message's version).
 
     Exit 0 when shown (with --watch: when done), 1 rejected/duplicate or --watch timed out,
     3 unknown id."""
+    from streams.observe import lineage_messages
     from streams.status import StatusReader, render
     from streams.status import as_json as status_json
 
@@ -630,10 +641,26 @@ def status(
                     current = reader.status(version)
                 bar.total = max(current.emitted, 1)
                 bar.update(current.settled)
+            every = version is None and not watch
+            messages = await lineage_messages(settings, alert_id) if every else []
+            versions = sorted({*reader.versions(), *(int(m["version"]) for m in messages)})
+            shown = [reader.status(v) for v in versions] if every and versions else [current]
             if as_json:
-                emit_json({"message": fate.as_json(), "status": status_json(current)})
+                doc: dict[str, Any] = {"message": fate.as_json(), "status": status_json(current)}
+                if every:
+                    doc["versions"] = [
+                        {"messages": _version_messages(messages, s.version), **status_json(s)}
+                        for s in shown
+                    ]
+                emit_json(doc)
             else:
-                click.echo(render(current))
+                for s in shown:
+                    for m in _version_messages(messages, s.version):
+                        click.echo(
+                            f"v{m['version']} {m['msg_type']} {m['message_id']} by {m['sender']}"
+                            f" ({m['status']})"
+                        )
+                    click.echo(render(s))
             return 0 if current.done or not watch else 1
 
     sys.exit(asyncio.run(run()))

@@ -236,6 +236,21 @@ async def resolve_message(settings: Settings, message_id: str, *, wait_s: float 
         await consumer.stop()
 
 
+async def lineage_messages(settings: Settings, alert_id: str) -> list[dict[str, Any]]:
+    """The accepted messages of lineage ``alert_id``, by version (what ``loa status`` names for
+    each version: its message, type, sender and status)."""
+    from streams.kafkaio.clients import read_to_end
+
+    found: dict[str, dict[str, Any]] = {}
+    async for record in read_to_end(settings, settings.accepted_topic):
+        doc = _json_object(record.value)
+        if doc is not None and doc.get("alert_id") == alert_id:
+            found[str(doc.get("message_id"))] = doc
+    return sorted(
+        found.values(), key=lambda d: (int(d.get("version", 0)), d["msg_type"] != "Cancel")
+    )
+
+
 def _json_object(raw: bytes | None) -> dict[str, Any] | None:
     try:
         doc = orjson.loads(raw or b"")

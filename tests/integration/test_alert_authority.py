@@ -167,3 +167,27 @@ async def test_publish_exit_codes_follow_one_table_and_json_is_one_object(
         if "accepted" not in name and name != "duplicate":  # the text form exits the same way
             code, _, err = await run_loa(settings, "publish", *args)
             assert code == expected, (name, err)
+
+
+async def test_status_of_a_lineage_shows_every_version_and_who_sent_it(live: LiveLoa) -> None:
+    first = message(NATIONAL, regions=("VN-51",))
+    outcome, record = await decide(live, first)
+    assert outcome == "accepted"
+    drill = message(NATIONAL, "Cancel", ref(first), status="Exercise")
+    assert (await decide(live, drill))[1]["code"] == "status_mismatch"
+    update = message(NATIONAL, "Update", ref(first), regions=("VN-51",), headline="Bão mạnh lên")
+    assert (await decide(live, update))[0] == "accepted"
+    await live.fanned_out(record["alert_id"], version=2)
+    code, out, err = await run_loa(live.settings, "status", record["alert_id"], "--json")
+    assert code == 0, err
+    versions = orjson.loads(out)["versions"]
+    assert [v["version"] for v in versions] == [1, 2]
+    assert [[(m["msg_type"], m["status"]) for m in v["messages"]] for v in versions] == [
+        [("Alert", "Actual")],
+        [("Update", "Actual")],
+    ]
+    assert versions[1]["partitions_done"] == versions[1]["partitions"]
+    code, out, err = await run_loa(live.settings, "status", record["alert_id"])
+    assert code == 0, err
+    assert f"v1 Alert {NATIONAL}/{first['identifier']} by {NATIONAL} (Actual)" in out
+    assert f"v2 Update {NATIONAL}/{update['identifier']} by {NATIONAL} (Actual)" in out
