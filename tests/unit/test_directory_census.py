@@ -135,7 +135,7 @@ def test_census_survives_the_wire_unchanged(
     index = directory[0][0]
     census = _census(index, 0)
     back = decode_census(encode_census(census))
-    for name in ("ward_counts", "cells", "cell_of", "ward", "kind", "count"):
+    for name in ("ward_counts", "cells", "runs", "ward", "kind", "count"):
         assert np.array_equal(getattr(back, name), getattr(census, name)), name
     assert (back.partition, back.offset, back.made_at, back.regions, back.channels) == (
         0,
@@ -187,7 +187,7 @@ def test_a_damaged_census_is_refused_or_decodes_to_a_consistent_census(
     except CensusUnusable:
         return
     # a flip the checks cannot see (a count, a time) still leaves arrays a reader can count
-    assert census.cell_of.shape == census.ward.shape == census.count.shape
+    assert int(census.runs.sum()) == census.ward.shape[0] == census.count.shape[0]
     assert int(census.ward.max(initial=0)) < census.n_wards
 
 
