@@ -66,6 +66,8 @@ CENSUS_VERSION = 1
 _MAGIC = b"LOA-CENSUS"
 _PREFIX = struct.Struct(">10sHI")  # magic, version, header length
 _MAX_HEADER = 64 * 1024
+#: Rows per ``bincount`` call while building a census (about 3 ms each).
+_PIECE = 1 << 20
 #: Room left in the topic's ``max.message.bytes`` for the record and batch headers.
 _RECORD_ROOM = 64 * 1024
 
@@ -174,16 +176,25 @@ def build_census(
     h3_resolution: int,
 ) -> Census:
     """The census of a partition's columns (``DirectoryPartition.columns()``: ``ward``,
-    ``cell``, ``channel``, ``flags`` are read). One ``bincount`` over every row, one sort over
-    the located rows."""
+    ``cell``, ``channel``, ``flags`` are read, never written). One ``bincount`` over every
+    row, one sort over the located rows; arithmetic in place, since at 10M rows each
+    temporary column is tens of megabytes of fresh memory."""
     ward, channel = columns["ward"], columns["channel"]
-    test = ((columns["flags"] & FLAG_TEST) != 0).astype(np.uint8)
     n_wards, n_channels = regions.n_wards, len(CHANNELS)
     if ward.size and (int(ward.max()) >= n_wards or int(channel.max()) >= n_channels):
         raise ValueError("a ward or channel index outside the registry or CHANNELS")
-    kind = (channel.astype(np.uint8) * np.uint8(2) + test).astype(np.uint8)
-    slots = ward.astype(np.intp) * (2 * n_channels) + kind
-    ward_counts = np.bincount(slots, minlength=n_wards * 2 * n_channels).astype(np.uint32)
+    kind = columns["flags"] & FLAG_TEST  # kind = channel * 2 + test flag
+    np.minimum(kind, np.uint8(1), out=kind)
+    kind += channel
+    kind += channel
+    slots = ward.astype(np.uint32)
+    slots *= np.uint32(2 * n_channels)
+    slots += kind
+    ward_counts = np.zeros(n_wards * 2 * n_channels, dtype=np.int64)
+    # bincount holds the GIL (30 ms at 10M rows): in pieces, the event loop beside it runs
+    for at in range(0, slots.shape[0], _PIECE):
+        ward_counts += np.bincount(slots[at : at + _PIECE], minlength=ward_counts.shape[0])
+    del slots
     located = np.flatnonzero(columns["cell"])
     cells, runs, lward, lkind, count = _located_table(
         columns["cell"][located], ward[located], kind[located]
@@ -195,7 +206,7 @@ def build_census(
         regions=region_fingerprint(regions),
         channels=CHANNELS,
         h3_resolution=h3_resolution,
-        ward_counts=ward_counts.reshape(n_wards, n_channels, 2),
+        ward_counts=ward_counts.astype(np.uint32).reshape(n_wards, n_channels, 2),
         cells=cells,
         runs=runs,
         ward=lward,
@@ -209,43 +220,53 @@ def _located_table(
 ) -> tuple[npt.NDArray[np.uint64], U32, npt.NDArray[np.uint16], npt.NDArray[np.uint8], U32]:
     """Distinct (cell, ward, kind) rows with counts, sorted.
 
-    One sort of one ``uint64`` key per located row, ``(cell id, ward, kind)`` packed. The cell
-    id is the H3 index's base cell and digits (7 + 3 * resolution bits: 28 at resolution 7)
-    when every cell shares mode and resolution, which leaves room up to resolution 11; else
-    the cell's rank among the distinct cells, which costs a second sort.
+    One in-place sort of one ``uint64`` key per located row, ``(cell id, ward, kind)``
+    packed. The cell id is the H3 index's base cell and digits (7 + 3 * resolution bits: 28
+    at resolution 7) when every cell shares mode and resolution, which leaves room up to
+    resolution 11; else the cell's rank among the distinct cells, which costs a second sort.
     """
     empty = np.empty(0, dtype=np.uint32)
     if cell.size == 0:
         return np.empty(0, np.uint64), empty, np.empty(0, np.uint16), np.empty(0, np.uint8), empty
-    low = (ward.astype(np.uint64) << np.uint64(8)) | kind.astype(np.uint64)
     top = np.uint64(52)  # bits 52..63: mode, reserved bits and resolution
     res = int(cell_resolution(cell[:1])[0])
     tail = np.uint64(3 * (15 - res))  # the unused digits: all ones in a valid cell
     ones = np.uint64((1 << int(tail)) - 1)
     head = (cell[0] >> top) << top
-    if (
+    packable = (
         7 + 3 * res + 24 <= 64
         and bool(((cell >> top) == (head >> top)).all())
         and bool(((cell & ones) == ones).all())
-    ):
-        cell_id = (cell >> tail) & np.uint64((1 << (7 + 3 * res)) - 1)
-        keys, count = np.unique((cell_id << np.uint64(24)) | low, return_counts=True)
-        by_row = head | ((keys >> np.uint64(24)) << tail) | ones
+    )
+    distinct = cell[:0]
+    if packable:
+        key = cell >> tail
+        key &= np.uint64((1 << (7 + 3 * res)) - 1)
     else:
         distinct, rank = np.unique(cell, return_inverse=True)
-        keys, count = np.unique((rank.astype(np.uint64) << np.uint64(24)) | low, return_counts=True)
-        by_row = distinct[(keys >> np.uint64(24)).astype(np.intp)]
-    # keys are sorted by cell first, so each cell's rows are one run
-    new = np.empty(by_row.shape[0], dtype=np.bool_)
+        key = rank.astype(np.uint64)
+    key <<= np.uint64(16)
+    key |= ward
+    key <<= np.uint64(8)
+    key |= kind
+    key.sort()
+    new = np.empty(key.shape[0], dtype=np.bool_)
     new[0] = True
-    np.not_equal(by_row[1:], by_row[:-1], out=new[1:])
+    np.not_equal(key[1:], key[:-1], out=new[1:])
     starts = np.flatnonzero(new)
+    keys = key[starts]
+    count = np.diff(starts, append=key.shape[0]).astype(np.uint32)
+    ids = keys >> np.uint64(24)
+    by_row = head | (ids << tail) | ones if packable else distinct[ids.astype(np.intp)]
+    # keys are sorted by cell first, so each cell's rows are one run
+    np.not_equal(by_row[1:], by_row[:-1], out=new[1 : by_row.shape[0]])
+    cell_starts = np.flatnonzero(new[: by_row.shape[0]])
     return (
-        by_row[starts],
-        np.diff(starts, append=by_row.shape[0]).astype(np.uint32),
+        by_row[cell_starts],
+        np.diff(cell_starts, append=by_row.shape[0]).astype(np.uint32),
         ((keys >> np.uint64(8)) & np.uint64(0xFFFF)).astype(np.uint16),
         (keys & np.uint64(0xFF)).astype(np.uint8),
-        count.astype(np.uint32),
+        count,
     )
 
 
