@@ -4,6 +4,7 @@ and its reach equals a count of the subscriber rows the test wrote itself."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ import h3
 import numpy as np
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.directory.census import build_census, decode_census, encode_census
 from streams.directory.census_replica import CensusReplica
@@ -20,7 +22,13 @@ from streams.directory.index import FLAG_TEST, ChangeBatch
 from streams.directory.load import write_changes
 from streams.directory.service import DirectoryService
 from streams.directory.synthetic import synthetic_subscribers
-from streams.kafkaio.clients import create_topics, make_producer, make_reader, start_all
+from streams.kafkaio.clients import (
+    create_topics,
+    make_admin,
+    make_producer,
+    make_reader,
+    start_all,
+)
 from streams.records import CHANNELS
 from streams.regions import circle_cells, registry
 from streams.settings import Settings
@@ -216,3 +224,48 @@ async def test_a_census_of_ten_million_subscribers_fits_the_topic_and_reads_back
     assert back.subscribers == 10_000_000
     assert np.array_equal(back.count, decode_census(value).count)
     assert replica.reach(["VN"], [], test_only=False).total == 10_000_000
+
+
+async def _census_limit(settings: Settings, max_bytes: int) -> None:
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        topic = ConfigResource(
+            ConfigResourceType.TOPIC,
+            settings.census_topic,
+            configs={"max.message.bytes": str(max_bytes)},
+        )
+        await admin.alter_configs([topic])
+    finally:
+        await admin.close()
+
+
+async def test_a_census_the_broker_refuses_is_logged_once_and_written_when_it_can_be(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(partitions=2, census_interval_s=0.2, snapshot_interval_s=0)
+    await create_topics(settings)
+    await write_changes(settings, synthetic_subscribers(5_000, 7, REGIONS), REGIONS)
+    await _census_limit(settings, 512)  # the broker refuses every census record
+    service = DirectoryService(settings, REGIONS)
+    replica = CensusReplica(settings, REGIONS)
+    await service.start()
+    await replica.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="streams.directory.service"):
+            for p in range(settings.partitions):
+                await service.restore(p)  # the directory serves whatever the census does
+            for _ in range(600):  # three rounds refused: three chances to log again
+                if service.census_failures >= 3:
+                    break
+                await asyncio.sleep(0.1)
+            assert service.census_failures >= 3 and service.census_writes == 0
+            await _census_limit(settings, CENSUS_MAX_MESSAGE_BYTES)
+            await _census_at(replica, await _end_offsets(settings))
+        assert replica.reach(["VN"], [], test_only=False).total == 5_000
+        messages = [r.getMessage() for r in caplog.records]
+        assert sum("census not written" in m for m in messages) == 1
+        assert sum("census written again" in m for m in messages) == 1
+    finally:
+        await replica.stop()
+        await service.stop()
