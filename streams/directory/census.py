@@ -461,15 +461,23 @@ def _located_only(
     census: Census, ward_mask: npt.NDArray[np.bool_], cells: CellSet, test_only: bool
 ) -> npt.NDArray[np.int64]:
     """By first channel: located rows inside ``cells`` whose home ward is not targeted."""
-    inside = cells.contains(census.cells)  # one test per distinct cell, not per subscriber
-    if not inside.any():
+    inside = np.flatnonzero(cells.contains(census.cells))  # one test per distinct cell
+    if inside.size == 0:
         return np.zeros(len(CHANNELS), dtype=np.int64)
-    rows = np.repeat(inside, census.runs) & ~ward_mask[census.ward]
+    # the rows of the cells inside (each cell's rows are one run): a small shape reads few
+    ends = np.cumsum(census.runs, dtype=np.int64)
+    runs = census.runs[inside].astype(np.int64)
+    before = np.cumsum(runs) - runs  # where each inside cell's rows start among those taken
+    rows = np.arange(int(runs.sum()), dtype=np.int64) + np.repeat(
+        ends[inside] - runs - before, runs
+    )
+    keep = ~ward_mask[census.ward[rows]]
+    kind = census.kind[rows]
     if test_only:
-        rows &= (census.kind & np.uint8(1)) != 0
+        keep &= (kind & np.uint8(1)) != 0
     # float64 weights are exact up to 2**53 subscribers
     per_channel = np.bincount(
-        census.kind[rows] >> np.uint8(1), weights=census.count[rows], minlength=len(CHANNELS)
+        kind[keep] >> np.uint8(1), weights=census.count[rows][keep], minlength=len(CHANNELS)
     )
     return np.rint(per_channel).astype(np.int64)
 
