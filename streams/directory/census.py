@@ -66,6 +66,8 @@ CENSUS_VERSION = 1
 _MAGIC = b"LOA-CENSUS"
 _PREFIX = struct.Struct(">10sHI")  # magic, version, header length
 _MAX_HEADER = 64 * 1024
+#: Largest body a reader inflates (and a writer writes): bounds what a forged header costs.
+_MAX_BODY = 4 * CENSUS_MAX_MESSAGE_BYTES
 #: Rows per ``bincount`` call while building a census (about 3 ms each).
 _PIECE = 1 << 20
 #: Room left in the topic's ``max.message.bytes`` for the record and batch headers.
@@ -286,8 +288,9 @@ _BODY = (
 def encode_census(census: Census, *, level: int = 1) -> bytes:
     """The census as bytes (header, then the zlib-compressed arrays); raises ``ValueError``
     when the result would not fit ``CENSUS_MAX_MESSAGE_BYTES`` (the census topic would refuse
-    it). zlib level 1: at 10M synthetic subscribers 4.4 MB in 0.13 s, where level 6 gives
-    2.9 MB in 0.7 s (docs/census.md); the writer's CPU matters more than the bytes."""
+    it) or its arrays exceed what a reader inflates (``4 * CENSUS_MAX_MESSAGE_BYTES``).
+    zlib level 1: at 10M synthetic subscribers 4.4 MB in 0.13 s, where level 6 gives 2.9 MB
+    in 0.7 s (docs/census.md); the writer's CPU matters more than the bytes."""
     cells = np.diff(census.cells, prepend=np.uint64(0)).astype("<u8")
     arrays = (
         census.ward_counts.reshape(-1),
@@ -316,7 +319,7 @@ def encode_census(census: Census, *, level: int = 1) -> bytes:
         }
     )
     out = _PREFIX.pack(_MAGIC, CENSUS_VERSION, len(header)) + header + zlib.compress(body, level)
-    if len(out) > CENSUS_MAX_MESSAGE_BYTES - _RECORD_ROOM:
+    if len(out) > CENSUS_MAX_MESSAGE_BYTES - _RECORD_ROOM or len(body) > _MAX_BODY:
         raise ValueError(
             f"census of partition {census.partition} is {len(out)} bytes, over the census"
             f" topic's {CENSUS_MAX_MESSAGE_BYTES}"
@@ -359,7 +362,7 @@ def _decode(raw: bytes) -> Census:
         raise CensusUnusable("census header: channel or ward count out of range")
     lengths = (h["wards"] * len(channels) * 2, h["cells"], h["cells"], *([h["rows"]] * 3))
     sizes = [n * np.dtype(dt).itemsize for n, (_, dt) in zip(lengths, _BODY, strict=True)]
-    if sum(sizes) != h["body_bytes"] or h["body_bytes"] > 16 * CENSUS_MAX_MESSAGE_BYTES:
+    if sum(sizes) != h["body_bytes"] or h["body_bytes"] > _MAX_BODY:
         raise CensusUnusable("census header: array lengths and body size disagree")
     inflate = zlib.decompressobj()
     body = inflate.decompress(raw[_PREFIX.size + header_len :], h["body_bytes"])

@@ -34,7 +34,7 @@ wins).
 Census: every owned partition's census (:mod:`streams.directory.census`: counts by ward,
 first channel and test flag, located subscribers by cell) goes to the compacted
 ``<prefix>.directory.census`` (key = partition number in ASCII) once the partition is restored,
-then at most every ``LOA_CENSUS_INTERVAL_S`` while its offset moves (less often when building
+then at most every ``LOA_CENSUS_INTERVAL_S`` while its offset moves (less often when refreshing
 them would take more than :data:`CENSUS_CPU_SHARE` of the worker), so ingest can count an
 alert's reach without the directory. It is made from the same copy-on-write columns a
 snapshot takes, in a worker thread (numpy sorts release the GIL), and written with a producer
@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 
 import numpy as np
@@ -91,10 +92,12 @@ log = logging.getLogger(__name__)
 SNAPSHOT_AFTER_REPLAY = 100_000
 #: How long a stopping worker may spend on its last snapshot (within LOA_SHUTDOWN_TIMEOUT_S).
 STOP_SNAPSHOT_S = 5.0
-#: At most this share of the worker's time goes to building censuses: after a round that took
-#: ``t`` seconds the next one waits ``max(LOA_CENSUS_INTERVAL_S, t / share - t)``. At 10M
-#: subscribers a partition's census takes about 1 s, so four such partitions are counted
-#: anew about every 80 s instead of every 10 s (docs/census.md).
+#: Refreshing censuses of changed partitions takes at most this share of the worker's time:
+#: after a census that took ``t`` seconds to build, no partition is refreshed for
+#: ``t / share - t`` seconds. At 10M subscribers a census takes 1-1.5 s, so one partition is
+#: refreshed every 20-30 s, and four that never stop changing each every 1.5-2 minutes instead
+#: of every ``LOA_CENSUS_INTERVAL_S`` (docs/census.md). A restored partition's first census is
+#: never held back: without it, reach counts are partial.
 CENSUS_CPU_SHARE = 0.05
 
 
@@ -131,6 +134,7 @@ class DirectoryService:
         self._census_offsets: dict[int, int] = {}
         self._census_times: dict[int, float] = {}
         self._census_failing = False
+        self._census_gate = 0.0  # loop time before which no census is refreshed
         self.census_writes = 0
         self.census_failures = 0
         #: Seconds the last census took to build and encode (in its thread).
@@ -145,7 +149,13 @@ class DirectoryService:
             fetch_max_wait_ms=50,
             client_id=f"{self._settings.app_id}-directory",
         )
-        await start_all(self._consumer)
+        self._census_producer = make_producer(
+            self._settings,
+            max_request_size=CENSUS_MAX_MESSAGE_BYTES,
+            linger_ms=0,
+            client_id=f"{self._settings.app_id}-census",
+        )
+        await start_all(self._consumer, self._census_producer)
         if self._settings.directory_raw_kafka and internals_supported():
             self._fetcher = make_raw_fetcher(
                 self._settings, f"{self._settings.app_id}-directory-fetch", max_wait_ms=50
@@ -160,13 +170,6 @@ class DirectoryService:
             self._snapshot_task = asyncio.create_task(
                 self._write_snapshots(), name="loa-directory-snapshots"
             )
-        self._census_producer = make_producer(
-            self._settings,
-            max_request_size=CENSUS_MAX_MESSAGE_BYTES,
-            linger_ms=0,
-            client_id=f"{self._settings.app_id}-census",
-        )
-        await start_all(self._census_producer)
         self._census_task = asyncio.create_task(self._write_censuses(), name="loa-directory-census")
 
     async def stop(self) -> None:
@@ -358,13 +361,14 @@ class DirectoryService:
     # -- census (streams.directory.census): written for ingest, never read here
 
     async def census(self) -> int:
-        """Write the census of every owned partition that is due (never written since its
-        restore, or changed and not written for ``LOA_CENSUS_INTERVAL_S``); returns how many
-        were written. A partition that fails does not keep the others from theirs; the first
-        failure is raised at the end (the caller logs it)."""
+        """Write the census of every owned partition that is due; returns how many were
+        written. Due: never written since its restore (at once), or changed, not written for
+        ``LOA_CENSUS_INTERVAL_S`` and the refresh gate open (:data:`CENSUS_CPU_SHARE`), the
+        longest unrefreshed first. A partition that fails does not keep the others from
+        theirs; the first failure is raised at the end (the caller logs it)."""
         failed: Exception | None = None
         written = 0
-        for p in sorted(self._indexes):
+        for p in sorted(self._indexes, key=lambda p: self._census_times.get(p, -math.inf)):
             try:
                 written += await self._census_of(p)
             except Exception as exc:  # one partition's failure must not cost the others theirs
@@ -377,8 +381,11 @@ class DirectoryService:
         assert self._census_producer is not None
         loop = asyncio.get_running_loop()
         last = self._census_times.get(p)
-        if last is not None and loop.time() - last < self._settings.census_interval_s:
-            return 0
+        now = loop.time()
+        if last is not None and (
+            now - last < self._settings.census_interval_s or now < self._census_gate
+        ):
+            return 0  # a refresh, not due yet (a first census after a restore always is)
         # the offset first, the columns after, with no reassignment in between (as for a
         # snapshot): the columns hold at least every change before the offset
         async with self._assign_lock:
@@ -389,7 +396,9 @@ class DirectoryService:
             columns = index.columns()
         began = time.perf_counter()
         value = await asyncio.to_thread(self._encode_census, p, offset, columns)
-        self.census_build_s = time.perf_counter() - began
+        self.census_build_s = spent = time.perf_counter() - began
+        # the next refresh waits until this build is CENSUS_CPU_SHARE of the time since
+        self._census_gate = loop.time() + spent * (1 / CENSUS_CPU_SHARE - 1)
         if p not in self._indexes:
             return 0  # revoked meanwhile: the new owner writes its own
         await self._census_producer.send_and_wait(
@@ -415,14 +424,11 @@ class DirectoryService:
         return encode_census(census)
 
     async def _write_censuses(self) -> None:
-        loop = asyncio.get_running_loop()
-        wait = self._settings.census_interval_s
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout(self._settings.census_interval_s):
                     await self._census_soon.wait()
             self._census_soon.clear()
-            began = loop.time()
             try:
                 await self.census()
             except asyncio.CancelledError:
@@ -439,10 +445,6 @@ class DirectoryService:
                 if self._census_failing:
                     log.info("directory census written again")
                 self._census_failing = False
-            # a large directory that never stops changing would otherwise have its census
-            # rebuilt back to back: keep the census to CENSUS_CPU_SHARE of the worker's time
-            spent = loop.time() - began
-            wait = max(self._settings.census_interval_s, spent / CENSUS_CPU_SHARE - spent)
 
     # -- partition ownership (streams.ownership): restore = replay to the topic's end
 
