@@ -134,15 +134,17 @@ class Reach:
     """An alert's targeted audience, counted from the directory census.
 
     Targeted as the fan-out selects (region codes, location cells, test audience), by first
-    channel, *before* category opt-outs, frequency caps and lineage dedup.
+    channel, *before* category opt-outs, frequency caps and lineage dedup. Its fields are those
+    of :class:`streams.ingest.reach.Reach` (which the directory does not import), so ingest
+    takes it as ``IngestReach(**dataclasses.asdict(reach))``; :meth:`to_doc` is the same too.
     """
 
-    #: Subscribers by first channel (every name in ``streams.records.CHANNELS``).
-    by_channel: dict[str, int]
     #: Sum of ``by_channel``.
     total: int
+    #: Subscribers by first channel (every name in ``streams.records.CHANNELS``).
+    by_channel: dict[str, int]
     #: Reached through region codes (home ward targeted).
-    by_ward_targets: int
+    by_region_codes: int
     #: Reached only through a polygon's or circle's cells (home ward not targeted).
     located_only: int
     #: Partitions whose census was counted ...
@@ -154,16 +156,17 @@ class Reach:
 
     @property
     def complete(self) -> bool:
-        return self.partitions_counted == self.partitions
+        return self.partitions_counted >= self.partitions
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_doc(self) -> dict[str, Any]:
         return {
-            "by_channel": dict(self.by_channel),
             "total": self.total,
-            "by_ward_targets": self.by_ward_targets,
+            "by_channel": dict(self.by_channel),
+            "by_region_codes": self.by_region_codes,
             "located_only": self.located_only,
             "partitions_counted": self.partitions_counted,
             "partitions": self.partitions,
+            "complete": self.complete,
             "as_of": self.as_of,
         }
 
@@ -452,7 +455,7 @@ def reach(
     return Reach(
         by_channel=by_channel,
         total=sum(by_channel.values()),
-        by_ward_targets=int(by_ward.sum()),
+        by_region_codes=int(by_ward.sum()),
         located_only=int(located.sum()),
         partitions_counted=len(counted),
         partitions=partitions,

@@ -60,13 +60,17 @@ class CensusReplica:
         """Keys whose latest record is not a usable census, with the reason."""
         return self._replica.errors()
 
-    def reach(self, targets: Sequence[str], cells: Sequence[str], *, test_only: bool) -> Reach:
+    def reach(self, targets: Sequence[str], cells: Sequence[str], test_only: bool) -> Reach:
         """Whom an alert reaches, by first channel, before category opt-outs, frequency caps
         and lineage dedup: home ward under one of the region ``targets`` codes, or location
         inside the compacted H3 ``cells`` (hex, as in ``FanoutOrder.cells``); only the test
         audience with ``test_only``. Over ``LOA_PARTITIONS`` partitions: a partition without
         a usable census is not counted (``Reach.complete`` is False). Raises
-        :class:`streams.errors.UnknownRegion` for a code not in the registry."""
+        :class:`streams.errors.UnknownRegion` for a code not in the registry.
+
+        The arguments are those of ``streams.ingest.reach.ReachCounter``, so ingest's counter
+        is ``lambda t, c, test: IngestReach(**dataclasses.asdict(replica.reach(t, c, test)))``.
+        """
         return audience_reach(
             self.censuses(),
             self._regions,

@@ -152,7 +152,7 @@ async def test_reach_of_a_province_a_ward_a_circle_and_the_country_equals_a_coun
         want, through_codes = rows.count(codes, cells, test_only=test_only)
         got = replica.reach(codes, cells, test_only=test_only)
         assert got.by_channel == want, (codes, bool(cells), test_only)
-        assert got.by_ward_targets == through_codes, (codes, bool(cells), test_only)
+        assert got.by_region_codes == through_codes, (codes, bool(cells), test_only)
         assert got.located_only == sum(want.values()) - through_codes
         assert got.complete and got.partitions == settings.partitions
     national = replica.reach(["VN"], [], test_only=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import h3
 import numpy as np
@@ -26,6 +26,7 @@ from streams.directory.census import (
 from streams.directory.index import ChangeBatch, DirectoryPartition
 from streams.directory.synthetic import location_pool
 from streams.fanout.plan import audience_rows
+from streams.ingest.reach import Reach as IngestReach
 from streams.records import CATEGORIES, CHANNELS, FanoutOrder, Priority, TaskKind
 from streams.regions import registry
 from streams.settings import Settings
@@ -122,7 +123,7 @@ def test_reach_is_the_number_of_rows_the_fanout_selects_before_optouts_per_chann
     )
     assert got.by_channel == dict(zip(CHANNELS, want.tolist(), strict=True))
     assert got.total == int(want.sum())
-    assert got.by_ward_targets == by_ward
+    assert got.by_region_codes == by_ward
     assert got.located_only == got.total - by_ward
     assert (got.partitions_counted, got.partitions, got.complete) == (len(indexes),) * 2 + (True,)
 
@@ -251,7 +252,7 @@ def test_a_missing_or_foreign_partition_makes_the_reach_partial() -> None:
     assert (got.partitions_counted, got.partitions, got.complete) == (2, 4, False)
     assert got.as_of == 150.0
     assert got.by_channel == {"oa": 2, "push": 0, "sms": 2}
-    assert got.to_dict()["total"] == 4
+    assert got.to_doc()["total"] == 4
     nobody = audience_reach({0: fresh}, R, targets=["VN"], cells=(), test_only=True, partitions=1)
     assert nobody.total == 0 and nobody.as_of == 200.0
 
@@ -262,3 +263,23 @@ def test_an_unusable_census_interval_stops_with_a_clear_error(raw: str) -> None:
         Settings.from_env({"LOA_CENSUS_INTERVAL_S": raw})
     assert Settings.from_env({}).census_interval_s == 10.0
     assert Settings.from_env({"LOA_CENSUS_INTERVAL_S": "2.5"}).census_interval_s == 2.5
+
+
+def test_reach_converts_to_ingests_reach_field_for_field() -> None:
+    index = DirectoryPartition()
+    index.apply(
+        ChangeBatch(
+            ids=np.array([1], dtype=np.uint64),
+            ward=np.array(WARDS[:1], dtype=np.uint16),
+            channel=np.array([1], dtype=np.uint8),
+            language=np.zeros(1, dtype=np.uint8),
+            flags=np.zeros(1, dtype=np.uint8),
+            deleted=np.zeros(1, dtype=np.bool_),
+        )
+    )
+    got = audience_reach(
+        {0: _census(index, 0)}, R, targets=["VN"], cells=(), test_only=False, partitions=2
+    )
+    theirs = IngestReach(**asdict(got))
+    assert theirs.to_doc() == got.to_doc()
+    assert (theirs.complete, theirs.total, theirs.by_channel["push"]) == (False, 1, 1)
