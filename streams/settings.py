@@ -7,6 +7,7 @@ listed in README.md with its variable and default.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import socket
 from collections.abc import Mapping
@@ -85,6 +86,12 @@ class Settings:
     #: loads them and replays only the tail of the changes topic; 0 turns snapshots off
     #: (neither written nor read: every takeover replays the whole partition).
     snapshot_interval_s: float = 60.0
+    #: LOA_CENSUS_INTERVAL_S: a worker writes the census of each directory partition it owns
+    #: (subscribers by ward, first channel and test flag, located ones by cell, see
+    #: ``streams.directory.census``) to ``<prefix>.directory.census`` once the partition is
+    #: restored, then at most this often while the partition changes; ingest counts an alert's
+    #: reach from it. Must be > 0 (the census is how a decision knows whom it reaches).
+    census_interval_s: float = 10.0
     #: LOA_LOG_LEVEL: log level of the worker and CLI.
     log_level: str = "INFO"
     #: LOA_LOG_FORMAT: ``text`` (human) or ``json`` (one JSON object per line, for log shippers).
@@ -221,6 +228,12 @@ class Settings:
         return f"{self.topic_prefix}.receipts.progress"
 
     @property
+    def census_topic(self) -> str:
+        """Directory census (compacted, one partition; key = directory partition number in
+        ASCII, value = ``streams.directory.census`` wire form)."""
+        return f"{self.topic_prefix}.directory.census"
+
+    @property
     def channels_topic(self) -> str:
         """Channel rate limits (compacted; key = channel, value ``{"rate": tasks/s}``)."""
         return f"{self.topic_prefix}.channels"
@@ -280,6 +293,8 @@ class Settings:
             raise ValueError("LOA_LOG_FORMAT must be text or json")
         if not self.snapshot_interval_s >= 0:
             raise ValueError("LOA_SNAPSHOT_INTERVAL_S must be >= 0 (0: no snapshots)")
+        if not 0 < self.census_interval_s < math.inf:
+            raise ValueError("LOA_CENSUS_INTERVAL_S must be a number of seconds > 0")
         if not 0 <= self.metrics_port <= 65535:
             raise ValueError("LOA_METRICS_PORT must be 0..65535")
         if self.session_timeout_s < 1:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from streams.settings import Settings
 
 __all__ = [
+    "CENSUS_MAX_MESSAGE_BYTES",
     "Replication",
     "TopicLayoutError",
     "TopicShape",
@@ -22,6 +23,10 @@ __all__ = [
     "partition_mismatches",
     "replication",
 ]
+
+#: ``max.message.bytes`` of the directory census topic: one record holds a partition's census
+#: (``streams.directory.census``; about 4 MB for 10M synthetic subscribers, docs/census.md).
+CENSUS_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from streams.kafkaio.security import faust_credentials, security_options
 from streams.records import Priority
 from streams.settings import Settings
 from streams.topics import (
+    CENSUS_MAX_MESSAGE_BYTES,
     Replication,
     TopicShape,
     mismatches,
@@ -179,6 +180,19 @@ def topic_specs(settings: Settings, rep: Replication | None = None) -> list[NewT
         NewTopic(settings.progress_topic, p, rf, topic_configs=compact),
         NewTopic(settings.directory_topic, p, rf, topic_configs=compact),
         NewTopic(settings.channels_topic, 1, rf, topic_configs=compact),
+        # One partition, one record per directory partition: every worker reads all of it.
+        # A record is a whole partition's census (megabytes); small segments let compaction
+        # drop the superseded ones soon.
+        NewTopic(
+            settings.census_topic,
+            1,
+            rf,
+            topic_configs={
+                **compact,
+                "max.message.bytes": str(CENSUS_MAX_MESSAGE_BYTES),
+                "segment.bytes": str(2 * CENSUS_MAX_MESSAGE_BYTES),
+            },
+        ),
         # One partition: the registry is small and every worker replays all of it.
         NewTopic(settings.agencies_topic, 1, rf, topic_configs=compact),
     ]
