@@ -134,9 +134,8 @@ class Reach:
     """An alert's targeted audience, counted from the directory census.
 
     Targeted as the fan-out selects (region codes, location cells, test audience), by first
-    channel, *before* category opt-outs, frequency caps and lineage dedup. Its fields are those
-    of :class:`streams.ingest.reach.Reach` (which the directory does not import), so ingest
-    takes it as ``IngestReach(**dataclasses.asdict(reach))``; :meth:`to_doc` is the same too.
+    channel, *before* category opt-outs, frequency caps and lineage dedup. Ingest puts it in the
+    decision (:mod:`streams.ingest.reach`).
     """
 
     #: Sum of ``by_channel``.

@@ -29,6 +29,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
+from streams.directory.census_replica import CensusReplica
 from streams.errors import LoaError
 from streams.ingest import Accepted, Duplicate, Rejected, decide, rejection_record
 from streams.ingest.agencies import AgencyRegistry
@@ -49,6 +50,9 @@ log = logging.getLogger("loa")
 
 #: Delays between retries of a Kafka write (the last one repeats).
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+#: How long a decision waits for a census of every directory partition before counting what
+#: it has (only while some partition has none: a fresh cluster, or workers starting).
+CENSUS_WAIT_S = 5.0
 #: How long making a decision topic may take, and when to try again after it failed.
 DECISIONS_TOPIC_TIMEOUT_S = 10.0
 DECISIONS_TOPIC_RETRY_S = 60.0
@@ -79,6 +83,8 @@ class IngestAgent:
             decode=self._on_accepted,
             name="accepted",
         )
+        #: who a decision reaches: every directory partition's census (streams.directory.census)
+        self.census = CensusReplica(settings, regions)
         self._producer: AIOKafkaProducer | None = None
         self._txn_producer: AIOKafkaProducer | None = None
         #: decision topics known to exist, and when to try again one that could not be made
@@ -92,10 +98,12 @@ class IngestAgent:
         self._producer = producer
         await self.accepted.start()
         await self.agencies.start()
+        await self.census.start()
 
     async def stop(self) -> None:
         await self.accepted.stop()
         await self.agencies.stop()
+        await self.census.stop()
         if self._txn_producer is not None:
             await self._txn_producer.stop()
             self._txn_producer = None
@@ -116,6 +124,7 @@ class IngestAgent:
             require_signatures=s.require_signatures,
             h3_resolution=s.h3_resolution,
             cancel_tasks=s.cancel_tasks,
+            reach=self.census.reach,
         )
         await self.write_decision(decision, message.value, message)
 
@@ -251,12 +260,28 @@ class IngestAgent:
         while True:
             try:
                 await self.accepted.ready(timeout_s=self.settings.directory_catchup_timeout_s)
-                return await self.agencies.ready()
+                registry = await self.agencies.ready()
+                await self._census_ready()
+                return registry
             except Exception as exc:
                 delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
                 attempt += 1
                 log.warning("ingest state not ready (%s); retry in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
+
+    async def _census_ready(self) -> None:
+        """The latest censuses, waiting at most :data:`CENSUS_WAIT_S` for a partition that has
+        none yet (a fresh cluster, a worker restoring): a partial count is said in the
+        decision (``reach_unknown``), never waited on for long."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CENSUS_WAIT_S
+        with contextlib.suppress(Exception):
+            await self.census.ready(timeout_s=CENSUS_WAIT_S)
+            while len(self.census.censuses()) < self.settings.partitions:
+                if loop.time() >= deadline:
+                    return
+                await asyncio.sleep(0.1)
+                await self.census.ready(timeout_s=max(deadline - loop.time(), 0.1))
 
     async def _send(
         self, topic: str, value: bytes, *, key: bytes | None = None, partition: int | None = None

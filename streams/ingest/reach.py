@@ -21,46 +21,13 @@ show them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from streams.directory.census import Reach
 from streams.regions import Targets
 
 __all__ = ["Reach", "ReachCounter", "Warning", "warnings_for"]
-
-
-@dataclass(frozen=True, slots=True)
-class Reach:
-    """Targeted recipients by first channel, before category opt-outs, frequency caps and the
-    lineage's dedup (what the fan-out may still leave out)."""
-
-    total: int
-    by_channel: Mapping[str, int] = field(default_factory=dict)
-    #: Reached through region codes (home ward).
-    by_region_codes: int = 0
-    #: Reached only through a shape (a shared location inside it).
-    located_only: int = 0
-    partitions_counted: int = 0
-    partitions: int = 0
-    #: Unix time of the oldest census counted.
-    as_of: float | None = None
-
-    @property
-    def complete(self) -> bool:
-        return self.partitions_counted >= self.partitions
-
-    def to_doc(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "by_channel": dict(self.by_channel),
-            "by_region_codes": self.by_region_codes,
-            "located_only": self.located_only,
-            "partitions_counted": self.partitions_counted,
-            "partitions": self.partitions,
-            "complete": self.complete,
-            "as_of": self.as_of,
-        }
 
 
 #: ``(region codes, compacted H3 cells, test_only) -> Reach`` over the current census.

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.directory.census_replica import CensusReplica
 from streams.directory.index import ChangeBatch
 from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
@@ -153,6 +154,9 @@ async def live_loa(
     log_path = Path(tmp_path_factory.mktemp("logs")) / "worker.log"
     worker = WorkerProcess(settings, log_path, **worker_env).start()
     try:
+        # decisions carry the reach: start once every partition has a census (else the first
+        # decisions of a module would say reach_unknown)
+        await wait_census(settings, regions)
         yield LiveLoa(
             settings, regions, synthetic_subscribers(subscribers, SEED, regions), worker, keys
         )
@@ -168,6 +172,19 @@ async def live(
 ) -> AsyncIterator[LiveLoa]:
     async with live_loa(kafka_bootstrap, tmp_path_factory) as loa:
         yield loa
+
+
+async def wait_census(settings: Settings, regions: RegionRegistry, timeout_s: float = 120) -> None:
+    """Until the census topic holds a census of every directory partition."""
+    replica = CensusReplica(settings, regions)
+    await replica.start()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while len(replica.censuses()) < settings.partitions:
+                await asyncio.sleep(0.2)
+                await replica.ready(timeout_s=10)
+    finally:
+        await replica.stop()
 
 
 def alert(identifier: str, regions: list[str], **info: Any) -> dict[str, Any]:

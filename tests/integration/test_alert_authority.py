@@ -191,3 +191,38 @@ async def test_status_of_a_lineage_shows_every_version_and_who_sent_it(live: Liv
     assert code == 0, err
     assert f"v1 Alert {NATIONAL}/{first['identifier']} by {NATIONAL} (Actual)" in out
     assert f"v2 Update {NATIONAL}/{update['identifier']} by {NATIONAL} (Actual)" in out
+
+
+async def test_a_decision_says_who_it_reaches_and_warns_of_nobody(live: LiveLoa) -> None:
+    province = message(NATIONAL, regions=("VN-22",))
+    outcome, record = await decide(live, province)
+    assert outcome == "accepted" and record["warnings"] == []
+    reach = record["reach"]
+    expected = live.expected(["VN-22"])
+    assert (reach["complete"], reach["total"], reach["by_region_codes"]) == (
+        True,
+        len(expected),
+        len(expected),
+    )
+    assert sum(reach["by_channel"].values()) == len(expected)
+    # a circle on the Quảng Ninh coast where no subscriber shared a location: accepted, and
+    # the decision says it reaches nobody and why
+    coast = message(NATIONAL, regions=())
+    coast["info"][0]["area"] = [{"areaDesc": "Hạ Long", "circle": ["20.95,107.08 5"]}]
+    outcome, record = await decide(live, coast)
+    assert outcome == "accepted"
+    assert [w["code"] for w in record["warnings"]] == ["located_only", "empty_audience"]
+    assert record["reach"]["total"] == 0
+    # a circle across the Lao border: the part in Laos is named
+    border = message(NATIONAL, regions=())
+    border["info"][0]["area"] = [{"areaDesc": "Lao Bảo", "circle": ["16.62,106.59 15"]}]
+    outcome, record = await decide(live, border)
+    assert outcome == "accepted"
+    assert record["warnings"][0]["code"] == "partly_outside"
+    assert record["warnings"][0]["pointer"] == "/info/0/area/0/circle/0"
+    # and a circle wholly in Cambodia is refused, naming the shape
+    abroad = message(NATIONAL, regions=())
+    abroad["info"][0]["area"] = [{"areaDesc": "Phnom Penh", "circle": ["11.56,104.92 10"]}]
+    outcome, record = await decide(live, abroad)
+    assert (outcome, record["code"]) == ("rejected", "unknown_region")
+    assert "circle 1 of area 1 lies wholly outside Viet Nam" in record["message"]

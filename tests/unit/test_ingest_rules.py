@@ -432,10 +432,10 @@ def test_an_accepted_decision_carries_its_warnings_and_reach() -> None:
     assert got.alert.reach is None  # no census asked: nothing said about the reach
 
     def nobody(codes: tuple[str, ...], cells: tuple[str, ...], test_only: bool) -> Reach:
-        return Reach(0, {"oa": 0}, partitions_counted=4, partitions=4)
+        return Reach(0, {"oa": 0}, 0, 0, partitions_counted=4, partitions=4, as_of=None)
 
     def half(codes: tuple[str, ...], cells: tuple[str, ...], test_only: bool) -> Reach:
-        return Reach(5, {"oa": 5}, partitions_counted=2, partitions=4)
+        return Reach(5, {"oa": 5}, 5, 0, partitions_counted=2, partitions=4, as_of=None)
 
     raw = orjson.dumps(alert(sender="nchmf.gov.vn"))
     decided = {
