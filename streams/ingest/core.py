@@ -192,7 +192,9 @@ def _accept(
     msg_type, status, scope = doc["msgType"], doc["status"], doc["scope"]
     _check_scope(scope, status=status, msg_type=msg_type)
     infos = doc.get("info", [])
-    expires = [datetime.fromisoformat(i["expires"]) for i in infos if "expires" in i]
+    # an info block without expires is in force until cancelled: then so is the alert
+    open_ended = any("expires" not in i for i in infos)
+    expires = [] if open_ended else [datetime.fromisoformat(i["expires"]) for i in infos]
     plan = (state if state is not None else LifecycleState()).plan(
         sender=doc["sender"],
         identifier=doc["identifier"],

@@ -457,3 +457,16 @@ def test_an_accepted_decision_carries_its_warnings_and_reach() -> None:
     assert nobody_got.alert.reach is not None and nobody_got.alert.reach["complete"] is True
     assert [w["code"] for w in half_got.alert.warnings] == ["reach_unknown"]
     assert half_got.alert.reach is not None and half_got.alert.reach["total"] == 5
+
+
+def test_an_info_block_without_expires_keeps_the_alert_in_force() -> None:
+    doc = alert(infos=2)
+    doc["info"][0]["expires"] = EXPIRED  # the other block never expires
+    got = _decide(doc, LifecycleState(), None, 64 * 1024)
+    assert isinstance(got, Accepted), got
+    assert got.alert.expires is None
+    assert all(order.expires is None for order in got.orders)
+    doc["info"][1]["expires"] = LATER
+    got = _decide(doc, LifecycleState(), None, 64 * 1024)
+    assert isinstance(got, Accepted) and got.alert.expires is not None
+    assert datetime.fromisoformat(got.alert.expires) == datetime.fromisoformat(LATER)
