@@ -151,23 +151,26 @@ def settle(
     rand: float,
     policy: RetryPolicy,
     floor_s: float = 0.0,
+    called: bool = True,
 ) -> Settled:
     """What to write after ``outcome`` of one attempt of ``task`` at ``now``.
 
     ``floor_s``: wait at least this long (an open circuit's remaining cool-down).
+    ``called``: False when no call was made (an open circuit, a Retry-After not over): the
+    attempt is not counted against ``max_attempts``.
     """
     if outcome.status == "delivered":
         return Settled("delivered", attempt=int(task.get("attempt", 0)) + 1)
     clean = plain_task(task)
     moved = None if task.get("fell_back") else fallback_task(clean)
-    attempt = int(task.get("attempt", 0)) + 1
+    attempt = int(task.get("attempt", 0)) + (1 if called else 0)
     if outcome.status == "failed":  # a permanent refusal: the next channel at once
         return Settled("failed", outcome.reason, fallback=moved, attempt=attempt)
     first = float(task.get("first_attempt_at", now))
     end = deadline(task, policy, now)
     if now >= end:
         return Settled("failed", "expired", attempt=attempt)
-    if policy.max_attempts is not None and attempt >= policy.max_attempts:
+    if called and policy.max_attempts is not None and attempt >= policy.max_attempts:
         reason = outcome.reason or "retries_exhausted"
         return Settled("failed", reason, fallback=moved, attempt=attempt)
     if outcome.after_s is not None:  # the provider said when
@@ -185,7 +188,7 @@ def settle(
         wait = min(wait, fallback_at - now)
         moved = None
     due = min(now + wait, end)
-    copy = {**clean, "attempt": attempt, "first_attempt_at": first, "due_at": due}
+    copy = {**clean, "attempt": max(attempt, 1), "first_attempt_at": first, "due_at": due}
     if fell_back is not None:
         copy["fell_back"] = fell_back
     return Settled(
@@ -194,7 +197,7 @@ def settle(
         retry=copy,
         tier_s=tier_for(due - now, policy.tiers_s),
         fallback=moved,
-        attempt=attempt,
+        attempt=max(attempt, 1),
         next_attempt_at=due,
     )
 

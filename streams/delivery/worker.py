@@ -343,12 +343,15 @@ class _Run:
         self.held_per_tp: Counter[TopicPartition] = Counter()
         self._seq = itertools.count()
         self.in_flight: Counter[str] = Counter()
-        self.answers: list[tuple[_Item, Outcome, float]] = []  # (item, outcome, floor_s)
+        #: (item, outcome, floor_s, called): answers and refusals not yet settled
+        self.answers: list[tuple[_Item, Outcome, float, bool]] = []
         self.outbox: list[tuple[str, bytes, bytes | None, int]] = []
         self.endpoints: dict[str, Endpoint] = {}
         self.woken = asyncio.Event()
         self.commit_lock = asyncio.Lock()
         self._last_commit = 0.0
+        #: The most urgent buffered task's channel has no room for another call.
+        self._full = False
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -374,6 +377,9 @@ class _Run:
                     last_activity = loop.time()
                 elif idle_exit_s is not None and loop.time() - last_activity > idle_exit_s:
                     break
+                # a fetch of buffered data may return without suspending: let calls,
+                # heartbeats and the rebalance listener run every turn
+                await asyncio.sleep(0)
             # drain: no new calls; the ones in flight end within their own timeout
             while sum(self.in_flight.values()):
                 self.woken.clear()
@@ -390,16 +396,11 @@ class _Run:
         ) or bool(self.outbox)
 
     def _fetch_timeout_ms(self) -> int:
-        if self.answers or (len(self.buffer) and self._room()):
+        if self.answers or (len(self.buffer) and not self._full):
             return 0
         if self.held or sum(self.in_flight.values()):
             return 20  # a call may end or a retry come due any moment
         return 200
-
-    def _room(self) -> bool:
-        if self.channel is not None:
-            return self.in_flight[self.channel] < self.max_in_flight
-        return any(self.in_flight[c] < self.max_in_flight for c in CHANNELS)
 
     async def _fetch(self, timeout_ms: int, batch_size: int) -> int:
         data = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=batch_size)
@@ -438,10 +439,14 @@ class _Run:
         item = _Item(tp, record.offset, record.key, task, generation, retry)
         due = float(task.get("due_at", 0.0)) if retry else 0.0
         if due > now:
-            heapq.heappush(self.held, (due, next(self._seq), item))
-            self.held_per_tp[tp] += 1
+            self._hold(item, due)
         else:
             self.buffer.add(str(task["priority"]), [item])
+
+    def _hold(self, item: _Item, due: float) -> None:
+        """Keep ``item`` in memory until ``due`` (then it joins the buffer)."""
+        heapq.heappush(self.held, (due, next(self._seq), item))
+        self.held_per_tp[item.tp] += 1
 
     def _task(self, record: ConsumerRecord[bytes, bytes]) -> dict[str, Any] | None:
         try:
@@ -474,6 +479,7 @@ class _Run:
 
     def _dispatch(self, calls: asyncio.TaskGroup, budget: int | None) -> None:
         """Start calls for buffered tasks, most urgent first, while their channel has room."""
+        self._full = False
         while budget is None or sum(self.in_flight.values()) < budget:
             taken = self.buffer.take(1)
             if not taken:
@@ -484,6 +490,7 @@ class _Run:
             channel = str(item.task["channel"])
             if self.in_flight[channel] >= self.max_in_flight:
                 self.buffer.put_back(str(item.task["priority"]), item)
+                self._full = True
                 return
             now = self.clock()
             if expired(item.task, self.policy, now):
@@ -491,10 +498,17 @@ class _Run:
                 continue
             endpoint = self._endpoint()
             refused = endpoint.admit(now)
-            if refused is not None:  # no call: the task waits on a retry tier
+            if refused is not None and refused.reason == "rate_limited":
+                # the provider named the time: wait in memory (the offset stays uncommitted,
+                # so a crash loses nothing) rather than write a retry copy per refused task
+                self.metrics.calls_refused.labels(endpoint.name, "rate_limited").inc()
+                wait = (refused.after_s or 0.0) * (1.0 + 0.1 * self.rand())  # spread the restart
+                self._hold(item, now + wait)
+                continue
+            if refused is not None:  # an open circuit: no call, the task waits on a retry tier
                 self.metrics.calls_refused.labels(endpoint.name, str(refused.reason)).inc()
                 self.answers.append(
-                    (item, Outcome.retry(str(refused.reason)), refused.after_s or 0.0)
+                    (item, Outcome.retry(str(refused.reason)), refused.after_s or 0.0, False)
                 )
                 self._circuit_metrics(endpoint)
                 continue
@@ -542,7 +556,7 @@ class _Run:
             self.metrics.latency.labels(channel).observe(time.perf_counter() - started)
         endpoint.record(outcome, self.clock())
         self._circuit_metrics(endpoint)
-        self.answers.append((item, outcome, 0.0))
+        self.answers.append((item, outcome, 0.0, True))
         self.woken.set()
 
     # -- settling and committing ----------------------------------------------------------
@@ -550,23 +564,31 @@ class _Run:
     def _settle_answers(self) -> None:
         answers, self.answers = self.answers, []
         now = self.clock()
-        for item, outcome, floor_s in answers:
+        for item, outcome, floor_s, called in answers:
             if not self._current(item):  # revoked meanwhile: the next owner calls again
                 continue
             settled = settle(
-                item.task, outcome, now=now, rand=self.rand(), policy=self.policy, floor_s=floor_s
+                item.task,
+                outcome,
+                now=now,
+                rand=self.rand(),
+                policy=self.policy,
+                floor_s=floor_s,
+                called=called,
             )
-            self._settle(item, settled, now)
+            self._settle(item, settled, now, called=called)
 
-    def _settle(self, item: _Item, settled: Settled, now: float) -> None:
-        """Queue the records of one settled attempt and mark its offset settled."""
+    def _settle(self, item: _Item, settled: Settled, now: float, *, called: bool = True) -> None:
+        """Queue the records of one settled attempt and mark its offset settled (``called``:
+        False for a call an open circuit refused; it is no failed attempt of the task)."""
         task, partition = item.task, item.tp.partition
         channel, priority = str(task["channel"]), str(task["priority"])
         if settled.retry is not None and settled.tier_s is not None:
             topic = self.settings.retry_topic(settled.tier_s)
             self.outbox.append((topic, orjson.dumps(settled.retry), item.key, partition))
-            self.stats.retries += 1
-            self.metrics.retries.labels(channel, settled.reason or "unknown").inc()
+            if called:
+                self.stats.retries += 1
+                self.metrics.retries.labels(channel, settled.reason or "unknown").inc()
             self.metrics.retries_scheduled.labels(channel, self._tier_label(topic)).inc()
         if settled.fallback is not None:  # the recipient's next channel, same lineage
             topic = self.settings.sends_topic(priority)
@@ -610,13 +632,12 @@ class _Run:
         assignment = self.consumer.assignment()
         paused = set()
         for tp in assignment:
-            if tp.topic in self.tier_of:
-                full = self.held_per_tp[tp] >= self.settings.delivery_retry_hold
-            else:
-                full = self.buffer.size(self.topic_priority[tp.topic]) > self.BUFFER_HIGH
+            full = self.held_per_tp[tp] >= self.settings.delivery_retry_hold
+            if tp.topic in self.topic_priority:
+                full |= self.buffer.size(self.topic_priority[tp.topic]) > self.BUFFER_HIGH
             if full:
                 paused.add(tp)
-        held: Counter[str] = Counter()
+        held: Counter[str] = Counter()  # tasks of the send topics wait on a Retry-After
         for tp, n in self.held_per_tp.items():
             held[tp.topic] += n
         for topic in self.tier_of:

@@ -2,8 +2,9 @@
 429 with Retry-After, 500, slowly, by resetting the connection, or 400 (permanent). A task that
 fails for good (400, or 500 until its attempts ran out) moves to the recipient's next channel.
 
-Every task must end with exactly one receipt, delivered or failed with a reason, and the
-provider must never see a second delivery of a key the worker already settled."""
+Every task must end with exactly one final receipt, delivered or failed with a reason (after
+a ``retrying`` receipt per failed attempt), and the provider must never see a second delivery
+of a key the worker already settled."""
 
 from __future__ import annotations
 
@@ -135,13 +136,19 @@ async def _write(settings: Settings, tasks: list[dict[str, Any]]) -> None:
         await producer.stop()
 
 
-async def _receipts(settings: Settings) -> list[dict[str, Any]]:
-    return [orjson.loads(r.value) async for r in read_to_end(settings, settings.receipts_topic)]
+async def _receipts(settings: Settings, *, retrying: bool = False) -> list[dict[str, Any]]:
+    """Final receipts (delivered, failed); with ``retrying``, the retrying ones too."""
+    docs = [orjson.loads(r.value) async for r in read_to_end(settings, settings.receipts_topic)]
+    return [d for d in docs if retrying or d["outcome"] != "retrying"]
+
+
+#: Short back-off for tests: retries come within fractions of a second.
+FAST_RETRIES = {"delivery_backoff_base_s": 0.1, "delivery_backoff_cap_s": 0.5}
 
 
 @pytest.fixture
 def settings(make_settings: Any) -> Iterator[Settings]:
-    yield make_settings()
+    yield make_settings(**FAST_RETRIES)
 
 
 #: max_attempts of the test below
@@ -149,8 +156,10 @@ ATTEMPTS = 5
 
 
 async def test_every_task_ends_delivered_or_failed_with_a_reason_and_none_twice(
-    settings: Settings,
+    make_settings: Any,
 ) -> None:
+    # a circuit that never opens: this test counts each key's calls
+    settings = make_settings(**FAST_RETRIES, delivery_breaker_failures=10_000)
     await create_topics(settings)
     tasks = [_task(r, "routine", fallback=["push"]) for r in range(200)]
     await _write(settings, tasks)
@@ -199,6 +208,16 @@ async def test_every_task_ends_delivered_or_failed_with_a_reason_and_none_twice(
     assert stats.fallbacks == 40 and stats.failed == 40 and stats.delivered == 200
     assert metrics.retries.labels("sms", "rate_limited")._value.get() == 20
     assert metrics.failures.labels("sms", "http_500")._value.get() == 20
+    # each failed attempt left a retrying receipt naming the attempt, and a retry copy
+    retrying = [r for r in await _receipts(settings, retrying=True) if r["outcome"] == "retrying"]
+    assert len(retrying) == stats.retries
+    assert Counter(r["attempt"] for r in retrying if r["recipient_id"] == 6) == {
+        n: 1 for n in range(1, ATTEMPTS)
+    }
+    scheduled = sum(
+        metrics.retries_scheduled.labels("sms", tier)._value.get() for tier in ("1s", "10s")
+    )
+    assert scheduled == stats.retries
 
 
 async def test_extreme_tasks_are_delivered_before_a_routine_backlog(settings: Settings) -> None:
@@ -210,12 +229,12 @@ async def test_extreme_tasks_are_delivered_before_a_routine_backlog(settings: Se
     with Provider() as provider:
         channel = HttpChannel(provider.url, timeout_s=5.0)
         try:
-            await deliver(settings, provider=channel, idle_exit_s=3.0, concurrency=8, batch_size=32)
+            await deliver(settings, provider=channel, idle_exit_s=3.0, concurrency=8)
         finally:
             await channel.close()
     order = [priority for priority, _ in provider.arrivals]
     assert order.count("extreme") == 20 and order.count("routine") == 600
-    # at most the batches fetched before the extreme tasks were seen go first
+    # at most the calls started before the extreme tasks were fetched go first
     assert max(i for i, p in enumerate(order) if p == "extreme") < 4 * 32 + 20
 
 
