@@ -81,6 +81,8 @@ _ALL_PRIORITIES = tuple(p.value for p in Priority)
 _SEND_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 #: How often settled records are committed at most (a transaction per tick).
 _COMMIT_EVERY_S = 0.05
+#: The broker aborts a delivery worker's transaction left open this long (a crashed worker).
+_TRANSACTION_TIMEOUT_MS = 10_000
 
 
 class DeliveryMetrics:
@@ -244,7 +246,15 @@ async def deliver(
     consumer = make_reader(
         settings, group_id=group, max_partition_fetch_bytes=1024 * 1024, client_id=name
     )
-    producer = make_producer(settings, transactional_id=f"{group}-{name}", client_id=name)
+    producer = make_producer(
+        settings,
+        transactional_id=f"{group}-{name}",
+        client_id=name,
+        # a worker killed mid-transaction blocks read_committed readers of its partitions
+        # (receipts, the retry tiers) until the broker aborts it: its transactions last
+        # milliseconds, so let the broker give up after seconds, not Kafka's default minute
+        transaction_timeout_ms=_TRANSACTION_TIMEOUT_MS,
+    )
     run = _Run(
         settings,
         consumer,
