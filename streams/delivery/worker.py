@@ -17,12 +17,15 @@ what may be committed; this module reads, calls, writes and counts):
   paused once it holds ``LOA_DELIVERY_RETRY_HOLD`` copies), then joins the buffer.
 - No head-of-line blocking: up to ``LOA_DELIVERY_MAX_IN_FLIGHT`` calls per channel run at once,
   each under its own timeout, and a task settles when its own call ends; nothing waits for a
-  batch. Before each call the endpoint's circuit breaker and Retry-After gate are asked; a
-  refused task goes to a retry tier without a call. A task past its alert's ``expires`` is not
-  sent: it ends ``failed``, reason ``expired``.
+  batch. Before each call the endpoint's circuit breaker and Retry-After gate are asked: a task
+  an open circuit refuses goes to a retry tier without a call; one a Retry-After holds waits
+  in memory when the wait is short (up to the first tier), else on a retry tier. A task past
+  its alert's ``expires`` is not sent: it ends ``failed``, reason ``expired``.
 - Every settled attempt's records (its receipt; a retry copy; a fallback task) are written in a
-  transaction together with the consumed offsets, committed per partition only below its oldest
-  unsettled task, every few tens of milliseconds.
+  transaction together with the offset that covers them, committed per partition only below
+  its oldest unsettled task, every few tens of milliseconds
+  (:class:`~streams.delivery.watermark.CommitTracker`). A slow call thus delays the receipts
+  of the tasks behind it in its partition (by at most its timeout), never their calls.
 - SIGTERM/SIGINT (:func:`deliver` with ``stop``): no new calls; the calls in flight end (each
   bounded by its timeout), their records commit, then the worker stops. Held retry copies and
   buffered tasks are not committed: the next owner fetches them again.
@@ -32,8 +35,10 @@ Guarantee: for read_committed readers every committed task gets exactly one fina
 receipts, retry copies, fallback tasks and offsets commit together or not at all. A provider
 call is at least once: a crash between a call and its commit repeats it with the same
 idempotency key (``Idempotency-Key`` on the http channel), which a provider uses to drop the
-repeat. Repeats are bounded: at most the calls in flight when the worker died, plus one call
-per retry attempt. Within one run the worker also drops a task whose key it already settled.
+repeat. Repeats are bounded: after a crash, the tasks settled but not yet committed (at most
+``LOA_DELIVERY_RETRY_HOLD`` per partition, in practice what ran in the last tens of
+milliseconds or behind one slow call) are called again. Within one run the worker also drops a
+task whose key it already settled.
 """
 
 from __future__ import annotations
@@ -187,6 +192,10 @@ class _Seen:
         if len(self._keys) > self.capacity:
             del self._keys[next(iter(self._keys))]
         return True
+
+
+#: A record to write: topic, value, key, partition.
+_Record = tuple[str, bytes, bytes | None, int]
 
 
 @dataclass(slots=True)
@@ -346,7 +355,8 @@ class _Run:
         self.clock, self.rand, self.seen = clock, rand, seen
         self.stats = DeliveryStats()
         self.buffer = TaskBuffer()
-        self.tracker: CommitTracker[TopicPartition] = CommitTracker()
+        #: (topic, value, key, partition) records per settled task, released with its offset
+        self.tracker: CommitTracker[TopicPartition, _Record] = CommitTracker()
         self.generation: dict[TopicPartition, int] = {}
         self._generations = itertools.count(1)
         self.held: list[tuple[float, int, _Item]] = []  # (due_at, seq, item): a heap
@@ -355,8 +365,8 @@ class _Run:
         self.in_flight: Counter[str] = Counter()
         #: (item, outcome, floor_s, called): answers and refusals not yet settled
         self.answers: list[tuple[_Item, Outcome, float, bool]] = []
-        self.outbox: list[tuple[str, bytes, bytes | None, int]] = []
         self.endpoints: dict[str, Endpoint] = {}
+        self.calls: set[asyncio.Task[None]] = set()
         self.woken = asyncio.Event()
         self.commit_lock = asyncio.Lock()
         self._last_commit = 0.0
@@ -401,9 +411,10 @@ class _Run:
         await self._commit(force=True)
 
     def _busy(self) -> bool:
-        return bool(
-            len(self.buffer) or self.held or sum(self.in_flight.values()) or self.answers
-        ) or bool(self.outbox)
+        return (
+            bool(len(self.buffer) or self.held or sum(self.in_flight.values()) or self.answers)
+            or self.tracker.pending()
+        )
 
     def _fetch_timeout_ms(self) -> int:
         if self.answers or (len(self.buffer) and not self._full):
@@ -508,14 +519,16 @@ class _Run:
                 continue
             endpoint = self._endpoint()
             refused = endpoint.admit(now)
-            if refused is not None and refused.reason == "rate_limited":
-                # the provider named the time: wait in memory (the offset stays uncommitted,
-                # so a crash loses nothing) rather than write a retry copy per refused task
+            short = refused is not None and (refused.after_s or 0.0) <= self.policy.tiers_s[0]
+            if refused is not None and refused.reason == "rate_limited" and short:
+                # the provider named a short wait: wait in memory (the offset stays
+                # uncommitted, so a crash loses nothing) rather than write a retry copy for
+                # every task refused; longer waits go to a retry tier like an open circuit
                 self.metrics.calls_refused.labels(endpoint.name, "rate_limited").inc()
                 wait = (refused.after_s or 0.0) * (1.0 + 0.1 * self.rand())  # spread the restart
                 self._hold(item, now + wait)
                 continue
-            if refused is not None:  # an open circuit: no call, the task waits on a retry tier
+            if refused is not None:  # no call: the task waits on a retry tier
                 self.metrics.calls_refused.labels(endpoint.name, str(refused.reason)).inc()
                 self.answers.append(
                     (item, Outcome.retry(str(refused.reason)), refused.after_s or 0.0, False)
@@ -524,7 +537,10 @@ class _Run:
                 continue
             self.in_flight[channel] += 1
             self.metrics.in_flight.labels(channel).inc()
-            calls.create_task(self._call(item, endpoint))
+            # the TaskGroup owns the call (a bug in it fails the worker); kept for counting
+            call = calls.create_task(self._call(item, endpoint))
+            self.calls.add(call)
+            call.add_done_callback(self.calls.discard)
 
     def _endpoint(self) -> Endpoint:
         name = str(getattr(self.provider, "endpoint", None) or self.provider.name)
@@ -593,16 +609,17 @@ class _Run:
         False for a call an open circuit refused; it is no failed attempt of the task)."""
         task, partition = item.task, item.tp.partition
         channel, priority = str(task["channel"]), str(task["priority"])
+        records: list[_Record] = []
         if settled.retry is not None and settled.tier_s is not None:
             topic = self.settings.retry_topic(settled.tier_s)
-            self.outbox.append((topic, orjson.dumps(settled.retry), item.key, partition))
+            records.append((topic, orjson.dumps(settled.retry), item.key, partition))
             if called:
                 self.stats.retries += 1
                 self.metrics.retries.labels(channel, settled.reason or "unknown").inc()
             self.metrics.retries_scheduled.labels(channel, self._tier_label(topic)).inc()
         if settled.fallback is not None:  # the recipient's next channel, same lineage
             topic = self.settings.sends_topic(priority)
-            self.outbox.append((topic, orjson.dumps(settled.fallback), item.key, partition))
+            records.append((topic, orjson.dumps(settled.fallback), item.key, partition))
             self.stats.fallbacks += 1
             self.metrics.fallbacks.labels(channel).inc()
         if settled.outcome != "retrying":
@@ -614,22 +631,22 @@ class _Run:
             self.metrics.sends.labels(channel, settled.outcome).inc()
             self.stats.by_priority[priority] = self.stats.by_priority.get(priority, 0) + 1
         doc = settled_receipt(task, settled, worker=self.name, at=now)
-        self.outbox.append((self.settings.receipts_topic, orjson.dumps(doc), item.key, partition))
+        records.append((self.settings.receipts_topic, orjson.dumps(doc), item.key, partition))
         self.seen.add(str(task["idempotency_key"]))
-        self.tracker.settle(item.tp, item.offset)
+        self.tracker.settle(item.tp, item.offset, records)
 
     async def _commit(self, *, force: bool = False) -> None:
-        """One transaction: the queued records and the offsets below every unsettled task."""
+        """One transaction: the offsets below every unsettled task and the records of the
+        tasks they cover."""
         loop = asyncio.get_running_loop()
         if not force and loop.time() - self._last_commit < _COMMIT_EVERY_S:
             return
         async with self.commit_lock:
-            offsets = self.tracker.committable()
-            if not self.outbox and not offsets:
+            offsets, records = self.tracker.take()
+            if not records and not offsets:
                 return
-            outbox, self.outbox = self.outbox, []
             async with self.producer.transaction():
-                for topic, value, key, partition in outbox:
+                for topic, value, key, partition in records:
                     await self.producer.send(topic, value, key=key, partition=partition)
                 if offsets:
                     await self.producer.send_offsets_to_transaction(offsets, self.group)
@@ -642,7 +659,8 @@ class _Run:
         assignment = self.consumer.assignment()
         paused = set()
         for tp in assignment:
-            full = self.held_per_tp[tp] >= self.settings.delivery_retry_hold
+            # held retries, or tasks settled behind a slow one, at the memory bound
+            full = self.tracker.unsettled(tp) >= self.settings.delivery_retry_hold
             if tp.topic in self.topic_priority:
                 full |= self.buffer.size(self.topic_priority[tp.topic]) > self.BUFFER_HIGH
             if full:

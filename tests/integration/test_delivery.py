@@ -253,7 +253,9 @@ async def test_channel_filter_delivers_only_its_channel_in_its_own_group(
                 )
             finally:
                 await channel.close()
-            assert (stats.delivered, stats.skipped) == (20, 20)
+            # passed-over tasks are counted as fetched: a rebalance on the shared broker may
+            # hand some to this worker twice (the receipts below stay exact)
+            assert stats.delivered == 20 and stats.skipped >= 20
     receipts = await _receipts(settings)
     assert Counter(r["channel"] for r in receipts) == {"push": 20, "sms": 20}
 
@@ -293,6 +295,8 @@ async def test_sigterm_drains_sends_in_flight_then_stops(settings: Settings) -> 
                 proc.kill()
                 await proc.wait()
         assert proc.returncode == 0, err.decode()[-2000:]
+        assert "Traceback" not in err.decode() and "CancelledError" not in err.decode()
+        assert "HTTP Request:" not in err.decode()  # httpx's INFO line per call is silenced
         first_run = len(await _receipts(settings))
         assert 20 <= first_run < 300  # it stopped early, after committing what it had sent
         # every call it made was committed: a second run never repeats one of them
@@ -391,3 +395,22 @@ async def test_a_recipient_whose_channel_fails_for_good_gets_one_task_on_their_n
         code, out, err = await run_loa(settings, "status", alert_id)
         assert code == 0, err
         assert f"fell back   {len(moved_on):>12,}  (oa>sms http_400 " in out
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "localhost:8080/send", "http://"])
+async def test_a_provider_url_that_is_not_http_is_refused_with_exit_2(
+    settings: Settings, url: str
+) -> None:
+    code, out, err = await run_loa(settings, "deliver", "--provider", "http", "--url", url)
+    assert code == 2, out + err
+    assert "http:// or https://" in err or "not a URL" in err
+
+
+async def test_an_unreadable_bearer_token_file_is_refused_with_exit_2(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOA_DELIVERY_HTTP_BEARER_TOKEN_FILE", str(tmp_path / "missing"))
+    args = ("--provider", "http", "--url", "https://provider.example/send")
+    code, out, err = await run_loa(settings, "deliver", *args)
+    assert code == 2, out + err
+    assert "LOA_DELIVERY_HTTP_BEARER_TOKEN_FILE" in err

@@ -254,45 +254,60 @@ def test_endpoint_retry_after_holds_calls_to_that_endpoint_only() -> None:
 # -- commit watermarks ---------------------------------------------------------------------------
 
 
-def test_commit_stops_below_the_oldest_unsettled_task() -> None:
-    tracker: CommitTracker[str] = CommitTracker()
+def test_commit_stops_below_the_oldest_unsettled_task_and_holds_back_its_followers_records() -> (
+    None
+):
+    tracker: CommitTracker[str, str] = CommitTracker()
     for offset in range(10, 15):
         tracker.add("p0", offset)
-    tracker.settle("p0", 11)
-    tracker.settle("p0", 12)
-    assert tracker.committable() == {}  # 10 is still in flight
-    tracker.settle("p0", 10)
-    assert tracker.committable() == {"p0": 13}
+    tracker.settle("p0", 11, ["r11"])
+    tracker.settle("p0", 12, ["r12a", "r12b"])
+    # 10 is still in flight: neither an offset nor 11's and 12's receipts may be committed,
+    # or a crash would make the next owner settle 11 and 12 again and receipt them twice
+    assert tracker.take() == ({}, [])
+    tracker.settle("p0", 10, ["r10"])
+    assert tracker.take() == ({"p0": 13}, ["r10", "r11", "r12a", "r12b"])
     tracker.committed({"p0": 13})
-    assert tracker.committable() == {}
-    tracker.settle("p0", 14)
-    tracker.settle("p0", 13)
-    assert tracker.committable() == {"p0": 15} and tracker.unsettled("p0") == 0
+    assert tracker.take() == ({}, [])
+    tracker.settle("p0", 14, ["r14"])
+    tracker.settle("p0", 13)  # a skipped task: nothing to write
+    assert tracker.take() == ({"p0": 15}, ["r14"])
+    assert tracker.unsettled("p0") == 0
 
 
 @given(st.permutations(list(range(30))), st.integers(0, 30))
-def test_committable_never_passes_an_unsettled_offset(order: list[int], settled: int) -> None:
-    tracker: CommitTracker[int] = CommitTracker()
+def test_committable_never_passes_an_unsettled_offset_and_releases_each_record_once(
+    order: list[int], settled: int
+) -> None:
+    tracker: CommitTracker[int, int] = CommitTracker()
     for offset in range(30):
         tracker.add(0, offset)
-    done = set(order[:settled])
+    released: list[int] = []
+    commit = None
     for offset in order[:settled]:
-        tracker.settle(0, offset)
-    pending = set(range(30)) - done
-    commit = tracker.committable().get(0)
+        tracker.settle(0, offset, [offset])
+        offsets, records = tracker.take()
+        released += records
+        commit = offsets.get(0, commit)
+        if commit is not None:
+            tracker.committed({0: commit})
+    pending = set(range(30)) - set(order[:settled])
     if pending:
-        assert commit is None or commit <= min(pending)
         assert commit == (min(pending) if min(pending) > 0 else None)
     else:
         assert commit == 30
+    # exactly the records of the tasks below the committed offset, each once, in offset order
+    assert released == list(range(commit or 0))
 
 
 def test_revoked_partitions_are_forgotten() -> None:
-    tracker: CommitTracker[str] = CommitTracker()
+    tracker: CommitTracker[str, str] = CommitTracker()
     tracker.add("p0", 1)
+    tracker.add("p0", 2)
+    tracker.settle("p0", 2, ["r2"])
     tracker.drop(["p0"])
-    tracker.settle("p0", 1)  # an answer that arrives after the revoke
-    assert tracker.committable() == {} and tracker.total_unsettled() == 0
+    tracker.settle("p0", 1, ["r1"])  # an answer that arrives after the revoke
+    assert tracker.take() == ({}, []) and not tracker.pending()
 
 
 # -- http channel options ------------------------------------------------------------------------
