@@ -38,7 +38,7 @@ idempotency key (``Idempotency-Key`` on the http channel), which a provider uses
 repeat. Repeats are bounded: after a crash, the tasks settled but not yet committed (at most
 ``LOA_DELIVERY_RETRY_HOLD`` per partition, in practice what ran in the last tens of
 milliseconds or behind one slow call) are called again. Within one run the worker also drops a
-task whose key it already settled.
+task whose key it already has, in progress or settled.
 """
 
 from __future__ import annotations
@@ -367,6 +367,8 @@ class _Run:
         self.answers: list[tuple[_Item, Outcome, float, bool]] = []
         self.endpoints: dict[str, Endpoint] = {}
         self.calls: set[asyncio.Task[None]] = set()
+        #: Fresh tasks fetched and not yet settled, by key (a repeat of one is a duplicate).
+        self.active: dict[str, _Item] = {}
         self.woken = asyncio.Event()
         self.commit_lock = asyncio.Lock()
         self._last_commit = 0.0
@@ -453,11 +455,14 @@ class _Run:
             self.stats.skipped += 1
             self.tracker.settle(tp, record.offset)
             return
-        if not retry and str(task["idempotency_key"]) in self.seen:
+        key = str(task["idempotency_key"])
+        if not retry and (key in self.seen or key in self.active):
             self.stats.duplicates += 1
             self.tracker.settle(tp, record.offset)
             return
         item = _Item(tp, record.offset, record.key, task, generation, retry)
+        if not retry:
+            self.active[key] = item
         due = float(task.get("due_at", 0.0)) if retry else 0.0
         if due > now:
             self._hold(item, due)
@@ -632,7 +637,10 @@ class _Run:
             self.stats.by_priority[priority] = self.stats.by_priority.get(priority, 0) + 1
         doc = settled_receipt(task, settled, worker=self.name, at=now)
         records.append((self.settings.receipts_topic, orjson.dumps(doc), item.key, partition))
-        self.seen.add(str(task["idempotency_key"]))
+        key = str(task["idempotency_key"])
+        if self.active.get(key) is item:
+            del self.active[key]
+        self.seen.add(key)
         self.tracker.settle(item.tp, item.offset, records)
 
     async def _commit(self, *, force: bool = False) -> None:
@@ -691,6 +699,7 @@ class _Run:
             self.generation.pop(tp, None)
         self.tracker.drop(revoked)
         self.held = [h for h in self.held if self._current(h[2])]
+        self.active = {k: item for k, item in self.active.items() if self._current(item)}
         heapq.heapify(self.held)
         for tp in revoked:
             self.held_per_tp.pop(tp, None)

@@ -320,8 +320,16 @@ _FALLBACK_IDS = [r for r in range(7_000, 7_400) if r % 10 in (0, 1, 2, 3, 4, 6, 
 
 
 async def test_a_recipient_whose_channel_fails_for_good_gets_one_task_on_their_next_channel(
-    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+    kafka_bootstrap: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # `loa deliver` below: a circuit that stays closed (a tenth of the calls answer 500 three
+    # times; an open circuit would delay the others past the extreme fallback budget, and
+    # they would fall back too, rightly, but this test counts fallbacks by answer)
+    monkeypatch.setenv("LOA_DELIVERY_BREAKER_FAILURES", "100000")
+    monkeypatch.setenv("LOA_DELIVERY_BACKOFF_BASE_S", "0.2")
     async with live_loa(kafka_bootstrap, tmp_path_factory, subscribers=0) as live:
         settings = live.settings
         ward = next(c for c in live.regions.ward_codes if c.startswith("VN-22-"))
