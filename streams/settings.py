@@ -158,8 +158,8 @@ class Settings:
 
     # -- delivery: retries, fallback, in-flight calls, circuits (streams.delivery) --
     #: LOA_DELIVERY_RETRY_TIERS_S: delays of the retry tiers, comma-separated seconds; each is
-    #: a topic ``<prefix>.sends.retry.<delay>`` (``1s``, ``250ms``) a failed task waits on for
-    #: its next attempt (:meth:`retry_topic`).
+    #: a topic per priority, ``<prefix>.sends.retry.<priority>.<delay>`` (``1s``, ``250ms``),
+    #: a failed task waits on for its next attempt (:meth:`retry_topic`).
     delivery_retry_tiers_s: str = "1,10,60,300"
     #: LOA_DELIVERY_BACKOFF_BASE_S, LOA_DELIVERY_BACKOFF_CAP_S: exponential back-off with full
     #: jitter: before attempt n+1 wait a uniform random time in [0, min(cap, base * 2^(n-1))].
@@ -319,15 +319,20 @@ class Settings:
             raise ValueError("LOA_DELIVERY_RETRY_TIERS_S: distinct delays > 0 seconds")
         return tiers
 
-    def retry_topic(self, tier_s: float) -> str:
-        """``<prefix>.sends.retry.<delay>``: failed send tasks waiting about ``tier_s``."""
+    def retry_topic(self, priority: str, tier_s: float) -> str:
+        """``<prefix>.sends.retry.<priority>.<delay>``: failed send tasks of one priority
+        waiting about ``tier_s`` (a worker serving some priorities reads only theirs)."""
         ms = round(tier_s * 1000)
         delay = f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
-        return f"{self.topic_prefix}.sends.retry.{delay}"
+        return f"{self.topic_prefix}.sends.retry.{priority}.{delay}"
 
     @property
     def retry_topics(self) -> list[str]:
-        return [self.retry_topic(t) for t in self.retry_tiers]
+        return [
+            self.retry_topic(p, t)
+            for p in ("extreme", "severe", "routine")
+            for t in self.retry_tiers
+        ]
 
     def per_priority_s(self, name: str) -> dict[str, float]:
         """A ``priority=seconds,...`` setting (``delivery_retry_limit_s``,

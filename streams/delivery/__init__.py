@@ -1,6 +1,6 @@
 """Delivery workers: send tasks -> a channel provider -> receipts (downstream of the fan-out).
 
-Data flow: ``loa.sends.<priority>`` and the retry tiers ``loa.sends.retry.<delay>`` ->
+Data flow: ``loa.sends.<priority>`` and the retry tiers ``loa.sends.retry.<priority>.<delay>`` ->
 [:mod:`streams.delivery.worker`] -> a :class:`~streams.delivery.channels.Channel` (``log``,
 ``http``) -> ``loa.sends.receipts`` (and retry copies, fallback tasks).
 

@@ -11,7 +11,7 @@ The pattern is Uber's *reliable reprocessing* with retry topics and delay tiers 
 Engineering, "Building Reliable Reprocessing and Dead Letter Queues with Apache Kafka", 2018),
 which Spring Kafka ships as *non-blocking retries* (``@RetryableTopic``): a failed task is not
 retried in place, where it would block the partition behind it, but copied to
-``<prefix>.sends.retry.<delay>``; the worker reads each tier, holds a copy until its
+``<prefix>.sends.retry.<priority>.<delay>``; the worker reads each tier, holds a copy until its
 ``due_at`` and tries again. Two differences from the textbook version: the copy carries its own
 due time (exponential back-off with full jitter, or the provider's Retry-After), the tier only
 bounds how long copies in one topic wait; and there is no dead-letter topic: a task stops only

@@ -1,6 +1,7 @@
 """The delivery worker's I/O shell: send tasks in, provider calls, receipts and retries out.
 
-Data flow: ``loa.sends.<priority>`` and the retry tiers ``loa.sends.retry.<delay>`` -> [this]
+Data flow: ``loa.sends.<priority>`` and its retry tiers ``loa.sends.retry.<priority>.<delay>``
+-> [this]
 -> a :class:`~streams.delivery.channels.Channel` -> ``loa.sends.receipts``, plus a task's retry
 copy on a retry tier and, when it falls back, a task for the recipient's next channel on the
 send-task topic of its priority (same key and partition throughout).
@@ -10,8 +11,9 @@ answer leads to, :mod:`streams.delivery.breaker` whether to call, :mod:`streams.
 what may be committed; this module reads, calls, writes and counts):
 
 - One consumer group per channel filter (``<app_id>-deliver-<channel>``; ``-all`` without a
-  filter), subscribed read_committed to the send-task topics and every retry tier. Tasks of
-  other channels are passed over (their offsets still commit).
+  filter), subscribed read_committed to the send-task topics of its priorities and their
+  retry tiers (``--priority`` filters both, so no worker passes over another's retries).
+  Tasks of other channels are passed over (their offsets still commit).
 - Fetched tasks wait in a :class:`~streams.delivery.policy.TaskBuffer` (extreme before severe
   before routine); a retry copy is held in memory until its ``due_at`` (a tier partition is
   paused once it holds ``LOA_DELIVERY_RETRY_HOLD`` copies), then joins the buffer.
@@ -348,9 +350,8 @@ class _Run:
         self.settings, self.consumer, self.producer = settings, consumer, producer
         self.provider, self.metrics, self.policy = provider, metrics, policy
         self.group, self.name, self.channel = group, name, channel
-        self.priorities = frozenset(priorities)
         self.topic_priority = {settings.sends_topic(p): p for p in priorities}
-        self.tier_of = {settings.retry_topic(t): t for t in policy.tiers_s}
+        self.tier_of = {settings.retry_topic(p, t): t for p in priorities for t in policy.tiers_s}
         self.max_in_flight, self.timeout_s = max_in_flight, timeout_s
         self.clock, self.rand, self.seen = clock, rand, seen
         self.stats = DeliveryStats()
@@ -366,7 +367,8 @@ class _Run:
         #: (item, outcome, floor_s, called): answers and refusals not yet settled
         self.answers: list[tuple[_Item, Outcome, float, bool]] = []
         self.endpoints: dict[str, Endpoint] = {}
-        self.calls: set[asyncio.Task[None]] = set()
+        #: Calls in flight and the task each is for.
+        self.calls: dict[asyncio.Task[None], _Item] = {}
         #: Fresh tasks fetched and not yet settled, by key (a repeat of one is a duplicate).
         self.active: dict[str, _Item] = {}
         self.woken = asyncio.Event()
@@ -449,9 +451,7 @@ class _Run:
         if task is None:
             self.tracker.settle(tp, record.offset)
             return
-        if (self.channel is not None and task["channel"] != self.channel) or (
-            retry and task["priority"] not in self.priorities
-        ):
+        if self.channel is not None and task["channel"] != self.channel:
             self.stats.skipped += 1
             self.tracker.settle(tp, record.offset)
             return
@@ -544,8 +544,11 @@ class _Run:
             self.metrics.in_flight.labels(channel).inc()
             # the TaskGroup owns the call (a bug in it fails the worker); kept for counting
             call = calls.create_task(self._call(item, endpoint))
-            self.calls.add(call)
-            call.add_done_callback(self.calls.discard)
+            self.calls[call] = item
+            call.add_done_callback(self._forget_call)
+
+    def _forget_call(self, call: asyncio.Task[None]) -> None:
+        self.calls.pop(call, None)
 
     def _endpoint(self) -> Endpoint:
         name = str(getattr(self.provider, "endpoint", None) or self.provider.name)
@@ -616,7 +619,7 @@ class _Run:
         channel, priority = str(task["channel"]), str(task["priority"])
         records: list[_Record] = []
         if settled.retry is not None and settled.tier_s is not None:
-            topic = self.settings.retry_topic(settled.tier_s)
+            topic = self.settings.retry_topic(priority, settled.tier_s)
             records.append((topic, orjson.dumps(settled.retry), item.key, partition))
             if called:
                 self.stats.retries += 1
@@ -691,7 +694,15 @@ class _Run:
             self.generation[tp] = next(self._generations)
 
     async def revoke(self, revoked: list[TopicPartition]) -> None:
-        """Commit what settled, then forget the revoked partitions' unsettled tasks."""
+        """Let the revoked partitions' calls in flight end (each within its timeout), commit
+        what settled, then forget their unsettled tasks (the next owner fetches them again)."""
+        gone = set(revoked)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s + 1.0
+        while any(i.tp in gone for i in self.calls.values()) and loop.time() < deadline:
+            self.woken.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.woken.wait(), 0.1)
         self._settle_answers()
         with contextlib.suppress(Exception):  # the next owner redoes what did not commit
             await self._commit(force=True)

@@ -328,3 +328,32 @@ async def test_retries_stop_when_the_alert_expires_and_an_expired_task_is_never_
         last = max(d["at"] for d in final if d["idempotency_key"] == task["idempotency_key"])
         assert last >= now + 8
     assert metrics.failures.labels("oa", "expired")._value.get() == 20
+
+
+async def test_a_second_worker_joining_mid_run_takes_partitions_and_no_task_is_receipted_twice(
+    make_settings: Any,
+) -> None:
+    settings = make_settings(**FAST)
+    await create_topics(settings)
+    tasks = [_task(r) for r in range(400)]
+    keys = {t["idempotency_key"] for t in tasks}
+    # 400 calls of 0.2 s, 10 at a time: the run lasts about 8 s, the rebalance happens in it
+    provider = CountingProvider(free_port(), delay_s=0.2).start()
+    first, second = DeliveryMetrics(), DeliveryMetrics()
+    try:
+        async with (
+            Receipts(settings) as receipts,
+            _worker(settings, provider.url, first, concurrency=10),
+        ):
+            await _write(settings, tasks)
+            await receipts.until(lambda: len(receipts.final()) >= 50, 60, "50 settled")
+            # the rebalance revokes partitions with calls in flight: they end, commit, and
+            # the new owner resumes after them
+            async with _worker(settings, provider.url, second, concurrency=10):
+                await receipts.until(lambda: len(receipts.final()) >= len(tasks), 90, "all")
+    finally:
+        provider.stop()
+    final = receipts.final()
+    assert Counter(d["idempotency_key"] for d in final) == Counter(dict.fromkeys(keys, 1))
+    assert len({d["worker"] for d in final}) == 2  # both took a share
+    assert set(provider.delivered) == keys

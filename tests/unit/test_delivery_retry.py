@@ -345,13 +345,17 @@ def test_http_credentials_come_from_files_and_fail_closed(tmp_path: object) -> N
 
 def test_delivery_settings_fail_closed() -> None:
     Settings().validate()
-    assert Settings().retry_topics == [
-        "loa.sends.retry.1s",
-        "loa.sends.retry.10s",
-        "loa.sends.retry.60s",
-        "loa.sends.retry.300s",
+    topics = Settings().retry_topics
+    assert topics[:4] == [
+        "loa.sends.retry.extreme.1s",
+        "loa.sends.retry.extreme.10s",
+        "loa.sends.retry.extreme.60s",
+        "loa.sends.retry.extreme.300s",
     ]
-    assert Settings(delivery_retry_tiers_s="0.25").retry_topics == ["loa.sends.retry.250ms"]
+    assert len(topics) == 12 and "loa.sends.retry.routine.300s" in topics
+    assert Settings(delivery_retry_tiers_s="0.25").retry_topic("severe", 0.25) == (
+        "loa.sends.retry.severe.250ms"
+    )
     for bad in (
         {"delivery_retry_tiers_s": "1,x"},
         {"delivery_retry_tiers_s": "0"},
