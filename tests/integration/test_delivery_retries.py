@@ -61,6 +61,7 @@ class CountingProvider:
         self.release = threading.Event()
         self.hanging = 0  # calls blocked right now
         self.connections: set[socket.socket] = set()
+        self.authorization: set[str] = set()  # Authorization headers seen
         self._server: ThreadingHTTPServer | None = None
 
     def start(self) -> CountingProvider:
@@ -89,6 +90,7 @@ class CountingProvider:
                 assert key == task["idempotency_key"]  # the header names this very task
                 with provider.lock:
                     provider.calls[key] += 1
+                    provider.authorization.add(self.headers.get("Authorization", ""))
                 if key in provider.hang and not provider.release.is_set():
                     with provider.lock:
                         provider.hanging += 1
@@ -357,3 +359,24 @@ async def test_a_second_worker_joining_mid_run_takes_partitions_and_no_task_is_r
     assert Counter(d["idempotency_key"] for d in final) == Counter(dict.fromkeys(keys, 1))
     assert len({d["worker"] for d in final}) == 2  # both took a share
     assert set(provider.delivered) == keys
+
+
+@pytest.mark.parametrize(
+    ("options", "header"),
+    [
+        ({"bearer_token": "t0ken"}, "Bearer t0ken"),
+        ({"basic_auth": ("loa", "pw")}, "Basic bG9hOnB3"),
+    ],
+)
+async def test_http_provider_calls_carry_the_configured_credentials(
+    options: dict[str, Any], header: str
+) -> None:
+    provider = CountingProvider(free_port()).start()
+    channel = HttpChannel(provider.url, **options)
+    try:
+        outcome = await channel.send(_task(1))
+    finally:
+        await channel.close()
+        provider.stop()
+    assert outcome.status == "delivered"
+    assert provider.authorization == {header}
