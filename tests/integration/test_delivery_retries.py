@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -23,6 +25,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from streams.delivery import HttpChannel, deliver
+from streams.delivery.channels import http_options
 from streams.delivery.worker import DeliveryMetrics
 from streams.kafkaio.clients import create_topics, make_producer
 from streams.settings import Settings
@@ -64,7 +67,7 @@ class CountingProvider:
         self.authorization: set[str] = set()  # Authorization headers seen
         self._server: ThreadingHTTPServer | None = None
 
-    def start(self) -> CountingProvider:
+    def start(self, tls: ssl.SSLContext | None = None) -> CountingProvider:
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -112,6 +115,8 @@ class CountingProvider:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -380,3 +385,60 @@ async def test_http_provider_calls_carry_the_configured_credentials(
         provider.stop()
     assert outcome.status == "delivered"
     assert provider.authorization == {header}
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made by openssl."""
+    d = tmp_path_factory.mktemp("pki")
+    _openssl(
+        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca"),
+        *("-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem")),
+    )
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "")):
+        _openssl(
+            *("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}"),
+            *("-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr")),
+        )
+        (d / f"{name}.ext").write_text(ext + "\n")
+        _openssl(
+            *("x509", "-req", "-in", str(d / f"{name}.csr"), "-days", "2"),
+            *("-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"), "-CAcreateserial"),
+            *("-out", str(d / f"{name}.pem"), "-extfile", str(d / f"{name}.ext")),
+        )
+    return {
+        n: str(d / n) for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")
+    }
+
+
+async def test_http_provider_over_mutual_tls_with_the_configured_ca_and_client_certificate(
+    pki: dict[str, str],
+) -> None:
+    provider = CountingProvider(free_port())
+    provider.url = provider.url.replace("http://", "https://")
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=pki["ca.pem"])
+    server_tls.load_cert_chain(pki["server.pem"], pki["server.key"])
+    server_tls.verify_mode = ssl.CERT_REQUIRED  # a client without a certificate is refused
+    provider.start(tls=server_tls)
+    settings = Settings(
+        delivery_http_ca_file=pki["ca.pem"],
+        delivery_http_cert_file=pki["client.pem"],
+        delivery_http_key_file=pki["client.key"],
+    )
+    channel = HttpChannel(provider.url, timeout_s=5.0, **http_options(settings))
+    stranger = HttpChannel(
+        provider.url, timeout_s=5.0, **http_options(Settings(delivery_http_ca_file=pki["ca.pem"]))
+    )
+    try:
+        assert (await channel.send(_task(1))).status == "delivered"
+        # without a client certificate the TLS handshake fails: a transient connection error
+        assert (await stranger.send(_task(2))).reason == "connection"
+    finally:
+        await channel.close()
+        await stranger.close()
+        provider.stop()
+    assert set(provider.delivered) == {_task(1)["idempotency_key"]}
