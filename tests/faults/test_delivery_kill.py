@@ -90,7 +90,9 @@ async def test_delivery_worker_killed_mid_batch_loses_nothing(make_settings: Any
     assert {d["outcome"] for d in final} == {"delivered"}
     assert set(provider.delivered) == keys
     # repeats: only calls of the dead worker whose receipt it never committed, each with its
-    # key (the provider asserts header == body); at most what it had in flight or uncommitted
+    # key (the provider asserts header == body): the calls in flight, those settled behind an
+    # in-flight call of their partition (their receipts wait for its offset), and the last
+    # commit tick's; bounded by a small multiple of the calls in flight
     repeated = {k for k, n in provider.calls.items() if n > 1}
     assert repeated <= called_by_the_dead
-    assert len(repeated) <= 2 * IN_FLIGHT
+    assert len(repeated) <= 3 * IN_FLIGHT

@@ -34,6 +34,13 @@ from tests.integration.conftest import TEST_AGENCY, alert, live_loa, run_loa
 pytestmark = pytest.mark.integration
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default backlog of 5 drops the SYNs of a burst of new connections; their
+    # calls then reach the server a second late (a retransmit), out of the order they were made
+    request_queue_size = 1024
+
+
 class Provider:
     """A real HTTP server on loopback; for tasks of channel ``failing``, behaviour by
     ``recipient_id % 10`` of the posted task (other channels: 200)."""
@@ -91,8 +98,7 @@ class Provider:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/send"
 
     def __enter__(self) -> Provider:

@@ -48,6 +48,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # a burst of new connections is not dropped (default backlog 5)
+
+
 class CountingProvider:
     """An HTTP provider on a fixed loopback port: 200 for every call, except that calls for
     ``hang`` keys block until :attr:`release` is set and calls for ``refuse`` keys get 503.
@@ -65,7 +70,7 @@ class CountingProvider:
         self.hanging = 0  # calls blocked right now
         self.connections: set[socket.socket] = set()
         self.authorization: set[str] = set()  # Authorization headers seen
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
 
     def start(self, tls: ssl.SSLContext | None = None) -> CountingProvider:
         provider = self
@@ -113,8 +118,7 @@ class CountingProvider:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         if tls is not None:
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
