@@ -369,6 +369,8 @@ class _Run:
         self.endpoints: dict[str, Endpoint] = {}
         #: Calls in flight and the task each is for.
         self.calls: dict[asyncio.Task[None], _Item] = {}
+        #: Retry copies written and not yet fetched back (no idle exit while some are out).
+        self.retries_out = 0
         #: Fresh tasks fetched and not yet settled, by key (a repeat of one is a duplicate).
         self.active: dict[str, _Item] = {}
         self.woken = asyncio.Event()
@@ -415,8 +417,10 @@ class _Run:
         await self._commit(force=True)
 
     def _busy(self) -> bool:
+        # retry copies this worker wrote and has not read back yet are work to come
         return (
             bool(len(self.buffer) or self.held or sum(self.in_flight.values()) or self.answers)
+            or self.retries_out > 0
             or self.tracker.pending()
         )
 
@@ -461,7 +465,9 @@ class _Run:
             self.tracker.settle(tp, record.offset)
             return
         item = _Item(tp, record.offset, record.key, task, generation, retry)
-        if not retry:
+        if retry:
+            self.retries_out = max(self.retries_out - 1, 0)
+        else:
             self.active[key] = item
         due = float(task.get("due_at", 0.0)) if retry else 0.0
         if due > now:
@@ -621,6 +627,7 @@ class _Run:
         if settled.retry is not None and settled.tier_s is not None:
             topic = self.settings.retry_topic(priority, settled.tier_s)
             records.append((topic, orjson.dumps(settled.retry), item.key, partition))
+            self.retries_out += 1
             if called:
                 self.stats.retries += 1
                 self.metrics.retries.labels(channel, settled.reason or "unknown").inc()
@@ -706,6 +713,7 @@ class _Run:
         self._settle_answers()
         with contextlib.suppress(Exception):  # the next owner redoes what did not commit
             await self._commit(force=True)
+        self.retries_out = 0  # partitions moved: another worker may read them back
         for tp in revoked:
             self.generation.pop(tp, None)
         self.tracker.drop(revoked)
