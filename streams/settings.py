@@ -180,6 +180,10 @@ class Settings:
     #: LOA_DELIVERY_MAX_IN_FLIGHT: provider calls in flight per channel of one delivery worker
     #: (each with its own timeout, ``loa deliver --timeout``).
     delivery_max_in_flight: int = 1000
+    #: LOA_DELIVERY_RATE_PER_ENDPOINT: calls per second one delivery worker makes to one
+    #: provider endpoint at most (a second's worth of burst); 0: no limit of its own (the
+    #: provider's 429s and Retry-After still pace it).
+    delivery_rate_per_endpoint: float = 0.0
     #: LOA_DELIVERY_MAX_RETRY_AFTER_S: a provider's Retry-After is honoured up to this long.
     delivery_max_retry_after_s: float = 300.0
     #: LOA_DELIVERY_BREAKER_FAILURES: consecutive failed calls (connection, timeout, 5xx) to
@@ -410,5 +414,5 @@ class Settings:
             raise ValueError("LOA_DELIVERY_MAX_IN_FLIGHT and LOA_DELIVERY_RETRY_HOLD must be >= 1")
         if self.delivery_breaker_failures < 1 or self.delivery_breaker_cooldown_s <= 0:
             raise ValueError("LOA_DELIVERY_BREAKER_FAILURES >= 1, ..._COOLDOWN_S > 0")
-        if self.delivery_max_retry_after_s < 0:
-            raise ValueError("LOA_DELIVERY_MAX_RETRY_AFTER_S must be >= 0")
+        if self.delivery_max_retry_after_s < 0 or self.delivery_rate_per_endpoint < 0:
+            raise ValueError("LOA_DELIVERY_MAX_RETRY_AFTER_S and ..._RATE_PER_ENDPOINT >= 0")

@@ -15,6 +15,10 @@ Circuit breaker (Nygard, *Release It!*; the states of resilience4j and Polly):
 
 A 429 or Retry-After is not a failure of the endpoint: it closes the :class:`RetryAfterGate`
 until the time the provider named, for every call to that endpoint (and only that endpoint).
+
+A :class:`TokenBucket` paces calls to an endpoint under a configured rate
+(``LOA_DELIVERY_RATE_PER_ENDPOINT``, with a second's worth of burst): the worker starts no call
+while it is empty, so tasks keep their priority order in the buffer instead of churning.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from enum import IntEnum
 
 from streams.delivery.policy import Outcome
 
-__all__ = ["CircuitBreaker", "CircuitState", "Endpoint", "RetryAfterGate", "is_endpoint_failure"]
+__all__ = [
+    "CircuitBreaker",
+    "CircuitState",
+    "Endpoint",
+    "RetryAfterGate",
+    "TokenBucket",
+    "is_endpoint_failure",
+]
 
 
 class CircuitState(IntEnum):
@@ -104,16 +115,52 @@ class RetryAfterGate:
         return max(self.not_before - now, 0.0)
 
 
+class TokenBucket:
+    """``rate`` calls per second with a burst of ``burst`` (a full bucket to start)."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens: float = burst
+        self.last: float | None = None
+
+    def _refill(self, now: float) -> None:
+        if self.last is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+
+    def wait_s(self, now: float) -> float:
+        """Seconds until a call may start (0: now)."""
+        self._refill(now)
+        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
+
+    def take(self, now: float) -> None:
+        """A call starts (call :meth:`wait_s` first)."""
+        self._refill(now)
+        self.tokens -= 1.0
+
+
 class Endpoint:
     """One provider endpoint's admission: its breaker and its Retry-After gate."""
 
     def __init__(
-        self, name: str, *, failures: int, cooldown_s: float, max_retry_after_s: float
+        self,
+        name: str,
+        *,
+        failures: int,
+        cooldown_s: float,
+        max_retry_after_s: float,
+        rate: float = 0.0,
     ) -> None:
         self.name = name
         self.breaker = CircuitBreaker(failures, cooldown_s)
         self.gate = RetryAfterGate()
         self.max_retry_after_s = max_retry_after_s
+        #: None: no rate limit of our own (the provider's 429s still pace us)
+        self.bucket = TokenBucket(rate, max(rate, 1.0)) if rate > 0 else None
+
+    def paced_s(self, now: float) -> float:
+        """Seconds until the rate limit lets the next call start (0: now)."""
+        return 0.0 if self.bucket is None else self.bucket.wait_s(now)
 
     def admit(self, now: float) -> Outcome | None:
         """None: call now; else the outcome of not calling (a retry with its floor in
@@ -123,6 +170,8 @@ class Endpoint:
             return Outcome.retry("rate_limited", gate)
         if not self.breaker.allow(now):
             return Outcome.retry("circuit_open", self.breaker.retry_in(now))
+        if self.bucket is not None:
+            self.bucket.take(now)
         return None
 
     def record(self, outcome: Outcome, now: float) -> None:

@@ -427,6 +427,8 @@ class _Run:
     def _fetch_timeout_ms(self) -> int:
         if self.answers or (len(self.buffer) and not self._full):
             return 0
+        if self._full:
+            return 10  # a call slot or a rate-limit token comes back any moment
         if self.held or sum(self.in_flight.values()):
             return 20  # a call may end or a retry come due any moment
         return 200
@@ -529,6 +531,10 @@ class _Run:
                 self._settle(item, Settled("failed", "expired", attempt=_attempts(item)), now)
                 continue
             endpoint = self._endpoint()
+            if endpoint.paced_s(now) > 0:  # the rate limit: no call now, the order is kept
+                self.buffer.put_back(str(item.task["priority"]), item)
+                self._full = True
+                return
             refused = endpoint.admit(now)
             short = refused is not None and (refused.after_s or 0.0) <= self.policy.tiers_s[0]
             if refused is not None and refused.reason == "rate_limited" and short:
@@ -566,6 +572,7 @@ class _Run:
                 failures=s.delivery_breaker_failures,
                 cooldown_s=s.delivery_breaker_cooldown_s,
                 max_retry_after_s=s.delivery_max_retry_after_s,
+                rate=s.delivery_rate_per_endpoint,
             )
             self._circuit_metrics(endpoint)
         return endpoint

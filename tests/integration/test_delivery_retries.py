@@ -70,6 +70,7 @@ class CountingProvider:
         self.hanging = 0  # calls blocked right now
         self.connections: set[socket.socket] = set()
         self.authorization: set[str] = set()  # Authorization headers seen
+        self.arrivals: list[float] = []  # when each call came in (the provider's clock)
         self._server: _Server | None = None
 
     def start(self, tls: ssl.SSLContext | None = None) -> CountingProvider:
@@ -98,6 +99,7 @@ class CountingProvider:
                 assert key == task["idempotency_key"]  # the header names this very task
                 with provider.lock:
                     provider.calls[key] += 1
+                    provider.arrivals.append(time.monotonic())
                     provider.authorization.add(self.headers.get("Authorization", ""))
                 if key in provider.hang and not provider.release.is_set():
                     with provider.lock:
@@ -446,3 +448,26 @@ async def test_http_provider_over_mutual_tls_with_the_configured_ca_and_client_c
         await stranger.close()
         provider.stop()
     assert set(provider.delivered) == {_task(1)["idempotency_key"]}
+
+
+async def test_calls_to_an_endpoint_stay_under_its_rate_limit(make_settings: Any) -> None:
+    rate = 40.0
+    settings = make_settings(**FAST, delivery_rate_per_endpoint=rate)
+    await create_topics(settings)
+    tasks = [_task(r) for r in range(200)]  # unpaced, all 200 would come within a second
+    provider = CountingProvider(free_port()).start()
+    try:
+        async with (
+            Receipts(settings) as receipts,
+            _worker(settings, provider.url, DeliveryMetrics()),
+        ):
+            await _write(settings, tasks)
+            await receipts.until(lambda: len(receipts.final()) >= len(tasks), 60, "all settled")
+    finally:
+        provider.stop()
+    assert {d["outcome"] for d in receipts.final()} == {"delivered"}
+    # in any window of one second, at most a second's worth of calls plus the burst (the
+    # provider's clock reads arrivals, which network and thread scheduling bunch a little)
+    times = sorted(provider.arrivals)
+    most = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert most <= 2 * rate * 1.25

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.delivery.breaker import CircuitBreaker, CircuitState, Endpoint
+from streams.delivery.breaker import CircuitBreaker, CircuitState, Endpoint, TokenBucket
 from streams.delivery.channels import check_url, http_options
 from streams.delivery.policy import Outcome
 from streams.delivery.retry import (
@@ -249,6 +249,29 @@ def test_endpoint_retry_after_holds_calls_to_that_endpoint_only() -> None:
     assert refused.after_s == pytest.approx(2.0)
     assert b.admit(11.0) is None
     assert a.admit(13.0) is None
+
+
+@given(st.floats(1, 1000), st.lists(st.floats(0, 0.5), min_size=1, max_size=300))
+def test_token_bucket_never_lets_more_than_rate_times_time_plus_burst(
+    rate: float, gaps: list[float]
+) -> None:
+    bucket, now, calls = TokenBucket(rate, max(rate, 1.0)), 0.0, 0
+    for gap in gaps:
+        now += gap
+        while bucket.wait_s(now) == 0:
+            bucket.take(now)
+            calls += 1
+    assert calls <= max(rate, 1.0) + rate * now + 1e-6
+
+
+def test_endpoint_rate_limit_paces_calls_and_a_full_bucket_allows_a_burst() -> None:
+    endpoint = Endpoint("http://a", failures=5, cooldown_s=1.0, max_retry_after_s=9, rate=2.0)
+    assert endpoint.paced_s(0.0) == 0 and endpoint.admit(0.0) is None
+    assert endpoint.paced_s(0.0) == 0 and endpoint.admit(0.0) is None  # burst of 2
+    assert endpoint.paced_s(0.0) == pytest.approx(0.5)
+    assert endpoint.paced_s(0.5) == 0
+    unlimited = Endpoint("http://b", failures=5, cooldown_s=1.0, max_retry_after_s=9)
+    assert all(unlimited.admit(0.0) is None and unlimited.paced_s(0.0) == 0 for _ in range(99))
 
 
 # -- commit watermarks ---------------------------------------------------------------------------
