@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -388,3 +389,42 @@ def test_delivery_settings_fail_closed() -> None:
     ):
         with pytest.raises(ValueError):
             Settings(**bad).validate()  # type: ignore[arg-type]
+
+
+# -- the fan-out's tasks carry what delivery needs ------------------------------------------------
+
+
+def test_send_tasks_carry_the_alerts_expiry_in_unix_seconds() -> None:
+    import numpy as np
+
+    from streams.directory.index import DirectoryPartition
+    from streams.directory.synthetic import synthetic_subscribers
+    from streams.fanout.encode import TaskEncoder
+    from streams.fanout.plan import plan_audience
+    from streams.records import FanoutOrder, Priority, TaskKind
+    from streams.regions import registry
+
+    regions = registry()
+    index = DirectoryPartition()
+    index.apply(synthetic_subscribers(2_000, 3, regions))
+    index.compact()
+    order = FanoutOrder("a.vn/X-1", 1, TaskKind.ALERT, Priority.EXTREME, 0, ("VN-22",), False)
+    plan = plan_audience(order, index, regions, [])
+    assert len(plan.audience) > 0
+    check = validator("send_task")
+    for expires, expected in (("2026-12-06T20:00:00+07:00", 1_796_562_000), (None, None)):
+        encoder = TaskEncoder(FanoutOrder(**{**_order_fields(order), "expires": expires}))
+        tasks = [
+            orjson.loads(v)
+            for _, v in encoder.encode(plan.audience, 0, len(plan.audience), plan.kinds)
+        ]
+        for task in tasks:
+            check.validate(task)
+            assert task.get("expires") == expected
+    assert np.all(plan.audience.ids >= 0)
+
+
+def _order_fields(order: object) -> dict[str, object]:
+    from dataclasses import asdict
+
+    return asdict(order)  # type: ignore[call-overload, no-any-return]
