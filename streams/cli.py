@@ -688,9 +688,26 @@ def status(
     type=click.Choice(["extreme", "severe", "routine"]),
     help="Send-task topics to consume (default: all, extreme first).",
 )
-@click.option("--concurrency", type=click.IntRange(1, 10_000), default=32, show_default=True)
-@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True)
-@click.option("--max-attempts", type=click.IntRange(1, 100), default=5, show_default=True)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    help="Provider calls in flight per channel (default: LOA_DELIVERY_MAX_IN_FLIGHT).",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(0.001, None),
+    default=10.0,
+    show_default=True,
+    help="Each provider call's own timeout, in seconds.",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, None),
+    default=None,
+    help="Calls per task before it fails for good (default: retry until the alert expires).",
+)
 @click.option("--max-tasks", type=int, default=None, help="Stop after this many receipts.")
 @click.option("--idle-exit", type=float, default=None, help="Stop after this many idle seconds.")
 @click.option("--fail-every", type=int, default=0, help="log provider: fail every Nth task.")
@@ -705,18 +722,20 @@ def deliver(
     url: str | None,
     channel: str | None,
     priorities: tuple[str, ...],
-    concurrency: int,
+    concurrency: int | None,
     timeout_s: float,
-    max_attempts: int,
+    max_attempts: int | None,
     max_tasks: int | None,
     idle_exit: float | None,
     fail_every: int,
     metrics_port: int,
 ) -> None:
-    """Delivery worker: consume send tasks (extreme before severe before routine), call the
-    provider with bounded concurrency outside any transaction, and commit receipts with the
-    consumed offsets in small transactions. SIGTERM drains the batch in flight, then stops."""
-    from streams.delivery.channels import Channel, HttpChannel, LogChannel
+    """Delivery worker: consume send tasks (extreme before severe before routine) and their
+    retries, call the provider with many calls in flight (each with its own timeout, behind a
+    circuit breaker), and commit receipts, retries and offsets in small transactions. A failed
+    call is retried from a retry-tier topic until the alert expires (docs/delivery.md).
+    SIGTERM lets the calls in flight finish and commit, then stops."""
+    from streams.delivery.channels import Channel, HttpChannel, LogChannel, check_url, http_options
     from streams.delivery.worker import DeliveryMetrics, stop_on_signals
     from streams.delivery.worker import deliver as run_delivery
     from streams.health import Readiness
@@ -729,6 +748,13 @@ def deliver(
     if provider == "http" and not url:
         raise click.UsageError("--provider http needs --url")
     settings = _settings()
+    http: dict[str, Any] = {}
+    if provider == "http" and url:
+        try:
+            check_url(url)
+            http = http_options(settings)  # credentials, CA, client certificate: fail closed
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--url / LOA_DELIVERY_HTTP_*") from None
     _logging(settings)
     metrics = DeliveryMetrics()
     readiness = Readiness()
@@ -739,16 +765,20 @@ def deliver(
     )
 
     async def run() -> None:
+        in_flight = concurrency or settings.delivery_max_in_flight
         chosen: Channel = (
-            HttpChannel(url, timeout_s=timeout_s, max_connections=concurrency)
+            HttpChannel(url, timeout_s=timeout_s, max_connections=in_flight, **http)
             if provider == "http" and url
             else LogChannel(fail_every)
         )
         stop = asyncio.Event()
-        try:
-            await create_topics(settings)
-            readiness.started()
-            with stop_on_signals(stop):
+        # signals first: a SIGTERM while topics are being created stops cleanly, too
+        with stop_on_signals(stop):
+            try:
+                await create_topics(settings)
+                if stop.is_set():
+                    return
+                readiness.started()
                 stats = await run_delivery(
                     settings,
                     provider=chosen,
@@ -758,12 +788,13 @@ def deliver(
                     idle_exit_s=idle_exit,
                     concurrency=concurrency,
                     max_attempts=max_attempts,
+                    timeout_s=timeout_s,
                     metrics=metrics,
                     stop=stop,
                 )
-        finally:
-            readiness.started(False)
-            await chosen.close()
+            finally:
+                readiness.started(False)
+                await chosen.close()
         click.echo(
             f"delivered {stats.delivered:,}, failed {stats.failed:,}, "
             f"duplicates dropped {stats.duplicates:,}, unreadable {stats.invalid:,}, "

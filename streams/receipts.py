@@ -95,6 +95,8 @@ def parse_receipt(raw: bytes | None) -> Receipt:
     # bool is an int to Python, not to the schema: `"version": true` would be tallied as 1
     if not isinstance(alert_id, str) or type(version) is not int or version < 1:
         raise MalformedInput("receipt alert_id/version invalid", pointer="/version")
+    if outcome == "retrying":  # not settled: the task's final receipt comes later
+        return Receipt(alert_id, version, str(channel), outcome, None)
     if outcome not in RECEIPT_OUTCOMES:
         raise MalformedInput(f"receipt outcome {quote(outcome)} unknown", pointer="/outcome")
     if channel not in CHANNELS:  # a free-form channel would be an unbounded metric label
@@ -183,6 +185,8 @@ class PartitionTallies:
         changed: set[AlertVersion] = set()
         counts: Counter[tuple[str, str]] = Counter()
         for receipt in receipts:
+            if receipt.outcome == "retrying":  # only final receipts are tallied
+                continue
             key = (receipt.alert_id, receipt.version)
             tally = self.tallies.get(key)
             if tally is None:

@@ -156,6 +156,61 @@ class Settings:
     gateway_rate: float = 1.0
     gateway_burst: int = 20
 
+    # -- delivery: retries, fallback, in-flight calls, circuits (streams.delivery) --
+    #: LOA_DELIVERY_RETRY_TIERS_S: delays of the retry tiers, comma-separated seconds; each is
+    #: a topic per priority, ``<prefix>.sends.retry.<priority>.<delay>`` (``1s``, ``250ms``),
+    #: a failed task waits on for its next attempt (:meth:`retry_topic`).
+    delivery_retry_tiers_s: str = "1,10,60,300"
+    #: LOA_DELIVERY_BACKOFF_BASE_S, LOA_DELIVERY_BACKOFF_CAP_S: exponential back-off with full
+    #: jitter: before attempt n+1 wait a uniform random time in [0, min(cap, base * 2^(n-1))].
+    delivery_backoff_base_s: float = 1.0
+    delivery_backoff_cap_s: float = 300.0
+    #: LOA_DELIVERY_RETRY_LIMIT_S: per priority, how long after its first attempt a task is
+    #: retried at most (also when the alert has no ``expires``); retries stop at whichever of
+    #: this and the alert's ``expires`` comes first (then ``failed``, reason ``expired``).
+    delivery_retry_limit_s: str = "extreme=86400,severe=86400,routine=21600"
+    #: LOA_DELIVERY_FALLBACK_AFTER_S: per priority, how long after its first attempt a task
+    #: that keeps failing also goes to the recipient's next channel. A permanent refusal (4xx
+    #: other than 408/429) falls back at once.
+    delivery_fallback_after_s: str = "extreme=10,severe=60,routine=600"
+    #: LOA_DELIVERY_KEEP_TRYING_FIRST: after a fallback the first channel keeps retrying too
+    #: (the recipient may then be told twice, on two channels); false: the first channel's
+    #: task ends ``failed`` with ``fallback`` set.
+    delivery_keep_trying_first: bool = False
+    #: LOA_DELIVERY_MAX_IN_FLIGHT: provider calls in flight per channel of one delivery worker
+    #: (each with its own timeout, ``loa deliver --timeout``).
+    delivery_max_in_flight: int = 1000
+    #: LOA_DELIVERY_RATE_PER_ENDPOINT: calls per second one delivery worker makes to one
+    #: provider endpoint at most (a second's worth of burst); 0: no limit of its own (the
+    #: provider's 429s and Retry-After still pace it).
+    delivery_rate_per_endpoint: float = 0.0
+    #: LOA_DELIVERY_MAX_RETRY_AFTER_S: a provider's Retry-After is honoured up to this long.
+    delivery_max_retry_after_s: float = 300.0
+    #: LOA_DELIVERY_BREAKER_FAILURES: consecutive failed calls (connection, timeout, 5xx) to
+    #: one provider endpoint that open its circuit; tasks meeting an open circuit go to the
+    #: retry tiers without a call.
+    delivery_breaker_failures: int = 20
+    #: LOA_DELIVERY_BREAKER_COOLDOWN_S: how long a circuit stays open before one probe call
+    #: (half-open); the probe's success closes it, its failure opens it again.
+    delivery_breaker_cooldown_s: float = 5.0
+    #: LOA_DELIVERY_RETRY_HOLD: retry records one worker holds per retry-tier partition while
+    #: they wait for their due time; at this many it pauses that partition (memory bound).
+    delivery_retry_hold: int = 20_000
+    #: LOA_DELIVERY_HTTP_BEARER_TOKEN_FILE: file whose first line is the http provider's bearer
+    #: token (``Authorization: Bearer``).
+    delivery_http_bearer_token_file: str = ""
+    #: LOA_DELIVERY_HTTP_USERNAME, LOA_DELIVERY_HTTP_PASSWORD_FILE: basic auth of the http
+    #: provider (the password's file: first line).
+    delivery_http_username: str = ""
+    delivery_http_password_file: str = ""
+    #: LOA_DELIVERY_HTTP_CA_FILE: PEM CA bundle the http provider's certificate must chain to
+    #: (empty: the system's trust store).
+    delivery_http_ca_file: str = ""
+    #: LOA_DELIVERY_HTTP_CERT_FILE, LOA_DELIVERY_HTTP_KEY_FILE: client certificate and key
+    #: (PEM) shown to the http provider (mutual TLS).
+    delivery_http_cert_file: str = ""
+    delivery_http_key_file: str = ""
+
     # -- connection security (librdkafka names; checked by streams.config.check_security) --
     #: LOA_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (``security.protocol``).
     security_protocol: str = "PLAINTEXT"
@@ -256,6 +311,49 @@ class Settings:
         """``<prefix>.sends.<priority>``: per-recipient send tasks of one priority."""
         return f"{self.topic_prefix}.sends.{priority}"
 
+    # -- delivery retry tiers (streams.delivery) --
+    @property
+    def retry_tiers(self) -> tuple[float, ...]:
+        """``LOA_DELIVERY_RETRY_TIERS_S`` as ascending seconds (ValueError when unusable)."""
+        try:
+            tiers = tuple(sorted(float(t) for t in self.delivery_retry_tiers_s.split(",")))
+        except ValueError:
+            raise ValueError("LOA_DELIVERY_RETRY_TIERS_S: comma-separated seconds") from None
+        if not tiers or tiers[0] <= 0 or len(set(tiers)) != len(tiers):
+            raise ValueError("LOA_DELIVERY_RETRY_TIERS_S: distinct delays > 0 seconds")
+        return tiers
+
+    def retry_topic(self, priority: str, tier_s: float) -> str:
+        """``<prefix>.sends.retry.<priority>.<delay>``: failed send tasks of one priority
+        waiting about ``tier_s`` (a worker serving some priorities reads only theirs)."""
+        ms = round(tier_s * 1000)
+        delay = f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+        return f"{self.topic_prefix}.sends.retry.{priority}.{delay}"
+
+    @property
+    def retry_topics(self) -> list[str]:
+        return [
+            self.retry_topic(p, t)
+            for p in ("extreme", "severe", "routine")
+            for t in self.retry_tiers
+        ]
+
+    def per_priority_s(self, name: str) -> dict[str, float]:
+        """A ``priority=seconds,...`` setting (``delivery_retry_limit_s``,
+        ``delivery_fallback_after_s``) for every priority; ValueError when one is missing."""
+        raw = str(getattr(self, name))
+        out: dict[str, float] = {}
+        try:
+            for part in raw.split(","):
+                priority, _, seconds = part.partition("=")
+                out[priority.strip()] = float(seconds)
+        except ValueError:
+            raise ValueError(f"LOA_{name.upper()}={raw!r}: priority=seconds,...") from None
+        wanted = {"extreme", "severe", "routine"}
+        if set(out) != wanted or min(out.values()) < 0:
+            raise ValueError(f"LOA_{name.upper()}={raw!r}: seconds >= 0 for each of {wanted}")
+        return out
+
     @property
     def resolved_data_dir(self) -> str:
         return self.data_dir or _default_data_dir()
@@ -303,3 +401,18 @@ class Settings:
             raise ValueError("LOA_SHUTDOWN_TIMEOUT_S must be > 0")
         if self.replication_factor < 0 or self.min_insync_replicas < 0:
             raise ValueError("LOA_REPLICATION_FACTOR and LOA_MIN_INSYNC_REPLICAS must be >= 0")
+
+        self._validate_delivery()
+
+    def _validate_delivery(self) -> None:
+        self.retry_tiers  # noqa: B018 (raises when unusable)
+        self.per_priority_s("delivery_retry_limit_s")
+        self.per_priority_s("delivery_fallback_after_s")
+        if not 0 < self.delivery_backoff_base_s <= self.delivery_backoff_cap_s:
+            raise ValueError("LOA_DELIVERY_BACKOFF_BASE_S must be > 0 and <= ..._CAP_S")
+        if self.delivery_max_in_flight < 1 or self.delivery_retry_hold < 1:
+            raise ValueError("LOA_DELIVERY_MAX_IN_FLIGHT and LOA_DELIVERY_RETRY_HOLD must be >= 1")
+        if self.delivery_breaker_failures < 1 or self.delivery_breaker_cooldown_s <= 0:
+            raise ValueError("LOA_DELIVERY_BREAKER_FAILURES >= 1, ..._COOLDOWN_S > 0")
+        if self.delivery_max_retry_after_s < 0 or self.delivery_rate_per_endpoint < 0:
+            raise ValueError("LOA_DELIVERY_MAX_RETRY_AFTER_S and ..._RATE_PER_ENDPOINT >= 0")

@@ -1,15 +1,22 @@
 """Delivery workers: send tasks -> a channel provider -> receipts (downstream of the fan-out).
 
-Data flow: ``loa.sends.<priority>`` -> [:mod:`streams.delivery.worker`] -> a
-:class:`~streams.delivery.channels.Channel` (``log``, ``http``) -> ``loa.sends.receipts``.
+Data flow: ``loa.sends.<priority>`` and the retry tiers ``loa.sends.retry.<priority>.<delay>`` ->
+[:mod:`streams.delivery.worker`] -> a :class:`~streams.delivery.channels.Channel` (``log``,
+``http``) -> ``loa.sends.receipts`` (and retry copies, fallback tasks).
 
 - :mod:`streams.delivery.policy` is pure: task validation, the priority buffer (extreme before
-  severe before routine), retry and back-off decisions (429 + Retry-After), receipts and channel
-  fallback tasks.
+  severe before routine), outcomes, receipts and channel fallback tasks.
+- :mod:`streams.delivery.retry` is pure: durable retries on delay-tier topics until the alert
+  expires, back-off with full jitter, the fallback budget.
+- :mod:`streams.delivery.breaker` is pure: a circuit breaker and a Retry-After gate per
+  provider endpoint.
+- :mod:`streams.delivery.watermark` is pure: the offsets that may commit while tasks settle
+  out of order.
 - :mod:`streams.delivery.channels` holds the providers; a new channel implements one
   ``async send(task) -> Outcome`` (README "Writing a channel").
-- :mod:`streams.delivery.worker` is the I/O shell: consumer group per channel, bounded
-  concurrency, small transactions of receipts + offsets, SIGTERM drain, metrics.
+- :mod:`streams.delivery.worker` is the I/O shell: consumer group per channel, many calls in
+  flight each under its own timeout, transactions of receipts + retries + offsets, SIGTERM
+  drain, metrics. ``docs/delivery.md`` is the operator's page.
 """
 
 from streams.delivery.channels import Channel, HttpChannel, LogChannel

@@ -4,24 +4,44 @@
 - :class:`HttpChannel` POSTs each task as JSON to a provider URL with httpx, the idempotency key
   in an ``Idempotency-Key`` header, and maps the answer: 2xx delivered; 429 retry after its
   ``Retry-After``; 408, 5xx, timeouts and connection errors retry with back-off; any other 4xx
-  is a permanent failure (``http_<status>``). A failure for good, permanent or retried until
-  ``max_attempts`` ran out, moves the recipient to its next channel.
+  is a permanent failure (``http_<status>``), which moves the recipient to its next channel
+  at once.
 
 A channel never raises for a provider's answer: it returns an :class:`Outcome`, so the worker
-decides retries, receipts and fallback in one place (:mod:`streams.delivery.policy`).
+decides retries, receipts and fallback in one place (:mod:`streams.delivery.retry`). A channel
+may name its ``endpoint`` (the http channel: scheme, host and port of its URL): circuits and
+Retry-After are kept per endpoint (:mod:`streams.delivery.breaker`); without one, per channel.
+
+The http channel's options: :func:`check_url` refuses anything but an absolute ``http``/``https``
+URL with a host (fail closed: ``ftp://x`` would otherwise fail every task the same way);
+:func:`http_options` reads bearer or basic credentials from files (``LOA_DELIVERY_HTTP_*``,
+like ``LOA_SASL_PASSWORD_FILE``), a CA bundle and a client certificate from the settings.
+httpx's and httpcore's loggers are set to WARNING: one INFO line per call would drown the
+worker's own log at thousands of calls a second.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
+from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
 from streams.delivery.policy import Outcome
+from streams.settings import Settings
 
-__all__ = ["Channel", "HttpChannel", "LogChannel", "outcome_of_response"]
+__all__ = [
+    "Channel",
+    "HttpChannel",
+    "LogChannel",
+    "check_url",
+    "http_options",
+    "outcome_of_response",
+]
 
 provider_log = logging.getLogger("loa.deliver.log")
 
@@ -82,16 +102,89 @@ def outcome_of_response(status: int, headers: Any) -> Outcome:
     return Outcome.failed(f"http_{status}")
 
 
+def check_url(url: str) -> str:
+    """``url`` if it is an absolute http(s) URL with a host; ValueError otherwise."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a port that is not a number
+    except ValueError:
+        raise ValueError(f"{url!r} is not a URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r}: the provider URL must be http:// or https:// with a host")
+    if port == 0:
+        raise ValueError(f"{url!r}: port 0")
+    return url
+
+
+def _first_line(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()[0]
+    except (OSError, IndexError):
+        raise ValueError(f"{what}={path}: cannot read a secret") from None
+
+
+def http_options(settings: Settings) -> dict[str, Any]:
+    """:class:`HttpChannel` keyword arguments from ``LOA_DELIVERY_HTTP_*`` (ValueError naming
+    the variable when a file cannot be read or two kinds of auth are set)."""
+    s = settings
+    if s.delivery_http_bearer_token_file and s.delivery_http_username:
+        raise ValueError("set LOA_DELIVERY_HTTP_BEARER_TOKEN_FILE or ..._USERNAME, not both")
+    if bool(s.delivery_http_username) != bool(s.delivery_http_password_file):
+        raise ValueError("LOA_DELIVERY_HTTP_USERNAME and ..._PASSWORD_FILE go together")
+    if s.delivery_http_key_file and not s.delivery_http_cert_file:
+        raise ValueError("LOA_DELIVERY_HTTP_KEY_FILE needs LOA_DELIVERY_HTTP_CERT_FILE")
+    options: dict[str, Any] = {}
+    if s.delivery_http_bearer_token_file:
+        token = _first_line(
+            s.delivery_http_bearer_token_file, "LOA_DELIVERY_HTTP_BEARER_TOKEN_FILE"
+        )
+        options["bearer_token"] = token
+    if s.delivery_http_username:
+        password = _first_line(s.delivery_http_password_file, "LOA_DELIVERY_HTTP_PASSWORD_FILE")
+        options["basic_auth"] = (s.delivery_http_username, password)
+    if s.delivery_http_ca_file or s.delivery_http_cert_file:
+        try:
+            context = ssl.create_default_context(cafile=s.delivery_http_ca_file or None)
+            if s.delivery_http_cert_file:
+                context.load_cert_chain(s.delivery_http_cert_file, s.delivery_http_key_file or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"LOA_DELIVERY_HTTP_CA_FILE/CERT_FILE/KEY_FILE: {exc}") from None
+        options["verify"] = context
+    return options
+
+
 class HttpChannel:
-    """POST each task as JSON to ``url`` (one shared connection pool)."""
+    """POST each task as JSON to ``url`` (one shared connection pool).
+
+    ``bearer_token`` or ``basic_auth`` authenticate each call; ``verify`` is an SSL context (a
+    CA bundle, a client certificate) or ``True`` for the system's trust store.
+    """
 
     name = "http"
 
-    def __init__(self, url: str, *, timeout_s: float = 10.0, max_connections: int = 64) -> None:
-        self.url = url
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 10.0,
+        max_connections: int = 64,
+        bearer_token: str | None = None,
+        basic_auth: tuple[str, str] | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        self.url = check_url(url)
+        parts = urlsplit(url)
+        self.endpoint = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        for noisy in ("httpx", "httpcore"):  # one INFO line per call otherwise
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        self._headers = {"Content-Type": "application/json"}
+        if bearer_token is not None:
+            self._headers["Authorization"] = f"Bearer {bearer_token}"
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_connections=max_connections),
+            auth=httpx.BasicAuth(*basic_auth) if basic_auth is not None else None,
+            verify=verify,
         )
 
     async def send(self, task: dict[str, Any]) -> Outcome:
@@ -99,10 +192,7 @@ class HttpChannel:
             response = await self._http.post(
                 self.url,
                 content=orjson.dumps(task),
-                headers={
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": str(task["idempotency_key"]),
-                },
+                headers={**self._headers, "Idempotency-Key": str(task["idempotency_key"])},
             )
         except httpx.TimeoutException:
             return Outcome.retry("timeout")

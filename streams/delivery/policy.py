@@ -3,17 +3,17 @@
 - :class:`TaskBuffer` orders fetched tasks extreme before severe before routine, so a routine
   backlog never delays an extreme task by more than the batch in flight.
 - :class:`Outcome` is a provider's answer: delivered, retry (transient; ``after_s`` from a
-  Retry-After or the back-off) or failed (permanent, with a short reason code: a metric label).
-  A retry that runs out of attempts becomes a failure with its reason (:func:`final`).
-- :func:`next_attempt` decides retry vs give up; :func:`backoff_s` is exponential with a cap.
-- :func:`receipt` and :func:`fallback_task` build the records the worker writes.
+  Retry-After) or failed (permanent, with a short reason code: a metric label).
+- :func:`receipt` and :func:`fallback_task` build the records the worker writes; when a retry
+  is due, how long a task keeps trying and when it falls back is :mod:`streams.delivery.retry`.
 
-Fallback (the choice): a task that fails for good on its channel, whether the provider refused
-it (a permanent 4xx) or kept failing until its attempts ran out, moves to the recipient's next
-channel. Someone under a typhoon warning wants the warning on any channel they gave; a provider
-that is down is exactly when the next channel must carry its share. Fallback tasks are written
-by delivery workers, so the fan-out's channel limits (``loa.channels``) do not pace them; the
-next channel's workers pace themselves by its provider's 429s.
+Fallback (the choice): a task that fails on its channel, whether the provider refused it (a
+permanent 4xx, at once) or kept failing past its priority's fallback budget, moves to the
+recipient's next channel. Someone under a typhoon warning wants the warning on any channel
+they gave; a provider that is down is exactly when the next channel must carry its share.
+Fallback tasks are written by delivery workers, so the fan-out's channel limits
+(``loa.channels``) do not pace them; the next channel's workers pace themselves by its
+provider's 429s.
 
 Guarantee carried by the records: a fallback task keeps the lineage of the task it replaces
 (``alert_id``, ``version``, ``recipient_id``) and gets the idempotency key
@@ -34,9 +34,7 @@ __all__ = [
     "DeliveryStats",
     "Outcome",
     "TaskBuffer",
-    "backoff_s",
     "fallback_task",
-    "next_attempt",
     "parse_task",
     "receipt",
 ]
@@ -94,29 +92,6 @@ def parse_task(task: Any) -> dict[str, Any]:
         raise ValueError(f"send task without {', '.join(missing)}")
     task.setdefault("language", "")
     return task
-
-
-def backoff_s(attempt: int, *, base_s: float = 0.2, cap_s: float = 30.0) -> float:
-    """Exponential back-off before retry number ``attempt`` (1-based)."""
-    return float(min(cap_s, base_s * (2 ** max(attempt - 1, 0))))
-
-
-def next_attempt(outcome: Outcome, attempt: int, max_attempts: int) -> float | None:
-    """Seconds to wait before trying again, or None: the outcome is final.
-
-    A ``retry`` outcome is final once ``max_attempts`` calls were made; it then becomes a
-    failure with the same reason (see :func:`final`).
-    """
-    if outcome.status != "retry" or attempt >= max_attempts:
-        return None
-    return outcome.after_s if outcome.after_s is not None else backoff_s(attempt)
-
-
-def final(outcome: Outcome) -> Outcome:
-    """A ``retry`` that ran out of attempts is a failure with its reason."""
-    if outcome.status != "retry":
-        return outcome
-    return Outcome("failed", outcome.reason or "retries_exhausted")
 
 
 def receipt(
@@ -181,6 +156,11 @@ class TaskBuffer:
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._queues.values())
+
+    def put_back(self, priority: str, item: Any) -> None:
+        """Return an item :meth:`take` gave out to the front of its queue (its channel had no
+        room for another call)."""
+        self._queues[priority].appendleft(item)
 
     def take(self, n: int) -> list[Any]:
         """Up to ``n`` items of the most urgent non-empty priority (never mixed, so a batch of

@@ -4,7 +4,9 @@ emitter (``streams.fanout.scheduler``), which writes the bytes in record batches
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +27,11 @@ KINDS: tuple[TaskKind, ...] = tuple(TaskKind)
 _KIND_TOKENS = lookup_table([orjson.dumps(k.value) for k in KINDS])
 
 
+def _unix_s(iso: str) -> int:
+    """An ISO 8601 time (CAP ``expires``) as whole Unix seconds, rounded up."""
+    return math.ceil(datetime.fromisoformat(iso).timestamp())
+
+
 class TaskEncoder:
     """Encodes the send tasks of one order: ``schemas/send_task.schema.json``, key = recipient id.
 
@@ -38,13 +45,16 @@ class TaskEncoder:
 
     def __init__(self, order: FanoutOrder) -> None:
         alert = orjson.dumps(order.alert_id)
+        # delivery retries stop when the alert expires (streams.delivery.retry): Unix seconds
+        expires = b"" if order.expires is None else b'"expires":%d,' % _unix_s(order.expires)
         self._head = (
             b'{"alert_id":'
             + alert
-            + b',"version":%d,"priority":"%s","kind":'
+            + b',"version":%d,"priority":"%s",%s"kind":'
             % (
                 order.version,
                 order.priority.value.encode(),
+                expires,
             )
         )
         self._key_head = orjson.dumps(order.alert_id)[:-1] + b":%d:" % order.version

@@ -204,6 +204,9 @@ def topic_specs(settings: Settings, rep: Replication | None = None) -> list[NewT
         NewTopic(settings.receipts_topic, p, rf, topic_configs=isr),
         NewTopic(settings.delivery_topic, p, rf, topic_configs=compact),
     ]
+    # Delivery retry tiers share the send tasks' partitioning: a task's retry copy stays on
+    # its partition, so its receipts do too (streams.delivery.retry).
+    specs += [NewTopic(name, p, rf, topic_configs=isr) for name in settings.retry_topics]
     return specs
 
 
