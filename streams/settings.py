@@ -460,6 +460,4 @@ class Settings:
             try:
                 getattr(self, name).format(recipient_id=0)
             except (KeyError, IndexError, ValueError):
-                raise ValueError(
-                    f"LOA_{name.upper()} may name only {{recipient_id}}"
-                ) from None
+                raise ValueError(f"LOA_{name.upper()} may name only {{recipient_id}}") from None

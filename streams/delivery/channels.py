@@ -43,6 +43,7 @@ __all__ = [
     "Channel",
     "HttpChannel",
     "LogChannel",
+    "check_channel_options",
     "check_smpp_url",
     "check_url",
     "http_options",
@@ -226,6 +227,34 @@ def check_smpp_url(url: str) -> tuple[str, int]:
 PROVIDERS = ("log", "http", "smpp", "push")
 
 
+def check_channel_options(provider: str, url: str | None, settings: Settings) -> None:
+    """Refuse ``provider``'s options before anything runs (ValueError naming the option or
+    setting): the URL's form, credentials in files that can be read, the CA and certificate."""
+    s = settings
+    if provider == "log":
+        return
+    if provider not in PROVIDERS:
+        raise ValueError(f"unknown provider {provider!r}")
+    if not url:
+        raise ValueError(f"--provider {provider} needs --url")
+    if provider == "smpp":
+        check_smpp_url(url)
+        if not s.delivery_smpp_system_id or not s.delivery_smpp_password_file:
+            raise ValueError(
+                "--provider smpp needs LOA_DELIVERY_SMPP_SYSTEM_ID and ..._PASSWORD_FILE"
+            )
+        _first_line(s.delivery_smpp_password_file, "LOA_DELIVERY_SMPP_PASSWORD_FILE")
+        return
+    check_url(url)
+    http_options(s)
+    if provider == "push":
+        if not s.delivery_push_project or "/" in s.delivery_push_project:
+            raise ValueError("--provider push needs LOA_DELIVERY_PUSH_PROJECT (one path segment)")
+        if not s.delivery_push_token_file:
+            raise ValueError("--provider push needs LOA_DELIVERY_PUSH_TOKEN_FILE")
+        _first_line(s.delivery_push_token_file, "LOA_DELIVERY_PUSH_TOKEN_FILE")
+
+
 def make_channel(
     provider: str,
     url: str | None,
@@ -238,13 +267,11 @@ def make_channel(
     """The channel ``loa deliver --provider`` names, its options checked (fail closed:
     ValueError naming the option or setting). ``url``: http: the URL tasks are POSTed to;
     push: the API's base URL (``https://fcm.googleapis.com``); smpp: ``smpp://host:port``."""
-    if provider == "log":
+    check_channel_options(provider, url, settings)
+    if provider == "log" or not url:
         return LogChannel(fail_every)
-    if not url:
-        raise ValueError(f"--provider {provider} needs --url")
     s = settings
     if provider == "http":
-        check_url(url)
         return HttpChannel(
             url, timeout_s=timeout_s, max_connections=max_connections, **http_options(s)
         )
@@ -255,10 +282,6 @@ def make_channel(
         from streams.delivery.smpp import SmppChannel
 
         host, port = check_smpp_url(url)
-        if not s.delivery_smpp_system_id or not s.delivery_smpp_password_file:
-            raise ValueError(
-                "--provider smpp needs LOA_DELIVERY_SMPP_SYSTEM_ID and ..._PASSWORD_FILE"
-            )
         password = _first_line(s.delivery_smpp_password_file, "LOA_DELIVERY_SMPP_PASSWORD_FILE")
         return SmppChannel(
             host,
@@ -279,9 +302,6 @@ def make_channel(
     if provider == "push":
         from streams.delivery.push import PushChannel
 
-        check_url(url)
-        if not s.delivery_push_project or not s.delivery_push_token_file:
-            raise ValueError("--provider push needs LOA_DELIVERY_PUSH_PROJECT and ..._TOKEN_FILE")
         tls = http_options(s).get("verify", True)  # the CA file applies to push too
         return PushChannel(
             url,
