@@ -249,6 +249,7 @@ class PushChannel:
         self.device_token_template = device_token_template
         self.message_of = message_of
         self._token = _TokenFile(token_file)
+        self._credential_logged_at = float("-inf")
         for noisy in ("httpx", "httpcore"):  # one INFO line per call otherwise
             logging.getLogger(noisy).setLevel(logging.WARNING)
         self._http = httpx.AsyncClient(
@@ -280,7 +281,14 @@ class PushChannel:
             return Outcome.retry("connection")
         outcome = outcome_of_fcm(response.status_code, response.headers, response.content)
         if outcome.reason and outcome.reason.startswith("push_credential"):
-            log.error("push provider refused the credential (HTTP %d)", response.status_code)
+            now = time.monotonic()
+            if now - self._credential_logged_at >= 60:  # once a minute, not once per call
+                self._credential_logged_at = now
+                log.error(
+                    "push provider refused the credential in %s (HTTP %d); calls retry",
+                    self._token.path,
+                    response.status_code,
+                )
         return outcome
 
     async def close(self) -> None:
