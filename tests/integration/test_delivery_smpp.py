@@ -26,6 +26,7 @@ from streams.delivery.smpp import SmppChannel, decode_segment
 from streams.delivery.worker import DeliveryMetrics
 from streams.kafkaio.clients import create_topics, make_producer
 from streams.settings import Settings
+from tests.integration.conftest import run_loa
 from tests.integration.test_delivery_retries import FAST, Receipts, free_port
 
 pytestmark = pytest.mark.integration
@@ -333,3 +334,59 @@ async def test_the_smsc_dropping_every_connection_mid_run_loses_nobody(
     # repeats (a submit_sm accepted but its response lost in the drop) are bounded by the window
     repeats = len(smsc.events("submit_sm")) - 2 * 300
     assert 0 <= repeats <= 2 * 20
+
+
+# ---------------------------------------------------------------- loa deliver --provider smpp
+
+
+async def test_loa_deliver_provider_smpp_sends_each_sms_task_once_to_the_smsc(
+    make_settings: Any, smsc: Smsc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings()
+    await create_topics(settings)
+    tasks = [_task(r, expires=int(time.time()) + 600) for r in range(50)]
+    tasks += [_task(r, channel="push") for r in range(1000, 1010)]  # not for an SMS worker
+    infos = [{"language": "vi", "event": "Bão", "headline": "Bão số 3", "instruction": "Sơ tán"}]
+    await _publish(settings, tasks, infos)
+    password = tmp_path / "smpp-password"
+    password.write_text("secret\n")
+    monkeypatch.setenv("LOA_DELIVERY_SMPP_SYSTEM_ID", "loa")
+    monkeypatch.setenv("LOA_DELIVERY_SMPP_PASSWORD_FILE", str(password))
+    monkeypatch.setenv("LOA_DELIVERY_SMPP_ADDRESS_TEMPLATE", "849{recipient_id:08d}")
+    url = f"smpp://127.0.0.1:{smsc.port}"
+    args = ("--provider", "smpp", "--url", url, "--max-tasks", "50", "--idle-exit", "20")
+    code, out, err = await run_loa(settings, "deliver", *args)
+    assert code == 0, out + err
+    assert "delivered 50" in out
+    by_dest = smsc.texts_by_destination()
+    assert by_dest == {f"849{r:08d}": ["Bão số 3: Sơ tán"] for r in range(50)}
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (("--provider", "smpp", "--url", "http://smsc:2775"), {}, "smpp://host:port"),
+        (("--provider", "smpp", "--url", "smpp://smsc:2775"), {}, "SYSTEM_ID"),
+        (
+            ("--provider", "smpp", "--url", "smpp://smsc:2775"),
+            {"LOA_DELIVERY_SMPP_SYSTEM_ID": "loa", "LOA_DELIVERY_SMPP_PASSWORD_FILE": "/none"},
+            "LOA_DELIVERY_SMPP_PASSWORD_FILE",
+        ),
+        (("--provider", "smpp"), {}, "needs --url"),
+        (("--provider", "push", "--url", "ftp://fcm"), {}, "http:// or https://"),
+        (("--provider", "push", "--url", "https://fcm.example"), {}, "PUSH_PROJECT"),
+        (("--provider", "push", "--url", "https://f", "--channel", "sms"), {}, "only --channel"),
+    ],
+)
+async def test_bad_smpp_and_push_options_are_refused_with_exit_2(
+    make_settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    env: dict[str, str],
+    needle: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = await run_loa(make_settings(), "deliver", *args)
+    assert code == 2, out + err
+    assert needle in err
