@@ -8,7 +8,7 @@
 #        smsc.sh classpath   print the java classpath (exit 1 when not installed)
 #        smsc.sh run PORT SYSTEM_ID PASSWORD LOG   run it in the foreground
 #
-# environment: LOA_SMSC_CACHE (default ~/.cache/loa/smsc/<version>), LOA_MVN (default mvn)
+# environment: LOA_MVN (default mvn)
 set -euo pipefail
 
 PROG=smsc.sh
@@ -17,7 +17,7 @@ SLF4J_VERSION=1.7.36  # jSMPP 3.0.1 imports org.slf4j [1.7,2)
 MVN_DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 HERE="$(cd "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 SOURCE="$HERE/LoaSmsc.java"
-CACHE="${LOA_SMSC_CACHE:-${HOME:-/tmp}/.cache/loa/smsc/$JSMPP_VERSION}"
+CACHE="${HOME:-/tmp}/.cache/loa/smsc/$JSMPP_VERSION"
 MVN="${LOA_MVN:-mvn}"
 
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }

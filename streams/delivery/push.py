@@ -16,7 +16,7 @@ Request (one per task)::
                                       "apns-collapse-id": <key digest>}}}}
 
 - **Device token**: the directory holds no device tokens (it is a directory of people, not of
-  apps); the token is ``LOA_DELIVERY_PUSH_TOKEN_TEMPLATE`` rendered with the task's
+  apps); the token is ``LOA_DELIVERY_PUSH_DEVICE_TOKEN_TEMPLATE`` rendered with the task's
   ``recipient_id`` (default ``{recipient_id}``): a deployment whose app registers under the
   recipient id, or a push gateway that resolves it, works as is; a token registry is a later
   step.
