@@ -40,6 +40,13 @@ Loa's receipt for the task is written when the SMSC accepts the message (``submi
 not when the handset gets it: a handset receipt comes minutes or days later, from whichever
 session is bound, and is not tied back to the task.
 
+Why not a library: ``smpplib`` (PyPI) runs blocking sockets in a thread; ``aiosmpplib`` is
+asyncio but sends from its own queue (a broker), reports answers through hooks and a
+correlator, and has its own throttling and retries. Loa's worker needs ``await send(task) ->
+Outcome`` per call, with retries, circuits and Retry-After kept in one place
+(:mod:`streams.delivery.retry`, :mod:`streams.delivery.breaker`); the codec an ESME needs is
+small, so it is written here and tested against the specification's byte layouts.
+
 Guarantee: at least once to the SMSC. SMPP has no idempotency key: the task's key cannot
 travel to the handset, and an SMSC cannot drop a repeat. A call whose ``submit_sm_resp`` was
 lost (a dropped connection, a timeout, a worker crash before its commit) is sent again, and
@@ -591,6 +598,9 @@ class SmppChannel:
             session = self._session
             if session is not None and not session.closed:
                 return session
+            if session is not None:  # a dropped session: its reader and keepalive end here
+                self._session = None
+                await asyncio.gather(*session.tasks, return_exceptions=True)
             if time.monotonic() < self._next_connect_at:
                 return None  # back-off after a failed connect: the worker's tiers wait
             try:
