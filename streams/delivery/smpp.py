@@ -456,7 +456,9 @@ class _Session:
             self.writer.write(encode_pdu(command_id, seq, body))
             await self.writer.drain()
             return await asyncio.wait_for(future, timeout_s)
-        except (OSError, ConnectionError) as exc:
+        except TimeoutError:  # an OSError subclass: the session itself is fine, keep it
+            raise
+        except OSError as exc:
             self.close()
             raise ConnectionLost(str(exc)) from None
         finally:
@@ -662,6 +664,8 @@ class SmppChannel:
         log.debug("SMSC receipt for message %s: %s", receipt.get("id"), receipt.get("stat"))
 
     async def close(self) -> None:
+        if self.receipts:
+            log.info("SMSC %s: delivery receipts by stat: %s", self.endpoint, dict(self.receipts))
         session, self._session = self._session, None
         if session is None or session.closed:
             return
