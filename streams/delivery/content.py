@@ -10,8 +10,9 @@ the text up here.
   the title is its ``headline``, the body its ``instruction`` (what to do) or else its
   ``description``. An SMS is ``title: body``.
 - :class:`AlertContent`: a cache of accepted alerts filled by reading the accepted topic to its
-  end (read_committed) when a task names a version it has not seen, at most once per
-  ``refresh_s``; concurrent misses share one read. The topic is compacted and holds one record
+  end (read_committed) when a task names a version it has not seen; reads start at most once
+  per ``refresh_s`` (a miss just after a read waits for the next one) and every miss waiting
+  when a read starts shares it. The topic is compacted and holds one record
   per lineage, so a read is small. A task whose version is not there yet gets ``None`` and the
   channel answers ``retry`` (``no_content``): the accepted record is written before the
   fan-out order, so this is a lag, not a loss.
@@ -80,8 +81,11 @@ class AlertContent:
     async def _refresh(self) -> None:
         read_at = time.monotonic()
         async with self._lock:
-            if self._read_at >= read_at or time.monotonic() - self._read_at < self.refresh_s:
-                return  # another task's read covered this miss, or one ran just now
+            if self._read_at >= read_at:
+                return  # a read that started after this miss covered it
+            wait = self._read_at + self.refresh_s - time.monotonic()
+            if wait > 0:  # one read per refresh_s at most: a burst of misses shares the next
+                await asyncio.sleep(wait)
             self._read_at = time.monotonic()
             from streams.kafkaio.clients import read_to_end  # Kafka I/O only when used
 

@@ -25,6 +25,7 @@ from streams.delivery.push import MAX_PAYLOAD, PushChannel
 from streams.delivery.worker import DeliveryMetrics
 from streams.kafkaio.clients import create_topics, make_producer
 from streams.settings import Settings
+from tests.integration.conftest import run_loa
 from tests.integration.test_delivery_retries import FAST, Receipts
 
 pytestmark = pytest.mark.integration
@@ -216,3 +217,24 @@ async def test_a_refused_credential_retries_until_the_token_file_is_fixed(
         await receipts.until(lambda: len(receipts.final()) >= 20, 120, "all delivered")
     assert Counter(d["outcome"] for d in receipts.final()) == Counter({"delivered": 20})
     assert sum(server.delivered.values()) == 20
+
+
+async def test_loa_deliver_provider_push_sends_each_push_task_to_its_device(
+    make_settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings()
+    await create_topics(settings)
+    tasks = [_task(r * 10) for r in range(30)]  # all answer 200
+    tasks += [_task(r, channel="sms") for r in range(1001, 1011)]  # not for a push worker
+    await _publish(settings, tasks)
+    token_file = tmp_path / "token"
+    token_file.write_text(GOOD_TOKEN + "\n")
+    monkeypatch.setenv("LOA_DELIVERY_PUSH_PROJECT", "loa-test")
+    monkeypatch.setenv("LOA_DELIVERY_PUSH_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("LOA_DELIVERY_PUSH_DEVICE_TOKEN_TEMPLATE", "dev-{recipient_id}")
+    async with FcmServer() as server:
+        args = ("--provider", "push", "--url", server.base, "--max-tasks", "30")
+        code, out, err = await run_loa(settings, "deliver", *args, "--idle-exit", "20")
+    assert code == 0, out + err
+    assert "delivered 30" in out
+    assert server.delivered == Counter({f"dev-{r * 10}": 1 for r in range(30)})
