@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv, install Loa and its dev tools, fetch the Kafka jars (broker, tools), Prometheus, the dashboard linter
+setup: $(STAMP)  ## create .venv, install Loa and its dev tools, fetch the Kafka jars (broker, tools), Prometheus, the dashboard linter, the test SMSC
 	bash deploy/kafka/kafka.sh fetch
+	bash deploy/smsc/smsc.sh install
 	bash benchmarks/kafka-tools.sh >/dev/null
 	bash deploy/prometheus/install.sh
 	bash deploy/grafana/lint/install.sh >/dev/null

@@ -669,17 +669,25 @@ def status(
 @main.command()
 @click.option(
     "--provider",
-    type=click.Choice(["log", "http"]),
+    type=click.Choice(["log", "http", "smpp", "push"]),
     default="log",
     show_default=True,
-    help="log: write a line per task; http: POST each task as JSON to --url.",
+    help="log: write a line per task; http: POST each task as JSON to --url; smpp: SMS to "
+    "the SMSC at --url smpp://host:port (LOA_DELIVERY_SMPP_*); push: FCM HTTP v1 messages "
+    "to the API at --url (LOA_DELIVERY_PUSH_*). docs/delivery.md, Protocols.",
 )
-@click.option("--url", default=None, help="Provider URL for --provider http.")
+@click.option(
+    "--url",
+    default=None,
+    help="http: the provider URL; smpp: smpp://host:port of the SMSC; push: the API's base "
+    "URL (https://fcm.googleapis.com).",
+)
 @click.option(
     "--channel",
     type=click.Choice(["log", *CHANNELS]),
     default=None,
-    help="Deliver only tasks of this channel (its own consumer group); default: all.",
+    help="Deliver only tasks of this channel (its own consumer group); default: all (smpp: sms,"
+    " push: push).",
 )
 @click.option(
     "--priority",
@@ -735,7 +743,7 @@ def deliver(
     circuit breaker), and commit receipts, retries and offsets in small transactions. A failed
     call is retried from a retry-tier topic until the alert expires (docs/delivery.md).
     SIGTERM lets the calls in flight finish and commit, then stops."""
-    from streams.delivery.channels import Channel, HttpChannel, LogChannel, check_url, http_options
+    from streams.delivery.channels import Channel, check_channel_options, make_channel
     from streams.delivery.worker import DeliveryMetrics, stop_on_signals
     from streams.delivery.worker import deliver as run_delivery
     from streams.health import Readiness
@@ -745,16 +753,22 @@ def deliver(
 
     if channel == "log":  # the old spelling of --provider log
         channel = None
-    if provider == "http" and not url:
-        raise click.UsageError("--provider http needs --url")
+    carries = {"smpp": "sms", "push": "push"}.get(provider)
+    if carries is not None:  # an SMS provider sends only sms tasks, a push API only push ones
+        if channel not in (None, carries):
+            raise click.UsageError(f"--provider {provider} delivers only --channel {carries}")
+        channel = carries
+    if provider != "log" and not url:
+        raise click.UsageError(f"--provider {provider} needs --url")
     settings = _settings()
-    http: dict[str, Any] = {}
-    if provider == "http" and url:
-        try:
-            check_url(url)
-            http = http_options(settings)  # credentials, CA, client certificate: fail closed
+    if provider != "log" and url:
+        hint = {"http": "HTTP", "smpp": "SMPP", "push": "PUSH"}[provider]
+        try:  # the URL, credentials, CA, client certificate: fail closed, before anything runs
+            check_channel_options(provider, url, settings)
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--url / LOA_DELIVERY_HTTP_*") from None
+            raise click.BadParameter(
+                str(exc), param_hint=f"--url / LOA_DELIVERY_{hint}_*"
+            ) from None
     _logging(settings)
     metrics = DeliveryMetrics()
     readiness = Readiness()
@@ -766,10 +780,13 @@ def deliver(
 
     async def run() -> None:
         in_flight = concurrency or settings.delivery_max_in_flight
-        chosen: Channel = (
-            HttpChannel(url, timeout_s=timeout_s, max_connections=in_flight, **http)
-            if provider == "http" and url
-            else LogChannel(fail_every)
+        chosen: Channel = make_channel(
+            provider,
+            url,
+            settings,
+            timeout_s=timeout_s,
+            max_connections=in_flight,
+            fail_every=fail_every,
         )
         stop = asyncio.Event()
         # signals first: a SIGTERM while topics are being created stops cleanly, too

@@ -210,6 +210,38 @@ class Settings:
     #: (PEM) shown to the http provider (mutual TLS).
     delivery_http_cert_file: str = ""
     delivery_http_key_file: str = ""
+    #: LOA_DELIVERY_SMPP_SYSTEM_ID, LOA_DELIVERY_SMPP_PASSWORD_FILE: the SMSC account of the
+    #: smpp provider (``--provider smpp --url smpp://host:port``); the password's file: first
+    #: line (SMPP allows 8 characters).
+    delivery_smpp_system_id: str = ""
+    delivery_smpp_password_file: str = ""
+    #: LOA_DELIVERY_SMPP_SOURCE_ADDR: the sender shown on handsets (alphanumeric, TON 5).
+    delivery_smpp_source_addr: str = "LOA"
+    #: LOA_DELIVERY_SMPP_ADDRESS_TEMPLATE: a recipient's MSISDN, ``{recipient_id}`` rendered
+    #: (e.g. ``84{recipient_id:09d}``); the directory keeps ids, the operator's numbering here.
+    delivery_smpp_address_template: str = "{recipient_id}"
+    #: LOA_DELIVERY_SMPP_WINDOW: submit_sm awaiting their response at once (per session).
+    delivery_smpp_window: int = 10
+    #: LOA_DELIVERY_SMPP_ENQUIRE_LINK_S: keepalive period (an unanswered one drops the session).
+    delivery_smpp_enquire_link_s: float = 30.0
+    #: LOA_DELIVERY_SMPP_THROTTLE_PAUSE_S: after ESME_RTHROTTLED or ESME_RMSGQFUL, no call to
+    #: the SMSC for this long (the endpoint's gate, as a Retry-After).
+    delivery_smpp_throttle_pause_s: float = 1.0
+    #: LOA_DELIVERY_SMPP_RECONNECT_CAP_S: longest wait between failed binds (exponential).
+    delivery_smpp_reconnect_cap_s: float = 30.0
+    #: LOA_DELIVERY_SMPP_RECEIPTS: ask for SMSC delivery receipts (binds as transceiver; they
+    #: are counted and logged, not tied back to tasks).
+    delivery_smpp_receipts: bool = False
+    #: LOA_DELIVERY_SMPP_MAX_SEGMENTS: longest SMS in segments; longer text is cut at a word.
+    delivery_smpp_max_segments: int = 6
+    #: LOA_DELIVERY_PUSH_PROJECT: the FCM project id (``/v1/projects/<id>/messages:send``).
+    delivery_push_project: str = ""
+    #: LOA_DELIVERY_PUSH_TOKEN_FILE: file whose first line is the push API's OAuth 2 access
+    #: token (re-read when the file changes).
+    delivery_push_token_file: str = ""
+    #: LOA_DELIVERY_PUSH_DEVICE_TOKEN_TEMPLATE: a recipient's device token, ``{recipient_id}``
+    #: rendered (the directory holds no device tokens).
+    delivery_push_device_token_template: str = "{recipient_id}"
 
     # -- connection security (librdkafka names; checked by streams.config.check_security) --
     #: LOA_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (``security.protocol``).
@@ -416,3 +448,16 @@ class Settings:
             raise ValueError("LOA_DELIVERY_BREAKER_FAILURES >= 1, ..._COOLDOWN_S > 0")
         if self.delivery_max_retry_after_s < 0 or self.delivery_rate_per_endpoint < 0:
             raise ValueError("LOA_DELIVERY_MAX_RETRY_AFTER_S and ..._RATE_PER_ENDPOINT >= 0")
+        if not 1 <= self.delivery_smpp_window <= 10_000:
+            raise ValueError("LOA_DELIVERY_SMPP_WINDOW must be 1..10000")
+        if not 1 <= self.delivery_smpp_max_segments <= 255:
+            raise ValueError("LOA_DELIVERY_SMPP_MAX_SEGMENTS must be 1..255")
+        if min(self.delivery_smpp_enquire_link_s, self.delivery_smpp_reconnect_cap_s) <= 0:
+            raise ValueError("LOA_DELIVERY_SMPP_ENQUIRE_LINK_S and ..._RECONNECT_CAP_S > 0")
+        if self.delivery_smpp_throttle_pause_s < 0:
+            raise ValueError("LOA_DELIVERY_SMPP_THROTTLE_PAUSE_S must be >= 0")
+        for name in ("delivery_smpp_address_template", "delivery_push_device_token_template"):
+            try:
+                getattr(self, name).format(recipient_id=0)
+            except (KeyError, IndexError, ValueError):
+                raise ValueError(f"LOA_{name.upper()} may name only {{recipient_id}}") from None
