@@ -14,11 +14,13 @@ Exit codes (also in README "Operating Loa")::
     3   not found (unknown alert, message id or channel)
     4   broker unreachable or timed out: retry later
     5   not authorized by the broker (ACLs, credentials)
-    6   a topic Loa needs is missing: run ``loa topics create``
+    6   a topic Loa needs is missing or has other partitions than the settings: run ``loa init``
     7   a file given on the command line cannot be read or used (key, alert, directory file)
     8   done, with warnings a person must read (``loa publish``: accepted, and the decision
         carries warnings such as ``empty_audience``)
     70  unexpected error (a bug): rerun with ``--debug`` and report the traceback
+    78  the configuration cannot be used here: a file it names (SASL password, CA, client
+        certificate) cannot be read, or the metrics port is taken (``EX_CONFIG`` of sysexits)
 
 ``--json`` (:func:`json_option`) is the one convention for machine output: the command prints
 exactly one JSON document on stdout; on failure (usage errors too) it is ``{"error": {...}}``
@@ -41,6 +43,7 @@ from aiokafka import errors as kafka_errors
 from streams.errors import (
     BadInputFile,
     BrokerUnreachable,
+    ConfigUnusable,
     LoaError,
     NotAuthorized,
     NotFound,
@@ -69,6 +72,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 7
     WARNINGS = 8
     INTERNAL = 70
+    CONFIG = 78
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,7 @@ _OPERATOR_CODES: dict[type[OperatorError], ExitCode] = {
     NotAuthorized: ExitCode.NOT_AUTHORIZED,
     TopicMissing: ExitCode.TOPIC_MISSING,
     BadInputFile: ExitCode.BAD_INPUT,
+    ConfigUnusable: ExitCode.CONFIG,
 }
 
 
