@@ -36,6 +36,9 @@ def _settings() -> Settings:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     os.environ.setdefault("LOA_BOOTSTRAP_SERVERS", settings.bootstrap_servers)  # for errors
+    from streams.clikit import SETTINGS_KEY
+
+    click.get_current_context().meta[SETTINGS_KEY] = settings  # errors name the protocol
     return settings
 
 
@@ -72,12 +75,23 @@ def main(config_file: Path | None) -> None:
 
 
 @main.command("config")
-def show_config() -> None:
-    """Print the effective settings (file < environment), secrets redacted."""
-    from streams.config import describe
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Also open every file the settings name (password, CA, certificates, agencies, data "
+    "directory) as this user; exit 78 naming the first that cannot be used.",
+)
+def show_config(check: bool) -> None:
+    """Print the effective settings (file < environment; derived values resolved), secrets
+    redacted."""
+    from streams.config import check_files, describe
 
-    for line in describe(_settings()):
+    settings = _settings()
+    for line in describe(settings):
         click.echo(line)
+    if check:
+        for line in check_files(settings):
+            click.echo(line)
 
 
 @main.command()

@@ -20,7 +20,8 @@ Exit codes (also in README "Operating Loa")::
         carries warnings such as ``empty_audience``)
     70  unexpected error (a bug): rerun with ``--debug`` and report the traceback
     78  the configuration cannot be used here: a file it names (SASL password, CA, client
-        certificate) cannot be read, or the metrics port is taken (``EX_CONFIG`` of sysexits)
+        certificate) cannot be read, the metrics port is taken, or the broker speaks another
+        protocol than ``LOA_SECURITY_PROTOCOL`` (``EX_CONFIG`` of sysexits)
 
 ``--json`` (:func:`json_option`) is the one convention for machine output: the command prints
 exactly one JSON document on stdout; on failure (usage errors too) it is ``{"error": {...}}``
@@ -200,10 +201,31 @@ class LoaGroup(click.Group):
         failure = classify(exc, bootstrap=_bootstrap())
         if cause:
             failure = dataclasses.replace(failure, message=cause, hint="")
+        elif failure.code == ExitCode.UNREACHABLE:
+            failure = _mismatch(ctx, failure)
         if ctx.meta.get(_JSON_KEY):
             emit_json(failure.as_json())
         click.echo(failure.line(), err=True)
         sys.exit(int(failure.code))
+
+
+#: ``ctx.meta`` key of the settings the running command loaded (``streams.cli._settings``).
+SETTINGS_KEY = "loa.settings"
+
+
+def _mismatch(ctx: click.Context, failure: Failure) -> Failure:
+    """"No broker answered" becomes "it speaks another protocol" when a probe shows that."""
+    from streams.kafkaio.security import listener_mismatch
+
+    settings = ctx.meta.get(SETTINGS_KEY)
+    if settings is None:
+        return failure
+    line = listener_mismatch(settings)
+    if line is None:
+        return failure
+    hint = "set LOA_SECURITY_PROTOCOL to the listener's protocol, or use the listener it names"
+    # a configuration fault, not an outage: retrying the same settings cannot help
+    return Failure(ExitCode.CONFIG, "ConfigUnusable", line, hint)
 
 
 def _bootstrap() -> str:

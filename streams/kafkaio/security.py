@@ -28,6 +28,7 @@ __all__ = [
     "explain",
     "failures_explained",
     "faust_credentials",
+    "listener_mismatch",
     "sasl_password",
     "security_options",
     "ssl_context",
@@ -208,4 +209,60 @@ def explain(exc: BaseException, logged: list[str]) -> str | None:
             return f"cannot connect to Kafka: {hint} ({cause.strip()})"
     # nothing a person can fix beyond "is it running, is the address right": the CLI's own
     # line says that with the address and what to do (streams.clikit.classify)
+    return None
+
+
+#: ApiVersions v0 request (api key 18), correlation id 0x4c4f41 ("LOA"), client id "loa-probe":
+#: the first request of every Kafka client; a PLAINTEXT listener answers it at once.
+_API_VERSIONS = bytes.fromhex("0012" "0000" "004c4f41" "0009") + b"loa-probe"
+_PROBE = len(_API_VERSIONS).to_bytes(4, "big") + _API_VERSIONS
+
+
+def _answers_plaintext(host: str, port: int, timeout_s: float) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.sendall(_PROBE)
+            head = b""
+            while len(head) < 8:
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    return False
+                head += chunk
+    except OSError:
+        return False
+    return head[4:8] == _API_VERSIONS[4:8]  # our correlation id: a Kafka answer in the clear
+
+
+def _answers_tls(host: str, port: int, timeout_s: float) -> bool:
+    import socket
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # a probe of the protocol only; nothing is sent
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def listener_mismatch(settings: Settings, *, timeout_s: float = 2.0) -> str | None:
+    """After a failed connection: whether the first bootstrap server speaks another protocol
+    than ``LOA_SECURITY_PROTOCOL`` (a TLS or SASL client at a PLAINTEXT listener, a PLAINTEXT
+    client at a TLS listener), as one line naming both; None when it cannot tell."""
+    protocol = settings.security_protocol
+    first = settings.bootstrap_servers.split(",")[0].strip()
+    host, _, port_text = first.rpartition(":")
+    if not host or not port_text.isdigit():
+        return None
+    host, port = host.strip("[]"), int(port_text)
+    if protocol != "PLAINTEXT" and _answers_plaintext(host, port, timeout_s):
+        return f"the broker at {first} speaks PLAINTEXT; LOA_SECURITY_PROTOCOL is {protocol}"
+    if protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and _answers_tls(host, port, timeout_s):
+        return f"the broker at {first} speaks TLS; LOA_SECURITY_PROTOCOL is {protocol}"
     return None

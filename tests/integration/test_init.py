@@ -104,3 +104,20 @@ async def test_worker_on_a_cluster_without_topics_names_them_once_and_exits_6(
     assert f"{len(topic_specs(settings))} topic(s) missing" in line
     assert line.count("loa init") == 1
     assert {s.status for s in await check_topics(settings)} == {"missing"}
+
+
+@pytest.mark.parametrize("protocol", ["SSL", "SASL_PLAINTEXT", "SASL_SSL"])
+async def test_a_tls_or_sasl_client_at_a_plaintext_listener_is_named_as_such(
+    make_settings: Callable[..., Settings], protocol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings()
+    monkeypatch.setenv("LOA_SECURITY_PROTOCOL", protocol)
+    monkeypatch.setenv("LOA_SASL_USERNAME", "worker")
+    monkeypatch.setenv("LOA_SASL_PASSWORD", "secret")
+    code, out, err = await run_loa(settings, "channels", "list")
+    assert code == ExitCode.CONFIG, (out, err)
+    [line] = _error_lines(err)
+    assert line.startswith(
+        f"error: the broker at {settings.bootstrap_servers} speaks PLAINTEXT; "
+        f"LOA_SECURITY_PROTOCOL is {protocol}"
+    )
