@@ -98,9 +98,11 @@ def show_config(check: bool) -> None:
 def worker() -> None:
     """Run a worker (ingest, directory and fan-out agents)."""
     from streams.app import create_app
+    from streams.metrics import check_port
     from streams.shutdown import LoaWorker
 
     settings = _settings()
+    check_port(settings.metrics_host, settings.metrics_port)  # before anything connects
     settings = _checked_for_worker(settings)
     app = create_app(settings)
     from streams.logs import worker_logging_config

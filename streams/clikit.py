@@ -214,7 +214,7 @@ SETTINGS_KEY = "loa.settings"
 
 
 def _mismatch(ctx: click.Context, failure: Failure) -> Failure:
-    """"No broker answered" becomes "it speaks another protocol" when a probe shows that."""
+    """ "No broker answered" becomes "it speaks another protocol" when a probe shows that."""
     from streams.kafkaio.security import listener_mismatch
 
     settings = ctx.meta.get(SETTINGS_KEY)

@@ -49,6 +49,7 @@ __all__ = [
     "SUPPRESSION_REASONS",
     "LagSampler",
     "Metrics",
+    "check_port",
     "serve",
     "shutdown",
 ]
@@ -358,9 +359,9 @@ def serve(metrics: Metrics, host: str, port: int, *, readiness: Readiness | None
     """Serve ``/metrics``, ``/ready`` and ``/live`` on ``host:port`` in a daemon thread;
     returns the server (or None). See :mod:`streams.httpserver` for the endpoints.
 
-    A port that cannot be bound is logged and the worker goes on: alerts matter more than their
-    metrics, and Prometheus' ``up == 0`` / ``absent(up)`` (rule ``LoaWorkerDown``) report the
-    missing endpoint.
+    ``loa worker`` checks the port first (:func:`check_port`) and does not start on a busy one;
+    a port taken between that check and this bind is logged and the worker goes on (alerts
+    matter more than their metrics; ``LoaWorkerDown`` reports the missing endpoint).
     """
     from streams.httpserver import start_server
 
@@ -374,6 +375,30 @@ def serve(metrics: Metrics, host: str, port: int, *, readiness: Readiness | None
         return None
     log.info("metrics on http://%s:%d/metrics, readiness on /ready", host, port)
     return server
+
+
+def check_port(host: str, port: int, *, variable: str = "LOA_METRICS_PORT") -> None:
+    """Refuse to start when ``host:port`` cannot be bound (another process serves it): a
+    worker without its own ``/metrics``, ``/ready`` and ``/live`` would let a probe read the
+    other process's answers. :class:`~streams.errors.ConfigUnusable` (exit 78) says which."""
+    import socket
+
+    from streams.errors import ConfigUnusable
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # as the WSGI server binds (SO_REUSEADDR): a port in TIME_WAIT is not "busy"
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigUnusable(
+                f"{variable}={port}: cannot serve /metrics, /ready and /live on {host}:{port} "
+                f"({exc.strerror}): another process holds the port",
+                hint=f"stop that process or give this one another {variable} (0: no endpoint)",
+            ) from None
 
 
 def shutdown(server: Any) -> None:

@@ -214,7 +214,7 @@ def explain(exc: BaseException, logged: list[str]) -> str | None:
 
 #: ApiVersions v0 request (api key 18), correlation id 0x4c4f41 ("LOA"), client id "loa-probe":
 #: the first request of every Kafka client; a PLAINTEXT listener answers it at once.
-_API_VERSIONS = bytes.fromhex("0012" "0000" "004c4f41" "0009") + b"loa-probe"
+_API_VERSIONS = bytes.fromhex("00120000004c4f410009") + b"loa-probe"
 _PROBE = len(_API_VERSIONS).to_bytes(4, "big") + _API_VERSIONS
 
 

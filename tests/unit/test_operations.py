@@ -159,3 +159,24 @@ def test_channel_limits_file(tmp_path: Path) -> None:
     path.write_text("fax = 1\n")
     with pytest.raises(BadInputFile, match="fax: not a channel"):
         read_channel_limits(path)
+
+
+def test_a_busy_metrics_port_stops_the_worker_at_start_with_exit_78(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LOA_METRICS_PORT": str(port)}
+        out = subprocess.run(
+            [sys.executable, "-m", "streams", "worker"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == ExitCode.CONFIG, out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith(f"error: LOA_METRICS_PORT={port}: cannot serve /metrics")
+    assert "another process holds the port" in line
