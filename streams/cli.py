@@ -155,13 +155,22 @@ def kafka(action: str, brokers: str, secure: bool) -> None:
 )
 @click.option("--no-agencies", is_flag=True, help="Do not load agencies.")
 @click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Read-only: report the topics and exit 6 unless workers can start on them (a pod's "
+    "init container waits with it until the init Job has run).",
+)
+@click.option(
     "--channel-limits",
     "limits_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="TOML file of `channel = tasks per second` (negative: unlimited) to apply.",
 )
-def init(agencies_dir: Path | None, no_agencies: bool, limits_file: Path | None) -> None:
+def init(
+    agencies_dir: Path | None, no_agencies: bool, check_only: bool, limits_file: Path | None
+) -> None:
     """Bootstrap a cluster, idempotently: create the missing topics (the cluster's replication),
     load the agency registry and apply channel limits from files; print what it created,
     found and changed. Run it before the workers (compose: the `init` service; k8s: the
@@ -175,6 +184,9 @@ def init(agencies_dir: Path | None, no_agencies: bool, limits_file: Path | None)
     from streams.kafkaio.clients import topics_error
 
     settings = _settings()
+    if check_only:
+        _init_check(settings)
+        return
     limits = read_channel_limits(limits_file) if limits_file is not None else None
     source = None if no_agencies else agencies_dir or Path(settings.resolved_agencies_dir)
     try:
@@ -186,6 +198,17 @@ def init(agencies_dir: Path | None, no_agencies: bool, limits_file: Path | None)
     error = topics_error(
         report.topics, lead="the cluster is not ready for workers: ", partitions_only=False
     )
+    if error is not None:
+        raise error
+
+
+def _init_check(settings: Settings) -> None:
+    from streams.kafkaio.clients import check_topics, topics_error
+
+    states = asyncio.run(check_topics(settings))
+    for state in states:
+        click.echo(state.line())
+    error = topics_error(states, lead="not ready for workers: ")
     if error is not None:
         raise error
 
