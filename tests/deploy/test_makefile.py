@@ -26,7 +26,10 @@ def _plan(target: str) -> str:
         pytest.fail("make not found", pytrace=False)
     # -B: every recipe, as on a fresh machine (no stamps); -n: print, run nothing
     out = subprocess.run(
-        [make, "-n", "-B", "-C", str(ROOT), target], capture_output=True, text=True, timeout=60
+        [make, "-n", "-B", "--no-print-directory", "-C", str(ROOT), target],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     return out.stdout
