@@ -142,6 +142,12 @@ def kafka(action: str, brokers: str, secure: bool) -> None:
     if secure and action in ("restart", "fetch"):
         raise click.UsageError(f"{action} is for the single dev broker")
     script = KAFKA_SCRIPT.with_name("cluster.sh") if secure else KAFKA_SCRIPT
+    if not script.is_file():  # an installed wheel holds the package, not deploy/
+        raise click.UsageError(
+            f"loa kafka runs {script.name} of a repository checkout (deploy/kafka/), and this "
+            f"installation has none ({script} not found): run it from a clone of the "
+            "repository, or use your own broker (LOA_BOOTSTRAP_SERVERS)"
+        )
     sys.exit(subprocess.call(["bash", str(script), action]))
 
 

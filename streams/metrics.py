@@ -422,6 +422,8 @@ def topics_of(specs: Iterable[Any]) -> dict[str, int]:
 
 #: Largest committed-to-end gap checked for markers only (a few transactions' commit markers).
 _MARKER_GAP = 16
+#: How long one sample may fetch to tell trailing markers from records.
+_MARKER_WAIT_S = 2.0
 
 
 class LagSampler:
@@ -484,7 +486,13 @@ class LagSampler:
         """``done`` moved past trailing transaction markers: a group that consumed every record
         of a transactional topic commits the offset of the commit marker after them, one short
         of the end, so without this the lag of such a topic never returns to 0. A partition
-        whose gap holds no record a read_committed consumer returns counts as caught up."""
+        whose gap holds no record a read_committed consumer returns counts as caught up.
+
+        The first fetch after an assignment may not have completed when ``getmany`` returns
+        (the position then still stands at the seek): fetch until each partition either
+        returns a record (real lag) or moves to its end, within :data:`_MARKER_WAIT_S`. One
+        ``getmany`` alone left a marker counted as lag in every sample (issue 20: the receipts
+        topic stayed at 8, one per partition)."""
         gaps = [tp for tp, e in end.items() if 0 < e - (done.get(tp) or 0) <= _MARKER_GAP]
         moved = dict(done)
         if not gaps:
@@ -492,10 +500,17 @@ class LagSampler:
         self._consumer.assign(gaps)
         for tp in gaps:
             self._consumer.seek(tp, done.get(tp) or 0)
-        batch = await self._consumer.getmany(*gaps, timeout_ms=500)
-        for tp in gaps:
-            if not batch.get(tp) and await self._consumer.position(tp) >= end[tp]:
-                moved[tp] = end[tp]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _MARKER_WAIT_S
+        pending = set(gaps)
+        while pending and loop.time() < deadline:
+            batch = await self._consumer.getmany(*pending, timeout_ms=200)
+            for tp in list(pending):
+                if batch.get(tp):  # a committed record past ``done``: the lag is real
+                    pending.discard(tp)
+                elif await self._consumer.position(tp) >= end[tp]:
+                    moved[tp] = end[tp]
+                    pending.discard(tp)
         return moved
 
     async def sample(self) -> None:

@@ -285,6 +285,14 @@ def probe_ok(url: str, ca: Path | None) -> bool:
         return False
 
 
+def lags(url: str) -> dict[str, float]:
+    """``loa_consumer_lag_records`` by topic, as the worker serves it."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    found = re.findall(r'^loa_consumer_lag_records\{topic="([^"]+)"\} (\S+)$', text, re.MULTILINE)
+    return {topic: float(value) for topic, value in found}
+
+
 def secret_values(tls: dict[str, Path]) -> dict[str, dict[str, str]]:
     """The Secrets' contents (the manifest holds placeholders): a password, a CA, a
     certificate and key for the gateway."""
@@ -455,6 +463,12 @@ def test_kubernetes_pods_come_up_in_order_and_a_national_alert_reaches_every_cha
         reached = {task["channel"] for task in provider.tasks}
         assert reached == set(CHANNELS), reached  # every channel's Deployment delivered
         assert status["delivered"] == len({t["idempotency_key"] for t in provider.tasks})
+        # at rest, the worker's lag on every input topic returns to 0 (issue 20: the receipts
+        # topic stayed at 8, one commit marker per partition)
+        metrics = f"http://127.0.0.1:{where.port('loa-worker', '9470')}/metrics"
+        wait_until(
+            "no lag at rest", lambda: lags(metrics) and not any(lags(metrics).values()), processes
+        )
     finally:
         processes.stop()
 

@@ -180,3 +180,17 @@ def test_a_busy_metrics_port_stops_the_worker_at_start_with_exit_78(tmp_path: Pa
     [line] = out.stderr.strip().splitlines()
     assert line.startswith(f"error: LOA_METRICS_PORT={port}: cannot serve /metrics")
     assert "another process holds the port" in line
+
+
+def test_loa_kafka_without_the_repository_script_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    import streams.cli
+
+    monkeypatch.setattr(streams.cli, "KAFKA_SCRIPT", tmp_path / "deploy" / "kafka" / "kafka.sh")
+    result = CliRunner().invoke(streams.cli.main, ["kafka", "status"])
+    assert result.exit_code == ExitCode.USAGE
+    assert "this installation has none" in result.output
+    assert "Traceback" not in result.output
