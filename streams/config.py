@@ -253,6 +253,11 @@ _FILES = (
     ("gateway_tls_cert", "the gateway's certificate chain"),
     ("gateway_tls_key", "the gateway's key"),
     ("gateway_tls_client_ca", "the CA of the gateway's clients"),
+    ("delivery_http_bearer_token_file", "the http provider's bearer token"),
+    ("delivery_http_password_file", "the http provider's basic-auth password"),
+    ("delivery_http_ca_file", "the CA of the http provider's certificate"),
+    ("delivery_http_cert_file", "the client certificate shown to the http provider"),
+    ("delivery_http_key_file", "the key of that client certificate"),
 )
 
 
