@@ -15,12 +15,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Settings"]
+__all__ = ["RUNBOOK_URL", "SESSION_TIMEOUT_RANGE_S", "Settings", "runbook"]
 
 
 #: What Kafka allows in a topic name, and how long one may be.
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _TOPIC_MAX = 249
+
+
+#: Default of LOA_RUNBOOK_URL: the runbooks in the repository's docs.
+RUNBOOK_URL = "https://github.com/loa-alerts/loa/blob/main/docs/runbooks.md"
+
+#: The broker's bounds on a consumer's session timeout (``group.min.session.timeout.ms``,
+#: 6 s by default) and Loa's own ceiling: above 5 minutes a dead worker's partitions wait
+#: that long before anyone serves them, which no emergency deployment wants.
+SESSION_TIMEOUT_RANGE_S = (6.0, 300.0)
+
+
+def runbook(settings: Settings, alert: str) -> str:
+    """The link to ``alert``'s runbook section (anchors are the alert name in lower case)."""
+    return f"{settings.runbook_url}#{alert.lower()}"
 
 
 def _default_data_dir() -> str:
@@ -267,6 +281,12 @@ class Settings:
     #: (``ssl.endpoint.identification.algorithm=https``). Turn off only for experiments.
     ssl_check_hostname: bool = True
 
+    # -- operations (issue 20) --
+    #: LOA_RUNBOOK_URL: the runbooks document (``docs/runbooks.md`` where your copy of the
+    #: repository is browsable); an alert's runbook is ``<this>#<alert name in lower case>``.
+    #: Used in Loa's own messages and by ``deploy/prometheus/build_rules.py``.
+    runbook_url: str = RUNBOOK_URL
+
     @property
     def inbound_topic(self) -> str:
         return f"{self.topic_prefix}.alerts.inbound"
@@ -427,8 +447,7 @@ class Settings:
             raise ValueError("LOA_CENSUS_INTERVAL_S must be a number of seconds > 0")
         if not 0 <= self.metrics_port <= 65535:
             raise ValueError("LOA_METRICS_PORT must be 0..65535")
-        if self.session_timeout_s < 1:
-            raise ValueError("LOA_SESSION_TIMEOUT_S must be >= 1")
+        self._validate_broker_limits()
         if self.shutdown_timeout_s <= 0:
             raise ValueError("LOA_SHUTDOWN_TIMEOUT_S must be > 0")
         if self.replication_factor < 0 or self.min_insync_replicas < 0:
@@ -461,3 +480,22 @@ class Settings:
                 getattr(self, name).format(recipient_id=0)
             except (KeyError, IndexError, ValueError):
                 raise ValueError(f"LOA_{name.upper()} may name only {{recipient_id}}") from None
+
+    def _validate_broker_limits(self) -> None:
+        """Values the broker or the clients would refuse later, refused at start instead."""
+        low, high = SESSION_TIMEOUT_RANGE_S
+        if not low <= self.session_timeout_s <= high:
+            raise ValueError(
+                f"LOA_SESSION_TIMEOUT_S={self.session_timeout_s:g} is outside {low:g}..{high:g} s "
+                "(the broker refuses a session below group.min.session.timeout.ms, 6 s)"
+            )
+        if not 0 < self.metrics_interval_s <= 3600:
+            raise ValueError("LOA_METRICS_INTERVAL_S must be > 0 and <= 3600")
+        if not 0 < self.directory_catchup_timeout_s < math.inf:
+            raise ValueError("LOA_DIRECTORY_CATCHUP_TIMEOUT_S must be a number of seconds > 0")
+        if not 0 < self.agencies_catchup_timeout_s < math.inf:
+            raise ValueError("LOA_AGENCIES_CATCHUP_TIMEOUT_S must be a number of seconds > 0")
+        if not 1 <= self.fanout_parallel <= 1024:
+            raise ValueError("LOA_FANOUT_PARALLEL must be 1..1024")
+        if not self.runbook_url.startswith(("https://", "http://")):
+            raise ValueError(f"LOA_RUNBOOK_URL={self.runbook_url!r}: not an http(s) URL")
