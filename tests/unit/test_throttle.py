@@ -66,6 +66,8 @@ def test_lowering_a_limit_while_its_bucket_is_full_takes_effect_at_once() -> Non
     # what the old limit banked is not spent at the new one: a burst of 10, then 100/s
     assert throttle.reserve(_chunk(sms=10), now=5.0) == {}
     assert throttle.reserve(_chunk(sms=10), now=5.0) == pytest.approx({"sms": 0.1})
+    # and idle time banks the new burst only, not the old one
+    assert throttle.reserve(_chunk(sms=20), now=60.0) == pytest.approx({"sms": 0.1})
 
 
 def test_a_rate_change_after_idle_time_pays_the_idle_time_at_the_old_rate() -> None:
