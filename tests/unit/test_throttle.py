@@ -108,3 +108,14 @@ def test_concurrent_chunks_share_the_budget_instead_of_each_spending_it() -> Non
     for second in range(1, 10):
         assert sum(n for t, n in sent if second - 1 <= t < second) <= 100 + chunk
     assert sum(n for t, n in sent if t < 10.0) <= 100 * 10 + chunk
+
+
+def test_a_channel_that_waits_for_another_does_not_bank_the_tokens_of_the_wait() -> None:
+    throttle = ChannelThrottle()
+    throttle.configure({"sms": 100, "push": 1000}, share=1.0, now=0.0)  # bursts of 10
+    assert throttle.reserve(_chunk(sms=10, push=10), now=0.0) == {}
+    # sms makes the chunk wait 0.1 s; push, owing 5 (5 ms), goes out with it at 0.1 s
+    waits = throttle.reserve(_chunk(sms=10, push=5), now=0.0)
+    assert waits == pytest.approx({"sms": 0.1, "push": 0.005})
+    # push paid at 0.1 s from a full burst: 5 left, not the 100 earned during the wait
+    assert throttle.reserve(_chunk(push=10), now=0.1) == pytest.approx({"push": 0.005})
