@@ -205,3 +205,51 @@ def test_the_cap_window_includes_a_lineage_started_exactly_at_its_edge() -> None
     # reached by both lineages only up to a cursor: only those are capped
     partly = [at_edge[0], replace(at_edge[1], cursor=0)]
     assert plan_audience(new, small, R, partly, caps).audience.ids.tolist() == [1, 2]
+
+
+def test_an_order_not_started_does_not_hide_what_later_ones_served() -> None:
+    small = _small([0, 1, 2, 3])
+    v1 = _order(1, TaskKind.ALERT, ("VN-22",))
+    v2 = _order(2, TaskKind.UPDATE, ("VN-22",))
+    history = [PastOrder(v1, -1, 0.0), PastOrder(v2, 2, 0.0)]  # v1 never emitted, v2 up to 2
+    cancel = plan_audience(_order(3, TaskKind.CANCEL, ()), small, R, history)
+    assert cancel.audience.ids.tolist() == [0, 1, 2]
+    assert cancel.suppressed == {}
+    assert cancel.kinds.dtype == np.uint8
+    # a past Cancel reached nobody new: it is skipped, not the end of the history
+    with_cancel = [PastOrder(_order(2, TaskKind.CANCEL, ()), 3, 0.0), PastOrder(v1, 1, 0.0)]
+    update = plan_audience(_order(3, TaskKind.UPDATE, ("VN-22",)), small, R, with_cancel)
+    assert dict(zip(update.audience.ids.tolist(), update.kinds.tolist(), strict=True)) == {
+        0: UPDATE,
+        1: UPDATE,
+        2: ALERT,
+        3: ALERT,
+    }
+    assert update.kinds.dtype == np.uint8
+
+
+def test_a_resumed_order_plans_its_whole_audience_whatever_its_own_cursor() -> None:
+    """The scheduler resumes after the cursor itself: the plan of an order in the history with
+    its own progress is the plan it had (its own version is not an earlier one)."""
+    small = _small([0, 1, 2, 3])
+    v1 = _order(1, TaskKind.ALERT, ("VN-22",))
+    plan = plan_audience(v1, small, R, [PastOrder(v1, 1, 0.0)])
+    assert plan.audience.ids.tolist() == [0, 1, 2, 3]
+    assert plan.kinds.dtype == np.uint8
+
+
+def test_a_cap_of_one_suppresses_whoever_one_other_routine_lineage_reached() -> None:
+    small = _small([0, 1, 2])
+
+    def routine(alert_id: str) -> FanoutOrder:
+        return replace(
+            _order(1, TaskKind.ALERT, ("VN-22",)), alert_id=alert_id, priority=Priority.ROUTINE
+        )
+
+    history = [PastOrder(routine("a.vn/R-1"), 1, 90.0)]
+    caps = CapPolicy(count=1, window_s=60.0, now=100.0)
+    plan = plan_audience(routine("a.vn/R-9"), small, R, history, caps)
+    assert plan.audience.ids.tolist() == [2]
+    assert plan.suppressed == {"cap": 2}
+    off = plan_audience(routine("a.vn/R-9"), small, R, history, replace(caps, count=0))
+    assert off.audience.ids.tolist() == [0, 1, 2]

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from streams.errors import MalformedInput
-from streams.receipts import PartitionTallies, Tally, parse_receipt, tally_key
+from streams.receipts import PartitionTallies, Receipt, Tally, parse_receipt, tally_key
 from streams.records import Progress
 from streams.schemas import validator
 from streams.status import render, summarize
@@ -186,3 +186,34 @@ def test_tally_keys_differ_for_every_alert_version_and_partition() -> None:
         for p in (1, 2, 21)
     }
     assert len(keys) == 2 * 3 * 3
+
+
+@pytest.mark.parametrize(
+    ("raw", "message", "pointer"),
+    [
+        (b"", "empty receipt", ""),
+        (b"[]", "receipt is not a JSON object", ""),
+        (_receipt(version=0), "receipt alert_id/version invalid", "/version"),
+        (_receipt(version=True), "receipt alert_id/version invalid", "/version"),
+        (_receipt(alert_id=7), "receipt alert_id/version invalid", "/version"),
+        (_receipt("failed", fallback="fax"), 'receipt fallback "fax" unknown', "/fallback"),
+        (_receipt(channel="fax"), 'receipt channel "fax" unknown', "/channel"),
+        (_receipt(outcome="lost"), 'receipt outcome "lost" unknown', "/outcome"),
+    ],
+)
+def test_a_receipt_that_cannot_be_tallied_says_why_and_where(
+    raw: bytes, message: str, pointer: str
+) -> None:
+    with pytest.raises(MalformedInput) as refused:
+        parse_receipt(raw)
+    assert (refused.value.message, refused.value.pointer) == (message, pointer)
+
+
+def test_fallback_routes_count_each_move_and_name_an_unspecified_reason() -> None:
+    tally = Tally()
+    moved = Receipt("gov.vn/T1", 1, "oa", "failed", None, fallback="sms")
+    tally.add(moved)
+    tally.add(moved)
+    tally.add(Receipt("gov.vn/T1", 1, "oa", "failed", "http_400", fallback="sms"))
+    assert dict(tally.fallbacks) == {"oa>sms unspecified": 2, "oa>sms http_400": 1}
+    assert (tally.failed, tally.delivered) == (0, 0)
