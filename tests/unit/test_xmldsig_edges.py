@@ -4,6 +4,7 @@ allow by default and Loa does not, and the exact reasons an agency is told."""
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from lxml import etree
 
 from streams.errors import BadSignature
 from streams.ingest.agencies import Agency, AgencyRegistry, parse_agency
-from streams.ingest.xmldsig import authenticate, has_xml_signature, verify_enveloped
+from streams.ingest.xmldsig import _first_line, authenticate, has_xml_signature, verify_enveloped
 from tests.xmlsigning import Signer, cap_alert, cert_pem, new_signer, sign_xml
 
 AGENCY_ID = "nchmf.gov.vn"
@@ -161,3 +162,55 @@ def test_the_signed_alert_must_name_the_agency_whose_certificate_verified_it() -
     )
     assert agency.id == AGENCY_ID
     assert signed["sender"] == AGENCY_ID
+
+
+def _b64_int(n: int) -> str:
+    return base64.b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).decode()
+
+
+def test_a_key_value_beside_the_certificate_in_keyinfo_changes_nothing() -> None:
+    """KeyInfo is outside what is signed and the pinned certificate decides: a KeyValue added
+    beside the X509Data (signxml calls that ambiguous) neither breaks nor replaces it."""
+    doc = etree.fromstring(_signed())
+    key_info = doc.find(f"{{{DS}}}Signature/{{{DS}}}KeyInfo")
+    rsa_value = etree.SubElement(
+        etree.SubElement(key_info, f"{{{DS}}}KeyValue"), f"{{{DS}}}RSAKeyValue"
+    )
+    numbers = SIGNER[0].public_key().public_numbers()
+    etree.SubElement(rsa_value, f"{{{DS}}}Modulus").text = _b64_int(numbers.n)
+    etree.SubElement(rsa_value, f"{{{DS}}}Exponent").text = _b64_int(numbers.e)
+    assert verify_enveloped(_agency(SIGNER), etree.tostring(doc), now=NOW)
+
+
+def test_a_signature_signxml_cannot_read_says_why() -> None:
+    doc = etree.fromstring(_signed())
+    key_info = doc.find(f"{{{DS}}}Signature/{{{DS}}}KeyInfo")
+    etree.SubElement(etree.SubElement(key_info, f"{{{DS}}}KeyValue"), f"{{{DS}}}RSAKeyValue")
+    message = _refused(etree.tostring(doc), _agency(SIGNER))
+    assert message.startswith("XML signature unreadable: Element '{" + DS + "}RSAKeyValue'")
+
+
+def test_no_certificate_verifying_lists_those_out_of_date() -> None:
+    stranger = new_signer("stranger.example")
+    expected = (
+        'the XML signature does not verify with any valid certificate of agency "nchmf.gov.vn"'
+    )
+    assert _refused(_signed(stranger), _agency(SIGNER)) == expected
+    old = OLD_SIGNER[1]
+    span = f"{old.not_valid_before_utc:%Y-%m-%d} to {old.not_valid_after_utc:%Y-%m-%d}"
+    message = _refused(_signed(stranger), _agency(OLD_SIGNER, SIGNER, OLD_SIGNER))
+    assert message == (
+        f'{expected} (certificate "cert-0" is valid only from {span};'
+        f' certificate "cert-2" is valid only from {span})'
+    )
+
+
+def test_the_first_line_of_a_reason_is_kept_up_to_200_characters() -> None:
+    assert _first_line(ValueError()) == "ValueError"
+    assert _first_line(ValueError("a\nb")) == "a"
+    assert _first_line(ValueError("x" * 300)) == "x" * 200
+
+
+def test_an_unreadable_document_quotes_the_parsers_reason() -> None:
+    message = _refused(b"<alert><", _agency(SIGNER))
+    assert "line 1" in message
