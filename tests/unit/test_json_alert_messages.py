@@ -502,3 +502,43 @@ def test_a_record_that_is_no_json_object_says_what_it_is(raw: bytes, message: st
         decode_json_alert(raw)
     assert refused.value.message.startswith(message)
     assert decode_json_alert(b'{"a": 1}') == {"a": 1}
+
+
+def _problems(change: Change) -> list[tuple[str, str]]:
+    doc = copy.deepcopy(FULL_ALERT)
+    change(doc)
+    with pytest.raises(SchemaViolation) as refused:
+        validate_json_alert(doc)
+    return [(p.pointer, p.message) for p in refused.value.problems]
+
+
+def test_a_missing_list_of_choices_names_the_choices() -> None:
+    [(pointer, message)] = _problems(_drop("info", 0, "category"))
+    assert pointer == "/info/0/category"
+    assert message.endswith(
+        "(one of Geo, Met, Safety, Security, Rescue, Fire, Health, Env, Transport, Infra,"
+        " CBRNE, Other)"
+    )
+
+
+def test_every_unknown_field_is_named() -> None:
+    def two(doc: dict[str, Any]) -> None:
+        doc["zz"] = doc["zy"] = 1
+
+    assert _problems(two) == [
+        ("the alert", 'the alert: "zz", "zy" is not a field of Loa\'s JSON alert here')
+    ]
+
+
+def test_an_unknown_field_in_an_area_is_not_mistaken_for_a_missing_target() -> None:
+    assert _problems(_set(*AREA, "zz", to=1)) == [
+        ("/info/0/area/0", '/info/0/area/0: "zz" is not a field of Loa\'s JSON alert here')
+    ]
+
+
+def test_a_time_the_schema_refuses_does_not_hide_the_times_after_it() -> None:
+    def two(doc: dict[str, Any]) -> None:
+        doc["sent"] = 12345
+        doc["info"][0]["expires"] = "2026-09-07T08:00:00"
+
+    assert [p for p, _ in _problems(two)] == ["/sent", "/info/0/expires"]
