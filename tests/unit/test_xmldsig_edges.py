@@ -169,14 +169,15 @@ def _b64_int(n: int) -> str:
 
 
 def test_a_key_value_beside_the_certificate_in_keyinfo_changes_nothing() -> None:
-    """KeyInfo is outside what is signed and the pinned certificate decides: a KeyValue added
-    beside the X509Data (signxml calls that ambiguous) neither breaks nor replaces it."""
+    """KeyInfo is outside what is signed and the pinned certificate decides: a KeyValue of
+    another key added beside the X509Data (signxml refuses that as ambiguous unless told to
+    ignore it) neither breaks the signature nor replaces its key."""
     doc = etree.fromstring(_signed())
     key_info = doc.find(f"{{{DS}}}Signature/{{{DS}}}KeyInfo")
     rsa_value = etree.SubElement(
         etree.SubElement(key_info, f"{{{DS}}}KeyValue"), f"{{{DS}}}RSAKeyValue"
     )
-    numbers = SIGNER[0].public_key().public_numbers()
+    numbers = new_signer("stranger.example")[0].public_key().public_numbers()  # another key
     etree.SubElement(rsa_value, f"{{{DS}}}Modulus").text = _b64_int(numbers.n)
     etree.SubElement(rsa_value, f"{{{DS}}}Exponent").text = _b64_int(numbers.e)
     assert verify_enveloped(_agency(SIGNER), etree.tostring(doc), now=NOW)
