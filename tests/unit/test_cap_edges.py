@@ -198,12 +198,12 @@ def test_the_size_limit_admits_exactly_its_bytes() -> None:
 
 
 def test_too_deep_names_the_element_by_its_position_among_its_siblings() -> None:
-    raw = _alert().replace("<info>", "<info><parameter><valueName>v</valueName></parameter>")
-    raw = raw.replace("</alert>", "<info><area><areaDesc>x</areaDesc></area></info></alert>")
+    first = "<parameter/><parameter><valueName>v</valueName></parameter>"
+    raw = _alert().replace("<info>", f"<info>{first}", 1)
     with pytest.raises(ForbiddenXml) as refused:
         parse_cap(raw.encode(), max_bytes=1 << 16, max_depth=3)
     assert refused.value.message == "XML nested deeper than 3 elements"
-    assert refused.value.pointer == "/alert[1]/info[1]/parameter[1]/valueName[1]"
+    assert refused.value.pointer == "/alert[1]/info[1]/parameter[2]/valueName[1]"
 
 
 @pytest.mark.parametrize(
