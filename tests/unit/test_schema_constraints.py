@@ -2,11 +2,11 @@
 tool mutates them, so each constraint gets a document that violates it alone).
 
 A full document (every optional field present) is walked together with its schema: for each
-``required``, ``pattern``, ``enum``, ``type``, ``maxLength``, ``minItems``, ``maxItems``,
-``uniqueItems``, ``additionalProperties``, ``propertyNames`` and ``anyOf`` met on the way, one
-copy of the document is broken at that place. The validator must report that very keyword at
-that very place (so dropping the constraint from the schema fails its case), and the entry
-point that reads the record (``validate_json_alert``, ``parse_agency``) must refuse it.
+``required``, ``pattern``, ``enum``, ``type``, ``minLength``, ``maxLength``, ``minItems``,
+``maxItems``, ``uniqueItems``, ``additionalProperties``, ``propertyNames`` and ``anyOf`` met on
+the way, one copy of the document is broken at that place. The validator must report that very
+keyword at that very place (so dropping the constraint from the schema fails its case), and the
+entry point that reads the record (``validate_json_alert``, ``parse_agency``) must refuse it.
 ``if``/``then``/``else`` are listed by hand below. ``format: date-time`` is not a schema
 constraint here (no format checker): ``validate_json_alert`` checks times itself, pinned in
 ``test_ingest_rules.py``.
@@ -167,6 +167,9 @@ def _cases(
         yield Case(schema, "pattern", at, "leading space", _setter(at, " " + value))
         if node["pattern"].endswith("$(?!\\n)"):
             yield Case(schema, "pattern", at, "trailing newline", _setter(at, value + "\n"))
+    if node.get("minLength", 0) > 0:
+        shorter = value[: node["minLength"] - 1]
+        yield Case(schema, "minLength", at, "one too short", _setter(at, shorter))
     if "maxLength" in node:
         longer = value + value[-1] * (node["maxLength"] + 1 - len(value))
         yield Case(schema, "maxLength", at, "one too long", _setter(at, longer))
@@ -243,10 +246,11 @@ def test_the_walk_meets_every_kind_of_constraint() -> None:
 
 
 def _declared(node: Any) -> Iterator[str]:
-    keywords = {"required", "pattern", "enum", "maxLength", "minItems", "maxItems", "uniqueItems"}
+    keywords = {"required", "pattern", "enum", "minLength", "maxLength", "minItems", "maxItems"}
+    keywords.add("uniqueItems")
     if isinstance(node, dict):
         for k, v in node.items():
-            if k in keywords and not (k == "minItems" and v == 0):
+            if k in keywords and not (k in ("minItems", "minLength") and v == 0):
                 yield k
             yield from _declared(v)
     elif isinstance(node, list):
