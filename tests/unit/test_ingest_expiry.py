@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import pytest
 
 from streams.errors import RejectionCode
 from streams.ingest import Accepted, Rejected, decide
@@ -97,12 +96,6 @@ def test_an_alert_without_any_expiry_never_ends_by_expiry() -> None:
     assert {o.expires for o in unbounded.orders} == {None}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core.py/lifecycle.py (not this branch's): a block without `expires` is left out of"
-    " the expiry list, so an alert whose other blocks all expired is refused as expired"
-    " and one whose other block expires stops its fan-out then",
-)
 def test_a_block_without_expiry_keeps_the_alert_in_force() -> None:
     decision = _decide(_alert(None, PAST))
     assert isinstance(decision, Accepted)

@@ -93,6 +93,7 @@ FULL_AGENCY: dict[str, Any] = {
     "allowed_statuses": ["Actual", "Test"],
     "max_severity": "Severe",
     "contact": "trực ban",
+    "amends": [{"of": ["hp.gov.vn", "*"], "msg_types": ["Update", "Cancel"]}],
 }
 
 _WRONG_TYPE: dict[str, Any] = {
