@@ -61,6 +61,13 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    ProducerFenced,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
 
@@ -90,6 +97,15 @@ _SEND_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _COMMIT_EVERY_S = 0.05
 #: The broker aborts a delivery worker's transaction left open this long (a crashed worker).
 _TRANSACTION_TIMEOUT_MS = 10_000
+#: A commit that fails with one of these lost the group or the producer: start over from the
+#: committed offsets (:meth:`_Run._commit_or_recover`) rather than exit.
+_LOST_GROUP_OR_PRODUCER: tuple[type[BaseException], ...] = (
+    ProducerFenced,
+    CommitFailedError,
+    IllegalGenerationError,
+    UnknownMemberIdError,
+    RebalanceInProgressError,
+)
 
 
 class DeliveryMetrics:
@@ -170,6 +186,12 @@ class DeliveryMetrics:
             ["endpoint", "reason"],
             registry=r,
         )
+        self.recoveries = PromCounter(
+            "loa_delivery_recoveries_total",
+            "Times the worker lost its group membership or its producer at a commit and went "
+            "back to the committed offsets with a new producer (a starved event loop, a fence).",
+            registry=r,
+        )
         for channel in CHANNELS:
             for outcome in ("delivered", "failed"):
                 self.sends.labels(channel, outcome)
@@ -194,6 +216,9 @@ class _Seen:
         if len(self._keys) > self.capacity:
             del self._keys[next(iter(self._keys))]
         return True
+
+    def clear(self) -> None:
+        self._keys.clear()
 
 
 #: A record to write: topic, value, key, partition.
@@ -257,15 +282,19 @@ async def deliver(
     consumer = make_reader(
         settings, group_id=group, max_partition_fetch_bytes=1024 * 1024, client_id=name
     )
-    producer = make_producer(
-        settings,
-        transactional_id=f"{group}-{name}",
-        client_id=name,
-        # a worker killed mid-transaction blocks read_committed readers of its partitions
-        # (receipts, the retry tiers) until the broker aborts it: its transactions last
-        # milliseconds, so let the broker give up after seconds, not Kafka's default minute
-        transaction_timeout_ms=_TRANSACTION_TIMEOUT_MS,
-    )
+
+    def new_producer() -> Any:
+        return make_producer(
+            settings,
+            transactional_id=f"{group}-{name}",
+            client_id=name,
+            # a worker killed mid-transaction blocks read_committed readers of its partitions
+            # (receipts, the retry tiers) until the broker aborts it: its transactions last
+            # milliseconds, so let the broker give up after seconds, not Kafka's default minute
+            transaction_timeout_ms=_TRANSACTION_TIMEOUT_MS,
+        )
+
+    producer = new_producer()
     run = _Run(
         settings,
         consumer,
@@ -282,6 +311,7 @@ async def deliver(
         clock=clock,
         rand=rand,
         seen=_Seen(dedup_keys),
+        new_producer=new_producer,
     )
     consumer.subscribe([*run.topic_priority, *run.tier_of], listener=_Listener(run))
     try:
@@ -290,7 +320,7 @@ async def deliver(
             await run.loop(stop, max_tasks, idle_exit_s, batch_size)
         finally:
             await consumer.stop()
-            await producer.stop()
+            await run.producer.stop()
     finally:
         if own_provider:
             await provider.close()
@@ -346,8 +376,10 @@ class _Run:
         clock: Callable[[], float],
         rand: Callable[[], float],
         seen: _Seen,
+        new_producer: Callable[[], Any] | None = None,
     ) -> None:
         self.settings, self.consumer, self.producer = settings, consumer, producer
+        self._new_producer = new_producer
         self.provider, self.metrics, self.policy = provider, metrics, policy
         self.group, self.name, self.channel = group, name, channel
         self.topic_priority = {settings.sends_topic(p): p for p in priorities}
@@ -398,7 +430,7 @@ class _Run:
                 self._dispatch(calls, budget)
                 self._settle_answers()
                 self._flow()
-                await self._commit()
+                await self._commit_or_recover()
                 if fetched or self._busy() or not self.consumer.assignment():
                     last_activity = loop.time()
                 elif idle_exit_s is not None and loop.time() - last_activity > idle_exit_s:
@@ -659,6 +691,45 @@ class _Run:
             del self.active[key]
         self.seen.add(key)
         self.tracker.settle(item.tp, item.offset, records)
+
+    async def _commit_or_recover(self) -> None:
+        """:meth:`_commit`, and when the group or the producer was lost meanwhile (a session
+        that expired while the loop was starved, another instance fencing this producer),
+        start over instead of dying: nothing of the failed transaction is visible, so every
+        partition goes back to its committed offset with a new producer (same transactional
+        id), and the tasks after it are fetched and called again (same idempotency keys)."""
+        try:
+            await self._commit()
+        except _LOST_GROUP_OR_PRODUCER as exc:
+            log.warning(
+                "delivery commit failed (%s: %s): back to the committed offsets with a new"
+                " producer; calls since then are repeated with the same idempotency keys",
+                type(exc).__name__,
+                exc,
+            )
+            self.metrics.recoveries.inc()
+            await self._start_over()
+
+    async def _start_over(self) -> None:
+        assigned = list(self.consumer.assignment())
+        await self.revoke(assigned)  # calls in flight end; their records are dropped
+        self.tracker.drop(assigned)
+        # what settled since the last commit comes back: it is not a duplicate then
+        self.seen.clear()
+        self.active.clear()
+        with contextlib.suppress(Exception):
+            await self.producer.stop()
+        if self._new_producer is None:
+            raise RuntimeError("the delivery producer was lost and cannot be made again")
+        self.producer = self._new_producer()
+        await self.producer.start()
+        for tp in assigned:
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+        self.assign(assigned)
 
     async def _commit(self, *, force: bool = False) -> None:
         """One transaction: the offsets below every unsettled task and the records of the

@@ -454,3 +454,46 @@ async def test_calls_to_an_endpoint_stay_under_its_rate_limit(make_settings: Any
     times = sorted(provider.arrivals)
     most = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
     assert most <= 2 * rate * 1.25
+
+
+async def test_a_fenced_producer_mid_run_starts_over_and_every_task_gets_one_receipt(
+    make_settings: Any,
+) -> None:
+    """What a starved event loop or a second instance does to a worker: its producer is fenced
+    (here by another producer taking its transactional id). The worker goes back to its
+    committed offsets with a new producer instead of exiting; every task ends with exactly one
+    final receipt, and repeated calls carry the same idempotency key."""
+    from aiokafka import AIOKafkaProducer
+
+    settings = make_settings(**FAST)
+    await create_topics(settings)
+    expires = int(time.time()) + 600
+    first = [_task(r, expires=expires) for r in range(200)]
+    second = [_task(r, expires=expires) for r in range(200, 400)]
+    provider = CountingProvider(free_port(), delay_s=0.01).start()
+    metrics = DeliveryMetrics()
+    group, name = f"{settings.app_id}-deliver-fence", "fenced-worker"
+    try:
+        async with (
+            Receipts(settings) as receipts,
+            _worker(settings, provider.url, metrics, group_id=group, worker_name=name),
+        ):
+            await _write(settings, first)
+            await receipts.until(lambda: len(receipts.final()) >= 50, 60, "50 delivered")
+            usurper = AIOKafkaProducer(
+                bootstrap_servers=settings.bootstrap_servers,
+                transactional_id=f"{group}-{name}",
+                enable_idempotence=True,
+            )
+            await usurper.start()  # InitProducerId: the worker's producer is fenced
+            await usurper.stop()
+            await _write(settings, second)
+            await receipts.until(lambda: len(receipts.final()) >= 400, 90, "all 400 settled")
+        finals = Counter(d["idempotency_key"] for d in receipts.final())
+        assert set(finals) == {t["idempotency_key"] for t in first + second}
+        assert max(finals.values()) == 1  # one final receipt per task, read_committed
+        assert metrics.recoveries._value.get() >= 1
+        # repeats reach the provider only with the key it already saw
+        assert set(provider.calls) <= set(finals)
+    finally:
+        provider.stop()
