@@ -653,6 +653,8 @@ class _Run:
             self.metrics.sends.labels(channel, settled.outcome).inc()
             self.stats.by_priority[priority] = self.stats.by_priority.get(priority, 0) + 1
         doc = settled_receipt(task, settled, worker=self.name, at=now)
+        if item.retry:  # the task had a retrying receipt: `loa status` counts tasks by this
+            doc["from_retry"] = True
         records.append((self.settings.receipts_topic, orjson.dumps(doc), item.key, partition))
         key = str(task["idempotency_key"])
         if self.active.get(key) is item:
