@@ -70,6 +70,7 @@ from streams.delivery.policy import DeliveryStats, Outcome, TaskBuffer, parse_ta
 from streams.delivery.retry import (
     RetryPolicy,
     Settled,
+    deadline,
     expired,
     plain_task,
     settle,
@@ -90,6 +91,8 @@ _SEND_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _COMMIT_EVERY_S = 0.05
 #: The broker aborts a delivery worker's transaction left open this long (a crashed worker).
 _TRANSACTION_TIMEOUT_MS = 10_000
+#: A retry due less than this before its task's deadline is counted as near expiry (paged).
+NEAR_EXPIRY_S = 600.0
 
 
 class DeliveryMetrics:
@@ -170,10 +173,27 @@ class DeliveryMetrics:
             ["endpoint", "reason"],
             registry=r,
         )
+        self.served = Gauge(
+            "loa_delivery_channel_served",
+            "1 for each channel this delivery worker delivers (every channel without a "
+            "--channel filter) while it runs: alert rules page on a channel nobody serves.",
+            ["channel"],
+            registry=r,
+        )
+        self.near_expiry = PromCounter(
+            "loa_delivery_retries_near_expiry_total",
+            "Retries scheduled less than NEAR_EXPIRY_S (600 s) before their task stops being "
+            "sent (its alert's expires or the priority's retry limit), by channel.",
+            ["channel"],
+            registry=r,
+        )
         for channel in CHANNELS:
             for outcome in ("delivered", "failed"):
                 self.sends.labels(channel, outcome)
             self.in_flight.labels(channel)
+            self.near_expiry.labels(channel)
+            self.failures.labels(channel, "expired")
+            self.retries.labels(channel, "unknown")
 
 
 class _Seen:
@@ -284,11 +304,16 @@ async def deliver(
         seen=_Seen(dedup_keys),
     )
     consumer.subscribe([*run.topic_priority, *run.tier_of], listener=_Listener(run))
+    served = (channel,) if channel is not None else CHANNELS
     try:
         await start_all(producer, consumer)
+        for name_ in served:
+            metrics.served.labels(name_).set(1)
         try:
             await run.loop(stop, max_tasks, idle_exit_s, batch_size)
         finally:
+            for name_ in served:
+                metrics.served.labels(name_).set(0)
             await consumer.stop()
             await producer.stop()
     finally:
@@ -639,6 +664,8 @@ class _Run:
                 self.stats.retries += 1
                 self.metrics.retries.labels(channel, settled.reason or "unknown").inc()
             self.metrics.retries_scheduled.labels(channel, self._tier_label(topic)).inc()
+            if deadline(task, self.policy, now) - float(settled.retry["due_at"]) < NEAR_EXPIRY_S:
+                self.metrics.near_expiry.labels(channel).inc()
         if settled.fallback is not None:  # the recipient's next channel, same lineage
             topic = self.settings.sends_topic(priority)
             records.append((topic, orjson.dumps(settled.fallback), item.key, partition))
