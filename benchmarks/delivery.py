@@ -125,6 +125,8 @@ class Provider:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(10)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
 
     def stats(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.control}/stats", timeout=10) as answer:
@@ -387,19 +389,23 @@ def worker_main(spec_path: str) -> None:
 # -- one run ------------------------------------------------------------------------------------
 
 
-def run_one(base: Settings, name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def run_one(
+    base: Settings, name: str, args: argparse.Namespace, workdir: Path, client: str = "httpx"
+) -> dict[str, Any]:
     settings = tagged(base, f"loabench-deliv-{name}")
     log(f"{name}: topics {settings.topic_prefix}, writing {args.tasks:,} tasks")
     create_topics(settings)
     write_tasks(settings, args.tasks)
     provider = Provider(args.delay_ms, args.errors) if name != "noop" else None
     result: dict[str, Any] = {"run": name, "tasks": args.tasks}
+    if name != "noop":
+        result["client"] = client
     with provider if provider is not None else contextlib.nullcontext():
         spec = {
             "settings": settings,
             "url": provider.url if provider is not None else None,
             "connections": args.in_flight,
-            "client": args.client,
+            "client": client,
             "in_flight": args.in_flight,
             "tasks": args.tasks,
             "idle_exit_s": None,
@@ -473,13 +479,14 @@ def table(report: dict[str, Any]) -> str:
         f"delivery benchmark: {report['settings']['tasks']:,} tasks, one worker, "
         f"{report['settings']['in_flight']} calls in flight, provider "
         f"{report['settings']['delay_ms']:g} ms, {report['settings']['errors']:.0%} errors",
-        f"{'run':<8} {'receipts/s':>11} {'provider/s':>11} {'vs noop':>8} {'retrying':>9} "
+        f"{'run':<14} {'receipts/s':>11} {'provider/s':>11} {'vs noop':>8} {'retrying':>9} "
         f"{'repeats':>8} {'worker cpu':>10} exact",
     ]
     for run in report["runs"]:
         provider = run.get("provider") or {}
         lines.append(
-            f"{run['run']:<8} {run['receipts']['per_s']:>11,.0f} "
+            f"{run['run'] + ('/' + run['client'] if 'client' in run else ''):<14} "
+            f"{run['receipts']['per_s']:>11,.0f} "
             f"{provider.get('per_s', 0):>11,.0f} {run.get('vs_noop', 1.0):>8.2f} "
             f"{run['receipts']['retrying']:>9,} {provider.get('repeats', 0):>8,} "
             f"{run['worker'].get('cpu_s', 0):>10.1f} {run['exact']}"
@@ -487,7 +494,7 @@ def table(report: dict[str, Any]) -> str:
         if "outage" in run:
             o = run["outage"]
             lines.append(
-                f"         provider down {o['down_s']:g} s after {o['at_delivered']:,} delivered;"
+                f"{'':15}provider down {o['down_s']:g} s after {o['at_delivered']:,} delivered;"
                 f" last delivery {o['recovered_s']:.1f} s after it was back"
             )
     return "\n".join(lines)
@@ -498,6 +505,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if bootstrap and not os.environ.get("LOA_BOOTSTRAP_SERVERS"):
         os.environ["LOA_BOOTSTRAP_SERVERS"] = bootstrap
     runs = args.runs.split(",")
+    if set(args.client.split(",")) - {"httpx", "aiohttp"}:
+        raise SystemExit(f"unknown client in {args.client!r}: httpx, aiohttp")
     unknown = set(runs) - set(RUNS)
     if unknown:
         raise SystemExit(f"unknown runs {sorted(unknown)}; known: {', '.join(RUNS)}")
@@ -510,7 +519,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         ) as base,
     ):
         base = replace(base, partitions=args.partitions)
-        results = [run_one(base, name, args, Path(tmp)) for name in runs]
+        results = [
+            run_one(base, name, args, Path(tmp), client)
+            for client in args.client.split(",")
+            for name in runs
+            if name != "noop" or client == args.client.split(",")[0]
+        ]
     noop = next((r for r in results if r["run"] == "noop"), None)
     for r in results:
         if noop is not None:
@@ -570,10 +584,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(RESULTS), help="results directory")
     p.add_argument(
         "--client",
-        choices=("httpx", "aiohttp"),
         default="httpx",
-        help="http and outage runs: Loa's HttpChannel (httpx; default) or the bench's"
-        " AiohttpChannel (same requests and answers, aiohttp's client)",
+        help="http and outage runs with each of these clients (comma-separated): httpx is"
+        " Loa's HttpChannel (default), aiohttp the bench's AiohttpChannel (same requests and"
+        " answers on aiohttp's client)",
     )
     p.add_argument("--keep-topics", action="store_true")
     p.add_argument("--worker", help=argparse.SUPPRESS)
