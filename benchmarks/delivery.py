@@ -24,7 +24,7 @@ cut by the outage after the provider had counted it) are reported, never hidden.
 
 Uses ``LOA_BOOTSTRAP_SERVERS`` or ``KAFKA_BOOTSTRAP_SERVERS`` when set, else starts the dev
 broker. Writes ``benchmarks/results/delivery.json`` (``--out``). Needs ``go`` to build the
-provider (cached under ``~/.cache/loa``).
+provider (cached under ``~/.cache/loa/tools``).
 """
 
 from __future__ import annotations
@@ -75,9 +75,11 @@ def log(msg: str) -> None:
 
 
 def provider_binary() -> Path:
-    """The Go provider, built once per source version under ``~/.cache/loa``."""
+    """The Go provider, built once per source version under ``LOA_TOOLS_CACHE``
+    (``~/.cache/loa/tools``)."""
     digest = hashlib.sha256(PROVIDER_SOURCE.read_bytes()).hexdigest()[:12]
-    cache = Path(os.environ.get("LOA_CACHE_DIR") or Path.home() / ".cache/loa") / "tools"
+    # the same cache as deploy/grafana/lint/install.sh's binaries
+    cache = Path(os.environ.get("LOA_TOOLS_CACHE") or Path.home() / ".cache/loa/tools")
     binary = cache / f"delivery-provider-{digest}"
     if binary.exists():
         return binary
@@ -433,8 +435,12 @@ def run_one(
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(30)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{name}: the worker exited {proc.returncode}")
+        if proc.returncode != 0:  # a figure in itself (e.g. fenced: its loop was starved)
+            result["error"] = f"the worker exited {proc.returncode} (its log is above)"
+            log(f"{name}: {result['error']}")
+            if not args.keep_topics:
+                delete_prefixed(settings, settings.topic_prefix)
+            return result
         worker = orjson.loads(Path(spec["result"]).read_bytes())
         result["worker"] = worker
         if provider is not None:
@@ -483,6 +489,9 @@ def table(report: dict[str, Any]) -> str:
         f"{'repeats':>8} {'worker cpu':>10} exact",
     ]
     for run in report["runs"]:
+        if "error" in run:
+            lines.append(f"{run['run'] + '/' + str(run.get('client')):<14} {run['error']}")
+            continue
         provider = run.get("provider") or {}
         lines.append(
             f"{run['run'] + ('/' + run['client'] if 'client' in run else ''):<14} "
@@ -527,7 +536,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         ]
     noop = next((r for r in results if r["run"] == "noop"), None)
     for r in results:
-        if noop is not None:
+        if noop is not None and "receipts" in r:
             r["vs_noop"] = r["receipts"]["per_s"] / noop["receipts"]["per_s"]
     payload = {
         "command": "python -m benchmarks.delivery " + " ".join(args.argv),
@@ -555,6 +564,9 @@ def problems(report: dict[str, Any]) -> list[str]:
     """What makes a run unusable: a figure missing or a count not exact (never a rate)."""
     found = []
     for run in report["runs"]:
+        if "error" in run:
+            found.append(f"{run['run']}/{run.get('client')}: {run['error']}")
+            continue
         if not run["exact"]:
             found.append(f"{run['run']}: not exact: {run['receipts']} {run.get('provider')}")
         if run["receipts"]["per_s"] <= 0:
