@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -43,7 +44,7 @@ from streams.regions import RegionRegistry, registry
 from streams.settings import Settings
 from streams.tasks import cancel_and_wait
 
-__all__ = ["Runtime", "create_app", "create_worker"]
+__all__ = ["Runtime", "create_app", "create_worker", "stop_reason"]
 
 log = logging.getLogger("loa")
 
@@ -154,14 +155,25 @@ class Runtime:
         self.ownership.request(partitions)
 
     def stop_reason(self, order: FanoutOrder) -> str | None:
-        """Why an order must stop now: its lineage was cancelled or its alert expired."""
-        if order.kind is TaskKind.CANCEL:
-            return None  # the Cancel's own tasks tell people to stand down: they always go
-        if self.ingest.lifecycle.is_cancelled(order.alert_id):
-            return "cancelled"
-        if order.expires is not None and datetime.fromisoformat(order.expires) <= datetime.now(UTC):
-            return "expired"
-        return None
+        """Why an order must stop now (:func:`stop_reason`, against the ingest lifecycle)."""
+        return stop_reason(order, self.ingest.lifecycle.is_cancelled, datetime.now(UTC))
+
+
+def stop_reason(
+    order: FanoutOrder, is_cancelled: Callable[[str], bool], now: datetime
+) -> str | None:
+    """Why an order must stop at ``now``: its lineage was cancelled or its alert expired.
+
+    Pure (the lifecycle lookup and the clock are passed in), so the rule is unit-tested
+    without a broker; the scheduler asks it before every chunk.
+    """
+    if order.kind is TaskKind.CANCEL:
+        return None  # the Cancel's own tasks tell people to stand down: they always go
+    if is_cancelled(order.alert_id):
+        return "cancelled"
+    if order.expires is not None and datetime.fromisoformat(order.expires) <= now:
+        return "expired"
+    return None
 
 
 def create_app(settings: Settings) -> faust.App:

@@ -36,6 +36,9 @@ def _settings() -> Settings:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     os.environ.setdefault("LOA_BOOTSTRAP_SERVERS", settings.bootstrap_servers)  # for errors
+    from streams.clikit import SETTINGS_KEY
+
+    click.get_current_context().meta[SETTINGS_KEY] = settings  # errors name the protocol
     return settings
 
 
@@ -72,21 +75,34 @@ def main(config_file: Path | None) -> None:
 
 
 @main.command("config")
-def show_config() -> None:
-    """Print the effective settings (file < environment), secrets redacted."""
-    from streams.config import describe
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Also open every file the settings name (password, CA, certificates, agencies, data "
+    "directory) as this user; exit 78 naming the first that cannot be used.",
+)
+def show_config(check: bool) -> None:
+    """Print the effective settings (file < environment; derived values resolved), secrets
+    redacted."""
+    from streams.config import check_files, describe
 
-    for line in describe(_settings()):
+    settings = _settings()
+    for line in describe(settings):
         click.echo(line)
+    if check:
+        for line in check_files(settings):
+            click.echo(line)
 
 
 @main.command()
 def worker() -> None:
     """Run a worker (ingest, directory and fan-out agents)."""
     from streams.app import create_app
+    from streams.metrics import check_port
     from streams.shutdown import LoaWorker
 
     settings = _settings()
+    check_port(settings.metrics_host, settings.metrics_port)  # before anything connects
     settings = _checked_for_worker(settings)
     app = create_app(settings)
     from streams.logs import worker_logging_config
@@ -101,16 +117,16 @@ def worker() -> None:
 
 
 def _checked_for_worker(settings: Settings) -> Settings:
-    """Refuse to start on topics the settings do not fit; the cluster's replication."""
+    """Refuse to start on topics the settings do not fit (:class:`TopicMissing`, exit 6, one
+    line naming each topic); the cluster's replication for the topics the worker writes."""
     import dataclasses
 
-    from streams.kafkaio.clients import check_worker_topics
+    from streams.kafkaio.clients import checked_layout, topics_error
 
-    problems, rep = asyncio.run(check_worker_topics(settings))
-    if problems:
-        raise click.ClickException(
-            "the worker does not start: topics do not match the settings: " + "; ".join(problems)
-        )
+    states, rep = asyncio.run(checked_layout(settings))
+    error = topics_error(states, lead="the worker does not start: ")
+    if error is not None:
+        raise error
     return dataclasses.replace(settings, replication_factor=rep.factor)
 
 
@@ -126,7 +142,81 @@ def kafka(action: str, brokers: str, secure: bool) -> None:
     if secure and action in ("restart", "fetch"):
         raise click.UsageError(f"{action} is for the single dev broker")
     script = KAFKA_SCRIPT.with_name("cluster.sh") if secure else KAFKA_SCRIPT
+    if not script.is_file():  # an installed wheel holds the package, not deploy/
+        raise click.UsageError(
+            f"loa kafka runs {script.name} of a repository checkout (deploy/kafka/), and this "
+            f"installation has none ({script} not found): run it from a clone of the "
+            "repository, or use your own broker (LOA_BOOTSTRAP_SERVERS)"
+        )
     sys.exit(subprocess.call(["bash", str(script), action]))
+
+
+@main.command("init")
+@click.option(
+    "--agencies",
+    "agencies_dir",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Agency files to load (a file or a directory of *.json; default LOA_AGENCIES_DIR).",
+)
+@click.option("--no-agencies", is_flag=True, help="Do not load agencies.")
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Read-only: report the topics and exit 6 unless workers can start on them (a pod's "
+    "init container waits with it until the init Job has run).",
+)
+@click.option(
+    "--channel-limits",
+    "limits_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML file of `channel = tasks per second` (negative: unlimited) to apply.",
+)
+def init(
+    agencies_dir: Path | None, no_agencies: bool, check_only: bool, limits_file: Path | None
+) -> None:
+    """Bootstrap a cluster, idempotently: create the missing topics (the cluster's replication),
+    load the agency registry and apply channel limits from files; print what it created,
+    found and changed. Run it before the workers (compose: the `init` service; k8s: the
+    `loa-init` Job).
+
+    Exit status: 0 the cluster is ready for workers; 6 a topic exists with other partitions or
+    replication than the settings (named; nothing else is written); 4, 5, 7, 78 as for every
+    command (unreachable, not authorized, bad file, unusable configuration)."""
+    from streams.bootstrap import read_channel_limits, run_init
+    from streams.errors import InvalidAgency
+    from streams.kafkaio.clients import topics_error
+
+    settings = _settings()
+    if check_only:
+        _init_check(settings)
+        return
+    limits = read_channel_limits(limits_file) if limits_file is not None else None
+    source = None if no_agencies else agencies_dir or Path(settings.resolved_agencies_dir)
+    try:
+        report = asyncio.run(run_init(settings, agencies_dir=source, channel_limits=limits))
+    except InvalidAgency as exc:
+        raise BadInputFile(exc.message) from None
+    for line in report.lines():
+        click.echo(line)
+    error = topics_error(
+        report.topics, lead="the cluster is not ready for workers: ", partitions_only=False
+    )
+    if error is not None:
+        raise error
+
+
+def _init_check(settings: Settings) -> None:
+    from streams.kafkaio.clients import check_topics, topics_error
+
+    states = asyncio.run(check_topics(settings))
+    for state in states:
+        click.echo(state.line())
+    error = topics_error(states, lead="not ready for workers: ")
+    if error is not None:
+        raise error
 
 
 @main.group()
@@ -391,12 +481,12 @@ def agencies_list(as_json: bool) -> None:
     """Print the registry as the topic holds it now."""
     from streams.ingest.agencies import AgencyRegistry
     from streams.ingest.agency_service import read_agencies
-    from streams.kafkaio.clients import create_topics
+    from streams.kafkaio.clients import require_topics
 
     settings = _settings()
 
     async def run() -> AgencyRegistry:
-        await create_topics(settings)
+        await require_topics(settings)  # read-only: never creates a topic
         return await read_agencies(settings)
 
     registry = asyncio.run(run())
@@ -439,12 +529,12 @@ def channels() -> None:
 def channels_list(as_json: bool) -> None:
     """Each channel's limit in tasks/s across the cluster ("unlimited" when none is set)."""
     from streams.channels import read_limits
-    from streams.kafkaio.clients import create_topics
+    from streams.kafkaio.clients import require_topics
 
     settings = _settings()
 
     async def run() -> dict[str, float | None]:
-        await create_topics(settings)
+        await require_topics(settings)  # read-only: never creates a topic
         return await read_limits(settings)
 
     limits = asyncio.run(run())
@@ -506,6 +596,7 @@ def preview(file: Path, as_json: bool) -> None:
     from streams.regions import registry
 
     settings = _settings()
+    _require_topics(settings)
     result = asyncio.run(run_preview(settings, file.read_bytes(), registry()))
     if as_json:
         emit_json(_preview_json(result))
@@ -548,6 +639,7 @@ def watch(message_id: str, timeout: float) -> None:
     from streams.observe import watch_progress
 
     settings = _settings()
+    _require_topics(settings)
     fate = _resolve(settings, message_id, wait_s=min(timeout, 10.0))
     assert fate.alert_id is not None and fate.version is not None
     result = asyncio.run(
@@ -556,6 +648,14 @@ def watch(message_id: str, timeout: float) -> None:
     targeted = sum(p.targeted for p in result.values())
     emitted = sum(p.emitted for p in result.values())
     click.echo(f"{fate.alert_id} v{fate.version}: targeted {targeted:,}, emitted {emitted:,}")
+
+
+def _require_topics(settings: Settings) -> None:
+    """Read-only commands check the layout first (creating nothing): a missing topic is named
+    at once (exit 6) instead of a reader waiting for records that cannot come."""
+    from streams.kafkaio.clients import require_topics
+
+    asyncio.run(require_topics(settings))
 
 
 def _version_messages(messages: list[dict[str, Any]], version: int) -> list[dict[str, Any]]:
@@ -619,6 +719,7 @@ def status(
     from streams.status import as_json as status_json
 
     settings = _settings()
+    _require_topics(settings)
     fate = _resolve(settings, message_id, wait_s=min(timeout, 10.0) if watch else 0.0)
     assert fate.alert_id is not None
     alert_id = fate.alert_id
@@ -669,17 +770,25 @@ def status(
 @main.command()
 @click.option(
     "--provider",
-    type=click.Choice(["log", "http"]),
+    type=click.Choice(["log", "http", "smpp", "push"]),
     default="log",
     show_default=True,
-    help="log: write a line per task; http: POST each task as JSON to --url.",
+    help="log: write a line per task; http: POST each task as JSON to --url; smpp: SMS to "
+    "the SMSC at --url smpp://host:port (LOA_DELIVERY_SMPP_*); push: FCM HTTP v1 messages "
+    "to the API at --url (LOA_DELIVERY_PUSH_*). docs/delivery.md, Protocols.",
 )
-@click.option("--url", default=None, help="Provider URL for --provider http.")
+@click.option(
+    "--url",
+    default=None,
+    help="http: the provider URL; smpp: smpp://host:port of the SMSC; push: the API's base "
+    "URL (https://fcm.googleapis.com).",
+)
 @click.option(
     "--channel",
     type=click.Choice(["log", *CHANNELS]),
     default=None,
-    help="Deliver only tasks of this channel (its own consumer group); default: all.",
+    help="Deliver only tasks of this channel (its own consumer group); default: all (smpp: sms,"
+    " push: push).",
 )
 @click.option(
     "--priority",
@@ -735,7 +844,7 @@ def deliver(
     circuit breaker), and commit receipts, retries and offsets in small transactions. A failed
     call is retried from a retry-tier topic until the alert expires (docs/delivery.md).
     SIGTERM lets the calls in flight finish and commit, then stops."""
-    from streams.delivery.channels import Channel, HttpChannel, LogChannel, check_url, http_options
+    from streams.delivery.channels import Channel, check_channel_options, make_channel
     from streams.delivery.worker import DeliveryMetrics, stop_on_signals
     from streams.delivery.worker import deliver as run_delivery
     from streams.health import Readiness
@@ -745,16 +854,22 @@ def deliver(
 
     if channel == "log":  # the old spelling of --provider log
         channel = None
-    if provider == "http" and not url:
-        raise click.UsageError("--provider http needs --url")
+    carries = {"smpp": "sms", "push": "push"}.get(provider)
+    if carries is not None:  # an SMS provider sends only sms tasks, a push API only push ones
+        if channel not in (None, carries):
+            raise click.UsageError(f"--provider {provider} delivers only --channel {carries}")
+        channel = carries
+    if provider != "log" and not url:
+        raise click.UsageError(f"--provider {provider} needs --url")
     settings = _settings()
-    http: dict[str, Any] = {}
-    if provider == "http" and url:
-        try:
-            check_url(url)
-            http = http_options(settings)  # credentials, CA, client certificate: fail closed
+    if provider != "log" and url:
+        hint = {"http": "HTTP", "smpp": "SMPP", "push": "PUSH"}[provider]
+        try:  # the URL, credentials, CA, client certificate: fail closed, before anything runs
+            check_channel_options(provider, url, settings)
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--url / LOA_DELIVERY_HTTP_*") from None
+            raise click.BadParameter(
+                str(exc), param_hint=f"--url / LOA_DELIVERY_{hint}_*"
+            ) from None
     _logging(settings)
     metrics = DeliveryMetrics()
     readiness = Readiness()
@@ -766,10 +881,13 @@ def deliver(
 
     async def run() -> None:
         in_flight = concurrency or settings.delivery_max_in_flight
-        chosen: Channel = (
-            HttpChannel(url, timeout_s=timeout_s, max_connections=in_flight, **http)
-            if provider == "http" and url
-            else LogChannel(fail_every)
+        chosen: Channel = make_channel(
+            provider,
+            url,
+            settings,
+            timeout_s=timeout_s,
+            max_connections=in_flight,
+            fail_every=fail_every,
         )
         stop = asyncio.Event()
         # signals first: a SIGTERM while topics are being created stops cleanly, too

@@ -14,11 +14,14 @@ Exit codes (also in README "Operating Loa")::
     3   not found (unknown alert, message id or channel)
     4   broker unreachable or timed out: retry later
     5   not authorized by the broker (ACLs, credentials)
-    6   a topic Loa needs is missing: run ``loa topics create``
+    6   a topic Loa needs is missing or has other partitions than the settings: run ``loa init``
     7   a file given on the command line cannot be read or used (key, alert, directory file)
     8   done, with warnings a person must read (``loa publish``: accepted, and the decision
         carries warnings such as ``empty_audience``)
     70  unexpected error (a bug): rerun with ``--debug`` and report the traceback
+    78  the configuration cannot be used here: a file it names (SASL password, CA, client
+        certificate) cannot be read, the metrics port is taken, or the broker speaks another
+        protocol than ``LOA_SECURITY_PROTOCOL`` (``EX_CONFIG`` of sysexits)
 
 ``--json`` (:func:`json_option`) is the one convention for machine output: the command prints
 exactly one JSON document on stdout; on failure (usage errors too) it is ``{"error": {...}}``
@@ -41,6 +44,7 @@ from aiokafka import errors as kafka_errors
 from streams.errors import (
     BadInputFile,
     BrokerUnreachable,
+    ConfigUnusable,
     LoaError,
     NotAuthorized,
     NotFound,
@@ -69,6 +73,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 7
     WARNINGS = 8
     INTERNAL = 70
+    CONFIG = 78
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,7 @@ _OPERATOR_CODES: dict[type[OperatorError], ExitCode] = {
     NotAuthorized: ExitCode.NOT_AUTHORIZED,
     TopicMissing: ExitCode.TOPIC_MISSING,
     BadInputFile: ExitCode.BAD_INPUT,
+    ConfigUnusable: ExitCode.CONFIG,
 }
 
 
@@ -195,10 +201,31 @@ class LoaGroup(click.Group):
         failure = classify(exc, bootstrap=_bootstrap())
         if cause:
             failure = dataclasses.replace(failure, message=cause, hint="")
+        elif failure.code == ExitCode.UNREACHABLE:
+            failure = _mismatch(ctx, failure)
         if ctx.meta.get(_JSON_KEY):
             emit_json(failure.as_json())
         click.echo(failure.line(), err=True)
         sys.exit(int(failure.code))
+
+
+#: ``ctx.meta`` key of the settings the running command loaded (``streams.cli._settings``).
+SETTINGS_KEY = "loa.settings"
+
+
+def _mismatch(ctx: click.Context, failure: Failure) -> Failure:
+    """ "No broker answered" becomes "it speaks another protocol" when a probe shows that."""
+    from streams.kafkaio.security import listener_mismatch
+
+    settings = ctx.meta.get(SETTINGS_KEY)
+    if settings is None:
+        return failure
+    line = listener_mismatch(settings)
+    if line is None:
+        return failure
+    hint = "set LOA_SECURITY_PROTOCOL to the listener's protocol, or use the listener it names"
+    # a configuration fault, not an outage: retrying the same settings cannot help
+    return Failure(ExitCode.CONFIG, "ConfigUnusable", line, hint)
 
 
 def _bootstrap() -> str:

@@ -27,6 +27,7 @@ __all__ = [
     "NOT_SETTINGS",
     "SECRETS",
     "SettingsError",
+    "check_files",
     "check_security",
     "describe",
     "load_settings",
@@ -216,11 +217,23 @@ def check_security(settings: Settings) -> None:
         raise SettingsError(f"TLS files are set but LOA_SECURITY_PROTOCOL={protocol} has no TLS")
 
 
+#: Fields whose empty value means "derived": :func:`describe` shows what is in use.
+def _effective(settings: Settings) -> dict[str, Any]:
+    instance = settings.group_instance_id
+    return {
+        "data_dir": settings.resolved_data_dir,
+        "instance_id": "none" if instance is None else instance,
+        "agencies_dir": settings.resolved_agencies_dir,
+    }
+
+
 def describe(settings: Settings) -> list[str]:
-    """``LOA_<FIELD>=value`` lines of every field, secrets shown as ``***`` when set."""
+    """``LOA_<FIELD>=value`` lines of every field as the process uses it (a derived value such
+    as ``LOA_DATA_DIR`` or ``LOA_INSTANCE_ID`` shown resolved), secrets as ``***`` when set."""
     lines = []
+    effective = _effective(settings)
     for f in fields(settings):
-        value = getattr(settings, f.name)
+        value = effective.get(f.name) or getattr(settings, f.name)
         if f.name in SECRETS and value:
             shown = "***"
         elif isinstance(value, bool):
@@ -228,4 +241,54 @@ def describe(settings: Settings) -> list[str]:
         else:
             shown = str(value)
         lines.append(f"{variable(f.name)}={shown}")
+    return lines
+
+
+#: Settings naming a file a process reads, with what it must be.
+_FILES = (
+    ("sasl_password_file", "the SASL password"),
+    ("ssl_ca_location", "the CA of the brokers' certificates"),
+    ("ssl_certificate_location", "the client certificate"),
+    ("ssl_key_location", "the client certificate's key"),
+    ("gateway_tls_cert", "the gateway's certificate chain"),
+    ("gateway_tls_key", "the gateway's key"),
+    ("gateway_tls_client_ca", "the CA of the gateway's clients"),
+    ("delivery_http_bearer_token_file", "the http provider's bearer token"),
+    ("delivery_http_password_file", "the http provider's basic-auth password"),
+    ("delivery_http_ca_file", "the CA of the http provider's certificate"),
+    ("delivery_http_cert_file", "the client certificate shown to the http provider"),
+    ("delivery_http_key_file", "the key of that client certificate"),
+)
+
+
+def check_files(settings: Settings) -> list[str]:
+    """Open every file and directory the settings name, as this process's user: one line per
+    path that is usable; :class:`~streams.errors.ConfigUnusable` (exit 78) naming the first
+    that is not. ``loa config --check`` runs it (a pod's init step, or by hand)."""
+    from streams.errors import ConfigUnusable
+    from streams.kafkaio.security import sasl_password, ssl_context, unreadable
+
+    lines = []
+    for name, what in _FILES:
+        path = getattr(settings, name)
+        if not path:
+            continue
+        try:
+            with open(path, "rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            raise unreadable(variable(name), path, exc) from None
+        lines.append(f"ok  {variable(name)}={path} ({what})")
+    if settings.sasl_password_file:
+        sasl_password(settings)  # empty or not text: named
+    ssl_context(settings)  # PEM that does not parse, a key that does not fit: named
+    agencies = Path(settings.resolved_agencies_dir)
+    if not agencies.exists() or not os.access(agencies, os.R_OK):
+        raise ConfigUnusable(f"LOA_AGENCIES_DIR={agencies}: not a readable file or directory")
+    lines.append(f"ok  LOA_AGENCIES_DIR={agencies} (agency files for loa init)")
+    data = Path(settings.resolved_data_dir)
+    existing = next((p for p in (data, *data.parents) if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigUnusable(f"LOA_DATA_DIR={data}: {existing} is not writable by this user")
+    lines.append(f"ok  LOA_DATA_DIR={data} (worker state; writable)")
     return lines

@@ -39,6 +39,8 @@
         ├── NotAuthorized          the broker refused this principal (ACLs, SASL credentials)
         ├── TopicMissing           a topic Loa needs does not exist (``loa topics create``)
         ├── BadInputFile           a file given to the CLI cannot be read or used (key, alert)
+        ├── ConfigUnusable         the settings name a file that cannot be read (password, CA,
+        │                          certificate) or a port that cannot be bound (metrics)
         └── NotFound               the alert, message id or channel asked for is not known
 
 A poison error carries ``pointer``, the JSON pointer (or XPath for XML) of the field at fault,
@@ -60,6 +62,7 @@ __all__ = [
     "BadInputFile",
     "BadSignature",
     "BrokerUnreachable",
+    "ConfigUnusable",
     "DirectoryNotReady",
     "Expired",
     "ForbiddenXml",
@@ -283,7 +286,7 @@ class NotAuthorized(OperatorError):
 class TopicMissing(OperatorError):
     """A topic Loa needs does not exist on the cluster."""
 
-    hint = "run `loa topics create` (or check LOA_TOPIC_PREFIX)"
+    hint = "run `loa init` (or check LOA_TOPIC_PREFIX and LOA_PARTITIONS)"
 
 
 class BadInputFile(OperatorError):
@@ -296,3 +299,11 @@ class NotFound(OperatorError):
     """The alert, message id or channel asked for is not known to the cluster."""
 
     hint = "check the id (`loa status` takes an alert id or any message id of its lineage)"
+
+
+class ConfigUnusable(OperatorError):
+    """The settings are well formed but name something this process cannot use: a secret, CA or
+    certificate file it cannot read, a metrics port another process holds. Poison: the same
+    configuration on the same host meets the same file or port; the message names it."""
+
+    hint = "fix the file's path or permissions (the pod's user must read it), or the port"

@@ -49,6 +49,7 @@ __all__ = [
     "SUPPRESSION_REASONS",
     "LagSampler",
     "Metrics",
+    "check_port",
     "serve",
     "shutdown",
 ]
@@ -358,9 +359,9 @@ def serve(metrics: Metrics, host: str, port: int, *, readiness: Readiness | None
     """Serve ``/metrics``, ``/ready`` and ``/live`` on ``host:port`` in a daemon thread;
     returns the server (or None). See :mod:`streams.httpserver` for the endpoints.
 
-    A port that cannot be bound is logged and the worker goes on: alerts matter more than their
-    metrics, and Prometheus' ``up == 0`` / ``absent(up)`` (rule ``LoaWorkerDown``) report the
-    missing endpoint.
+    ``loa worker`` checks the port first (:func:`check_port`) and does not start on a busy one;
+    a port taken between that check and this bind is logged and the worker goes on (alerts
+    matter more than their metrics; ``LoaWorkerDown`` reports the missing endpoint).
     """
     from streams.httpserver import start_server
 
@@ -374,6 +375,30 @@ def serve(metrics: Metrics, host: str, port: int, *, readiness: Readiness | None
         return None
     log.info("metrics on http://%s:%d/metrics, readiness on /ready", host, port)
     return server
+
+
+def check_port(host: str, port: int, *, variable: str = "LOA_METRICS_PORT") -> None:
+    """Refuse to start when ``host:port`` cannot be bound (another process serves it): a
+    worker without its own ``/metrics``, ``/ready`` and ``/live`` would let a probe read the
+    other process's answers. :class:`~streams.errors.ConfigUnusable` (exit 78) says which."""
+    import socket
+
+    from streams.errors import ConfigUnusable
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # as the WSGI server binds (SO_REUSEADDR): a port in TIME_WAIT is not "busy"
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigUnusable(
+                f"{variable}={port}: cannot serve /metrics, /ready and /live on {host}:{port} "
+                f"({exc.strerror}): another process holds the port",
+                hint=f"stop that process or give this one another {variable} (0: no endpoint)",
+            ) from None
 
 
 def shutdown(server: Any) -> None:
@@ -397,6 +422,8 @@ def topics_of(specs: Iterable[Any]) -> dict[str, int]:
 
 #: Largest committed-to-end gap checked for markers only (a few transactions' commit markers).
 _MARKER_GAP = 16
+#: How long one sample may fetch to tell trailing markers from records.
+_MARKER_WAIT_S = 2.0
 
 
 class LagSampler:
@@ -459,7 +486,13 @@ class LagSampler:
         """``done`` moved past trailing transaction markers: a group that consumed every record
         of a transactional topic commits the offset of the commit marker after them, one short
         of the end, so without this the lag of such a topic never returns to 0. A partition
-        whose gap holds no record a read_committed consumer returns counts as caught up."""
+        whose gap holds no record a read_committed consumer returns counts as caught up.
+
+        The first fetch after an assignment may not have completed when ``getmany`` returns
+        (the position then still stands at the seek): fetch until each partition either
+        returns a record (real lag) or moves to its end, within :data:`_MARKER_WAIT_S`. One
+        ``getmany`` alone left a marker counted as lag in every sample (issue 20: the receipts
+        topic stayed at 8, one per partition)."""
         gaps = [tp for tp, e in end.items() if 0 < e - (done.get(tp) or 0) <= _MARKER_GAP]
         moved = dict(done)
         if not gaps:
@@ -467,10 +500,17 @@ class LagSampler:
         self._consumer.assign(gaps)
         for tp in gaps:
             self._consumer.seek(tp, done.get(tp) or 0)
-        batch = await self._consumer.getmany(*gaps, timeout_ms=500)
-        for tp in gaps:
-            if not batch.get(tp) and await self._consumer.position(tp) >= end[tp]:
-                moved[tp] = end[tp]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _MARKER_WAIT_S
+        pending = set(gaps)
+        while pending and loop.time() < deadline:
+            batch = await self._consumer.getmany(*pending, timeout_ms=200)
+            for tp in list(pending):
+                if batch.get(tp):  # a committed record past ``done``: the lag is real
+                    pending.discard(tp)
+                elif await self._consumer.position(tp) >= end[tp]:
+                    moved[tp] = end[tp]
+                    pending.discard(tp)
         return moved
 
     async def sample(self) -> None:

@@ -15,12 +15,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Settings"]
+__all__ = ["RUNBOOK_URL", "SESSION_TIMEOUT_RANGE_S", "Settings", "runbook"]
 
 
 #: What Kafka allows in a topic name, and how long one may be.
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _TOPIC_MAX = 249
+
+
+#: Default of LOA_RUNBOOK_URL: the runbooks in the repository's docs.
+RUNBOOK_URL = "https://github.com/loa-alerts/loa/blob/main/docs/runbooks.md"
+
+#: The broker's bounds on a consumer's session timeout (``group.min.session.timeout.ms``,
+#: 6 s by default) and Loa's own ceiling: above 5 minutes a dead worker's partitions wait
+#: that long before anyone serves them, which no emergency deployment wants.
+SESSION_TIMEOUT_RANGE_S = (6.0, 300.0)
+
+
+def runbook(settings: Settings, alert: str) -> str:
+    """The link to ``alert``'s runbook section (anchors are the alert name in lower case)."""
+    return f"{settings.runbook_url}#{alert.lower()}"
 
 
 def _default_data_dir() -> str:
@@ -210,6 +224,38 @@ class Settings:
     #: (PEM) shown to the http provider (mutual TLS).
     delivery_http_cert_file: str = ""
     delivery_http_key_file: str = ""
+    #: LOA_DELIVERY_SMPP_SYSTEM_ID, LOA_DELIVERY_SMPP_PASSWORD_FILE: the SMSC account of the
+    #: smpp provider (``--provider smpp --url smpp://host:port``); the password's file: first
+    #: line (SMPP allows 8 characters).
+    delivery_smpp_system_id: str = ""
+    delivery_smpp_password_file: str = ""
+    #: LOA_DELIVERY_SMPP_SOURCE_ADDR: the sender shown on handsets (alphanumeric, TON 5).
+    delivery_smpp_source_addr: str = "LOA"
+    #: LOA_DELIVERY_SMPP_ADDRESS_TEMPLATE: a recipient's MSISDN, ``{recipient_id}`` rendered
+    #: (e.g. ``84{recipient_id:09d}``); the directory keeps ids, the operator's numbering here.
+    delivery_smpp_address_template: str = "{recipient_id}"
+    #: LOA_DELIVERY_SMPP_WINDOW: submit_sm awaiting their response at once (per session).
+    delivery_smpp_window: int = 10
+    #: LOA_DELIVERY_SMPP_ENQUIRE_LINK_S: keepalive period (an unanswered one drops the session).
+    delivery_smpp_enquire_link_s: float = 30.0
+    #: LOA_DELIVERY_SMPP_THROTTLE_PAUSE_S: after ESME_RTHROTTLED or ESME_RMSGQFUL, no call to
+    #: the SMSC for this long (the endpoint's gate, as a Retry-After).
+    delivery_smpp_throttle_pause_s: float = 1.0
+    #: LOA_DELIVERY_SMPP_RECONNECT_CAP_S: longest wait between failed binds (exponential).
+    delivery_smpp_reconnect_cap_s: float = 30.0
+    #: LOA_DELIVERY_SMPP_RECEIPTS: ask for SMSC delivery receipts (binds as transceiver; they
+    #: are counted and logged, not tied back to tasks).
+    delivery_smpp_receipts: bool = False
+    #: LOA_DELIVERY_SMPP_MAX_SEGMENTS: longest SMS in segments; longer text is cut at a word.
+    delivery_smpp_max_segments: int = 6
+    #: LOA_DELIVERY_PUSH_PROJECT: the FCM project id (``/v1/projects/<id>/messages:send``).
+    delivery_push_project: str = ""
+    #: LOA_DELIVERY_PUSH_TOKEN_FILE: file whose first line is the push API's OAuth 2 access
+    #: token (re-read when the file changes).
+    delivery_push_token_file: str = ""
+    #: LOA_DELIVERY_PUSH_DEVICE_TOKEN_TEMPLATE: a recipient's device token, ``{recipient_id}``
+    #: rendered (the directory holds no device tokens).
+    delivery_push_device_token_template: str = "{recipient_id}"
 
     # -- connection security (librdkafka names; checked by streams.config.check_security) --
     #: LOA_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (``security.protocol``).
@@ -234,6 +280,12 @@ class Settings:
     #: LOA_SSL_CHECK_HOSTNAME: the broker certificate must name the host connected to
     #: (``ssl.endpoint.identification.algorithm=https``). Turn off only for experiments.
     ssl_check_hostname: bool = True
+
+    # -- operations (issue 20) --
+    #: LOA_RUNBOOK_URL: the runbooks document (``docs/runbooks.md`` where your copy of the
+    #: repository is browsable); an alert's runbook is ``<this>#<alert name in lower case>``.
+    #: Used in Loa's own messages and by ``deploy/prometheus/build_rules.py``.
+    runbook_url: str = RUNBOOK_URL
 
     @property
     def inbound_topic(self) -> str:
@@ -395,8 +447,7 @@ class Settings:
             raise ValueError("LOA_CENSUS_INTERVAL_S must be a number of seconds > 0")
         if not 0 <= self.metrics_port <= 65535:
             raise ValueError("LOA_METRICS_PORT must be 0..65535")
-        if self.session_timeout_s < 1:
-            raise ValueError("LOA_SESSION_TIMEOUT_S must be >= 1")
+        self._validate_broker_limits()
         if self.shutdown_timeout_s <= 0:
             raise ValueError("LOA_SHUTDOWN_TIMEOUT_S must be > 0")
         if self.replication_factor < 0 or self.min_insync_replicas < 0:
@@ -416,3 +467,35 @@ class Settings:
             raise ValueError("LOA_DELIVERY_BREAKER_FAILURES >= 1, ..._COOLDOWN_S > 0")
         if self.delivery_max_retry_after_s < 0 or self.delivery_rate_per_endpoint < 0:
             raise ValueError("LOA_DELIVERY_MAX_RETRY_AFTER_S and ..._RATE_PER_ENDPOINT >= 0")
+        if not 1 <= self.delivery_smpp_window <= 10_000:
+            raise ValueError("LOA_DELIVERY_SMPP_WINDOW must be 1..10000")
+        if not 1 <= self.delivery_smpp_max_segments <= 255:
+            raise ValueError("LOA_DELIVERY_SMPP_MAX_SEGMENTS must be 1..255")
+        if min(self.delivery_smpp_enquire_link_s, self.delivery_smpp_reconnect_cap_s) <= 0:
+            raise ValueError("LOA_DELIVERY_SMPP_ENQUIRE_LINK_S and ..._RECONNECT_CAP_S > 0")
+        if self.delivery_smpp_throttle_pause_s < 0:
+            raise ValueError("LOA_DELIVERY_SMPP_THROTTLE_PAUSE_S must be >= 0")
+        for name in ("delivery_smpp_address_template", "delivery_push_device_token_template"):
+            try:
+                getattr(self, name).format(recipient_id=0)
+            except (KeyError, IndexError, ValueError):
+                raise ValueError(f"LOA_{name.upper()} may name only {{recipient_id}}") from None
+
+    def _validate_broker_limits(self) -> None:
+        """Values the broker or the clients would refuse later, refused at start instead."""
+        low, high = SESSION_TIMEOUT_RANGE_S
+        if not low <= self.session_timeout_s <= high:
+            raise ValueError(
+                f"LOA_SESSION_TIMEOUT_S={self.session_timeout_s:g} is outside {low:g}..{high:g} s "
+                "(the broker refuses a session below group.min.session.timeout.ms, 6 s)"
+            )
+        if not 0 < self.metrics_interval_s <= 3600:
+            raise ValueError("LOA_METRICS_INTERVAL_S must be > 0 and <= 3600")
+        if not 0 < self.directory_catchup_timeout_s < math.inf:
+            raise ValueError("LOA_DIRECTORY_CATCHUP_TIMEOUT_S must be a number of seconds > 0")
+        if not 0 < self.agencies_catchup_timeout_s < math.inf:
+            raise ValueError("LOA_AGENCIES_CATCHUP_TIMEOUT_S must be a number of seconds > 0")
+        if not 1 <= self.fanout_parallel <= 1024:
+            raise ValueError("LOA_FANOUT_PARALLEL must be 1..1024")
+        if not self.runbook_url.startswith(("https://", "http://")):
+            raise ValueError(f"LOA_RUNBOOK_URL={self.runbook_url!r}: not an http(s) URL")

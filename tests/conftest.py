@@ -51,6 +51,28 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         subprocess.run(["bash", str(KAFKA_SCRIPT), "stop"], env=env, capture_output=True)
 
 
+def drop_topics(bootstrap: str, prefixes: list[str]) -> None:
+    """Delete the topics of test prefixes (``test-``/``it-``) once their test is done.
+
+    A test session's broker would otherwise keep every test's topics, about 90 partitions a
+    prefix with the delivery retry tiers, and this machine's open-files limit (20,000, hard)
+    ends the broker at about 20,000 partitions.
+    """
+    from confluent_kafka.admin import AdminClient
+
+    mine = tuple(f"{p}." for p in prefixes if p.startswith(("test-", "it-")))
+    if not mine:
+        return
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(mine)]
+        if names:
+            for future in admin.delete_topics(names, operation_timeout=30).values():
+                future.result(timeout=60)
+    except Exception as exc:  # cleaning up must not fail the test that passed
+        print(f"could not delete test topics of {', '.join(mine)}: {exc}")
+
+
 @pytest.fixture
 def make_settings(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
@@ -67,6 +89,9 @@ def make_settings(
             "data_dir": str(tmp_path_factory.mktemp(f"data-{tag}")),
         }
         values.update(overrides)
+        made.append(str(values["topic_prefix"]))
         return Settings(**values)  # type: ignore[arg-type]
 
+    made: list[str] = []
     yield make
+    drop_topics(kafka_bootstrap, made)

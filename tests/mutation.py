@@ -46,6 +46,31 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "streams.receipts.xǁPartitionTalliesǁ*",
         "streams.receipts.x_tally_key*",
     ),
+    # who receives what: the test-only, opt-out and location filters of the directory
+    "directory": (
+        "streams.directory.index.xǁDirectoryPartitionǁrows*",
+        "streams.directory.index.xǁDirectoryPartitionǁselect*",
+        "streams.directory.index.xǁDirectoryPartitionǁtake*",
+        "streams.directory.index.x_category_mask*",
+        "streams.directory.index.x_fallback_code*",
+        "streams.directory.cells.xǁCellSetǁ*",
+        "streams.directory.cells.x_to_resolution*",
+        "streams.directory.cells.x_cell_resolution*",
+        "streams.directory.cells.x_is_cell*",
+        "streams.directory.cells.x__unused_digits*",
+    ),
+    # stop on Cancel or expiry
+    "app": ("streams.app.x_stop_reason*",),
+    # the throttle's share and its wait (the rest of the scheduler is Kafka I/O)
+    "fanout.scheduler": (
+        "streams.fanout.scheduler.xǁFanoutSchedulerǁ_throttle_limit*",
+        "streams.fanout.scheduler.xǁFanoutSchedulerǁ_wait_throttle*",
+        "streams.fanout.scheduler.x__transient*",
+    ),
+    "records": ("streams.records.x_priority_of*", "streams.records.x_most_urgent*"),
+    "ingest.xmldsig": ("streams.ingest.xmldsig.*",),
+    "ingest.cap": ("streams.ingest.cap.*",),
+    "ingest.json_alert": ("streams.ingest.json_alert.*",),
 }
 KILLED = {"killed", "timeout"}
 UNCHECKED = {"not checked", "check was interrupted by user"}

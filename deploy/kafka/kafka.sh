@@ -408,8 +408,17 @@ launch_broker() {
   # The inner bash writes its own pid and then execs java, so the pid file holds
   # the java pid whether or not setsid forks. All fds go to the log / /dev/null
   # so callers capturing our output are not kept waiting by the broker.
-  # shellcheck disable=SC2016  # $$, $0 and $@ are expanded by the inner bash
-  (cd "$RUN_DIR" && exec "${detach[@]}" bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' \
+  # A test session's broker holds every test's topics (thousands of partitions, three open
+  # files each): raise the open-files limit as far as this user may (the broker dies with "Too
+  # many open files" otherwise: seen at 20,000 with the delivery retry tiers).
+  local nofile
+  nofile="$(ulimit -Hn)"
+  [[ "$nofile" == unlimited ]] && nofile=1048576
+  (
+    cd "$RUN_DIR" || exit 1
+    ulimit -n 1048576 2>/dev/null || ulimit -n "$nofile" 2>/dev/null || true
+    # shellcheck disable=SC2016  # $$, $0 and $@ are expanded by the inner bash
+    exec "${detach[@]}" bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' \
     "$PID_FILE" "${cmd[@]}" </dev/null >>"$BROKER_LOG" 2>&1 8>&- 9>&-) &
   local i
   for ((i = 0; i < 100; i++)); do

@@ -16,6 +16,11 @@ The http channel's options: :func:`check_url` refuses anything but an absolute `
 URL with a host (fail closed: ``ftp://x`` would otherwise fail every task the same way);
 :func:`http_options` reads bearer or basic credentials from files (``LOA_DELIVERY_HTTP_*``,
 like ``LOA_SASL_PASSWORD_FILE``), a CA bundle and a client certificate from the settings.
+The protocol channels live in their own modules: :mod:`streams.delivery.smpp` (SMS over SMPP
+3.4) and :mod:`streams.delivery.push` (FCM HTTP v1). :func:`make_channel` builds any of them
+from ``loa deliver``'s ``--provider``/``--url`` and the settings, refusing a bad option before
+anything runs (ValueError naming it).
+
 httpx's and httpcore's loggers are set to WARNING: one INFO line per call would drown the
 worker's own log at thousands of calls a second.
 """
@@ -38,8 +43,11 @@ __all__ = [
     "Channel",
     "HttpChannel",
     "LogChannel",
+    "check_channel_options",
+    "check_smpp_url",
     "check_url",
     "http_options",
+    "make_channel",
     "outcome_of_response",
 ]
 
@@ -202,3 +210,107 @@ class HttpChannel:
 
     async def close(self) -> None:
         await self._http.aclose()
+
+
+def check_smpp_url(url: str) -> tuple[str, int]:
+    """(host, port) of ``smpp://host:port`` (port 2775 when absent); ValueError otherwise."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 2775
+    except ValueError:
+        raise ValueError(f"{url!r} is not a URL") from None
+    if parts.scheme != "smpp" or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError(f"{url!r}: the SMSC must be smpp://host:port")
+    return parts.hostname, port
+
+
+PROVIDERS = ("log", "http", "smpp", "push")
+
+
+def check_channel_options(provider: str, url: str | None, settings: Settings) -> None:
+    """Refuse ``provider``'s options before anything runs (ValueError naming the option or
+    setting): the URL's form, credentials in files that can be read, the CA and certificate."""
+    s = settings
+    if provider == "log":
+        return
+    if provider not in PROVIDERS:
+        raise ValueError(f"unknown provider {provider!r}")
+    if not url:
+        raise ValueError(f"--provider {provider} needs --url")
+    if provider == "smpp":
+        check_smpp_url(url)
+        if not s.delivery_smpp_system_id or not s.delivery_smpp_password_file:
+            raise ValueError(
+                "--provider smpp needs LOA_DELIVERY_SMPP_SYSTEM_ID and ..._PASSWORD_FILE"
+            )
+        _first_line(s.delivery_smpp_password_file, "LOA_DELIVERY_SMPP_PASSWORD_FILE")
+        return
+    check_url(url)
+    http_options(s)
+    if provider == "push":
+        if not s.delivery_push_project or "/" in s.delivery_push_project:
+            raise ValueError("--provider push needs LOA_DELIVERY_PUSH_PROJECT (one path segment)")
+        if not s.delivery_push_token_file:
+            raise ValueError("--provider push needs LOA_DELIVERY_PUSH_TOKEN_FILE")
+        _first_line(s.delivery_push_token_file, "LOA_DELIVERY_PUSH_TOKEN_FILE")
+
+
+def make_channel(
+    provider: str,
+    url: str | None,
+    settings: Settings,
+    *,
+    timeout_s: float = 10.0,
+    max_connections: int = 64,
+    fail_every: int = 0,
+) -> Channel:
+    """The channel ``loa deliver --provider`` names, its options checked (fail closed:
+    ValueError naming the option or setting). ``url``: http: the URL tasks are POSTed to;
+    push: the API's base URL (``https://fcm.googleapis.com``); smpp: ``smpp://host:port``."""
+    check_channel_options(provider, url, settings)
+    if provider == "log" or not url:
+        return LogChannel(fail_every)
+    s = settings
+    if provider == "http":
+        return HttpChannel(
+            url, timeout_s=timeout_s, max_connections=max_connections, **http_options(s)
+        )
+    from streams.delivery.content import AlertContent
+
+    content = AlertContent(s)
+    if provider == "smpp":
+        from streams.delivery.smpp import SmppChannel
+
+        host, port = check_smpp_url(url)
+        password = _first_line(s.delivery_smpp_password_file, "LOA_DELIVERY_SMPP_PASSWORD_FILE")
+        return SmppChannel(
+            host,
+            port,
+            s.delivery_smpp_system_id,
+            password,
+            content.sms_text,
+            source_addr=s.delivery_smpp_source_addr,
+            address_template=s.delivery_smpp_address_template,
+            window=s.delivery_smpp_window,
+            enquire_link_s=s.delivery_smpp_enquire_link_s,
+            response_timeout_s=timeout_s,
+            reconnect_cap_s=s.delivery_smpp_reconnect_cap_s,
+            throttle_pause_s=s.delivery_smpp_throttle_pause_s,
+            registered_delivery=s.delivery_smpp_receipts,
+            max_segments=s.delivery_smpp_max_segments,
+        )
+    if provider == "push":
+        from streams.delivery.push import PushChannel
+
+        tls = http_options(s).get("verify", True)  # the CA file applies to push too
+        return PushChannel(
+            url,
+            s.delivery_push_project,
+            s.delivery_push_token_file,
+            content.message,
+            device_token_template=s.delivery_push_device_token_template,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
+            verify=tls,
+        )
+    raise ValueError(f"unknown provider {provider!r}")

@@ -4,8 +4,10 @@ A channel's limit (tasks/s) is for the whole cluster. Each worker takes the shar
 partitions it owns (``owned / partitions``), so the workers together stay under the limit
 without talking to each other; a rebalance changes the shares at the next chunk. A chunk
 reserves its tasks per channel before it is emitted and waits out any debt, so a worker runs
-at most one chunk ahead of its budget; the scheduler keeps throttled chunks to a tenth of a
-second of budget, so the cluster exceeds a limit by at most one chunk in any second.
+at most one chunk ahead of its budget, however many chunks it runs at once
+(``LOA_FANOUT_PARALLEL``: a chunk reserved while another waits queues behind it); the
+scheduler keeps throttled chunks to a tenth of a second of budget, so the cluster exceeds a
+limit by at most one chunk in any second.
 """
 
 from __future__ import annotations
@@ -91,7 +93,11 @@ class ChannelThrottle:
 
     @staticmethod
     def _refill(bucket: _Bucket, now: float) -> None:
-        elapsed = max(0.0, now - bucket.at)
+        # ``now`` may be before ``bucket.at``: a concurrent chunk (LOA_FANOUT_PARALLEL) is
+        # already scheduled then and has spent the tokens earned until then. Going back owes
+        # them again (a negative ``elapsed``), so the next chunk queues up behind it instead of
+        # being granted the same interval twice.
+        elapsed = now - bucket.at
         bucket.tokens = min(bucket.burst, bucket.tokens + elapsed * bucket.rate)
         bucket.at = now
 

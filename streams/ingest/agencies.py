@@ -267,7 +267,12 @@ def parse_agency(doc: object, *, key: str | None = None) -> Agency:
         )
     keys: dict[str, bytes] = {}
     for kid, text in doc["keys"].items():
-        raw = base64.b64decode(text, validate=True)
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except binascii.Error:
+            # the schema's pattern admits only base64; this holds when an older contract set
+            # (LOA_SCHEMAS_DIR) lets a stray character through: a refusal, never a traceback
+            raise InvalidAgency(f"key {quote(kid)} is not base64", agency=hint) from None
         if len(raw) != _PUBLIC_KEY_BYTES:
             raise InvalidAgency(f"key {quote(kid)} is not an Ed25519 public key", agency=hint)
         try:

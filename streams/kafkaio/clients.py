@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import aiokafka.errors as kafka_errors
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -26,6 +27,7 @@ from aiokafka.errors import (
     for_code,
 )
 
+from streams.errors import TopicMissing
 from streams.kafkaio.internals import AIOKafkaClient, LeaveGroupV3
 from streams.kafkaio.rawkafka import RawFetcher
 from streams.kafkaio.security import faust_credentials, security_options
@@ -41,12 +43,16 @@ from streams.topics import (
 )
 
 __all__ = [
+    "TopicState",
     "appended_batches",
+    "check_topics",
+    "checked_layout",
     "client_options",
     "cluster_id",
     "create_topics",
     "ensure_decision_topics",
     "faust_broker_options",
+    "init_topics",
     "leave_group",
     "make_admin",
     "make_consumer",
@@ -55,8 +61,12 @@ __all__ = [
     "make_reader",
     "read_partition",
     "read_to_end",
+    "require_topics",
     "start_all",
     "topic_specs",
+    "topic_states",
+    "topics_error",
+    "topics_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -251,6 +261,145 @@ async def ensure_topics(settings: Settings) -> tuple[list[str], list[str]]:
         return created, differing
     finally:
         await admin.close()
+
+
+#: What ``loa init`` and the read-only checks say of one topic of the layout.
+TopicStatus = Literal["created", "present", "missing", "mis-sized", "hidden"]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicState:
+    """One topic of :func:`topic_specs` as the cluster has it."""
+
+    #: the topic's name
+    name: str
+    #: created (by this call), present (as the settings want it), missing, mis-sized
+    #: (partitions or replication differ) or hidden (this principal may not describe it)
+    status: TopicStatus
+    #: what differs, for mis-sized and hidden; empty otherwise
+    detail: str = ""
+
+    def line(self) -> str:
+        return f"{self.name}: {self.status}" + (f" ({self.detail})" if self.detail else "")
+
+
+def topic_states(
+    wanted: Iterable[TopicShape],
+    existing: Mapping[str, TopicShape],
+    hidden: Iterable[str] = (),
+    created: Iterable[str] = (),
+) -> list[TopicState]:
+    """Pure: each wanted topic's state. Only the partition count makes a topic mis-sized for
+    a worker (co-partitioning, cursors); a replication factor other than the cluster's is
+    reported too, as ``loa init`` cannot change it without a reassignment."""
+    hidden, created = set(hidden), set(created)
+    states = []
+    for want in wanted:
+        have = existing.get(want.name)
+        if want.name in created:
+            states.append(TopicState(want.name, "created"))
+        elif want.name in hidden:
+            states.append(TopicState(want.name, "hidden", "not authorized to describe it (ACL)"))
+        elif have is None:
+            states.append(TopicState(want.name, "missing"))
+        else:
+            lines = mismatches([want], {want.name: have})
+            detail = "; ".join(line.split(": ", 1)[1] for line in lines)
+            states.append(TopicState(want.name, "mis-sized" if lines else "present", detail))
+    return states
+
+
+async def check_topics(settings: Settings) -> list[TopicState]:
+    """Read-only: the state of every topic of the layout (nothing is created; what
+    ``LOA_PARTITIONS`` and the cluster's replication want is compared with what exists)."""
+    states, _ = await checked_layout(settings)
+    return states
+
+
+async def checked_layout(settings: Settings) -> tuple[list[TopicState], Replication]:
+    """:func:`check_topics`, and the replication the cluster's size gives (what a worker
+    writes new topics with)."""
+    admin = make_admin(settings)
+    try:
+        await admin.start()
+        brokers = len((await admin.describe_cluster())["brokers"])
+        rep = replication(settings, brokers)
+        specs = topic_specs(settings, rep)
+        existing, hidden = await _shapes(admin, [t.name for t in specs])
+        return topic_states(_wanted(specs), existing, hidden), rep
+    finally:
+        await admin.close()
+
+
+async def init_topics(settings: Settings) -> list[TopicState]:
+    """Create the missing topics of the layout (idempotent, with the cluster's replication)
+    and report every topic: created, present, mis-sized or hidden. Nothing existing is
+    changed: a mis-sized topic is reported, never recreated (it holds data)."""
+    admin = make_admin(settings)
+    try:
+        await admin.start()
+        brokers = len((await admin.describe_cluster())["brokers"])
+        specs = topic_specs(settings, replication(settings, brokers))
+        existing, hidden = await _shapes(admin, [t.name for t in specs])
+        missing = [t for t in specs if t.name not in existing and t.name not in hidden]
+        created = await _create(admin, missing)
+        if len(created) < len(missing):  # another process created some: read them as they are
+            existing, hidden = await _shapes(admin, [t.name for t in specs])
+        return topic_states(_wanted(specs), existing, hidden, created)
+    finally:
+        await admin.close()
+
+
+def topics_problem(states: Iterable[TopicState], *, partitions_only: bool = False) -> str:
+    """One sentence naming every missing and mis-sized topic (empty when there is none).
+    ``partitions_only``: a replication factor other than the cluster's does not count (a
+    worker runs on it)."""
+    missing = [s.name for s in states if s.status == "missing"]
+    sized = [
+        s
+        for s in states
+        if s.status == "mis-sized" and (not partitions_only or "partitions" in s.detail)
+    ]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} topic(s) missing: {', '.join(missing)}")
+    if sized:
+        shown = (
+            "; ".join(
+                f"{s.name} ({d})" for s in sized for d in s.detail.split("; ") if "partitions" in d
+            )
+            if partitions_only
+            else "; ".join(f"{s.name} ({s.detail})" for s in sized)
+        )
+        parts.append(f"{len(sized)} topic(s) differ from the settings: {shown}")
+    return "; ".join(parts)
+
+
+#: What to do about topics that exist with other partitions than the settings.
+MIS_SIZED_HINT = (
+    "they hold data: set LOA_PARTITIONS to their partition count, or recreate them "
+    "(docs/operations.md: Topics)"
+)
+
+
+def topics_error(
+    states: list[TopicState], *, lead: str = "", partitions_only: bool = True
+) -> TopicMissing | None:
+    """The :class:`TopicMissing` (exit 6) naming every missing or mis-sized topic, with the
+    hint that fits (``loa init`` makes missing topics; it never resizes one); None if none."""
+    problem = topics_problem(states, partitions_only=partitions_only)
+    if not problem:
+        return None
+    missing = any(s.status == "missing" for s in states)
+    return TopicMissing(lead + problem, hint=None if missing else MIS_SIZED_HINT)
+
+
+async def require_topics(settings: Settings) -> None:
+    """What a read-only command checks first: every topic of the layout exists with the
+    settings' partitions, else :class:`TopicMissing` (exit 6) naming each one. Creates nothing."""
+    error = topics_error(await check_topics(settings))
+    if error is not None:
+        raise error
 
 
 async def ensure_decision_topics(settings: Settings, senders: Iterable[str]) -> list[str]:

@@ -21,27 +21,65 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from streams.errors import ConfigUnusable
 from streams.settings import Settings
 
 __all__ = [
     "explain",
     "failures_explained",
     "faust_credentials",
+    "listener_mismatch",
     "sasl_password",
     "security_options",
     "ssl_context",
+    "unreadable",
 ]
 
 
 def sasl_password(settings: Settings) -> str:
-    """``LOA_SASL_PASSWORD``, or the first line of ``LOA_SASL_PASSWORD_FILE``."""
+    """``LOA_SASL_PASSWORD``, or the first line of ``LOA_SASL_PASSWORD_FILE``; a file that
+    cannot be read, or holds no password, is :class:`ConfigUnusable` naming it (exit 78)."""
     if settings.sasl_password_file:
         path = Path(settings.sasl_password_file)
         try:
-            return path.read_text(encoding="utf-8").splitlines()[0]
-        except (OSError, IndexError):
-            raise ValueError(f"LOA_SASL_PASSWORD_FILE={path}: cannot read a password") from None
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise unreadable("LOA_SASL_PASSWORD_FILE", path, exc) from None
+        except UnicodeDecodeError:
+            raise ConfigUnusable(f"LOA_SASL_PASSWORD_FILE={path}: not UTF-8 text") from None
+        if not lines or not lines[0]:
+            raise ConfigUnusable(f"LOA_SASL_PASSWORD_FILE={path}: the file is empty")
+        return lines[0]
     return settings.sasl_password
+
+
+def unreadable(variable: str, path: Path | str, exc: OSError) -> ConfigUnusable:
+    """The error of a file a setting names that this process cannot open: its variable, its
+    path and why (in a pod: a Secret mounted with a mode the pod's user cannot read)."""
+    import os
+
+    why = exc.strerror or type(exc).__name__
+    return ConfigUnusable(
+        f"{variable}={path}: cannot read it ({why}; running as uid {os.getuid()})"
+    )
+
+
+#: The settings that name a file the Kafka clients read, in the order a connection reads them.
+TLS_FILES = ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location")
+
+
+def _check_readable(settings: Settings) -> None:
+    """Open each TLS file the settings name, so an unreadable one is named by its variable and
+    path (``ssl`` reports a bare ``FileNotFoundError`` or ``SSLError`` without the name)."""
+    for name in TLS_FILES:
+        path = getattr(settings, name)
+        if not path:
+            continue
+        try:
+            with open(path, "rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            raise unreadable(f"LOA_{name.upper()}", path, exc) from None
 
 
 @cache
@@ -49,18 +87,30 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     """The TLS context of SSL and SASL_SSL (None otherwise), shared by every client."""
     if settings.security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    context = ssl.create_default_context(
-        ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_ca_location or None
-    )
+    _check_readable(settings)
+    try:
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_ca_location or None
+        )
+    except ssl.SSLError as exc:
+        where = settings.ssl_ca_location or "the system trust store"
+        raise ConfigUnusable(f"LOA_SSL_CA_LOCATION={where}: not a PEM CA ({exc})") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = settings.ssl_check_hostname
     context.verify_mode = ssl.CERT_REQUIRED  # the chain is always verified, even without host
     if settings.ssl_certificate_location:
-        context.load_cert_chain(
-            settings.ssl_certificate_location,
-            settings.ssl_key_location,
-            password=settings.ssl_key_password or None,
-        )
+        try:
+            context.load_cert_chain(
+                settings.ssl_certificate_location,
+                settings.ssl_key_location,
+                password=settings.ssl_key_password or None,
+            )
+        except ssl.SSLError as exc:
+            raise ConfigUnusable(
+                f"LOA_SSL_CERTIFICATE_LOCATION={settings.ssl_certificate_location}, "
+                f"LOA_SSL_KEY_LOCATION={settings.ssl_key_location}: not a certificate and its "
+                f"key, or a wrong LOA_SSL_KEY_PASSWORD ({exc})"
+            ) from None
     return context
 
 
@@ -159,4 +209,60 @@ def explain(exc: BaseException, logged: list[str]) -> str | None:
             return f"cannot connect to Kafka: {hint} ({cause.strip()})"
     # nothing a person can fix beyond "is it running, is the address right": the CLI's own
     # line says that with the address and what to do (streams.clikit.classify)
+    return None
+
+
+#: ApiVersions v0 request (api key 18), correlation id 0x4c4f41 ("LOA"), client id "loa-probe":
+#: the first request of every Kafka client; a PLAINTEXT listener answers it at once.
+_API_VERSIONS = bytes.fromhex("00120000004c4f410009") + b"loa-probe"
+_PROBE = len(_API_VERSIONS).to_bytes(4, "big") + _API_VERSIONS
+
+
+def _answers_plaintext(host: str, port: int, timeout_s: float) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.sendall(_PROBE)
+            head = b""
+            while len(head) < 8:
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    return False
+                head += chunk
+    except OSError:
+        return False
+    return head[4:8] == _API_VERSIONS[4:8]  # our correlation id: a Kafka answer in the clear
+
+
+def _answers_tls(host: str, port: int, timeout_s: float) -> bool:
+    import socket
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # a probe of the protocol only; nothing is sent
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def listener_mismatch(settings: Settings, *, timeout_s: float = 2.0) -> str | None:
+    """After a failed connection: whether the first bootstrap server speaks another protocol
+    than ``LOA_SECURITY_PROTOCOL`` (a TLS or SASL client at a PLAINTEXT listener, a PLAINTEXT
+    client at a TLS listener), as one line naming both; None when it cannot tell."""
+    protocol = settings.security_protocol
+    first = settings.bootstrap_servers.split(",")[0].strip()
+    host, _, port_text = first.rpartition(":")
+    if not host or not port_text.isdigit():
+        return None
+    host, port = host.strip("[]"), int(port_text)
+    if protocol != "PLAINTEXT" and _answers_plaintext(host, port, timeout_s):
+        return f"the broker at {first} speaks PLAINTEXT; LOA_SECURITY_PROTOCOL is {protocol}"
+    if protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and _answers_tls(host, port, timeout_s):
+        return f"the broker at {first} speaks TLS; LOA_SECURITY_PROTOCOL is {protocol}"
     return None

@@ -39,9 +39,20 @@ def _k8s() -> list[dict[str, Any]]:
 
 
 def _pods() -> list[tuple[str, dict[str, Any]]]:
+    """Every pod template: the Deployments' and the init Job's."""
     return [
-        (d["metadata"]["name"], d["spec"]["template"]) for d in _k8s() if d["kind"] == "Deployment"
+        (d["metadata"]["name"], d["spec"]["template"])
+        for d in _k8s()
+        if d["kind"] in ("Deployment", "Job")
     ]
+
+
+def _deployments() -> list[dict[str, Any]]:
+    return [d for d in _k8s() if d["kind"] == "Deployment"]
+
+
+#: Probe paths of each server Loa runs: the workers' metrics server, the gateway's API.
+PROBES = {"loa-gateway": ("/v1/health", "/v1/health")}
 
 
 def test_kubernetes_manifests_pass_strict_schema_validation() -> None:
@@ -72,19 +83,40 @@ def test_compose_file_matches_the_compose_spec() -> None:
 
 def test_compose_services_wait_for_healthy_dependencies_and_restart() -> None:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    assert {"kafka", "worker", "deliver", "prometheus", "grafana"} <= set(services)
+    delivery = {f"deliver-{c}" for c in ("oa", "push", "sms")}
+    assert {"kafka", "init", "worker", "prometheus", "alertmanager", "grafana"} | delivery <= set(
+        services
+    )
     for name, service in services.items():
+        if name == "init":  # one-shot: retried on failure, never restarted once it succeeded
+            assert service["restart"].startswith("on-failure"), name
+            assert service["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+            assert service["command"] == ["init"]
+            continue
         assert service.get("restart") == "unless-stopped", name
         assert "healthcheck" in service, name
-    for name in ("worker", "deliver"):
-        assert services[name]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    for name in ("worker", "gateway", *delivery):
+        assert services[name]["depends_on"] == {
+            "kafka": {"condition": "service_healthy"},
+            "init": {"condition": "service_completed_successfully"},
+        }, name
         assert services[name]["read_only"] is True
         assert services[name]["environment"]["LOA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    for name in delivery:
+        command = services[name]["command"]
+        assert command[command.index("--channel") + 1] == name.removeprefix("deliver-")
     assert "/ready" in " ".join(services["worker"]["healthcheck"]["test"])
     assert services["grafana"]["depends_on"] == {"prometheus": {"condition": "service_healthy"}}
     scrape = yaml.safe_load((DEPLOY / "compose" / "prometheus.yml").read_text())
     assert scrape["scrape_configs"][0]["dns_sd_configs"][0]["port"] == Settings().metrics_port
+    assert set(scrape["scrape_configs"][1]["dns_sd_configs"][0]["names"]) == delivery
     assert scrape["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+    targets = scrape["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == ["alertmanager:9093"]
+    assert (
+        "./alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro"
+        in (services["alertmanager"]["volumes"])
+    )
 
 
 def test_grafana_is_provisioned_with_the_datasource_and_the_dashboard_folder() -> None:
@@ -103,17 +135,21 @@ def test_kubernetes_pods_are_hardened_and_probe_ready_and_live() -> None:
         spec = pod["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True, name
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
-        for container in spec["containers"]:
+        for container in spec["containers"] + spec.get("initContainers", []):
             sc = container["securityContext"]
             assert sc["readOnlyRootFilesystem"] is True, name
             assert sc["allowPrivilegeEscalation"] is False, name
             assert sc["capabilities"]["drop"] == ["ALL"], name
             assert {"cpu", "memory"} <= set(container["resources"]["limits"]), name
             assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
-            assert container["readinessProbe"]["httpGet"]["path"] == "/ready", name
-            assert container["livenessProbe"]["httpGet"]["path"] == "/live", name
             tag = container["image"].rsplit(":", 1)[-1]
             assert tag == streams.__version__, name  # pinned, never latest
+        if name == "loa-init":
+            continue  # a Job: it ends; nothing to probe
+        for container in spec["containers"]:
+            ready, live = PROBES.get(name, ("/ready", "/live"))
+            assert container["readinessProbe"]["httpGet"]["path"] == ready, name
+            assert container["livenessProbe"]["httpGet"]["path"] == live, name
 
 
 def test_kubernetes_has_a_pdb_a_service_podmonitors_and_a_credentials_secret() -> None:
@@ -146,11 +182,94 @@ def test_kubernetes_has_a_pdb_a_service_podmonitors_and_a_credentials_secret() -
     assert len(secret_users) == len(_pods())
 
 
+def _readable_by_pod_user(mode: int, pod_spec: dict[str, Any]) -> bool:
+    """How the kubelet mounts a Secret: files owned by root, group ``fsGroup`` when set, mode
+    ``defaultMode``. The pod's non-root user reads one through the group or the other bits."""
+    ctx = pod_spec["securityContext"]
+    assert ctx["runAsUser"] != 0
+    group_bits = mode & 0o040 and (ctx.get("fsGroup") is not None)
+    return bool(group_bits or mode & 0o004)
+
+
+def test_every_secret_a_pod_mounts_is_readable_by_its_non_root_user() -> None:
+    for name, pod in _pods():
+        for volume in pod["spec"]["volumes"]:
+            if "secret" in volume:
+                mode = volume["secret"].get("defaultMode", 0o644)
+                assert _readable_by_pod_user(mode, pod["spec"]), (name, volume["name"], oct(mode))
+                assert not mode & 0o007, (name, volume["name"])  # never world-readable
+
+
+def test_the_old_0400_mount_without_fsgroup_would_not_be_readable() -> None:
+    spec = {"securityContext": {"runAsUser": 10001}}
+    assert not _readable_by_pod_user(0o400, spec)  # issue 20: the delivery pod's password
+
+
+def test_every_deployment_has_a_pdb_and_workers_spread_over_nodes() -> None:
+    docs = _k8s()
+    pdbs = [
+        d["spec"]["selector"]["matchLabels"] for d in docs if d["kind"] == "PodDisruptionBudget"
+    ]
+    for deployment in _deployments():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        name = deployment["metadata"]["name"]
+        assert [p for p in pdbs if p.items() <= labels.items()], f"{name} has no PDB"
+        spec = deployment["spec"]["template"]["spec"]
+        keys = {c["topologyKey"] for c in spec.get("topologySpreadConstraints", [])}
+        assert "kubernetes.io/hostname" in keys, name
+        own = deployment["spec"]["selector"]["matchLabels"]
+        assert all(
+            c["labelSelector"]["matchLabels"] == own for c in spec["topologySpreadConstraints"]
+        )
+    worker = next(d for d in _deployments() if d["metadata"]["name"] == "loa-worker")
+    spec = worker["spec"]["template"]["spec"]
+    assert "topology.kubernetes.io/zone" in {
+        c["topologyKey"] for c in spec["topologySpreadConstraints"]
+    }
+    assert spec["affinity"]["podAntiAffinity"]
+
+
+def test_one_delivery_deployment_per_channel_each_consuming_only_its_channel() -> None:
+    from streams.records import CHANNELS
+
+    delivery = {
+        d["metadata"]["labels"]["channel"]: d
+        for d in _deployments()
+        if d["metadata"]["labels"].get("app") == "loa-deliver"
+    }
+    assert set(delivery) == set(CHANNELS)
+    for channel, deployment in delivery.items():
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[0] == "deliver"
+        assert args[args.index("--channel") + 1] == channel
+
+
+def test_the_init_job_runs_loa_init_and_every_other_pod_waits_for_its_topics() -> None:
+    jobs = [d for d in _k8s() if d["kind"] == "Job"]
+    assert [j["spec"]["template"]["spec"]["containers"][0]["args"] for j in jobs] == [["init"]]
+    for deployment in _deployments():
+        inits = deployment["spec"]["template"]["spec"]["initContainers"]
+        assert [c["args"] for c in inits] == [["init", "--check"]], deployment["metadata"]["name"]
+
+
+def test_monitoring_objects_carry_the_documented_selector_labels() -> None:
+    monitors = [d for d in _k8s() if d["kind"] == "PodMonitor"]
+    assert monitors
+    for monitor in monitors:
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    docs = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert "release: kube-prometheus-stack" in docs and 'grafana_dashboard: "1"' in docs
+
+
 def test_kubernetes_settings_name_only_real_settings() -> None:
     config = next(d for d in _k8s() if d["kind"] == "ConfigMap")
     known = {f"LOA_{name.upper()}" for name in Settings.__dataclass_fields__}
     assert set(config["data"]) <= known
     ports = {
-        c["ports"][0]["containerPort"] for _, pod in _pods() for c in pod["spec"]["containers"]
+        c["ports"][0]["containerPort"]
+        for name, pod in _pods()
+        for c in pod["spec"]["containers"]
+        if name not in ("loa-init", "loa-gateway")
     }
     assert ports == {Settings().metrics_port}
+    assert config["data"]["LOA_SESSION_TIMEOUT_S"] == str(int(Settings().session_timeout_s))

@@ -30,6 +30,7 @@ from streams.oracle import Expected, Rows, expected_audience
 from streams.records import Progress
 from streams.regions import RegionRegistry, registry
 from streams.settings import Settings
+from tests.conftest import drop_topics
 
 SUBSCRIBERS = 40_000
 SEED = 11
@@ -164,6 +165,7 @@ async def live_loa(
         worker.stop()
         assert worker.proc is not None
         assert worker.proc.returncode is not None
+        drop_topics(kafka_bootstrap, [settings.topic_prefix])
 
 
 @pytest.fixture(scope="module")

@@ -87,13 +87,13 @@ async def test_bad_key_file_is_a_bad_input_line_not_a_usage_banner(tmp_path: Pat
     assert _one_line(err).startswith(f"error: {key}: not a usable private key")
 
 
-async def test_status_on_a_cluster_without_topics_says_run_topics_create(
+async def test_status_on_a_cluster_without_topics_says_run_init(
     kafka_bootstrap: str,
 ) -> None:
     settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"none-{uuid.uuid4().hex}")
     code, _, err = await run_loa(settings, "status", "nchmf.gov.vn/X")
     assert code == ExitCode.TOPIC_MISSING, err
-    assert "loa topics create" in _one_line(err)
+    assert "loa init" in _one_line(err)
 
 
 async def test_usage_error_and_unknown_alert_exit_differently(live: LiveLoa) -> None:

@@ -27,8 +27,9 @@ from aiokafka import AIOKafkaConsumer
 from streams.delivery import HttpChannel, deliver
 from streams.delivery.channels import http_options
 from streams.delivery.worker import DeliveryMetrics
-from streams.kafkaio.clients import create_topics, make_producer
+from streams.kafkaio.clients import create_topics
 from streams.settings import Settings
+from tests.integration.test_delivery import _write
 
 pytestmark = pytest.mark.integration
 
@@ -192,24 +193,6 @@ def _task(recipient: int, **extra: Any) -> dict[str, Any]:
         "idempotency_key": f"test.agency.vn/R1:1:{recipient}",
         **extra,
     }
-
-
-async def _write(settings: Settings, tasks: list[dict[str, Any]]) -> None:
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        sent = [
-            await producer.send(
-                settings.sends_topic(t["priority"]),
-                orjson.dumps(t),
-                key=b"%d" % t["recipient_id"],
-                partition=t["recipient_id"] % settings.partitions,
-            )
-            for t in tasks
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
 
 
 @asynccontextmanager

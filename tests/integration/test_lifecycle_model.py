@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 
 from streams.kafkaio.clients import read_to_end
 from tests.integration.conftest import LiveLoa, live_loa
-from tests.model.drive import AGENCIES, Step, build, render, sequences
+from tests.model.drive import AGENCIES, Step, play, render, sequences
 from tests.model.lifecycle import Message, Model, Outcome
 
 pytestmark = pytest.mark.integration
@@ -77,14 +77,7 @@ async def test_the_worker_decides_every_story_as_the_model_does(
 ) -> None:
     tag = uuid.uuid4().hex[:6]
     model = Model(dict(AGENCIES))
-    history: list[Message] = []
-    accepted: list[Message] = []
-    for step in story:
-        m = build(step, history, accepted, tag)
-        history.append(m)
-        expected = model.decide(m)
-        if expected.code == "accepted":
-            accepted.append(m)
+    for m, expected in play(story, model, tag):
         got = await worker_decides(small, m)
         if expected.code == "duplicate":
             expected = Outcome("duplicate")  # the duplicate record names no version field

@@ -65,8 +65,12 @@ async def test_worker_refuses_to_start_on_a_partition_count_mismatch(
     settings = make_settings(partitions=4)
     await settled_topics(settings)
     code, _, err = await run_loa(dataclasses.replace(settings, partitions=8), "worker")
-    assert code == 1
+    assert code == 6  # ExitCode.TOPIC_MISSING, as documented (issue 20: it was 1)
     assert "Traceback" not in err
     (line,) = err.strip().splitlines()
-    assert line.startswith("Error: the worker does not start: topics do not match the settings:")
-    assert f"{settings.orders_topic}: 4 partitions, LOA_PARTITIONS wants 8" in line
+    partitioned = sum(t.num_partitions > 1 for t in topic_specs(settings))
+    assert line.startswith(
+        f"error: the worker does not start: {partitioned} topic(s) differ from the settings"
+    )
+    assert f"{settings.orders_topic} (4 partitions, settings want 8)" in line
+    assert "LOA_PARTITIONS" in line

@@ -11,15 +11,16 @@ through its outputs.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import strategies as st
 
-from tests.model.lifecycle import Agency, Message
+from tests.model.lifecycle import Agency, Message, Model, Outcome
 
-__all__ = ["AGENCIES", "Step", "build", "render", "sequences"]
+__all__ = ["AGENCIES", "Step", "build", "play", "render", "sequences"]
 
 _EVERY = frozenset({"Actual", "Exercise", "Test"})
 #: The registry the tests load (deploy/agencies and deploy/agencies/testing), as the README
@@ -135,6 +136,19 @@ def build(step: Step, history: list[Message], accepted: list[Message], tag: str)
         area=_area(step, sender) if kind in ("Alert", "Update") else (),
         expired=step.expired and kind in ("Alert", "Update"),
     )
+
+
+def play(story: list[Step], model: Model, tag: str) -> Iterator[tuple[Message, Outcome]]:
+    """Each message of ``story`` with the model's decision on it (the model's state moves on)."""
+    history: list[Message] = []
+    accepted: list[Message] = []
+    for step in story:
+        m = build(step, history, accepted, tag)
+        history.append(m)
+        expected = model.decide(m)
+        if expected.code == "accepted":
+            accepted.append(m)
+        yield m, expected
 
 
 def _area(step: Step, sender: str) -> tuple[str, ...]:

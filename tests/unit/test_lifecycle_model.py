@@ -26,7 +26,7 @@ from streams.ingest.agencies import (
 )
 from streams.ingest.lifecycle import LifecycleState
 from streams.regions import registry
-from tests.model.drive import AGENCIES, EXAMPLES, Step, build, render, sequences
+from tests.model.drive import AGENCIES, EXAMPLES, Step, play, render, sequences
 from tests.model.lifecycle import Message, Model, Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,13 +85,6 @@ def test_the_registry_loa_ships_is_the_one_the_model_assumes() -> None:
 def test_every_decision_and_lineage_state_equals_the_model(story: list[Step]) -> None:
     tag = uuid.uuid4().hex[:6]
     model, state = Model(dict(AGENCIES)), LifecycleState()
-    history: list[Message] = []
-    accepted: list[Message] = []
-    for step in story:
-        m = build(step, history, accepted, tag)
-        history.append(m)
-        expected = model.decide(m)
-        if expected.code == "accepted":
-            accepted.append(m)
+    for m, expected in play(story, model, tag):
         assert system_decide(state, m) == expected, (m, expected)
         assert system_state(state) == model.state()

@@ -195,7 +195,9 @@ def test_json_log_format_puts_decision_fields_on_the_line() -> None:
     assert doc["sender"] == "a.vn"
     assert "x" not in doc and "message" not in doc  # free text after message= is not parsed
     assert doc["msg"].endswith("message=bad value x=1")
-    assert worker_logging_config("INFO", "text") is None
+    assert worker_logging_config("INFO", "text")["formatters"]["default"]["()"].endswith(
+        "DefaultFormatter"
+    )
     assert worker_logging_config("INFO", "json") is not None
     accepted = logging.LogRecord(
         "loa",

@@ -6,7 +6,8 @@ import orjson
 import pytest
 
 from streams.errors import MalformedInput
-from streams.receipts import PartitionTallies, Tally, parse_receipt
+from streams.receipts import PartitionTallies, Receipt, Tally, parse_receipt, tally_key
+from streams.records import Progress
 from streams.schemas import validator
 from streams.status import render, summarize
 
@@ -150,3 +151,69 @@ def test_tallies_written_before_fallbacks_were_counted_still_restore() -> None:
 def test_receipt_with_an_unknown_fallback_channel_is_malformed() -> None:
     with pytest.raises(MalformedInput, match="fallback"):
         parse_receipt(_receipt("failed", fallback="pigeon"))
+
+
+@pytest.mark.parametrize(
+    ("alert_id", "version", "partition", "key"),
+    [
+        ("gov.vn/T1", 1, 0, b"gov.vn/T1:1:0"),
+        ("gov.vn/T1", 12, 3, b"gov.vn/T1:12:3"),
+        # a sender may hold ':' (the schema allows it): the last two fields still parse
+        ("urn:oid:2.49.0.1.704/T:9", 2, 15, b"urn:oid:2.49.0.1.704/T:9:2:15"),
+        ("qn.gov.vn/Bão-1", 1, 1, "qn.gov.vn/Bão-1:1:1".encode()),
+    ],
+)
+def test_tally_key_is_alert_version_partition_and_parses_back_from_the_right(
+    alert_id: str, version: int, partition: int, key: bytes
+) -> None:
+    """The compacted tallies topic keeps one record per key: the key must name the alert,
+    the version and the receipts partition (``schemas/delivery.schema.json``), like the
+    fan-out's progress key, or tallies of different partitions would overwrite each other."""
+    assert tally_key(alert_id, version, partition) == key
+    head, v, p = key.decode().rsplit(":", 2)
+    assert (head, int(v), int(p)) == (alert_id, version, partition)
+    progress = Progress(alert_id, version, partition, "extreme", 0, 0, False, 0.0)
+    assert progress.key == key
+    doc = Tally().to_doc((alert_id, version), partition, 1.0)
+    assert tally_key(doc["alert_id"], doc["version"], doc["partition"]) == key
+
+
+def test_tally_keys_differ_for_every_alert_version_and_partition() -> None:
+    keys = {
+        tally_key(a, v, p)
+        for a in ("gov.vn/T1", "gov.vn/T12")
+        for v in (1, 2, 12)
+        for p in (1, 2, 21)
+    }
+    assert len(keys) == 2 * 3 * 3
+
+
+@pytest.mark.parametrize(
+    ("raw", "message", "pointer"),
+    [
+        (b"", "empty receipt", ""),
+        (b"[]", "receipt is not a JSON object", ""),
+        (_receipt(version=0), "receipt alert_id/version invalid", "/version"),
+        (_receipt(version=True), "receipt alert_id/version invalid", "/version"),
+        (_receipt(alert_id=7), "receipt alert_id/version invalid", "/version"),
+        (_receipt("failed", fallback="fax"), 'receipt fallback "fax" unknown', "/fallback"),
+        (_receipt(channel="fax"), 'receipt channel "fax" unknown', "/channel"),
+        (_receipt(outcome="lost"), 'receipt outcome "lost" unknown', "/outcome"),
+    ],
+)
+def test_a_receipt_that_cannot_be_tallied_says_why_and_where(
+    raw: bytes, message: str, pointer: str
+) -> None:
+    with pytest.raises(MalformedInput) as refused:
+        parse_receipt(raw)
+    assert (refused.value.message, refused.value.pointer) == (message, pointer)
+
+
+def test_fallback_routes_count_each_move_and_name_an_unspecified_reason() -> None:
+    tally = Tally()
+    moved = Receipt("gov.vn/T1", 1, "oa", "failed", None, fallback="sms")
+    tally.add(moved)
+    tally.add(moved)
+    tally.add(Receipt("gov.vn/T1", 1, "oa", "failed", "http_400", fallback="sms"))
+    assert dict(tally.fallbacks) == {"oa>sms unspecified": 2, "oa>sms http_400": 1}
+    assert (tally.failed, tally.delivered) == (0, 0)

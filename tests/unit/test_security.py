@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from faust.auth import SASLCredentials, SSLCredentials
 
 from streams.config import load_settings
+from streams.errors import ConfigUnusable
 from streams.kafkaio.clients import client_options, faust_broker_options
 from streams.kafkaio.security import explain, ssl_context
 from streams.settings import Settings
@@ -105,7 +106,8 @@ def test_unreadable_password_file_is_a_clear_error(tmp_path: Path) -> None:
         sasl_username="u",
         sasl_password_file=str(tmp_path / "absent"),
     )
-    with pytest.raises(ValueError, match=r"LOA_SASL_PASSWORD_FILE=.*cannot read a password"):
+    # ConfigUnusable (exit 78), naming the file (issue 20: it was a ValueError, exit 70)
+    with pytest.raises(ConfigUnusable, match=r"LOA_SASL_PASSWORD_FILE=.*absent: cannot read it"):
         client_options(settings)
 
 

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
+import pytest
 
 from streams.fanout.throttle import ChannelThrottle
 
@@ -53,3 +56,66 @@ def test_emitting_at_the_granted_pace_never_exceeds_the_limit_by_more_than_a_chu
         assert in_window <= 2000 + chunk
     total = sum(n for t, n in sent if t < 10.0)
     assert total <= 2000 * 10 + chunk
+
+
+def test_lowering_a_limit_while_its_bucket_is_full_takes_effect_at_once() -> None:
+    throttle = ChannelThrottle()
+    throttle.configure({"sms": 1000}, share=1.0, now=0.0)  # a full bucket: 100 tokens
+    throttle.configure({"sms": 100}, share=1.0, now=5.0)  # idle, full, then lowered
+    assert throttle.chunk_limit(65_536) == 10
+    # what the old limit banked is not spent at the new one: a burst of 10, then 100/s
+    assert throttle.reserve(_chunk(sms=10), now=5.0) == {}
+    assert throttle.reserve(_chunk(sms=10), now=5.0) == pytest.approx({"sms": 0.1})
+    # and idle time banks the new burst only, not the old one
+    assert throttle.reserve(_chunk(sms=20), now=60.0) == pytest.approx({"sms": 0.1})
+
+
+def test_a_rate_change_after_idle_time_pays_the_idle_time_at_the_old_rate() -> None:
+    throttle = ChannelThrottle()
+    throttle.configure({"push": 100}, share=1.0, now=0.0)
+    assert throttle.reserve(_chunk(push=10), now=0.0) == {}  # the burst, spent
+    # 50 ms idle at 100/s earned 5 tokens (not 50 at the new 1000/s); the limit then rises
+    throttle.configure({"push": 1000}, share=1.0, now=0.05)
+    assert throttle.reserve(_chunk(push=10), now=0.05) == pytest.approx({"push": 0.005})
+
+
+def test_a_blocked_channel_reopened_later_starts_from_what_it_owes() -> None:
+    throttle = ChannelThrottle()
+    throttle.configure({"sms": 0}, share=1.0, now=0.0)
+    assert throttle.chunk_limit(65_536) == 1
+    assert throttle.reserve(_chunk(sms=1), now=0.0) == {"sms": 3600.0}
+    # reopened after 10 s, not after the hour the blocked chunk was told to wait
+    throttle.configure({"sms": 100}, share=1.0, now=10.0)
+    assert throttle.reserve(_chunk(sms=9), now=10.0) == pytest.approx({"sms": 0.1})
+
+
+def test_concurrent_chunks_share_the_budget_instead_of_each_spending_it() -> None:
+    """LOA_FANOUT_PARALLEL chunks reserve from one throttle, each then sleeping its wait: four
+    of them together stay under the limit, as one does."""
+    throttle = ChannelThrottle()
+    ready = [(0.0, w) for w in range(4)]
+    sent: list[tuple[float, int]] = []
+    while ready:
+        now, worker = heapq.heappop(ready)
+        if now >= 10.0:
+            continue
+        throttle.configure({"sms": 100}, share=1.0, now=now)
+        n = throttle.chunk_limit(65_536)
+        at = now + max(throttle.reserve(_chunk(sms=n), now=now).values(), default=0.0)
+        sent.append((at, n))
+        heapq.heappush(ready, (at, worker))
+    chunk = 10
+    for second in range(1, 10):
+        assert sum(n for t, n in sent if second - 1 <= t < second) <= 100 + chunk
+    assert sum(n for t, n in sent if t < 10.0) <= 100 * 10 + chunk
+
+
+def test_a_channel_that_waits_for_another_does_not_bank_the_tokens_of_the_wait() -> None:
+    throttle = ChannelThrottle()
+    throttle.configure({"sms": 100, "push": 1000}, share=1.0, now=0.0)  # bursts of 10
+    assert throttle.reserve(_chunk(sms=10, push=10), now=0.0) == {}
+    # sms makes the chunk wait 0.1 s; push, owing 5 (5 ms), goes out with it at 0.1 s
+    waits = throttle.reserve(_chunk(sms=10, push=5), now=0.0)
+    assert waits == pytest.approx({"sms": 0.1, "push": 0.005})
+    # push paid at 0.1 s from a full burst: 5 left, not the 100 earned during the wait
+    assert throttle.reserve(_chunk(push=10), now=0.1) == pytest.approx({"push": 0.005})

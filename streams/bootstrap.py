@@ -1,0 +1,136 @@
+"""``loa init``: bring a cluster to what Loa's workers need, idempotently, and say what changed.
+
+Where it sits: before everything else in a deployment (compose runs it as a one-shot service the
+workers depend on, Kubernetes as a Job the workers wait for). It makes the topics of the layout
+(``streams.kafkaio.clients.topic_specs``, with the cluster's replication), loads the agency
+registry from files (as ``loa agencies load``) and sets channel limits from a file (as ``loa
+channels set``/``lift``). Nothing else ever creates topics: read-only commands only check them,
+and a worker that finds them missing or with other partition counts refuses to start (exit 6).
+
+Guarantee: running it twice changes nothing the second time. Existing topics are never altered
+(a topic with other partitions or replication is reported, exit 6: it holds data, and changing
+it is an operator's decision). Agencies and limits are written only where the topic's current
+record differs from the file, so the report's "changed" lines are exactly what this run wrote.
+ACLs are not made here: aiokafka has no ACL API; ``deploy/kafka/cluster.sh grant`` lists the
+set a cluster needs (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams.errors import BadInputFile
+from streams.kafkaio.clients import TopicState, init_topics, topics_problem
+from streams.records import CHANNELS
+from streams.settings import Settings
+
+__all__ = ["InitReport", "read_channel_limits", "run_init"]
+
+
+@dataclass(frozen=True, slots=True)
+class InitReport:
+    """What ``loa init`` found and did."""
+
+    #: every topic of the layout: created, present, mis-sized or hidden
+    topics: list[TopicState]
+    #: one line per agency: loaded (new or changed) or unchanged
+    agencies: list[str] = field(default_factory=list)
+    #: one line per channel named in the limits file: set, lifted or unchanged
+    channels: list[str] = field(default_factory=list)
+
+    @property
+    def problem(self) -> str:
+        """Why workers would refuse this cluster (empty: they start)."""
+        return topics_problem(self.topics)
+
+    def lines(self) -> list[str]:
+        created = sum(s.status == "created" for s in self.topics)
+        out = [f"topics: {created} created, {len(self.topics) - created} checked"]
+        out += [f"  {s.line()}" for s in self.topics]
+        if self.agencies:
+            out.append("agencies:")
+            out += [f"  {line}" for line in self.agencies]
+        if self.channels:
+            out.append("channel limits:")
+            out += [f"  {line}" for line in self.channels]
+        out.append("acls: not managed by loa init (docs/operations.md: ACLs)")
+        return out
+
+
+def read_channel_limits(path: Path) -> dict[str, float | None]:
+    """A TOML file of ``channel = tasks per second`` (optionally under ``[channels]``); a
+    negative rate lifts the limit ("unlimited"). :class:`BadInputFile` names what is wrong."""
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadInputFile(f"channel limits file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInputFile(f"channel limits file {path}: not valid TOML ({exc})") from None
+    table = doc.get("channels", doc) if set(doc) <= {"channels"} else doc
+    limits: dict[str, float | None] = {}
+    for name, value in table.items():
+        if name not in CHANNELS:
+            raise BadInputFile(f"{path}: {name}: not a channel (one of {', '.join(CHANNELS)})")
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value):
+            raise BadInputFile(f"{path}: {name} = {value!r}: not a number of tasks per second")
+        limits[name] = None if value < 0 else float(value)
+    return limits
+
+
+async def run_init(
+    settings: Settings,
+    *,
+    agencies_dir: Path | None,
+    channel_limits: Mapping[str, float | None] | None = None,
+) -> InitReport:
+    """Topics, then (when every topic is usable) agencies and channel limits."""
+    topics = await init_topics(settings)
+    report = InitReport(topics)
+    if report.problem:  # writing to a mis-sized layout would spread records the wrong way
+        return report
+    if agencies_dir is not None:
+        report.agencies.extend(await _agencies(settings, agencies_dir))
+    if channel_limits:
+        report.channels.extend(await _channels(settings, channel_limits))
+    return report
+
+
+async def _agencies(settings: Settings, source: Path) -> list[str]:
+    from streams.ingest.agencies import load_agency_files
+    from streams.ingest.agency_service import load_agencies, read_agencies
+
+    wanted = load_agency_files(source)  # InvalidAgency before anything is written
+    current = (await read_agencies(settings)).agencies
+    changed = [a for a in wanted if current.get(a.id) != a]
+    if changed:
+        await load_agencies(settings, source)  # writes all (whole records) and decision topics
+    names = {a.id for a in changed}
+    return [
+        f"{a.id}: {'loaded' if a.id in names else 'unchanged'} ({len(a.keys)} keys)" for a in wanted
+    ]
+
+
+async def _channels(settings: Settings, limits: Mapping[str, float | None]) -> list[str]:
+    from streams.channels import lift_limit, read_limits, set_limit
+
+    current = await read_limits(settings)
+    lines = []
+    for channel, rate in limits.items():
+        if current.get(channel) == rate:
+            lines.append(f"{channel}: unchanged ({_rate(rate)})")
+        elif rate is None:
+            await lift_limit(settings, channel)
+            lines.append(f"{channel}: lifted (unlimited)")
+        else:
+            await set_limit(settings, channel, rate)
+            lines.append(f"{channel}: set to {_rate(rate)}")
+    return lines
+
+
+def _rate(rate: float | None) -> str:
+    return "unlimited" if rate is None else f"{rate:g} tasks/s"
