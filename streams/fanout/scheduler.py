@@ -67,6 +67,9 @@ _RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 #: order's own content: an unknown region, a malformed cell or expiry), ends its order as
 #: ``failed`` instead of holding its partition forever.
 _POISON_ATTEMPTS = 3
+#: How often a chunk waiting on a channel budget looks again for a reason to stop (a Cancel,
+#: the expiry, a newer version) or, for a paused channel, for a raised limit.
+THROTTLE_RECHECK_S = 0.5
 
 StopCheck = Callable[[FanoutOrder], str | None]
 Limits = Callable[[], Mapping[str, float]]
@@ -366,11 +369,20 @@ class FanoutScheduler:
             if running.cursor < 0
             else int(np.searchsorted(audience.ids, np.uint64(running.cursor), side="right"))
         )
-        stopped = self._stop_reason(order) or part.queue.superseded(order)
+
+        def why_stop() -> str | None:
+            return self._stop_reason(order) or part.queue.superseded(order)
+
+        stopped = why_stop()
         limit = self._throttle_limit()
         stop = start if stopped else min(len(audience), start + limit)
         channels = audience.channel[start:stop]
-        await self._wait_throttle(channels)
+        if stopped is None:
+            # a Cancel, the expiry or a newer version may come while the chunk waits its turn
+            stopped = await self._wait_throttle(channels, why_stop)
+            if stopped is not None:
+                stop = start
+                channels = audience.channel[start:stop]
         done = stopped is not None or stop >= len(audience)
         emitted = stop - start
         before = running.progress
@@ -500,13 +512,30 @@ class FanoutScheduler:
         self._throttle.configure(self._limits(), share, time.monotonic())
         return self._throttle.chunk_limit(self._settings.fanout_chunk)
 
-    async def _wait_throttle(self, channels: npt.NDArray[np.uint8]) -> None:
+    async def _wait_throttle(
+        self, channels: npt.NDArray[np.uint8], why_stop: Callable[[], str | None]
+    ) -> str | None:
+        """Wait until the chunk's channels have the budget for it; the reason to stop instead if
+        one comes meanwhile (checked every :data:`THROTTLE_RECHECK_S`). A channel paused by a
+        limit of 0 holds the chunk until the limit is raised: nothing of it goes out."""
+        while paused := self._throttle.paused(channels):
+            for channel in paused:
+                self._metrics.throttled(channel, THROTTLE_RECHECK_S)
+            await asyncio.sleep(THROTTLE_RECHECK_S)
+            if (why := why_stop()) is not None:
+                return why
+            self._throttle_limit()  # the limits may have been raised meanwhile
         waits = self._throttle.reserve(channels, time.monotonic())
         if not waits:
-            return
+            return None
         for channel, seconds in waits.items():
             self._metrics.throttled(channel, seconds)
-        await asyncio.sleep(max(waits.values()))
+        deadline = time.monotonic() + max(waits.values())
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, THROTTLE_RECHECK_S))
+            if (why := why_stop()) is not None:
+                return why
+        return None
 
 
 def _transient(exc: Exception) -> bool:

@@ -69,6 +69,12 @@ class ChannelThrottle:
             return default
         return min(default, _chunk(min(b.rate for b in self._buckets.values())))
 
+    def paused(self, channels: npt.NDArray[np.uint8]) -> list[str]:
+        """Channels of a chunk whose limit is 0: the chunk must not go out until it is raised
+        (``loa channels set sms 0`` pauses SMS); :meth:`reserve` is not asked meanwhile."""
+        counts = np.bincount(channels, minlength=len(CHANNELS))
+        return [CHANNELS[code] for code, b in self._buckets.items() if b.rate <= 0 and counts[code]]
+
     def reserve(self, channels: npt.NDArray[np.uint8], now: float) -> dict[str, float]:
         """Take tokens for a chunk; returns the wait (seconds) each throttled channel imposes.
 

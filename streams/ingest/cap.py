@@ -303,7 +303,7 @@ def _parse(text: str, max_depth: int) -> Element:
 
 def _split(tag: str) -> tuple[str, str]:
     if tag.startswith("{"):
-        namespace, _, name = tag[1:].partition("}")
+        namespace, _, name = tag[1:].rpartition("}")  # a namespace URI may hold "}"; a name never
         return namespace, name
     return "", tag
 

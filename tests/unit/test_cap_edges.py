@@ -241,3 +241,10 @@ def test_json_pointers_become_cap_element_paths(pointer: str, xpath: str) -> Non
 def test_long_parser_messages_are_cut_at_200_characters() -> None:
     assert _short(ValueError("x" * 200)) == "x" * 200
     assert _short(ValueError("x" * 201)) == "x" * 200 + "..."
+
+
+def test_a_namespace_holding_a_brace_names_its_own_root_element() -> None:
+    from streams.ingest.cap import _split
+
+    assert _split("{urn:x}y}alert") == ("urn:x}y", "alert")
+    assert _split("alert") == ("", "alert")
