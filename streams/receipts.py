@@ -8,6 +8,15 @@ task's partition) -> [receipts agent] -> ``loa.receipts.progress`` (compacted, k
 The first half of this module is the pure fold (no Kafka): :func:`parse_receipt` and
 :class:`PartitionTallies`. The second half, :class:`ReceiptsAgent`, is its Kafka side.
 
+Retries: a ``retrying`` receipt (one per failed attempt) does not settle its task; the task's
+``delivered`` or ``failed`` receipt does, later. Per channel the fold counts *tasks* waiting for a
+retry, not retrying receipts: a task enters ``retrying`` with the retrying receipt of its first
+attempt (a task fetched from a send topic) and leaves it with the final receipt of an attempt
+read from a retry tier; the delivery worker marks the receipts of those attempts ``from_retry``
+(:mod:`streams.delivery.worker`). Receipts written before that mark existed are taken as
+``from_retry`` when their ``attempt`` is above 1. It also keeps, per channel, the latest
+``next_attempt_at`` announced, the highest attempt and the last retry reason.
+
 Durable state (the choice): the compacted tallies topic *is* the state. Tallies of receipts
 partition ``p`` are written to partition ``p`` of the tallies topic, in one Kafka transaction
 with the consumer group's offsets of the receipts consumed. On assignment a worker rebuilds the
@@ -45,6 +54,7 @@ from streams.settings import Settings
 from streams.tasks import cancel_and_wait
 
 __all__ = [
+    "ChannelTally",
     "PartitionTallies",
     "Receipt",
     "ReceiptsAgent",
@@ -73,8 +83,15 @@ class Receipt:
     channel: str
     outcome: str
     reason: str | None
-    #: On a failed receipt: the channel the recipient moved to (a fallback task was written).
+    #: On a failed or retrying receipt: the channel the recipient moved to (a fallback task
+    #: was written).
     fallback: str | None = None
+    #: The attempt this receipt ends (retrying receipts; final ones of retried tasks may too).
+    attempt: int = 0
+    #: On a retrying receipt: Unix seconds when the next attempt is due.
+    next_attempt_at: float | None = None
+    #: The attempt was read from a retry tier: the task had a retrying receipt before.
+    from_retry: bool = False
 
 
 def parse_receipt(raw: bytes | None) -> Receipt:
@@ -95,18 +112,92 @@ def parse_receipt(raw: bytes | None) -> Receipt:
     # bool is an int to Python, not to the schema: `"version": true` would be tallied as 1
     if not isinstance(alert_id, str) or type(version) is not int or version < 1:
         raise MalformedInput("receipt alert_id/version invalid", pointer="/version")
-    if outcome == "retrying":  # not settled: the task's final receipt comes later
-        return Receipt(alert_id, version, str(channel), outcome, None)
-    if outcome not in RECEIPT_OUTCOMES:
+    if outcome not in (*RECEIPT_OUTCOMES, "retrying"):
         raise MalformedInput(f"receipt outcome {quote(outcome)} unknown", pointer="/outcome")
     if channel not in CHANNELS:  # a free-form channel would be an unbounded metric label
         raise MalformedInput(f"receipt channel {quote(channel)} unknown", pointer="/channel")
     reason = doc.get("reason")
-    reason = str(reason or "unspecified")[:_MAX_REASON] if outcome == "failed" else None
-    fallback = doc.get("fallback") if outcome == "failed" else None
+    reason = str(reason or "unspecified")[:_MAX_REASON] if outcome != "delivered" else None
+    fallback = doc.get("fallback") if outcome != "delivered" else None
     if fallback is not None and fallback not in CHANNELS:
         raise MalformedInput(f"receipt fallback {quote(fallback)} unknown", pointer="/fallback")
-    return Receipt(alert_id, version, channel, outcome, reason, fallback)
+    attempt = doc.get("attempt") or 0
+    next_at = doc.get("next_attempt_at")
+    if type(attempt) is not int or attempt < 0:
+        raise MalformedInput("receipt attempt invalid", pointer="/attempt")
+    if next_at is not None and (isinstance(next_at, bool) or not isinstance(next_at, int | float)):
+        raise MalformedInput("receipt next_attempt_at invalid", pointer="/next_attempt_at")
+    # receipts written before the worker marked them: an attempt above 1 was a retry's
+    from_retry = bool(doc["from_retry"]) if "from_retry" in doc else attempt > 1
+    return Receipt(
+        alert_id,
+        version,
+        channel,
+        outcome,
+        reason,
+        fallback,
+        attempt=attempt,
+        next_attempt_at=None if next_at is None else float(next_at),
+        from_retry=from_retry,
+    )
+
+
+@dataclass(slots=True)
+class ChannelTally:
+    """One channel's tasks in one alert version and partition, by where they stand."""
+
+    #: Final receipts: delivered; failed (with or without a fallback).
+    delivered: int = 0
+    failed: int = 0
+    #: Tasks that moved their recipient to a further channel (on a failed or, when the first
+    #: channel keeps trying, a retrying receipt).
+    fell_back: int = 0
+    #: Tasks waiting for another attempt now (distinct tasks, not receipts).
+    retrying: int = 0
+    #: Retrying receipts folded (failed attempts that were retried).
+    retry_receipts: int = 0
+    max_attempt: int = 0
+    #: The latest ``next_attempt_at`` announced by a retrying receipt (Unix seconds).
+    next_attempt_at: float | None = None
+    last_retry_reason: str | None = None
+
+    #: Of ``fell_back``, those counted on a failed receipt (the rest kept trying first).
+    fell_back_final: int = 0
+
+    @property
+    def failed_for_good(self) -> int:
+        """Failed tasks whose recipient has no further channel."""
+        return max(self.failed - self.fell_back_final, 0)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "delivered": self.delivered,
+            "failed": self.failed,
+            "fell_back": self.fell_back,
+            "fell_back_final": self.fell_back_final,
+            "retrying": self.retrying,
+            "retry_receipts": self.retry_receipts,
+            "max_attempt": self.max_attempt,
+            "next_attempt_at": self.next_attempt_at,
+            "last_retry_reason": self.last_retry_reason,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> ChannelTally:
+        # tallies written before retries were folded carry delivered and failed only
+        next_at = doc.get("next_attempt_at")
+        reason = doc.get("last_retry_reason")
+        return cls(
+            delivered=int(doc.get("delivered", 0)),
+            failed=int(doc.get("failed", 0)),
+            fell_back=int(doc.get("fell_back", 0)),
+            retrying=int(doc.get("retrying", 0)),
+            retry_receipts=int(doc.get("retry_receipts", 0)),
+            max_attempt=int(doc.get("max_attempt", 0)),
+            next_attempt_at=None if next_at is None else float(next_at),
+            last_retry_reason=None if reason is None else str(reason),
+            fell_back_final=int(doc.get("fell_back_final", 0)),
+        )
 
 
 @dataclass(slots=True)
@@ -116,25 +207,50 @@ class Tally:
     ``failed`` counts tasks that failed with nowhere left to go; a failed task that moved the
     recipient to a further channel counts under ``fallbacks`` instead (by ``"<from>><to>
     <reason>"``), since its recipient's story continues in the fallback task's receipt. So
-    ``delivered + failed`` is the number of recipients whose delivery is settled.
+    ``delivered + failed`` is the number of recipients whose delivery is settled. Per channel,
+    :class:`ChannelTally` also counts the tasks waiting for a retry.
     """
 
     delivered: int = 0
     failed: int = 0
     failed_reasons: Counter[str] = field(default_factory=Counter)
-    channels: dict[str, Counter[str]] = field(default_factory=dict)
+    channels: dict[str, ChannelTally] = field(default_factory=dict)
     fallbacks: Counter[str] = field(default_factory=Counter)
 
     def add(self, receipt: Receipt) -> None:
-        if receipt.outcome == "delivered":
-            self.delivered += 1
-        elif receipt.fallback is not None:
+        channel = self.channels.get(receipt.channel)
+        if channel is None:
+            channel = self.channels[receipt.channel] = ChannelTally()
+        if receipt.fallback is not None:
             route = f"{receipt.channel}>{receipt.fallback} {receipt.reason or 'unspecified'}"
             self.fallbacks[route] += 1
+            channel.fell_back += 1
+        if receipt.outcome == "retrying":
+            channel.retry_receipts += 1
+            if not receipt.from_retry:  # the task's first failed attempt: it starts waiting
+                channel.retrying += 1
+            channel.max_attempt = max(channel.max_attempt, receipt.attempt)
+            next_at = receipt.next_attempt_at
+            if next_at is not None:
+                channel.next_attempt_at = max(channel.next_attempt_at or 0.0, next_at)
+            channel.last_retry_reason = receipt.reason
+            return
+        if receipt.from_retry:  # a retried task settles: it waits no more
+            channel.retrying = max(channel.retrying - 1, 0)
+        if receipt.outcome == "delivered":
+            self.delivered += 1
+            channel.delivered += 1
+            return
+        channel.failed += 1
+        if receipt.fallback is not None:
+            channel.fell_back_final += 1
         else:
             self.failed += 1
             self.failed_reasons[receipt.reason or "unspecified"] += 1
-        self.channels.setdefault(receipt.channel, Counter())[receipt.outcome] += 1
+
+    @property
+    def retrying(self) -> int:
+        return sum(c.retrying for c in self.channels.values())
 
     def to_doc(self, key: AlertVersion, partition: int, updated_at: float) -> dict[str, Any]:
         return {
@@ -143,11 +259,10 @@ class Tally:
             "partition": partition,
             "delivered": self.delivered,
             "failed": self.failed,
+            "retrying": self.retrying,
             "failed_reasons": dict(self.failed_reasons),
             "fallbacks": dict(self.fallbacks),
-            "channels": {
-                ch: {o: int(c[o]) for o in RECEIPT_OUTCOMES} for ch, c in self.channels.items()
-            },
+            "channels": {ch: c.to_doc() for ch, c in self.channels.items()},
             "updated_at": updated_at,
         }
 
@@ -159,10 +274,7 @@ class Tally:
             failed_reasons=Counter({str(k): int(v) for k, v in doc["failed_reasons"].items()}),
             # tallies written before fallbacks were counted have none
             fallbacks=Counter({str(k): int(v) for k, v in (doc.get("fallbacks") or {}).items()}),
-            channels={
-                str(ch): Counter({str(o): int(n) for o, n in c.items()})
-                for ch, c in doc["channels"].items()
-            },
+            channels={str(ch): ChannelTally.from_doc(c) for ch, c in doc["channels"].items()},
         )
 
 
@@ -181,19 +293,19 @@ class PartitionTallies:
     def fold(
         self, receipts: Iterable[Receipt]
     ) -> tuple[set[AlertVersion], Counter[tuple[str, str]]]:
-        """Add ``receipts``; returns the alert versions changed and ``{(channel, outcome): n}``."""
+        """Add ``receipts``; returns the alert versions changed and ``{(channel, outcome): n}``
+        of the final receipts."""
         changed: set[AlertVersion] = set()
         counts: Counter[tuple[str, str]] = Counter()
         for receipt in receipts:
-            if receipt.outcome == "retrying":  # only final receipts are tallied
-                continue
             key = (receipt.alert_id, receipt.version)
             tally = self.tallies.get(key)
             if tally is None:
                 tally = self.tallies[key] = Tally()
             tally.add(receipt)
             changed.add(key)
-            counts[receipt.channel, receipt.outcome] += 1
+            if receipt.outcome != "retrying":  # the metric counts final receipts
+                counts[receipt.channel, receipt.outcome] += 1
         return changed, counts
 
     def restore(self, docs: Iterable[dict[str, Any]]) -> None:

@@ -15,6 +15,11 @@ Fallbacks: a failed task whose recipient moved to their next channel is counted 
 ``fallbacks`` (by route and reason, e.g. ``oa>sms http_400``), not ``failed``: the fallback
 task's own receipt settles that recipient. ``delivered + failed`` counts settled recipients.
 
+Per channel (``channels``): delivered, retrying (tasks waiting for another attempt, with the
+latest next attempt announced, the highest attempt and the last reason), fell back (moved to
+the recipient's next channel) and failed for good, summed from the tallies'
+:class:`~streams.receipts.ChannelTally`. A retrying task is not settled: it is still pending.
+
 "Done" means the fan-out finished on every partition and every emitted task's recipient is
 settled (delivered, or failed with no further channel).
 """
@@ -22,6 +27,7 @@ settled (delivered, or failed with no further channel).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,7 +40,65 @@ from streams.errors import TopicMissing
 from streams.kafkaio.clients import make_reader, start_all, topic_specs
 from streams.settings import Settings
 
-__all__ = ["AlertStatus", "StatusReader", "as_json", "render", "summarize"]
+__all__ = ["AlertStatus", "ChannelStatus", "StatusReader", "as_json", "render", "summarize"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStatus:
+    """One channel's tasks of an alert version, summed over partitions."""
+
+    delivered: int = 0
+    #: Tasks waiting for another attempt now.
+    retrying: int = 0
+    #: The latest next attempt a retrying receipt announced (Unix seconds), its attempt and
+    #: the last retry reason seen.
+    next_attempt_at: float | None = None
+    max_attempt: int = 0
+    retry_reason: str | None = None
+    #: Tasks that moved their recipient to the next channel.
+    fell_back: int = 0
+    #: Failed tasks whose recipient has no further channel.
+    failed_for_good: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "delivered": self.delivered,
+            "retrying": self.retrying,
+            "next_attempt_at": self.next_attempt_at,
+            "max_attempt": self.max_attempt,
+            "retry_reason": self.retry_reason,
+            "fell_back": self.fell_back,
+            "failed_for_good": self.failed_for_good,
+        }
+
+
+def _sum_channels(docs: Iterable[dict[str, Any]]) -> dict[str, ChannelStatus]:
+    """Per channel, the sum of the tallies' channel documents (``next_attempt_at``: the latest,
+    with the reason of the partition that announced it)."""
+    sums: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        for channel, c in (doc.get("channels") or {}).items():
+            s = sums.setdefault(str(channel), {"next": None, "reason": None, "attempt": 0})
+            for name in ("delivered", "retrying", "fell_back"):
+                s[name] = s.get(name, 0) + int(c.get(name, 0))
+            fell_back_final = int(c.get("fell_back_final", 0))
+            s["for_good"] = s.get("for_good", 0) + max(int(c.get("failed", 0)) - fell_back_final, 0)
+            s["attempt"] = max(s["attempt"], int(c.get("max_attempt", 0)))
+            next_at = c.get("next_attempt_at")
+            if next_at is not None and (s["next"] is None or float(next_at) > s["next"]):
+                s["next"], s["reason"] = float(next_at), c.get("last_retry_reason")
+    return {
+        channel: ChannelStatus(
+            delivered=s.get("delivered", 0),
+            retrying=s.get("retrying", 0),
+            next_attempt_at=s["next"] if s.get("retrying", 0) else None,
+            max_attempt=s["attempt"],
+            retry_reason=s["reason"] if s.get("retrying", 0) else None,
+            fell_back=s.get("fell_back", 0),
+            failed_for_good=s.get("for_good", 0),
+        )
+        for channel, s in sorted(sums.items())
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +118,13 @@ class AlertStatus:
     #: Tasks that failed and moved their recipient to the next channel, by ``"<from>><to>
     #: <reason>"``.
     fallbacks: dict[str, int] = field(default_factory=dict)
+    #: Per channel: delivered, retrying (with the next attempt), fell back, failed for good.
+    channels: dict[str, ChannelStatus] = field(default_factory=dict)
+
+    @property
+    def retrying(self) -> int:
+        """Tasks waiting for another attempt (not settled: part of ``pending``)."""
+        return sum(c.retrying for c in self.channels.values())
 
     @property
     def fanout_done(self) -> bool:
@@ -90,6 +161,7 @@ def summarize(
     suppressed: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     fallbacks: Counter[str] = Counter()
+    mine: list[dict[str, Any]] = []
     for doc in progress:
         if doc.get("alert_id") != alert_id or doc.get("version") != version:
             continue
@@ -108,6 +180,7 @@ def summarize(
     for doc in tallies:
         if doc.get("alert_id") != alert_id or doc.get("version") != version:
             continue
+        mine.append(doc)
         delivered += int(doc.get("delivered", 0))
         failed += int(doc.get("failed", 0))
         for reason, n in (doc.get("failed_reasons") or {}).items():
@@ -126,6 +199,7 @@ def summarize(
         failed=failed,
         failed_reasons=dict(reasons),
         fallbacks=dict(fallbacks),
+        channels=_sum_channels(mine),
     )
 
 
@@ -146,7 +220,9 @@ def as_json(status: AlertStatus) -> dict[str, Any]:
         "failed_reasons": s.failed_reasons,
         "fallbacks": s.fell_back,
         "fallback_routes": s.fallbacks,
+        "retrying": s.retrying,
         "pending": max(s.emitted - s.settled, 0),
+        "channels": {ch: c.as_json() for ch, c in s.channels.items()},
         "done": s.done,
     }
 
@@ -169,9 +245,27 @@ def render(status: AlertStatus) -> str:
         f"  delivered   {s.delivered:>12,}",
         f"  failed      {s.failed:>12,}" + _breakdown(s.failed_reasons),
         f"  fell back   {s.fell_back:>12,}" + _breakdown(s.fallbacks),
+        f"  retrying    {s.retrying:>12,}",
         f"  pending     {max(s.emitted - s.settled, 0):>12,}",
     ]
+    if s.channels:
+        lines.append(
+            f"  {'channel':<9} {'delivered':>12} {'retrying':>10} {'fell back':>10} "
+            f"{'failed for good':>16}"
+        )
+        for name, c in s.channels.items():
+            lines.append(
+                f"  {name:<9} {c.delivered:>12,} {c.retrying:>10,} {c.fell_back:>10,} "
+                f"{c.failed_for_good:>16,}" + _next_attempt(c)
+            )
     return "\n".join(lines)
+
+
+def _next_attempt(c: ChannelStatus) -> str:
+    if not c.retrying or c.next_attempt_at is None:
+        return ""
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(c.next_attempt_at))
+    return f"  (next attempt by {when}, attempt {c.max_attempt + 1}, last {c.retry_reason})"
 
 
 def _breakdown(counts: dict[str, int]) -> str:

@@ -77,6 +77,7 @@ from streams.delivery.policy import DeliveryStats, Outcome, TaskBuffer, parse_ta
 from streams.delivery.retry import (
     RetryPolicy,
     Settled,
+    deadline,
     expired,
     plain_task,
     settle,
@@ -106,6 +107,8 @@ _LOST_GROUP_OR_PRODUCER: tuple[type[BaseException], ...] = (
     UnknownMemberIdError,
     RebalanceInProgressError,
 )
+#: A retry due less than this before its task's deadline is counted as near expiry (paged).
+NEAR_EXPIRY_S = 600.0
 
 
 class DeliveryMetrics:
@@ -192,10 +195,58 @@ class DeliveryMetrics:
             "back to the committed offsets with a new producer (a starved event loop, a fence).",
             registry=r,
         )
+        self.served = Gauge(
+            "loa_delivery_channel_served",
+            "1 for each channel this delivery worker delivers (every channel without a "
+            "--channel filter) while it runs: alert rules page on a channel nobody serves.",
+            ["channel"],
+            registry=r,
+        )
+        self.near_expiry = PromCounter(
+            "loa_delivery_retries_near_expiry_total",
+            "Retries scheduled less than NEAR_EXPIRY_S (600 s) before their task stops being "
+            "sent (its alert's expires or the priority's retry limit), by channel.",
+            ["channel"],
+            registry=r,
+        )
         for channel in CHANNELS:
             for outcome in ("delivered", "failed"):
                 self.sends.labels(channel, outcome)
             self.in_flight.labels(channel)
+            self.near_expiry.labels(channel)
+            self.failures.labels(channel, "expired")
+            self.retries.labels(channel, "unknown")
+
+
+class _Hot:
+    """The metric children every call touches, looked up once per label set: a
+    ``labels()`` lookup costs microseconds, several per call at thousands of calls a second."""
+
+    def __init__(self, metrics: DeliveryMetrics) -> None:
+        self.metrics = metrics
+        self._in_flight: dict[str, Any] = {}
+        self._latency: dict[str, Any] = {}
+        self._sends: dict[tuple[str, str], Any] = {}
+        #: (state, opened) last published per endpoint
+        self.circuit: dict[str, tuple[int, int]] = {}
+
+    def in_flight(self, channel: str) -> Any:
+        child = self._in_flight.get(channel)
+        if child is None:
+            child = self._in_flight[channel] = self.metrics.in_flight.labels(channel)
+        return child
+
+    def latency(self, channel: str) -> Any:
+        child = self._latency.get(channel)
+        if child is None:
+            child = self._latency[channel] = self.metrics.latency.labels(channel)
+        return child
+
+    def sends(self, channel: str, outcome: str) -> Any:
+        child = self._sends.get((channel, outcome))
+        if child is None:
+            child = self._sends[(channel, outcome)] = self.metrics.sends.labels(channel, outcome)
+        return child
 
 
 class _Seen:
@@ -314,11 +365,16 @@ async def deliver(
         new_producer=new_producer,
     )
     consumer.subscribe([*run.topic_priority, *run.tier_of], listener=_Listener(run))
+    served = (channel,) if channel is not None else CHANNELS
     try:
         await start_all(producer, consumer)
+        for name_ in served:
+            metrics.served.labels(name_).set(1)
         try:
             await run.loop(stop, max_tasks, idle_exit_s, batch_size)
         finally:
+            for name_ in served:
+                metrics.served.labels(name_).set(0)
             await consumer.stop()
             await run.producer.stop()
     finally:
@@ -381,6 +437,7 @@ class _Run:
         self.settings, self.consumer, self.producer = settings, consumer, producer
         self._new_producer = new_producer
         self.provider, self.metrics, self.policy = provider, metrics, policy
+        self.hot = _Hot(metrics)
         self.group, self.name, self.channel = group, name, channel
         self.topic_priority = {settings.sends_topic(p): p for p in priorities}
         self.tier_of = {settings.retry_topic(p, t): t for p in priorities for t in policy.tiers_s}
@@ -585,7 +642,7 @@ class _Run:
                 self._circuit_metrics(endpoint)
                 continue
             self.in_flight[channel] += 1
-            self.metrics.in_flight.labels(channel).inc()
+            self.hot.in_flight(channel).inc()
             # the TaskGroup owns the call (a bug in it fails the worker); kept for counting
             call = calls.create_task(self._call(item, endpoint))
             self.calls[call] = item
@@ -610,6 +667,10 @@ class _Run:
         return endpoint
 
     def _circuit_metrics(self, endpoint: Endpoint) -> None:
+        seen = (int(endpoint.breaker.state), endpoint.breaker.opened)
+        if self.hot.circuit.get(endpoint.name) == seen:  # nothing changed: most calls
+            return
+        self.hot.circuit[endpoint.name] = seen
         self.metrics.circuit_state.labels(endpoint.name).set(int(endpoint.breaker.state))
         opens = self.metrics.circuit_opens.labels(endpoint.name)
         if endpoint.breaker.opened > opens._value.get():
@@ -621,7 +682,9 @@ class _Run:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout_s):
-                outcome = await self.provider.send(plain_task(item.task))
+                # only a retry copy carries retry fields: a fresh task goes as it is (no copy)
+                task = plain_task(item.task) if item.retry else item.task
+                outcome = await self.provider.send(task)
         except TimeoutError:
             outcome = Outcome.retry("timeout")
         except Exception as exc:  # a channel bug must not lose the task: a failure
@@ -631,8 +694,8 @@ class _Run:
             outcome = Outcome.failed(f"error_{type(exc).__name__}"[:64])
         finally:
             self.in_flight[channel] -= 1
-            self.metrics.in_flight.labels(channel).dec()
-            self.metrics.latency.labels(channel).observe(time.perf_counter() - started)
+            self.hot.in_flight(channel).dec()
+            self.hot.latency(channel).observe(time.perf_counter() - started)
         endpoint.record(outcome, self.clock())
         self._circuit_metrics(endpoint)
         self.answers.append((item, outcome, 0.0, True))
@@ -671,6 +734,8 @@ class _Run:
                 self.stats.retries += 1
                 self.metrics.retries.labels(channel, settled.reason or "unknown").inc()
             self.metrics.retries_scheduled.labels(channel, self._tier_label(topic)).inc()
+            if deadline(task, self.policy, now) - float(settled.retry["due_at"]) < NEAR_EXPIRY_S:
+                self.metrics.near_expiry.labels(channel).inc()
         if settled.fallback is not None:  # the recipient's next channel, same lineage
             topic = self.settings.sends_topic(priority)
             records.append((topic, orjson.dumps(settled.fallback), item.key, partition))
@@ -682,9 +747,11 @@ class _Run:
                 self.metrics.failures.labels(channel, settled.reason or "unknown").inc()
             else:
                 self.stats.delivered += 1
-            self.metrics.sends.labels(channel, settled.outcome).inc()
+            self.hot.sends(channel, settled.outcome).inc()
             self.stats.by_priority[priority] = self.stats.by_priority.get(priority, 0) + 1
         doc = settled_receipt(task, settled, worker=self.name, at=now)
+        if item.retry:  # the task had a retrying receipt: `loa status` counts tasks by this
+            doc["from_retry"] = True
         records.append((self.settings.receipts_topic, orjson.dumps(doc), item.key, partition))
         key = str(task["idempotency_key"])
         if self.active.get(key) is item:

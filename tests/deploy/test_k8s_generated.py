@@ -43,10 +43,13 @@ def test_the_committed_prometheus_rule_is_what_the_generator_writes() -> None:
 
 
 def test_the_prometheus_rule_holds_exactly_the_groups_promtool_tests() -> None:
-    rules = yaml.safe_load(
-        (ROOT / "deploy" / "prometheus" / "rules" / "loa.rules.yml").read_text(encoding="utf-8")
-    )
-    assert _doc("prometheus-rule.yaml")["spec"]["groups"] == rules["groups"]
+    # every rules file, in the order the generator reads them (delivery.rules.yml, loa.rules.yml)
+    groups = [
+        group
+        for path in sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+    ]
+    assert _doc("prometheus-rule.yaml")["spec"]["groups"] == groups
 
 
 def test_the_prometheus_rule_groups_pass_promtool(tmp_path: Path) -> None:
