@@ -1,7 +1,8 @@
 """Channel providers: one ``async send(task) -> Outcome`` each (README "Writing a channel").
 
 - :class:`LogChannel` writes one log line per task (demo, drills: ``fail_every``).
-- :class:`HttpChannel` POSTs each task as JSON to a provider URL with httpx, the idempotency key
+- :class:`HttpChannel` POSTs each task as JSON to a provider URL (aiohttp, :class:`JsonPoster`),
+  the idempotency key
   in an ``Idempotency-Key`` header, and maps the answer: 2xx delivered; 429 retry after its
   ``Retry-After``; 408, 5xx, timeouts and connection errors retry with back-off; any other 4xx
   is a permanent failure (``http_<status>``), which moves the recipient to its next channel
@@ -21,19 +22,20 @@ The protocol channels live in their own modules: :mod:`streams.delivery.smpp` (S
 from ``loa deliver``'s ``--provider``/``--url`` and the settings, refusing a bad option before
 anything runs (ValueError naming it).
 
-httpx's and httpcore's loggers are set to WARNING: one INFO line per call would drown the
-worker's own log at thousands of calls a second.
+aiohttp logs nothing per call: the worker's log stays one line per event, not per call.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 import orjson
 
 from streams.delivery.policy import Outcome
@@ -161,6 +163,72 @@ def http_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A provider's HTTP answer: status, headers (case-insensitive ``get``), body."""
+
+    status: int
+    headers: Any
+    body: bytes
+
+
+class JsonPoster:
+    """POSTs JSON to one provider over one aiohttp connection pool (``max_connections``).
+
+    aiohttp, not httpx: httpcore's pool scans every connection and waiter on each request and
+    answer, milliseconds of CPU per call at hundreds of connections, which starved the worker's
+    event loop until its Kafka session and transaction expired (docs/delivery.md, Benchmark).
+    A timeout is the call's own; a refused, reset or failed TLS connection is ``None`` with the
+    reason ``connection``, the other failures ``timeout``.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        max_connections: int,
+        basic_auth: tuple[str, str] | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        self._timeout_s = timeout_s
+        self._max_connections = max_connections
+        #: RFC 7617 credentials, sent with every call (aiohttp's BasicAuth is deprecated)
+        self._authorization = (
+            "Basic " + base64.b64encode(":".join(basic_auth).encode("utf-8")).decode("ascii")
+            if basic_auth is not None
+            else None
+        )
+        self._verify = verify
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:  # made in the running loop, at the first call
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections,
+                    ssl=self._verify if isinstance(self._verify, ssl.SSLContext) else True,
+                ),
+                timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+            )
+        return self._session
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer | str:
+        """The answer, or the reason there is none (``timeout``, ``connection``)."""
+        if self._authorization is not None:
+            headers = {**headers, "Authorization": self._authorization}
+        try:
+            async with self._client().post(url, data=body, headers=headers) as response:
+                return Answer(response.status, response.headers, await response.read())
+        except TimeoutError:
+            return "timeout"
+        except (aiohttp.ClientError, OSError):  # the call may not have been seen
+            return "connection"
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
 class HttpChannel:
     """POST each task as JSON to ``url`` (one shared connection pool).
 
@@ -183,33 +251,28 @@ class HttpChannel:
         self.url = check_url(url)
         parts = urlsplit(url)
         self.endpoint = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-        for noisy in ("httpx", "httpcore"):  # one INFO line per call otherwise
-            logging.getLogger(noisy).setLevel(logging.WARNING)
         self._headers = {"Content-Type": "application/json"}
         if bearer_token is not None:
             self._headers["Authorization"] = f"Bearer {bearer_token}"
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=max_connections),
-            auth=httpx.BasicAuth(*basic_auth) if basic_auth is not None else None,
+        self._http = JsonPoster(
+            timeout_s=timeout_s,
+            max_connections=max_connections,
+            basic_auth=basic_auth,
             verify=verify,
         )
 
     async def send(self, task: dict[str, Any]) -> Outcome:
-        try:
-            response = await self._http.post(
-                self.url,
-                content=orjson.dumps(task),
-                headers={**self._headers, "Idempotency-Key": str(task["idempotency_key"])},
-            )
-        except httpx.TimeoutException:
-            return Outcome.retry("timeout")
-        except httpx.TransportError:  # refused, reset, protocol error: the call may not be seen
-            return Outcome.retry("connection")
-        return outcome_of_response(response.status_code, response.headers)
+        answer = await self._http.post(
+            self.url,
+            orjson.dumps(task),
+            {**self._headers, "Idempotency-Key": str(task["idempotency_key"])},
+        )
+        if isinstance(answer, str):
+            return Outcome.retry(answer)
+        return outcome_of_response(answer.status, answer.headers)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
 
 def check_smpp_url(url: str) -> tuple[str, int]:

@@ -68,10 +68,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import orjson
 
-from streams.delivery.channels import check_url
+from streams.delivery.channels import JsonPoster, check_url
 from streams.delivery.content import Message
 from streams.delivery.policy import Outcome
 
@@ -250,13 +249,7 @@ class PushChannel:
         self.message_of = message_of
         self._token = _TokenFile(token_file)
         self._credential_logged_at = float("-inf")
-        for noisy in ("httpx", "httpcore"):  # one INFO line per call otherwise
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=max_connections),
-            verify=verify,
-        )
+        self._http = JsonPoster(timeout_s=timeout_s, max_connections=max_connections, verify=verify)
 
     def device_token(self, task: dict[str, Any]) -> str:
         return self.device_token_template.format(recipient_id=task["recipient_id"])
@@ -266,20 +259,14 @@ class PushChannel:
         if message is None:
             return Outcome.retry("no_content")
         body = build_message(task, self.device_token(task), message, time.time())
-        try:
-            response = await self._http.post(
-                self.url,
-                content=orjson.dumps(body),
-                headers={
-                    "Content-Type": "application/json",
-                    "Authorization": f"Bearer {self._token.get()}",
-                },
-            )
-        except httpx.TimeoutException:
-            return Outcome.retry("timeout")
-        except httpx.TransportError:
-            return Outcome.retry("connection")
-        outcome = outcome_of_fcm(response.status_code, response.headers, response.content)
+        response = await self._http.post(
+            self.url,
+            orjson.dumps(body),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {self._token.get()}"},
+        )
+        if isinstance(response, str):
+            return Outcome.retry(response)
+        outcome = outcome_of_fcm(response.status, response.headers, response.body)
         if outcome.reason and outcome.reason.startswith("push_credential"):
             now = time.monotonic()
             if now - self._credential_logged_at >= 60:  # once a minute, not once per call
@@ -287,9 +274,9 @@ class PushChannel:
                 log.error(
                     "push provider refused the credential in %s (HTTP %d); calls retry",
                     self._token.path,
-                    response.status_code,
+                    response.status,
                 )
         return outcome
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
