@@ -6,7 +6,7 @@ branch on the code and a person reads a sentence instead of a traceback. ``loa -
 re-raises instead, for the traceback. Commands never catch client errors themselves: they raise
 (or let aiokafka raise) and :func:`classify` maps the class, never the message text.
 
-Exit codes (also in README "Operating Loa")::
+Exit codes (also in README "Alerts in", with what each means for ``loa publish``)::
 
     0   done
     1   the command ran and the answer is no (rejected alert, bad rows, not done in time)

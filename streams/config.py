@@ -14,7 +14,9 @@ redacted.
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import fields
@@ -32,6 +34,7 @@ __all__ = [
     "describe",
     "load_settings",
     "parse_bool",
+    "settings_reference",
 ]
 
 #: ``LOA_*`` variables that are not settings: read by ``deploy/kafka/*.sh``, the tests, the
@@ -98,6 +101,59 @@ def parse_bool(name: str, raw: str) -> bool:
 
 def _field_defaults() -> dict[str, Any]:
     return {f.name: f.default for f in fields(Settings)}
+
+
+_COMMENT = re.compile(r"^    #: ?(.*)$")
+_FIELD = re.compile(r"^    (\w+): [^=]+= ")
+_VARIABLES = re.compile(r"^(LOA_\w+(?: \([^)]*\))?(?: / LOA_\w+)*): ?")
+
+
+def settings_reference() -> str:
+    """docs/settings.md: every setting with its variable, default and meaning, generated from
+    :class:`~streams.settings.Settings` (its ``#:`` comments), so the reference cannot drift
+    from the object the process reads (``python -m streams.config > docs/settings.md``)."""
+    rows: list[tuple[list[str], str]] = []  # (fields, meaning): fields sharing one comment
+    comment: list[str] = []
+    for line in inspect.getsource(Settings).splitlines():
+        if (m := _COMMENT.match(line)) is not None:
+            comment.append(m.group(1))
+        elif (f := _FIELD.match(line)) is not None:
+            if comment or not rows:
+                rows.append(([f.group(1)], " ".join(comment)))
+            else:  # documented together with the field above it
+                rows[-1][0].append(f.group(1))
+            comment = []
+        elif not line.strip():
+            comment = []
+    defaults = _field_defaults()
+    out = [
+        "# Settings",
+        "",
+        "Generated from `streams/settings.py` by `python -m streams.config > docs/settings.md`",
+        "(a test checks it is current). Every setting is a `LOA_*` environment variable or a",
+        "key of the `--config` TOML file (the field name in lower case). Unknown names and",
+        "unparsable values stop the process with the variable's name (README, Settings).",
+        "",
+        "| variable | default | meaning |",
+        "| --- | --- | --- |",
+    ]
+    for names, meaning in rows:
+        text = _VARIABLES.sub("", meaning).replace("|", "\\|").replace("``", "`")
+        variables = " / ".join(f"`{variable(n)}`" for n in names)
+        shown = " / ".join(_shown_default(defaults[n]) for n in names)
+        out.append(f"| {variables} | {shown} | {text} |")
+    return "\n".join(out) + "\n"
+
+
+def _shown_default(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if value in ("", None):
+        return "(none)"
+    text = str(value).replace(str(Path.home()), "~")
+    if isinstance(value, tuple):
+        text = ",".join(map(str, value))
+    return f"`{text}`"
 
 
 def _closest(unknown: str, known: list[str]) -> str:
@@ -292,3 +348,7 @@ def check_files(settings: Settings) -> list[str]:
         raise ConfigUnusable(f"LOA_DATA_DIR={data}: {existing} is not writable by this user")
     lines.append(f"ok  LOA_DATA_DIR={data} (worker state; writable)")
     return lines
+
+
+if __name__ == "__main__":
+    print(settings_reference(), end="")

@@ -14,7 +14,7 @@ SAMPLE_TABLES = (
     ROOT / "tests" / "data" / "cap" / "README.md",
 )
 #: Documents whose fenced alert examples carry ``<!-- example ingest="..." preview="..." -->``.
-EXAMPLE_DOCS = (ROOT / "README.md", ROOT / "schemas" / "cap" / "README.md")
+EXAMPLE_DOCS = (ROOT / "docs" / "alerts.md", ROOT / "schemas" / "cap" / "README.md")
 #: Every file that is a sample alert (the tables must list exactly these).
 SAMPLE_GLOBS = (
     (ROOT / "deploy" / "samples", "*.json"),

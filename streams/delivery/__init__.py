@@ -13,7 +13,7 @@ Data flow: ``loa.sends.<priority>`` and the retry tiers ``loa.sends.retry.<prior
 - :mod:`streams.delivery.watermark` is pure: the offsets that may commit while tasks settle
   out of order.
 - :mod:`streams.delivery.channels` holds the providers; a new channel implements one
-  ``async send(task) -> Outcome`` (README "Writing a channel").
+  ``async send(task) -> Outcome`` (docs/channels.md).
 - :mod:`streams.delivery.worker` is the I/O shell: consumer group per channel, many calls in
   flight each under its own timeout, transactions of receipts + retries + offsets, SIGTERM
   drain, metrics. ``docs/delivery.md`` is the operator's page.

@@ -1,4 +1,4 @@
-"""Channel providers: one ``async send(task) -> Outcome`` each (README "Writing a channel").
+"""Channel providers: one ``async send(task) -> Outcome`` each (docs/channels.md).
 
 - :class:`LogChannel` writes one log line per task (demo, drills: ``fail_every``).
 - :class:`HttpChannel` POSTs each task as JSON to a provider URL (aiohttp, :class:`JsonPoster`),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 
 from streams.kafkaio.clients import topic_specs
@@ -74,11 +73,6 @@ def test_every_runbook_link_in_rules_and_docs_names_an_existing_section() -> Non
     assert _check_links([*_rule_files(), *(ROOT / "docs").glob("*.md")]) >= 13
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README.md still names https://loa.example (the lead edits README; issue 20 item 6): "
-    "when it is fixed this passes, and the marker must go",
-)
 def test_every_runbook_link_in_the_readme_names_an_existing_section() -> None:
     _check_links([ROOT / "README.md"])
 

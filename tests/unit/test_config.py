@@ -181,3 +181,14 @@ def test_incomplete_or_unknown_security_settings_stop_with_a_clear_error(
 
 def test_hostname_verification_is_on_by_default() -> None:
     assert load_settings({"LOA_SECURITY_PROTOCOL": "SSL"}).ssl_check_hostname is True
+
+
+def test_the_settings_reference_is_generated_from_the_settings_object() -> None:
+    from streams.config import settings_reference
+
+    reference = settings_reference()
+    assert (ROOT / "docs" / "settings.md").read_text(encoding="utf-8") == reference, (
+        "docs/settings.md is stale: python -m streams.config > docs/settings.md"
+    )
+    for name in Settings.__dataclass_fields__:
+        assert f"`LOA_{name.upper()}`" in reference
