@@ -201,7 +201,7 @@ class JsonPoster:
         self._verify = verify
         self._session: aiohttp.ClientSession | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _session_now(self) -> aiohttp.ClientSession:
         if self._session is None:  # made in the running loop, at the first call
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
@@ -217,7 +217,7 @@ class JsonPoster:
         if self._authorization is not None:
             headers = {**headers, "Authorization": self._authorization}
         try:
-            async with self._client().post(url, data=body, headers=headers) as response:
+            async with self._session_now().post(url, data=body, headers=headers) as response:
                 return Answer(response.status, response.headers, await response.read())
         except TimeoutError:
             return "timeout"

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from streams.fanout.throttle import ChannelThrottle
+from streams.records import CHANNELS
 
 OA, PUSH, SMS = 0, 1, 2
 
@@ -119,3 +120,12 @@ def test_a_channel_that_waits_for_another_does_not_bank_the_tokens_of_the_wait()
     assert waits == pytest.approx({"sms": 0.1, "push": 0.005})
     # push paid at 0.1 s from a full burst: 5 left, not the 100 earned during the wait
     assert throttle.reserve(_chunk(push=10), now=0.1) == pytest.approx({"push": 0.005})
+
+
+def test_only_a_channel_in_the_chunk_with_limit_zero_is_paused() -> None:
+    throttle = ChannelThrottle()
+    throttle.configure({"sms": 0.0, "push": 1.0}, 1.0, 0.0)
+    sms, oa, push = CHANNELS.index("sms"), CHANNELS.index("oa"), CHANNELS.index("push")
+    assert throttle.paused(np.array([sms, oa], dtype=np.uint8)) == ["sms"]
+    assert throttle.paused(np.array([oa, oa], dtype=np.uint8)) == []  # sms not in the chunk
+    assert throttle.paused(np.array([push], dtype=np.uint8)) == []  # 1/s is slow, not paused
