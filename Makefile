@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 #: Loa alone (what `loa demo` runs on): no test tools, no benchmark peers
 BASE_STAMP := $(VENV)/.installed-base
 
-.PHONY: help setup demo-setup demo test lint typecheck rules dashboards unit integration faults cluster-test model mutation mutation-quick bench kafka-start kafka-stop clean
+.PHONY: help setup demo-setup demo test slow lint typecheck rules dashboards unit integration faults cluster-test model mutation mutation-quick bench kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -51,7 +51,10 @@ integration: setup  ## integration tests only (real broker, real Prometheus)
 	$(BIN)/pytest tests/integration
 
 test: setup lint typecheck rules dashboards  ## lint, typecheck, rules, unit and integration tests (starts its own broker)
-	$(BIN)/pytest tests/unit tests/integration tests/deploy
+	$(BIN)/pytest tests/unit tests/integration tests/deploy -m "not slow"
+
+slow: setup  ## the slow tests make test leaves out (registry rebuild of the border, a 10M census, the delivery bench)
+	$(BIN)/pytest tests/integration tests/deploy -m slow
 
 faults: setup  ## fault tests: kill -9, rolling restarts, broker outages, poison (bounded; gaps in .loa/fault-gaps.jsonl)
 	$(BIN)/pytest tests/faults

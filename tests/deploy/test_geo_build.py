@@ -52,6 +52,7 @@ def test_the_wheel_ships_the_territory() -> None:
     assert any(fnmatch(relative, p) for p in patterns), patterns
 
 
+@pytest.mark.slow
 def test_rebuilding_from_the_registry_reproduces_the_committed_territory(tmp_path: Path) -> None:
     if shutil.which("npm") is None:  # fail loudly: the build fetches the package with npm
         pytest.fail("npm not found: deploy/geo/build.sh needs it", pytrace=False)
@@ -68,6 +69,7 @@ def test_rebuilding_from_the_registry_reproduces_the_committed_territory(tmp_pat
     assert out.read_bytes() == COMMITTED.read_bytes()
 
 
+@pytest.mark.slow
 def test_the_build_refuses_a_tarball_whose_integrity_is_not_the_pinned_one(
     tmp_path: Path,
 ) -> None:

@@ -153,6 +153,9 @@ async def live_loa(
     keys = await register_agencies(settings, Path(tmp_path_factory.mktemp("keys")))
     await load_synthetic(settings, subscribers, SEED, regions)
     log_path = Path(tmp_path_factory.mktemp("logs")) / "worker.log"
+    # no metrics endpoint unless a test asks for one: two live workers at once (a module's and
+    # a test's own) must not both want port 9470 (a busy port stops a worker, exit 78)
+    worker_env = {"LOA_METRICS_PORT": "0", **worker_env}
     worker = WorkerProcess(settings, log_path, **worker_env).start()
     try:
         # decisions carry the reach: start once every partition has a census (else the first

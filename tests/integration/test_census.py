@@ -196,6 +196,7 @@ async def test_a_garbage_census_leaves_its_partition_out_and_is_named(
     assert "no census magic" in replica.errors()[b"3"]
 
 
+@pytest.mark.slow
 async def test_a_census_of_ten_million_subscribers_fits_the_topic_and_reads_back(
     make_settings: Callable[..., Settings],
 ) -> None:

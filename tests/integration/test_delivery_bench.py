@@ -16,6 +16,7 @@ pytestmark = pytest.mark.integration
 TASKS = 3_000
 
 
+@pytest.mark.slow
 def test_delivery_bench_delivers_every_task_once_and_reports_its_figures(
     kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -55,10 +55,10 @@ def _matches(live: LiveLoa, example: Example, result: Preview | Rejected) -> boo
     return (result.reached >= len(by_region)) if shapes else result.reached == len(by_region)
 
 
-async def test_loa_preview_of_the_readme_example_prints_its_audience(
+async def test_loa_preview_of_the_documented_example_prints_its_audience(
     live: LiveLoa, tmp_path: Path
 ) -> None:
-    (readme,) = [e for e in EXAMPLES if e.name == "README.md example 1"]
+    (readme,) = [e for e in EXAMPLES if e.name == "docs/alerts.md example 1"]
     path = tmp_path / "alert.json"
     path.write_bytes(readme.raw)
     code, out, err = await run_loa(live.settings, "preview", str(path))

@@ -38,7 +38,11 @@ async def test_single_broker_gets_replication_one_and_min_insync_one(
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
-        topics = await admin.describe_topics([settings.orders_topic])
+        for _ in range(50):  # a new topic's partitions reach the metadata a moment later
+            topics = await admin.describe_topics([settings.orders_topic])
+            if topics[0]["partitions"]:
+                break
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()
     assert {len(p["replicas"]) for p in topics[0]["partitions"]} == {1}
