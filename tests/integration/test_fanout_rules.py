@@ -108,3 +108,36 @@ async def _set_limit(live: LiveLoa, channel: str, rate: float | None) -> None:
         await producer.send_and_wait(live.settings.channels_topic, value, key=channel.encode())
     finally:
         await producer.stop()
+
+
+async def test_paused_channels_hold_the_fanout_and_a_cancel_during_the_wait_stops_it(
+    slow: LiveLoa,
+) -> None:
+    """Limit 0 pauses a channel: nothing of it goes out (it sent one chunk an hour). A Cancel
+    that comes while the chunks wait stops the order: none of its waiting chunks go out."""
+    for channel in ("oa", "push", "sms"):
+        await _set_limit(slow, channel, 0)
+    try:
+        run = uuid.uuid4().hex[:6]
+        original = alert(f"P-{run}", ["VN-01"])
+        await slow.publish(orjson.dumps(original))
+        alert_id = f"test.agency.vn/P-{run}"
+        outcome, _ = await slow.decision("test.agency.vn", f"P-{run}")
+        assert outcome == "accepted"
+        await asyncio.sleep(3)  # long enough for an unpaused chunk to have gone out
+        assert sum(p.emitted for p in (await _progress(slow, alert_id)).values()) == 0
+        cancel = {k: v for k, v in original.items() if k != "info"}
+        cancel.update(
+            identifier=f"P-{run}-c",
+            msgType="Cancel",
+            references=f"test.agency.vn,P-{run},{original['sent']}",
+        )
+        await slow.publish(orjson.dumps(cancel))
+        progress = await slow.fanned_out(alert_id)
+        assert {p.stopped for p in progress.values()} == {"cancelled"}
+        assert sum(p.emitted for p in progress.values()) == 0
+        counts, _ = await slow.tasks(alert_id, "extreme")
+        assert not counts
+    finally:
+        for channel in ("oa", "push", "sms"):
+            await _set_limit(slow, channel, None)

@@ -1,8 +1,11 @@
-"""The scheduler honours the throttle: its share of the cluster limit, and the wait it sleeps
-(``FanoutScheduler._throttle_limit`` / ``_wait_throttle``) under a fake clock, no broker.
+"""The scheduler's throttle arithmetic: its share of the cluster limit, and the wait it sleeps
+(``FanoutScheduler._throttle_limit`` / ``_wait_throttle``), pure logic on a manual clock.
 
-The scheduler is built for real (its Kafka clients start only in ``start()``); the clock and
-``asyncio.sleep`` of its module are replaced, so a wait is observed, not spent.
+These two methods touch no Kafka client (the scheduler's clients exist only after
+``start()``, which these tests never call), so nothing of Kafka is replaced here: only the
+module's clock and ``asyncio.sleep``, so a wait is observed, not spent. The same behaviour on
+the real broker: ``tests/integration/test_fanout_rules.py`` (limits) and
+``tests/integration/test_cli.py`` (channel limits set and lifted).
 """
 
 from __future__ import annotations
