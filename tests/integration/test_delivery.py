@@ -142,6 +142,24 @@ async def _write(settings: Settings, tasks: list[dict[str, Any]]) -> None:
         await producer.stop()
 
 
+async def _write_with_content(
+    settings: Settings, alert_id: str, infos: list[Any] | None, tasks: list[dict[str, Any]]
+) -> None:
+    """The accepted alert (its text, what the protocol channels send) and then the tasks, as
+    ingest and the fan-out write them."""
+    if infos is not None:
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            accepted = {"alert_id": alert_id, "version": 1, "infos": infos}
+            await producer.send_and_wait(
+                settings.accepted_topic, orjson.dumps(accepted), key=alert_id.encode()
+            )
+        finally:
+            await producer.stop()
+    await _write(settings, tasks)
+
+
 async def _receipts(settings: Settings, *, retrying: bool = False) -> list[dict[str, Any]]:
     """Final receipts (delivered, failed); with ``retrying``, the retrying ones too."""
     docs = [orjson.loads(r.value) async for r in read_to_end(settings, settings.receipts_topic)]

@@ -23,9 +23,10 @@ from streams.delivery import deliver
 from streams.delivery.content import AlertContent
 from streams.delivery.push import MAX_PAYLOAD, PushChannel
 from streams.delivery.worker import DeliveryMetrics
-from streams.kafkaio.clients import create_topics, make_producer
+from streams.kafkaio.clients import create_topics
 from streams.settings import Settings
 from tests.integration.conftest import run_loa
+from tests.integration.test_delivery import _write_with_content
 from tests.integration.test_delivery_retries import FAST, Receipts
 
 pytestmark = pytest.mark.integration
@@ -110,26 +111,8 @@ def _task(recipient: int, **extra: Any) -> dict[str, Any]:
 
 
 async def _publish(settings: Settings, tasks: list[dict[str, Any]]) -> None:
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        infos = [{"language": "vi", "event": "Bão", "headline": "Bão số 3", "instruction": LONG}]
-        accepted = {"alert_id": "test.agency.vn/P1", "version": 1, "infos": infos}
-        await producer.send_and_wait(
-            settings.accepted_topic, orjson.dumps(accepted), key=b"test.agency.vn/P1"
-        )
-        sent = [
-            await producer.send(
-                settings.sends_topic(t["priority"]),
-                orjson.dumps(t),
-                key=b"%d" % t["recipient_id"],
-                partition=t["recipient_id"] % settings.partitions,
-            )
-            for t in tasks
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
+    infos = [{"language": "vi", "event": "Bão", "headline": "Bão số 3", "instruction": LONG}]
+    await _write_with_content(settings, "test.agency.vn/P1", infos, tasks)
 
 
 @asynccontextmanager

@@ -24,9 +24,10 @@ from streams.delivery import deliver
 from streams.delivery.content import AlertContent
 from streams.delivery.smpp import SmppChannel, decode_segment
 from streams.delivery.worker import DeliveryMetrics
-from streams.kafkaio.clients import create_topics, make_producer
+from streams.kafkaio.clients import create_topics
 from streams.settings import Settings
 from tests.integration.conftest import run_loa
+from tests.integration.test_delivery import _write_with_content
 from tests.integration.test_delivery_retries import FAST, Receipts, free_port
 
 pytestmark = pytest.mark.integration
@@ -225,26 +226,7 @@ async def _publish(
     settings: Settings, tasks: list[dict[str, Any]], infos: list[Any] | None = None
 ) -> None:
     """The accepted alert (its text) and the fan-out's sms tasks, as ingest and fanout write."""
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        if infos is not None:
-            accepted = {"alert_id": "test.agency.vn/S1", "version": 1, "infos": infos}
-            await producer.send_and_wait(
-                settings.accepted_topic, orjson.dumps(accepted), key=b"test.agency.vn/S1"
-            )
-        sent = [
-            await producer.send(
-                settings.sends_topic(t["priority"]),
-                orjson.dumps(t),
-                key=b"%d" % t["recipient_id"],
-                partition=t["recipient_id"] % settings.partitions,
-            )
-            for t in tasks
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
+    await _write_with_content(settings, "test.agency.vn/S1", infos, tasks)
 
 
 async def _run_worker(
