@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,6 @@ from benchmarks.brokerclock import LOG_APPEND, client_config, create_log_append_
 from benchmarks.brokerclock import delete_topics as delete_prefixed
 from benchmarks.common import RESULTS, bench_broker, tagged, write_results
 from benchmarks.harness import proc_stat
-from streams.delivery.channels import outcome_of_response
 from streams.delivery.policy import Outcome
 from streams.kafkaio.clients import topic_specs
 from streams.settings import Settings
@@ -119,7 +119,7 @@ class Provider:
         line = self.proc.stdout.readline().decode().split()
         if len(line) != 3 or line[0] != "listening":
             raise RuntimeError(f"provider did not start: {line}")
-        self.url = f"http://127.0.0.1:{line[1]}/send"
+        self.url = f"http://127.0.0.1:{line[1]}"
         self.control = f"http://127.0.0.1:{line[2]}"
         return self
 
@@ -129,6 +129,10 @@ class Provider:
             self.proc.wait(10)
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
+
+    def url_for(self, batch: int) -> str:
+        """One task per POST at ``/send``; the bulk form at ``/bulk``."""
+        return f"{self.url}/{'send' if batch == 1 else 'bulk'}"
 
     def stats(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.control}/stats", timeout=10) as answer:
@@ -144,51 +148,22 @@ class Provider:
 
 
 class NoopChannel:
-    """The baseline: every call delivered at once, no I/O."""
+    """The baseline: every call delivered at once, no I/O (``batch`` tasks per call, as the
+    http runs it is compared with)."""
 
     name = "noop"
+
+    def __init__(self, batch: int = 1) -> None:
+        self.batch = batch
 
     async def send(self, task: dict[str, Any]) -> Outcome:
         return Outcome.delivered()
 
+    async def send_many(self, tasks: Sequence[dict[str, Any]]) -> list[Outcome]:
+        return [Outcome.delivered()] * len(tasks)
+
     async def close(self) -> None:
         return None
-
-
-class AiohttpChannel:
-    """The http channel's requests and answers (:func:`outcome_of_response`) on aiohttp's
-    client instead of httpx: what the worker reaches when the client is cheap (httpcore's pool
-    costs milliseconds of CPU per call at hundreds of connections; see docs/delivery.md)."""
-
-    name = "http"
-
-    def __init__(self, url: str, connections: int) -> None:
-        import aiohttp
-
-        self.url = url
-        self.endpoint = url.rsplit("/", 1)[0]
-        self._aiohttp = aiohttp
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=connections),
-            timeout=aiohttp.ClientTimeout(total=10.0),
-        )
-
-    async def send(self, task: dict[str, Any]) -> Outcome:
-        headers = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": str(task["idempotency_key"]),
-        }
-        try:
-            async with self._session.post(self.url, data=orjson.dumps(task), headers=headers) as r:
-                await r.read()
-                return outcome_of_response(r.status, r.headers)
-        except TimeoutError:
-            return Outcome.retry("timeout")
-        except self._aiohttp.ClientError:
-            return Outcome.retry("connection")
-
-    async def close(self) -> None:
-        await self._session.close()
 
 
 # -- topics and tasks ---------------------------------------------------------------------------
@@ -347,11 +322,12 @@ async def _worker(spec: dict[str, Any]) -> None:
     from streams.delivery import HttpChannel, deliver
 
     settings: Settings = spec["settings"]
-    channel: Any = NoopChannel()
-    if spec["url"] is not None and spec["client"] == "aiohttp":
-        channel = AiohttpChannel(spec["url"], spec["connections"])
-    elif spec["url"] is not None:
-        channel = HttpChannel(spec["url"], timeout_s=10.0, max_connections=spec["connections"])
+    batch = spec["batch"]
+    channel: Any = NoopChannel(batch)
+    if spec["url"] is not None:
+        channel = HttpChannel(
+            spec["url"], timeout_s=10.0, max_connections=spec["connections"], batch=batch
+        )
     started = time.perf_counter()
     try:
         stats = await deliver(
@@ -392,28 +368,26 @@ def worker_main(spec_path: str) -> None:
 
 
 def run_one(
-    base: Settings, name: str, args: argparse.Namespace, workdir: Path, client: str = "httpx"
+    base: Settings, name: str, args: argparse.Namespace, workdir: Path, batch: int = 1
 ) -> dict[str, Any]:
     settings = tagged(base, f"loabench-deliv-{name}")
     log(f"{name}: topics {settings.topic_prefix}, writing {args.tasks:,} tasks")
     create_topics(settings)
     write_tasks(settings, args.tasks)
     provider = Provider(args.delay_ms, args.errors) if name != "noop" else None
-    result: dict[str, Any] = {"run": name, "tasks": args.tasks}
-    if name != "noop":
-        result["client"] = client
+    result: dict[str, Any] = {"run": name, "tasks": args.tasks, "batch": batch}
     with provider if provider is not None else contextlib.nullcontext():
         spec = {
             "settings": settings,
-            "url": provider.url if provider is not None else None,
+            "url": provider.url_for(batch) if provider is not None else None,
             "connections": args.in_flight,
-            "client": client,
+            "batch": batch,
             "in_flight": args.in_flight,
             "tasks": args.tasks,
             "idle_exit_s": None,
-            "result": str(workdir / f"{name}.json"),
+            "result": str(workdir / f"{name}-{batch}.json"),
         }
-        spec_path = workdir / f"{name}.spec"
+        spec_path = workdir / f"{name}-{batch}.spec"
         spec_path.write_bytes(pickle.dumps(spec))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
@@ -447,6 +421,7 @@ def run_one(
             stats = provider.stats()
             seconds = max(stats["last_ok_ns"] - stats["first_ok_ns"], 1) / 1e9
             result["provider"] = {
+                "requests": stats["requests"],
                 "calls": stats["calls"],
                 "ok": stats["ok"],
                 "errors": stats["errors"],
@@ -483,18 +458,19 @@ def run_one(
 def table(report: dict[str, Any]) -> str:
     lines = [
         f"delivery benchmark: {report['settings']['tasks']:,} tasks, one worker, "
-        f"{report['settings']['in_flight']} calls in flight, provider "
+        f"{report['settings']['in_flight']} tasks in flight, provider "
         f"{report['settings']['delay_ms']:g} ms, {report['settings']['errors']:.0%} errors",
         f"{'run':<14} {'receipts/s':>11} {'provider/s':>11} {'vs noop':>8} {'retrying':>9} "
         f"{'repeats':>8} {'worker cpu':>10} exact",
     ]
     for run in report["runs"]:
+        label = f"{run['run']}/batch {run.get('batch', 1)}"
         if "error" in run:
-            lines.append(f"{run['run'] + '/' + str(run.get('client')):<14} {run['error']}")
+            lines.append(f"{label:<14} {run['error']}")
             continue
         provider = run.get("provider") or {}
         lines.append(
-            f"{run['run'] + ('/' + run['client'] if 'client' in run else ''):<14} "
+            f"{label:<14} "
             f"{run['receipts']['per_s']:>11,.0f} "
             f"{provider.get('per_s', 0):>11,.0f} {run.get('vs_noop', 1.0):>8.2f} "
             f"{run['receipts']['retrying']:>9,} {provider.get('repeats', 0):>8,} "
@@ -514,8 +490,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if bootstrap and not os.environ.get("LOA_BOOTSTRAP_SERVERS"):
         os.environ["LOA_BOOTSTRAP_SERVERS"] = bootstrap
     runs = args.runs.split(",")
-    if set(args.client.split(",")) - {"httpx", "aiohttp"}:
-        raise SystemExit(f"unknown client in {args.client!r}: httpx, aiohttp")
+    batches = [int(b) for b in args.batch.split(",")]
+    if not all(1 <= b <= 1000 for b in batches):
+        raise SystemExit(f"--batch {args.batch}: tasks per call must be 1..1000")
     unknown = set(runs) - set(RUNS)
     if unknown:
         raise SystemExit(f"unknown runs {sorted(unknown)}; known: {', '.join(RUNS)}")
@@ -528,11 +505,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         ) as base,
     ):
         base = replace(base, partitions=args.partitions)
+        # noop and outage with the first batch size; http with each
         results = [
-            run_one(base, name, args, Path(tmp), client)
-            for client in args.client.split(",")
+            run_one(base, name, args, Path(tmp), batch)
             for name in runs
-            if name != "noop" or client == args.client.split(",")[0]
+            for batch in (batches if name == "http" else batches[:1])
         ]
     noop = next((r for r in results if r["run"] == "noop"), None)
     for r in results:
@@ -547,7 +524,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "errors": args.errors,
             "down_s": args.down_s,
             "partitions": args.partitions,
-            "client": args.client,
+            "batch": batches,
         },
         "load_avg": os.getloadavg(),
         "runs": results,
@@ -565,7 +542,7 @@ def problems(report: dict[str, Any]) -> list[str]:
     found = []
     for run in report["runs"]:
         if "error" in run:
-            found.append(f"{run['run']}/{run.get('client')}: {run['error']}")
+            found.append(f"{run['run']}/batch {run.get('batch')}: {run['error']}")
             continue
         if not run["exact"]:
             found.append(f"{run['run']}: not exact: {run['receipts']} {run.get('provider')}")
@@ -595,11 +572,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-s", type=float, default=1800.0, help="per run (1800)")
     p.add_argument("--out", default=str(RESULTS), help="results directory")
     p.add_argument(
-        "--client",
-        default="httpx",
-        help="http and outage runs with each of these clients (comma-separated): httpx is"
-        " Loa's HttpChannel (default), aiohttp the bench's AiohttpChannel (same requests and"
-        " answers on aiohttp's client)",
+        "--batch",
+        default="100,1",
+        help="tasks per provider call (LOA_DELIVERY_HTTP_BATCH), comma-separated: the http run"
+        " once with each, noop and outage with the first (100,1)",
     )
     p.add_argument("--keep-topics", action="store_true")
     p.add_argument("--worker", help=argparse.SUPPRESS)

@@ -6,7 +6,10 @@
 // Written in Go so that the provider is not what limits the figure: net/http serves each call
 // on its own goroutine, a 50 ms answer costs a timer, not a thread.
 //
-//	POST /send                    on -port: the provider
+//	POST /send                    on -port: the provider, one task (its key in Idempotency-Key)
+//	POST /bulk                    on -port: {"messages": [task, ...]} answered with
+//	                              {"results": [{"status": 200}, ...]}, one per message in
+//	                              order (LOA_DELIVERY_HTTP_BATCH > 1); errors per message
 //	GET  /stats                   on -control: counts as JSON
 //	POST /down?seconds=30         on -control: stop listening for that long, then listen again
 package main
@@ -27,7 +30,8 @@ import (
 
 type counts struct {
 	mu        sync.Mutex
-	calls     int64
+	requests  int64 // HTTP requests (a bulk request carries many messages)
+	calls     int64 // messages answered
 	ok        int64
 	errors    int64
 	delivered map[string]int32 // 200 answers per idempotency key
@@ -59,29 +63,66 @@ func main() {
 		os.Exit(1)
 	}
 
+	// settle counts one message: delivered (its key counted) or a 503
+	settle := func(key string) bool {
+		failed := rand.Float64() < *errorRate
+		now := time.Now().UnixNano()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.calls++
+		if failed || key == "" {
+			c.errors++
+			return false
+		}
+		c.ok++
+		c.delivered[key]++
+		if c.firstOK == 0 {
+			c.firstOK = now
+		}
+		c.lastOK = now
+		c.perSecond[now/1e9]++
+		return true
+	}
+	bulk := func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Messages []struct {
+				Key string `json:"idempotency_key"`
+			} `json:"messages"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || len(body.Messages) == 0 {
+			http.Error(w, "a bulk call is {\"messages\": [task, ...]}", http.StatusBadRequest)
+			return
+		}
+		if *delay > 0 {
+			time.Sleep(*delay)
+		}
+		type result struct {
+			Status int `json:"status"`
+		}
+		results := make([]result, len(body.Messages))
+		for i, m := range body.Messages {
+			results[i].Status = http.StatusOK
+			if !settle(m.Key) {
+				results[i].Status = http.StatusServiceUnavailable
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"results": results})
+	}
 	send := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		c.requests++
+		c.mu.Unlock()
+		if r.URL.Path == "/bulk" {
+			bulk(w, r)
+			return
+		}
 		key := r.Header.Get("Idempotency-Key")
 		_, _ = io.Copy(io.Discard, r.Body)
 		if *delay > 0 {
 			time.Sleep(*delay)
 		}
-		failed := rand.Float64() < *errorRate
-		now := time.Now().UnixNano()
-		c.mu.Lock()
-		c.calls++
-		if failed || key == "" {
-			c.errors++
-		} else {
-			c.ok++
-			c.delivered[key]++
-			if c.firstOK == 0 {
-				c.firstOK = now
-			}
-			c.lastOK = now
-			c.perSecond[now/1e9]++
-		}
-		c.mu.Unlock()
-		if failed || key == "" {
+		if !settle(key) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
@@ -108,7 +149,7 @@ func main() {
 			}
 		}
 		out := map[string]any{
-			"calls": c.calls, "ok": c.ok, "errors": c.errors,
+			"requests": c.requests, "calls": c.calls, "ok": c.ok, "errors": c.errors,
 			"distinct_delivered": len(c.delivered), "repeats": repeats,
 			"first_ok_ns": c.firstOK, "last_ok_ns": c.lastOK, "per_second": c.perSecond,
 			"downs": c.downs, "down_from_ns": c.downFrom, "down_to_ns": c.downTo,

@@ -801,7 +801,7 @@ def status(
     "--concurrency",
     type=click.IntRange(1, 100_000),
     default=None,
-    help="Provider calls in flight per channel (default: LOA_DELIVERY_MAX_IN_FLIGHT).",
+    help="Tasks in provider calls per channel at once (default: LOA_DELIVERY_MAX_IN_FLIGHT).",
 )
 @click.option(
     "--timeout",

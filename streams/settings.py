@@ -191,8 +191,9 @@ class Settings:
     #: (the recipient may then be told twice, on two channels); false: the first channel's
     #: task ends ``failed`` with ``fallback`` set.
     delivery_keep_trying_first: bool = False
-    #: LOA_DELIVERY_MAX_IN_FLIGHT: provider calls in flight per channel of one delivery worker
-    #: (each with its own timeout, ``loa deliver --timeout``).
+    #: LOA_DELIVERY_MAX_IN_FLIGHT: tasks in provider calls per channel of one delivery worker at
+    #: once (a call per task, or per up to LOA_DELIVERY_HTTP_BATCH; each call with its own
+    #: timeout, ``loa deliver --timeout``).
     delivery_max_in_flight: int = 1000
     #: LOA_DELIVERY_RATE_PER_ENDPOINT: calls per second one delivery worker makes to one
     #: provider endpoint at most (a second's worth of burst); 0: no limit of its own (the
@@ -224,6 +225,12 @@ class Settings:
     #: (PEM) shown to the http provider (mutual TLS).
     delivery_http_cert_file: str = ""
     delivery_http_key_file: str = ""
+    #: LOA_DELIVERY_HTTP_BATCH: tasks per call of the http provider. 1: one POST per task (the
+    #: task as the body, its key in ``Idempotency-Key``); more: the provider's bulk form, one
+    #: POST of ``{"messages": [task, ...]}`` answered with one status per message
+    #: (docs/channels.md, "The http provider's contract"). Tasks are never held back to fill a
+    #: batch: a call takes what is buffered, up to this many.
+    delivery_http_batch: int = 1
     #: LOA_DELIVERY_SMPP_SYSTEM_ID, LOA_DELIVERY_SMPP_PASSWORD_FILE: the SMSC account of the
     #: smpp provider (``--provider smpp --url smpp://host:port``); the password's file: first
     #: line (SMPP allows 8 characters).
@@ -467,6 +474,8 @@ class Settings:
             raise ValueError("LOA_DELIVERY_BREAKER_FAILURES >= 1, ..._COOLDOWN_S > 0")
         if self.delivery_max_retry_after_s < 0 or self.delivery_rate_per_endpoint < 0:
             raise ValueError("LOA_DELIVERY_MAX_RETRY_AFTER_S and ..._RATE_PER_ENDPOINT >= 0")
+        if not 1 <= self.delivery_http_batch <= 1_000:
+            raise ValueError("LOA_DELIVERY_HTTP_BATCH must be 1..1000")
         if not 1 <= self.delivery_smpp_window <= 10_000:
             raise ValueError("LOA_DELIVERY_SMPP_WINDOW must be 1..10000")
         if not 1 <= self.delivery_smpp_max_segments <= 255:

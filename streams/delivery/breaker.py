@@ -178,3 +178,17 @@ class Endpoint:
         self.breaker.record(outcome, now)
         if outcome.status == "retry" and outcome.after_s is not None:
             self.gate.close_for(min(outcome.after_s, self.max_retry_after_s), now)
+
+    def record_call(self, outcomes: list[Outcome], now: float) -> None:
+        """The answers of one call that carried several tasks (a bulk call): the breaker sees
+        one answer per call, a failure only when no task got past the endpoint (a call the
+        provider answered is a well endpoint, whatever it said of single messages); every
+        Retry-After named closes the gate."""
+        if not outcomes:
+            return
+        answered = [o for o in outcomes if o.status != "retry"]  # delivered or refused
+        limited = [o for o in outcomes if not is_endpoint_failure(o)]
+        self.breaker.record((answered or limited or outcomes)[0], now)
+        for outcome in outcomes:
+            if outcome.status == "retry" and outcome.after_s is not None:
+                self.gate.close_for(min(outcome.after_s, self.max_retry_after_s), now)

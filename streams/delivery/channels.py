@@ -28,8 +28,10 @@ aiohttp logs nothing per call: the worker's log stays one line per event, not pe
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,14 +44,17 @@ from streams.delivery.policy import Outcome
 from streams.settings import Settings
 
 __all__ = [
+    "BatchChannel",
     "Channel",
     "HttpChannel",
     "LogChannel",
+    "bulk_key",
     "check_channel_options",
     "check_smpp_url",
     "check_url",
     "http_options",
     "make_channel",
+    "outcome_of_bulk",
     "outcome_of_response",
 ]
 
@@ -57,13 +62,26 @@ provider_log = logging.getLogger("loa.deliver.log")
 
 
 class Channel(Protocol):
-    """A provider the delivery worker sends through."""
+    """A provider the delivery worker sends through.
+
+    A channel whose provider takes several tasks per call also has ``batch`` (tasks per call at
+    most) and ``async send_many(tasks) -> list[Outcome]`` (one outcome per task, in order); the
+    worker then starts one call per up to ``batch`` buffered tasks (:data:`BatchChannel`).
+    """
 
     name: str
 
     async def send(self, task: dict[str, Any]) -> Outcome: ...
 
     async def close(self) -> None: ...
+
+
+class BatchChannel(Channel, Protocol):
+    """A :class:`Channel` that sends up to ``batch`` tasks in one call."""
+
+    batch: int
+
+    async def send_many(self, tasks: Sequence[dict[str, Any]]) -> list[Outcome]: ...
 
 
 class LogChannel:
@@ -230,8 +248,13 @@ class JsonPoster:
 
 
 class HttpChannel:
-    """POST each task as JSON to ``url`` (one shared connection pool).
+    """POST tasks as JSON to ``url`` (one shared connection pool).
 
+    ``batch`` 1: one POST per task, the task as the body and its key in ``Idempotency-Key``.
+    ``batch`` > 1: the bulk form many mass-messaging APIs offer, one POST of ``{"messages":
+    [task, ...]}`` (up to ``batch``; each message carries its ``idempotency_key``) answered
+    with ``{"results": [{"status": 200}, {"status": 429, "retry_after": 2}, ...]}``, one per
+    message in order, each mapped like a single call's status (:func:`outcome_of_bulk`).
     ``bearer_token`` or ``basic_auth`` authenticate each call; ``verify`` is an SSL context (a
     CA bundle, a client certificate) or ``True`` for the system's trust store.
     """
@@ -244,11 +267,15 @@ class HttpChannel:
         *,
         timeout_s: float = 10.0,
         max_connections: int = 64,
+        batch: int = 1,
         bearer_token: str | None = None,
         basic_auth: tuple[str, str] | None = None,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.url = check_url(url)
+        if not 1 <= batch <= 1_000:
+            raise ValueError(f"batch {batch}: tasks per call must be 1..1000")
+        self.batch = batch
         parts = urlsplit(url)
         self.endpoint = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         self._headers = {"Content-Type": "application/json"}
@@ -271,8 +298,52 @@ class HttpChannel:
             return Outcome.retry(answer)
         return outcome_of_response(answer.status, answer.headers)
 
+    async def send_many(self, tasks: Sequence[dict[str, Any]]) -> list[Outcome]:
+        """One bulk call for ``tasks``: an outcome per task, in order."""
+        if len(tasks) == 1 and self.batch == 1:
+            return [await self.send(tasks[0])]
+        answer = await self._http.post(
+            self.url,
+            orjson.dumps({"messages": tasks}),
+            {**self._headers, "Idempotency-Key": bulk_key(tasks)},
+        )
+        if isinstance(answer, str):
+            return [Outcome.retry(answer)] * len(tasks)
+        return outcome_of_bulk(answer, len(tasks))
+
     async def close(self) -> None:
         await self._http.close()
+
+
+def bulk_key(tasks: Sequence[dict[str, Any]]) -> str:
+    """The ``Idempotency-Key`` of a bulk call: a digest of its messages' keys, so a proxy that
+    drops repeated requests can; the provider's dedup is per message (each carries its key)."""
+    keys = "\n".join(str(t["idempotency_key"]) for t in tasks).encode("utf-8")
+    return "bulk-" + hashlib.blake2b(keys, digest_size=16).hexdigest()
+
+
+def outcome_of_bulk(answer: Answer, n: int) -> list[Outcome]:
+    """The outcomes of a bulk call of ``n`` messages (pure). A status other than 2xx applies to
+    every message; a 2xx must list ``n`` results, else every message is retried
+    (``bad_answer``: which ones the provider took is unknown, and their keys make a repeat
+    harmless)."""
+    if not 200 <= answer.status < 300:
+        return [outcome_of_response(answer.status, answer.headers)] * n
+    try:
+        results = orjson.loads(answer.body)["results"]
+        if not isinstance(results, list) or len(results) != n:
+            raise ValueError("results")
+        return [_bulk_outcome(result) for result in results]
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return [Outcome.retry("bad_answer")] * n
+
+
+def _bulk_outcome(result: Any) -> Outcome:
+    status = result["status"]
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise ValueError("status")
+    after = result.get("retry_after")
+    return outcome_of_response(status, {} if after is None else {"retry-after": str(after)})
 
 
 def check_smpp_url(url: str) -> tuple[str, int]:
@@ -336,7 +407,11 @@ def make_channel(
     s = settings
     if provider == "http":
         return HttpChannel(
-            url, timeout_s=timeout_s, max_connections=max_connections, **http_options(s)
+            url,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
+            batch=s.delivery_http_batch,
+            **http_options(s),
         )
     from streams.delivery.content import AlertContent
 

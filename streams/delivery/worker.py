@@ -57,7 +57,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -72,7 +72,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
 
 from streams.delivery.breaker import Endpoint
-from streams.delivery.channels import Channel, LogChannel
+from streams.delivery.channels import BatchChannel, Channel, LogChannel
 from streams.delivery.policy import DeliveryStats, Outcome, TaskBuffer, parse_task
 from streams.delivery.retry import (
     RetryPolicy,
@@ -84,7 +84,7 @@ from streams.delivery.retry import (
     settled_receipt,
 )
 from streams.delivery.watermark import CommitTracker
-from streams.kafkaio.clients import make_producer, make_reader, start_all
+from streams.kafkaio.clients import appended_batches, make_producer, make_reader, start_all
 from streams.records import CHANNELS, Priority
 from streams.settings import Settings
 
@@ -456,8 +456,11 @@ class _Run:
         #: (item, outcome, floor_s, called): answers and refusals not yet settled
         self.answers: list[tuple[_Item, Outcome, float, bool]] = []
         self.endpoints: dict[str, Endpoint] = {}
-        #: Calls in flight and the task each is for.
-        self.calls: dict[asyncio.Task[None], _Item] = {}
+        #: Calls in flight and the tasks each is for.
+        self.calls: dict[asyncio.Task[None], list[_Item]] = {}
+        #: Tasks per call: the channel's ``batch`` when it sends several at once, else 1.
+        self._batch = max(int(getattr(provider, "batch", 1)), 1)
+        self._batched = cast(BatchChannel, provider)
         #: Retry copies written and not yet fetched back (no idle exit while some are out).
         self.retries_out = 0
         #: Fresh tasks fetched and not yet settled, by key (a repeat of one is a duplicate).
@@ -601,52 +604,76 @@ class _Run:
     # -- calls ---------------------------------------------------------------------------
 
     def _dispatch(self, calls: asyncio.TaskGroup, budget: int | None) -> None:
-        """Start calls for buffered tasks, most urgent first, while their channel has room."""
+        """Start calls for buffered tasks, most urgent first, while their channel has room: a
+        call per task, or per up to ``batch`` tasks when the channel takes several per call
+        (never waiting to fill one: a call takes what is buffered now)."""
         self._full = False
-        while budget is None or sum(self.in_flight.values()) < budget:
-            taken = self.buffer.take(1)
-            if not taken:
-                return
-            item: _Item = taken[0]
-            if not self._current(item):
-                continue
-            channel = str(item.task["channel"])
-            if self.in_flight[channel] >= self.max_in_flight:
-                self.buffer.put_back(str(item.task["priority"]), item)
-                self._full = True
-                return
-            now = self.clock()
-            if expired(item.task, self.policy, now):
-                self._settle(item, Settled("failed", "expired", attempt=_attempts(item)), now)
-                continue
-            endpoint = self._endpoint()
-            if endpoint.paced_s(now) > 0:  # the rate limit: no call now, the order is kept
-                self.buffer.put_back(str(item.task["priority"]), item)
-                self._full = True
-                return
-            refused = endpoint.admit(now)
-            short = refused is not None and (refused.after_s or 0.0) <= self.policy.tiers_s[0]
-            if refused is not None and refused.reason == "rate_limited" and short:
-                # the provider named a short wait: wait in memory (the offset stays
-                # uncommitted, so a crash loses nothing) rather than write a retry copy for
-                # every task refused; longer waits go to a retry tier like an open circuit
-                self.metrics.calls_refused.labels(endpoint.name, "rate_limited").inc()
-                wait = (refused.after_s or 0.0) * (1.0 + 0.1 * self.rand())  # spread the restart
-                self._hold(item, now + wait)
-                continue
-            if refused is not None:  # no call: the task waits on a retry tier
-                self.metrics.calls_refused.labels(endpoint.name, str(refused.reason)).inc()
-                self.answers.append(
-                    (item, Outcome.retry(str(refused.reason)), refused.after_s or 0.0, False)
-                )
-                self._circuit_metrics(endpoint)
-                continue
-            self.in_flight[channel] += 1
-            self.hot.in_flight(channel).inc()
-            # the TaskGroup owns the call (a bug in it fails the worker); kept for counting
-            call = calls.create_task(self._call(item, endpoint))
-            self.calls[call] = item
-            call.add_done_callback(self._forget_call)
+        group: list[_Item] = []
+        endpoint = self._endpoint()
+        try:
+            while budget is None or sum(self.in_flight.values()) < budget:
+                taken = self.buffer.take(1)
+                if not taken:
+                    return
+                item: _Item = taken[0]
+                if not self._current(item):
+                    continue
+                channel = str(item.task["channel"])
+                if self.in_flight[channel] >= self.max_in_flight:
+                    self.buffer.put_back(str(item.task["priority"]), item)
+                    self._full = True
+                    return
+                now = self.clock()
+                if expired(item.task, self.policy, now):
+                    self._settle(item, Settled("failed", "expired", attempt=_attempts(item)), now)
+                    continue
+                if not group and not self._admitted(item, endpoint, now):
+                    if self._full:
+                        return
+                    continue
+                group.append(item)
+                self.in_flight[channel] += 1
+                self.hot.in_flight(channel).inc()
+                if len(group) >= self._batch:
+                    self._start(calls, group, endpoint)
+                    group = []
+        finally:
+            if group:
+                self._start(calls, group, endpoint)
+
+    def _admitted(self, item: _Item, endpoint: Endpoint, now: float) -> bool:
+        """Whether a new call may start with ``item``; if not, ``item`` is put back (the rate
+        limit: :attr:`_full` set), held in memory (a short Retry-After) or refused to a retry
+        tier (an open circuit, a long Retry-After)."""
+        if endpoint.paced_s(now) > 0:  # the rate limit: no call now, the order is kept
+            self.buffer.put_back(str(item.task["priority"]), item)
+            self._full = True
+            return False
+        refused = endpoint.admit(now)
+        if refused is None:
+            return True
+        short = (refused.after_s or 0.0) <= self.policy.tiers_s[0]
+        if refused.reason == "rate_limited" and short:
+            # the provider named a short wait: wait in memory (the offset stays uncommitted,
+            # so a crash loses nothing) rather than write a retry copy for every task
+            # refused; longer waits go to a retry tier like an open circuit
+            self.metrics.calls_refused.labels(endpoint.name, "rate_limited").inc()
+            wait = (refused.after_s or 0.0) * (1.0 + 0.1 * self.rand())  # spread the restart
+            self._hold(item, now + wait)
+            return False
+        # no call: the task waits on a retry tier
+        self.metrics.calls_refused.labels(endpoint.name, str(refused.reason)).inc()
+        self.answers.append(
+            (item, Outcome.retry(str(refused.reason)), refused.after_s or 0.0, False)
+        )
+        self._circuit_metrics(endpoint)
+        return False
+
+    def _start(self, calls: asyncio.TaskGroup, items: list[_Item], endpoint: Endpoint) -> None:
+        # the TaskGroup owns the call (a bug in it fails the worker); kept for counting
+        call = calls.create_task(self._call(items, endpoint))
+        self.calls[call] = items
+        call.add_done_callback(self._forget_call)
 
     def _forget_call(self, call: asyncio.Task[None]) -> None:
         self.calls.pop(call, None)
@@ -676,29 +703,43 @@ class _Run:
         if endpoint.breaker.opened > opens._value.get():
             opens.inc(endpoint.breaker.opened - opens._value.get())
 
-    async def _call(self, item: _Item, endpoint: Endpoint) -> None:
-        """One provider call under its own timeout; its answer joins :attr:`answers`."""
-        channel = str(item.task["channel"])
+    async def _call(self, items: list[_Item], endpoint: Endpoint) -> None:
+        """One provider call (one task, or up to ``batch``) under its own timeout; its answers
+        join :attr:`answers`."""
         started = time.perf_counter()
+        # only a retry copy carries retry fields: a fresh task goes as it is (no copy)
+        tasks = [plain_task(i.task) if i.retry else i.task for i in items]
+        outcomes: list[Outcome]
         try:
             async with asyncio.timeout(self.timeout_s):
-                # only a retry copy carries retry fields: a fresh task goes as it is (no copy)
-                task = plain_task(item.task) if item.retry else item.task
-                outcome = await self.provider.send(task)
+                if self._batch == 1:
+                    outcomes = [await self.provider.send(tasks[0])]
+                else:
+                    outcomes = await self._batched.send_many(tasks)
+            if len(outcomes) != len(tasks):
+                raise ValueError(f"{len(outcomes)} outcomes for {len(tasks)} tasks")
         except TimeoutError:
-            outcome = Outcome.retry("timeout")
+            outcomes = [Outcome.retry("timeout")] * len(items)
         except Exception as exc:  # a channel bug must not lose the task: a failure
             log.exception(
-                "channel %s raised on %s", self.provider.name, item.task["idempotency_key"]
+                "channel %s raised on %s", self.provider.name, tasks[0]["idempotency_key"]
             )
-            outcome = Outcome.failed(f"error_{type(exc).__name__}"[:64])
+            outcomes = [Outcome.failed(f"error_{type(exc).__name__}"[:64])] * len(items)
         finally:
-            self.in_flight[channel] -= 1
-            self.hot.in_flight(channel).dec()
-            self.hot.latency(channel).observe(time.perf_counter() - started)
-        endpoint.record(outcome, self.clock())
+            elapsed = time.perf_counter() - started
+            for item in items:
+                channel = str(item.task["channel"])
+                self.in_flight[channel] -= 1
+                self.hot.in_flight(channel).dec()
+            self.hot.latency(str(items[0].task["channel"])).observe(elapsed)
+        if len(outcomes) == 1:
+            endpoint.record(outcomes[0], self.clock())
+        else:
+            endpoint.record_call(outcomes, self.clock())
         self._circuit_metrics(endpoint)
-        self.answers.append((item, outcome, 0.0, True))
+        self.answers.extend(
+            (item, outcome, 0.0, True) for item, outcome in zip(items, outcomes, strict=True)
+        )
         self.woken.set()
 
     # -- settling and committing ----------------------------------------------------------
@@ -809,8 +850,14 @@ class _Run:
             if not records and not offsets:
                 return
             async with self.producer.transaction():
+                # record batches per partition (the public batch API), not a send per record:
+                # a settled task writes one to three records, thousands a second
+                by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
                 for topic, value, key, partition in records:
-                    await self.producer.send(topic, value, key=key, partition=partition)
+                    by_partition.setdefault((topic, partition), []).append((key, value))
+                for (topic, partition), pairs in by_partition.items():
+                    for batch in appended_batches(self.producer, pairs):
+                        await self.producer.send_batch(batch, topic, partition=partition)
                 if offsets:
                     await self.producer.send_offsets_to_transaction(offsets, self.group)
             self.tracker.committed(offsets)
@@ -845,13 +892,16 @@ class _Run:
         for tp in assigned:
             self.generation[tp] = next(self._generations)
 
+    def _calls_on(self, partitions: set[TopicPartition]) -> bool:
+        return any(i.tp in partitions for items in self.calls.values() for i in items)
+
     async def revoke(self, revoked: list[TopicPartition]) -> None:
         """Let the revoked partitions' calls in flight end (each within its timeout), commit
         what settled, then forget their unsettled tasks (the next owner fetches them again)."""
         gone = set(revoked)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s + 1.0
-        while any(i.tp in gone for i in self.calls.values()) and loop.time() < deadline:
+        while self._calls_on(gone) and loop.time() < deadline:
             self.woken.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.woken.wait(), 0.1)

@@ -116,7 +116,7 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
 
 def appended_batches(
     producer: AIOKafkaProducer,
-    records: Iterable[tuple[bytes, bytes | None]],
+    records: Iterable[tuple[bytes | None, bytes | None]],
     *,
     timestamp_ms: int | None = None,
 ) -> Iterator[Any]:

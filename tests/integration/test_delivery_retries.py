@@ -67,6 +67,8 @@ class CountingProvider:
         self.delivered: Counter[str] = Counter()  # 200 answers per key
         self.hang: set[str] = set()
         self.refuse: set[str] = set()
+        self.reject: set[str] = set()  # bulk: answered 400 (a permanent refusal)
+        self.bulk_sizes: list[int] = []  # messages per bulk request
         self.release = threading.Event()
         self.hanging = 0  # calls blocked right now
         self.connections: set[socket.socket] = set()
@@ -95,6 +97,8 @@ class CountingProvider:
                     super().finish()
 
             def do_POST(self) -> None:
+                if self.path.endswith("/bulk"):
+                    return self._bulk()
                 task = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 key = self.headers["Idempotency-Key"]
                 assert key == task["idempotency_key"]  # the header names this very task
@@ -115,6 +119,28 @@ class CountingProvider:
                 with provider.lock:
                     provider.delivered[key] += 1
                 return self._answer(200)
+
+            def _bulk(self) -> None:
+                """The bulk contract (docs/channels.md): a status per message, in order."""
+                body = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                keys = [m["idempotency_key"] for m in body["messages"]]
+                statuses = []
+                with provider.lock:
+                    provider.bulk_sizes.append(len(keys))
+                    for key in keys:
+                        provider.calls[key] += 1
+                        if key in provider.reject:
+                            statuses.append(400)
+                        elif key in provider.refuse:
+                            statuses.append(503)
+                        else:
+                            provider.delivered[key] += 1
+                            statuses.append(200)
+                answer = orjson.dumps({"results": [{"status": s} for s in statuses]})
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
 
             def _answer(self, status: int) -> None:
                 self.send_response(status)
@@ -201,7 +227,9 @@ async def _worker(
 ) -> AsyncIterator[None]:
     """A delivery worker running in the background until the block ends (then it drains)."""
     stop = asyncio.Event()
-    channel = HttpChannel(url, timeout_s=options.pop("timeout_s", 5.0))
+    channel = HttpChannel(
+        url, timeout_s=options.pop("timeout_s", 5.0), batch=options.pop("batch", 1)
+    )
     run = asyncio.create_task(
         deliver(settings, provider=channel, metrics=metrics, stop=stop, **options)
     )
@@ -258,6 +286,58 @@ async def test_provider_down_mid_extreme_alert_every_recipient_delivered_once_it
     assert refused._value.get() > 0
     failed_calls = metrics.retries.labels("oa", "connection")._value.get()
     assert failed_calls < 2 * len(during)
+
+
+async def test_bulk_calls_settle_each_message_on_its_own_status_and_survive_an_outage(
+    make_settings: Any,
+) -> None:
+    """LOA_DELIVERY_HTTP_BATCH > 1: one POST carries up to ``batch`` tasks; a message the
+    provider answers 503 is retried alone, one it refuses (400) falls back to the recipient's
+    next channel at once, and an outage mid-run loses nobody."""
+    settings = make_settings(**FAST)
+    await create_topics(settings)
+    expires = int(time.time()) + 600
+    tasks = [_task(r, expires=expires, fallback=["sms"]) for r in range(400)]
+    keys = [t["idempotency_key"] for t in tasks]
+    provider = CountingProvider(free_port())
+    provider.url = provider.url.replace("/send", "/bulk")
+    provider.refuse.update(keys[10:20])  # transient: retried alone, then let through
+    provider.reject.add(keys[30])  # permanent: falls back to sms
+    provider.start()
+    metrics = DeliveryMetrics()
+    async with Receipts(settings) as receipts, _worker(settings, provider.url, metrics, batch=50):
+        await _write(settings, tasks[:200])
+        await receipts.until(
+            lambda: len({d["idempotency_key"] for d in receipts.retrying()}) >= 10,
+            60,
+            "the ten 503 messages retrying",
+        )
+        provider.stop()
+        await _write(settings, tasks[200:])
+        await asyncio.sleep(2)  # every call fails meanwhile
+        provider.refuse.clear()
+        provider.start()
+        await receipts.until(lambda: len(receipts.final()) >= 401, 90, "400 tasks + 1 fallback")
+
+    provider.stop()
+    final = receipts.final()
+    by_key = Counter(d["idempotency_key"] for d in final)
+    fallback_key = f"{keys[30]}/sms"
+    assert by_key == Counter(dict.fromkeys([*keys, fallback_key], 1))
+    rejected = next(d for d in final if d["idempotency_key"] == keys[30])
+    assert (rejected["outcome"], rejected["reason"], rejected["fallback"]) == (
+        "failed",
+        "http_400",
+        "sms",
+    )
+    assert {d["outcome"] for d in final if d["idempotency_key"] != keys[30]} == {"delivered"}
+    # the provider took each message once (the refused ones too, once they were let through)
+    assert set(provider.delivered) == (set(keys) - {keys[30]}) | {fallback_key}
+    assert set(provider.delivered.values()) == {1}
+    # calls did carry several tasks, never more than the batch
+    assert max(provider.bulk_sizes) <= 50 and len(provider.bulk_sizes) < len(keys)
+    # the 503s were retried message by message: the others in their calls were not repeated
+    assert all(provider.calls[k] == 1 for k in keys[:10] + keys[20:30])
 
 
 async def test_one_hanging_recipient_delays_nobody_else(make_settings: Any) -> None:

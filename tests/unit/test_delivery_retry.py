@@ -10,7 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.delivery.breaker import CircuitBreaker, CircuitState, Endpoint, TokenBucket
-from streams.delivery.channels import check_url, http_options
+from streams.delivery.channels import (
+    Answer,
+    HttpChannel,
+    bulk_key,
+    check_url,
+    http_options,
+    outcome_of_bulk,
+)
 from streams.delivery.policy import Outcome
 from streams.delivery.retry import (
     RetryPolicy,
@@ -428,3 +435,98 @@ def _order_fields(order: object) -> dict[str, object]:
     from dataclasses import asdict
 
     return asdict(order)  # type: ignore[call-overload, no-any-return]
+
+
+# -- bulk calls (LOA_DELIVERY_HTTP_BATCH > 1) ---------------------------------------------------
+
+
+def _answer(status: int, body: object, headers: dict[str, str] | None = None) -> Answer:
+    return Answer(status, headers or {}, orjson.dumps(body))
+
+
+def test_a_bulk_answer_settles_each_message_on_its_own_status() -> None:
+    answer = _answer(
+        200,
+        {
+            "results": [
+                {"status": 200},
+                {"status": 503},
+                {"status": 429, "retry_after": 7},
+                {"status": 400},
+                {"status": 408},
+            ]
+        },
+    )
+    assert outcome_of_bulk(answer, 5) == [
+        Outcome.delivered(),
+        Outcome.retry("http_503"),
+        Outcome.retry("rate_limited", 7.0),
+        Outcome.failed("http_400"),
+        Outcome.retry("http_408"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"results": [{"status": 200}]},  # fewer results than messages
+        {"results": [{"status": 200}] * 3},  # more
+        {"results": [{"status": "200"}, {"status": 200}]},  # not a number
+        {"results": [{"status": True}, {"status": 200}]},
+        {"results": [{"status": 99}, {"status": 200}]},  # not an HTTP status
+        {"results": [{}, {"status": 200}]},
+        {"results": "ok"},
+        {"ok": True},
+        [],
+        "delivered",
+    ],
+)
+def test_a_bulk_answer_that_does_not_say_which_message_went_retries_them_all(body: object) -> None:
+    assert outcome_of_bulk(_answer(200, body), 2) == [Outcome.retry("bad_answer")] * 2
+    assert (
+        outcome_of_bulk(Answer(200, {}, b"\xff not json"), 2) == [Outcome.retry("bad_answer")] * 2
+    )
+
+
+def test_a_bulk_call_answered_as_a_whole_applies_its_status_to_every_message() -> None:
+    assert outcome_of_bulk(_answer(503, {}), 3) == [Outcome.retry("http_503")] * 3
+    limited = outcome_of_bulk(Answer(429, {"retry-after": "4"}, b""), 2)
+    assert limited == [Outcome.retry("rate_limited", 4.0)] * 2
+    assert outcome_of_bulk(_answer(401, {}), 2) == [Outcome.failed("http_401")] * 2
+
+
+def test_the_bulk_idempotency_key_depends_on_every_message_key_and_their_order() -> None:
+    a, b = {"idempotency_key": "a/1:1:1"}, {"idempotency_key": "a/1:1:2"}
+    assert bulk_key([a, b]) == bulk_key([dict(a), dict(b)])
+    assert len({bulk_key([a, b]), bulk_key([b, a]), bulk_key([a])}) == 3
+    assert bulk_key([a]).startswith("bulk-")
+
+
+def test_a_bulk_call_is_one_answer_for_the_breaker_and_every_retry_after_closes_the_gate() -> None:
+    endpoint = Endpoint("http://a", failures=2, cooldown_s=1.0, max_retry_after_s=60.0)
+    # answered calls with single refused messages are a well endpoint: the circuit stays closed
+    for now in range(5):
+        endpoint.record_call([Outcome.retry("http_503"), Outcome.delivered()], float(now))
+    assert endpoint.breaker.state is CircuitState.CLOSED
+    # two calls nobody answered open it (failures=2), whatever their size
+    endpoint.record_call([Outcome.retry("connection")] * 50, 10.0)
+    assert endpoint.breaker.state is CircuitState.CLOSED
+    endpoint.record_call([Outcome.retry("timeout")] * 50, 11.0)
+    assert endpoint.breaker.state is CircuitState.OPEN
+    other = Endpoint("http://b", failures=2, cooldown_s=1.0, max_retry_after_s=60.0)
+    other.record_call([Outcome.delivered(), Outcome.retry("rate_limited", 9.0)], 0.0)
+    assert other.admit(1.0) == Outcome.retry("rate_limited", 8.0)
+    other.record_call([], 2.0)  # nothing to record
+    assert other.breaker.state is CircuitState.CLOSED
+
+
+@pytest.mark.parametrize("batch", [0, -1, 1001])
+def test_an_http_channel_batch_outside_1_to_1000_is_refused(batch: int) -> None:
+    with pytest.raises(ValueError, match=r"1\.\.1000"):
+        HttpChannel("http://provider.example/bulk", batch=batch)
+
+
+def test_the_batch_setting_fails_closed() -> None:
+    with pytest.raises(ValueError, match="LOA_DELIVERY_HTTP_BATCH"):
+        Settings(delivery_http_batch=0).validate()
+    Settings(delivery_http_batch=500).validate()
