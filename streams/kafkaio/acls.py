@@ -29,7 +29,7 @@ from streams.kafkaio.internals import CreateAclsRequest, DescribeAclsRequest
 from streams.settings import Settings
 from streams.topics import AclBinding, AclOperation, PatternType, ResourceType
 
-__all__ = ["AclState", "AclStatus", "connection_principal", "ensure_acls", "read_acls"]
+__all__ = ["AclState", "AclStatus", "connection_principal", "ensure_acls"]
 
 # Kafka's wire codes (org.apache.kafka.common.acl / resource enums)
 _ANY = 1
@@ -113,8 +113,8 @@ async def ensure_acls(settings: Settings, wanted: Sequence[AclBinding]) -> AclSt
     if not wanted:
         return AclState("unmanaged", who)
     client = _client(settings)
-    await client.bootstrap()
     try:
+        await client.bootstrap()
         node = client.get_random_node()
         existing = await _describe(client, node)
         if not isinstance(existing, set):
@@ -130,21 +130,6 @@ async def ensure_acls(settings: Settings, wanted: Sequence[AclBinding]) -> AclSt
         return AclState("done", who, tuple(created), present)
     finally:
         await client.close()
-
-
-async def read_acls(settings: Settings) -> set[AclBinding] | None:
-    """Every ALLOW binding (any host) of the kinds Loa grants, as the broker holds them; None
-    when it has no authorizer. Raises ClusterAuthorizationFailedError where this principal may
-    not describe ACLs."""
-    client = _client(settings)
-    await client.bootstrap()
-    try:
-        found = await _describe(client, client.get_random_node())
-    finally:
-        await client.close()
-    if found == "may-not-describe":
-        raise ClusterAuthorizationFailedError("this principal may not describe ACLs")
-    return found if isinstance(found, set) else None
 
 
 def _client(settings: Settings) -> Any:
