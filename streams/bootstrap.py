@@ -2,17 +2,25 @@
 
 Where it sits: before everything else in a deployment (compose runs it as a one-shot service the
 workers depend on, Kubernetes as a Job the workers wait for). It makes the topics of the layout
-(``streams.kafkaio.clients.topic_specs``, with the cluster's replication), loads the agency
-registry from files (as ``loa agencies load``) and sets channel limits from a file (as ``loa
-channels set``/``lift``). Nothing else ever creates topics: read-only commands only check them,
-and a worker that finds them missing or with other partition counts refuses to start (exit 6).
+(``streams.kafkaio.clients.topic_specs``, with the cluster's replication), grants the ACLs the
+``LOA_ACL_*`` principals need where this principal may (``streams.topics.acl_bindings``,
+``streams.kafkaio.acls``), loads the agency registry from files (as ``loa agencies load``) and
+sets channel limits from a file (as ``loa channels set``/``lift``). Nothing else ever creates
+topics: read-only commands only check them, and a worker that finds them missing or with other
+partition counts refuses to start (exit 6).
 
 Guarantee: running it twice changes nothing the second time. Existing topics are never altered
 (a topic with other partitions or replication is reported, exit 6: it holds data, and changing
-it is an operator's decision). Agencies and limits are written only where the topic's current
-record differs from the file, so the report's "changed" lines are exactly what this run wrote.
-ACLs are not made here: aiokafka has no ACL API; ``deploy/kafka/cluster.sh grant`` lists the
-set a cluster needs (docs/operations.md).
+it is an operator's decision; nothing else is then written). ACLs are only added, each only
+when the broker lacks exactly that binding; none are deleted. Agencies and limits are written
+only where the topic's current record differs from the file, so the report's "created",
+"loaded" and "set" lines are exactly what this run wrote.
+
+ACLs never fail the run: with no ``LOA_ACL_*`` principal set they are not managed; where the
+broker has no authorizer, or this principal may not describe or alter ACLs (no DESCRIBE or
+ALTER on the cluster resource), the report says so in one line (with the bindings missing) and
+the agencies and limits are still done; the exit code is what the topics make it (0 ready,
+6 mis-sized). Run ``deploy/kafka/cluster.sh grant`` or ask the cluster admin then.
 """
 
 from __future__ import annotations
@@ -24,9 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.errors import BadInputFile
+from streams.kafkaio.acls import AclState, ensure_acls
 from streams.kafkaio.clients import TopicState, init_topics, topics_problem
 from streams.records import CHANNELS
 from streams.settings import Settings
+from streams.topics import acl_bindings
 
 __all__ = ["InitReport", "read_channel_limits", "run_init"]
 
@@ -41,6 +51,8 @@ class InitReport:
     agencies: list[str] = field(default_factory=list)
     #: one line per channel named in the limits file: set, lifted or unchanged
     channels: list[str] = field(default_factory=list)
+    #: the ACLs found and created (None: not reached, the topics were not usable)
+    acls: AclState | None = None
 
     @property
     def problem(self) -> str:
@@ -51,13 +63,14 @@ class InitReport:
         created = sum(s.status == "created" for s in self.topics)
         out = [f"topics: {created} created, {len(self.topics) - created} checked"]
         out += [f"  {s.line()}" for s in self.topics]
+        if self.acls is not None:
+            out += self.acls.lines()
         if self.agencies:
             out.append("agencies:")
             out += [f"  {line}" for line in self.agencies]
         if self.channels:
             out.append("channel limits:")
             out += [f"  {line}" for line in self.channels]
-        out.append("acls: not managed by loa init (docs/operations.md: ACLs)")
         return out
 
 
@@ -88,11 +101,11 @@ async def run_init(
     agencies_dir: Path | None,
     channel_limits: Mapping[str, float | None] | None = None,
 ) -> InitReport:
-    """Topics, then (when every topic is usable) agencies and channel limits."""
+    """Topics, then (when every topic is usable) ACLs, agencies and channel limits."""
     topics = await init_topics(settings)
-    report = InitReport(topics)
-    if report.problem:  # writing to a mis-sized layout would spread records the wrong way
-        return report
+    if topics_problem(topics):  # writing to a mis-sized layout would spread records wrongly
+        return InitReport(topics)
+    report = InitReport(topics, acls=await ensure_acls(settings, acl_bindings(settings)))
     if agencies_dir is not None:
         report.agencies.extend(await _agencies(settings, agencies_dir))
     if channel_limits:

@@ -178,13 +178,14 @@ def init(
     agencies_dir: Path | None, no_agencies: bool, check_only: bool, limits_file: Path | None
 ) -> None:
     """Bootstrap a cluster, idempotently: create the missing topics (the cluster's replication),
-    load the agency registry and apply channel limits from files; print what it created,
-    found and changed. Run it before the workers (compose: the `init` service; k8s: the
-    `loa-init` Job).
+    grant the ACLs of the LOA_ACL_* principals where this principal may, load the agency
+    registry and apply channel limits from files; print what it created, found and changed.
+    Run it before the workers (compose: the `init` service; k8s: the `loa-init` Job).
 
-    Exit status: 0 the cluster is ready for workers; 6 a topic exists with other partitions or
-    replication than the settings (named; nothing else is written); 4, 5, 7, 78 as for every
-    command (unreachable, not authorized, bad file, unusable configuration)."""
+    Exit status: 0 the cluster is ready for workers (also when the broker has no authorizer or
+    this principal may not alter ACLs: the report says so); 6 a topic exists with other
+    partitions or replication than the settings (named; nothing else is written); 4, 5, 7, 78
+    as for every command (unreachable, not authorized, bad file, unusable configuration)."""
     from streams.bootstrap import read_channel_limits, run_init
     from streams.errors import InvalidAgency
     from streams.kafkaio.clients import topics_error

@@ -29,6 +29,7 @@ __all__ = [
     "NOT_SETTINGS",
     "SECRETS",
     "SettingsError",
+    "check_acl_principals",
     "check_files",
     "check_security",
     "describe",
@@ -244,7 +245,23 @@ def load_settings(
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     check_security(settings)
+    check_acl_principals(settings)
     return settings
+
+
+def check_acl_principals(settings: Settings) -> None:
+    """The ``LOA_ACL_*`` principals are empty or ``User:name`` (agencies: ``User:name=ID``
+    pairs), else :class:`~streams.errors.ConfigUnusable` naming the variable (exit 78): a
+    typo there would grant a principal nobody connects as, and no broker would say so."""
+    from streams.errors import ConfigUnusable
+
+    try:
+        settings.acl_principal("worker")
+        settings.acl_principal("operator")
+        settings.acl_agencies  # noqa: B018 (raises when unusable)
+    except ValueError as exc:
+        hint = "a Kafka principal is User:<name> (docs/operations.md: ACLs)"
+        raise ConfigUnusable(str(exc), hint=hint) from None
 
 
 def check_security(settings: Settings) -> None:

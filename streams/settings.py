@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RUNBOOK_URL", "SESSION_TIMEOUT_RANGE_S", "Settings", "runbook"]
+__all__ = ["PRINCIPAL", "RUNBOOK_URL", "SESSION_TIMEOUT_RANGE_S", "Settings", "runbook"]
 
 
 #: What Kafka allows in a topic name, and how long one may be.
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _TOPIC_MAX = 249
 
+
+#: A Kafka principal as the standard authorizer names a user: ``User:`` and a name without
+#: blanks, commas or ``=`` (the separators of ``LOA_ACL_AGENCY_PRINCIPALS``).
+PRINCIPAL = re.compile(r"User:[^\s,=]+")
 
 #: Default of LOA_RUNBOOK_URL: the runbooks in the repository's docs.
 RUNBOOK_URL = "https://github.com/loa-alerts/loa/blob/main/docs/runbooks.md"
@@ -293,6 +297,22 @@ class Settings:
     #: repository is browsable); an alert's runbook is ``<this>#<alert name in lower case>``.
     #: Used in Loa's own messages and by ``deploy/prometheus/build_rules.py``.
     runbook_url: str = RUNBOOK_URL
+    #: LOA_ACL_WORKER_PRINCIPAL: the principal (``User:name``) of the workers; ``loa init``
+    #: grants it every operation on the topics, consumer groups and transactional ids whose
+    #: name starts with ``LOA_TOPIC_PREFIX`` (so ``LOA_APP_ID`` must start with it too), and
+    #: idempotent writes (docs/operations.md, ACLs). Empty: not granted. When all three
+    #: ``LOA_ACL_*`` are empty, ``loa init`` manages no ACLs and says so.
+    acl_worker_principal: str = ""
+    #: LOA_ACL_AGENCY_PRINCIPALS: comma-separated ``User:name=AGENCY_ID`` pairs: the principal
+    #: an agency publishes with; ``loa init`` lets it write (and describe) the inbound topic and
+    #: read that agency's decision topic only (a principal acting for two agencies is named
+    #: twice). Empty: none.
+    acl_agency_principals: str = ""
+    #: LOA_ACL_OPERATOR_PRINCIPAL: the principal (``User:name``) of operators and their
+    #: commands (``loa init``, ``loa agencies load``, ``loa deliver``): every operation on the
+    #: prefix's topics and groups, the ``<prefix>-deliver`` transactional ids, describing the
+    #: cluster and idempotent writes. Empty: not granted.
+    acl_operator_principal: str = ""
 
     @property
     def inbound_topic(self) -> str:
@@ -365,6 +385,27 @@ class Settings:
         digest = hashlib.sha256(sender.encode()).hexdigest()[:8]
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", sender)[: _TOPIC_MAX - len(head) - 9]
         return f"{head}{safe}-{digest}"
+
+    def acl_principal(self, name: str) -> str:
+        """``LOA_ACL_WORKER_PRINCIPAL`` (``name="worker"``) or ``LOA_ACL_OPERATOR_PRINCIPAL``
+        (``"operator"``), checked: ValueError naming the variable unless empty or ``User:name``."""
+        value = str(getattr(self, f"acl_{name}_principal")).strip()
+        if value and not PRINCIPAL.fullmatch(value):
+            raise ValueError(f"LOA_ACL_{name.upper()}_PRINCIPAL={value!r}: not User:name")
+        return value
+
+    @property
+    def acl_agencies(self) -> tuple[tuple[str, str], ...]:
+        """``LOA_ACL_AGENCY_PRINCIPALS`` as (principal, agency id) pairs in the order given,
+        repeats dropped; ValueError naming the variable when a pair is not ``User:name=ID``."""
+        pairs: list[tuple[str, str]] = []
+        for part in filter(None, (p.strip() for p in self.acl_agency_principals.split(","))):
+            principal, _, agency = (s.strip() for s in part.partition("="))
+            if not PRINCIPAL.fullmatch(principal) or not agency or any(c.isspace() for c in agency):
+                raise ValueError(f"LOA_ACL_AGENCY_PRINCIPALS: {part!r} is not User:name=AGENCY_ID")
+            if (principal, agency) not in pairs:
+                pairs.append((principal, agency))
+        return tuple(pairs)
 
     def sends_topic(self, priority: str) -> str:
         """``<prefix>.sends.<priority>``: per-recipient send tasks of one priority."""

@@ -5,20 +5,31 @@ calls these. Replication is chosen from the cluster's size unless set: three or 
 give replication factor 3 and ``min.insync.replicas=2`` (an ``acks=all`` write survives one
 broker loss and is refused, not silently under-replicated, after two); smaller clusters get
 what they can hold.
+
+Also the ACLs the layout needs (:func:`acl_bindings`): what ``loa init`` grants the worker,
+agency and operator principals of the ``LOA_ACL_*`` settings, the same set as
+``deploy/kafka/cluster.sh grant`` writes for its local users (a unit test compares the two).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from streams.settings import Settings
 
 __all__ = [
     "CENSUS_MAX_MESSAGE_BYTES",
+    "CLUSTER_RESOURCE",
+    "AclBinding",
+    "AclOperation",
+    "PatternType",
     "Replication",
+    "ResourceType",
     "TopicLayoutError",
     "TopicShape",
+    "acl_bindings",
     "mismatches",
     "partition_mismatches",
     "replication",
@@ -104,3 +115,91 @@ def partition_mismatches(
                 f"{want.name}: {have.partitions} partitions, LOA_PARTITIONS wants {want.partitions}"
             )
     return lines
+
+
+# --------------------------------------------------------------------------- ACLs
+
+#: The name of the one CLUSTER resource of an ACL (Kafka's ``kafka-cluster``).
+CLUSTER_RESOURCE = "kafka-cluster"
+
+
+class AclOperation(StrEnum):
+    """The operations Loa grants (Kafka's ``AclOperation`` names)."""
+
+    ALL = "ALL"
+    READ = "READ"
+    WRITE = "WRITE"
+    DESCRIBE = "DESCRIBE"
+    IDEMPOTENT_WRITE = "IDEMPOTENT_WRITE"
+
+
+class ResourceType(StrEnum):
+    """The resources Loa grants on (Kafka's ``ResourceType`` names)."""
+
+    TOPIC = "TOPIC"
+    GROUP = "GROUP"
+    TRANSACTIONAL_ID = "TRANSACTIONAL_ID"
+    CLUSTER = "CLUSTER"
+
+
+class PatternType(StrEnum):
+    """How a binding's resource name matches: the name itself, or every name it begins."""
+
+    LITERAL = "LITERAL"
+    PREFIXED = "PREFIXED"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AclBinding:
+    """One ALLOW ACL, from any host: ``principal`` may do ``operation`` on the resource."""
+
+    #: ``User:name``
+    principal: str
+    #: what it may do
+    operation: AclOperation
+    #: the kind of resource
+    resource_type: ResourceType
+    #: the resource's name (or name prefix); :data:`CLUSTER_RESOURCE` for the cluster
+    name: str
+    #: LITERAL or PREFIXED
+    pattern: PatternType
+
+    def line(self) -> str:
+        """``PRINCIPAL OPERATION RESOURCE_TYPE NAME PATTERN_TYPE``, as cluster.sh writes it."""
+        return f"{self.principal} {self.operation} {self.resource_type} {self.name} {self.pattern}"
+
+
+def acl_bindings(settings: Settings) -> list[AclBinding]:
+    """Every ACL the ``LOA_ACL_*`` principals need on this layout (none set: empty), in
+    cluster.sh's order. Groups and transactional ids share the topic prefix, as in cluster.sh:
+    a worker's ``LOA_APP_ID`` must begin with ``LOA_TOPIC_PREFIX``. ValueError when a
+    principal setting is unusable (``streams.config`` has refused it already)."""
+    p = settings.topic_prefix
+    all_, prefixed, literal = AclOperation.ALL, PatternType.PREFIXED, PatternType.LITERAL
+    topic, group, txn = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
+    out: list[AclBinding] = []
+
+    def grant(who: str, op: AclOperation, kind: ResourceType, name: str, pat: PatternType) -> None:
+        binding = AclBinding(who, op, kind, name, pat)
+        if binding not in out:  # one principal in two roles: each ACL once
+            out.append(binding)
+
+    def idempotent(who: str) -> None:
+        grant(who, AclOperation.IDEMPOTENT_WRITE, ResourceType.CLUSTER, CLUSTER_RESOURCE, literal)
+
+    if worker := settings.acl_principal("worker"):
+        for kind in (topic, group, txn):
+            grant(worker, all_, kind, p, prefixed)
+        idempotent(worker)
+    for agency, agency_id in settings.acl_agencies:
+        grant(agency, AclOperation.WRITE, topic, settings.inbound_topic, literal)
+        grant(agency, AclOperation.DESCRIBE, topic, settings.inbound_topic, literal)
+        grant(agency, AclOperation.READ, topic, settings.decisions_topic(agency_id), literal)
+        idempotent(agency)
+    if operator := settings.acl_principal("operator"):
+        grant(operator, all_, topic, p, prefixed)
+        grant(operator, all_, group, p, prefixed)
+        grant(operator, all_, txn, f"{p}-deliver", prefixed)
+        grant(operator, AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_RESOURCE, literal)
+        idempotent(operator)
+    return out

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import aiokafka
 import aiokafka.errors as kafka_errors
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -57,6 +58,7 @@ __all__ = [
     "make_admin",
     "make_consumer",
     "make_producer",
+    "make_protocol_client",
     "make_raw_fetcher",
     "make_reader",
     "read_partition",
@@ -152,6 +154,14 @@ def make_admin(settings: Settings, **overrides: Any) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**{**client_options(settings), **overrides})
 
 
+def make_protocol_client(settings: Settings, client_id: str) -> Any:
+    """aiokafka's low-level client, for requests its admin client lacks (ACLs, LeaveGroup v3);
+    call ``bootstrap()`` then ``send(node, request)``, and ``close()``."""
+    if AIOKafkaClient is None:
+        raise RuntimeError(f"aiokafka {aiokafka.__version__} has no aiokafka.client.AIOKafkaClient")
+    return AIOKafkaClient(**client_options(settings), client_id=client_id)
+
+
 def make_raw_fetcher(settings: Settings, client_id: str, **overrides: Any) -> RawFetcher:
     """A raw Fetch client (:class:`streams.kafkaio.rawkafka.RawFetcher`)."""
     return RawFetcher({**client_options(settings), "client_id": client_id}, **overrides)
@@ -223,7 +233,7 @@ def topic_specs(settings: Settings, rep: Replication | None = None) -> list[NewT
 async def leave_group(settings: Settings, group: str, instance_id: str) -> None:
     """Remove the static member ``instance_id`` from ``group`` now (its partitions move to the
     other members at once instead of after the session timeout). Raises on a broker error."""
-    client = AIOKafkaClient(**client_options(settings), client_id=f"{settings.app_id}-leave")
+    client = make_protocol_client(settings, f"{settings.app_id}-leave")
     await client.bootstrap()
     try:
         node = await client.coordinator_lookup(0, group)  # 0: a consumer group coordinator

@@ -17,6 +17,9 @@ Private API used, all of it listed here so an aiokafka upgrade is checked in one
   ``_build``) implemented by :class:`streams.kafkaio.rawkafka.PrebuiltBatch`;
 * ``AIOKafkaProducer._txn_manager.is_fatal_error()`` (a fenced or otherwise dead transactional
   producer must be replaced, not retried);
+* ``aiokafka.protocol.admin.DescribeAclsRequest`` and ``CreateAclsRequest`` (sent with
+  ``AIOKafkaClient.send``) for :mod:`streams.kafkaio.acls`: aiokafka's admin client has no ACL
+  methods; these classes negotiate the version with the broker (v1: Kafka 4 has no v0);
 * ``aiokafka.protocol`` request building blocks (``Request``, ``RequestStruct``, ``Response``,
   ``Schema`` types) for :class:`LeaveGroupV3`: aiokafka sends LeaveGroup v0/v1 only, which
   cannot name a static member, so a static member would otherwise never leave on stop.
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 try:
     from aiokafka import codec
     from aiokafka.client import AIOKafkaClient
+    from aiokafka.protocol.admin import CreateAclsRequest, DescribeAclsRequest
     from aiokafka.protocol.fetch import FetchRequest
     from aiokafka.record.default_records import DefaultRecordBatch
     from aiokafka.record.memory_records import MemoryRecords
@@ -48,6 +52,7 @@ try:
     _IMPORT_ERROR = ""
 except ImportError as exc:  # another release moved them: the raw paths stay off
     codec = AIOKafkaClient = FetchRequest = DefaultRecordBatch = MemoryRecords = None
+    CreateAclsRequest = DescribeAclsRequest = None
     calc_crc32c = None
     _IMPORT_ERROR = str(exc)
 
@@ -55,7 +60,9 @@ __all__ = [
     "AIOKAFKA_VERSION",
     "CHECKED_VERSION",
     "AIOKafkaClient",
+    "CreateAclsRequest",
     "DefaultRecordBatch",
+    "DescribeAclsRequest",
     "FetchRequest",
     "LeaveGroupV3",
     "MemoryRecords",

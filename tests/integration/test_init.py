@@ -60,6 +60,7 @@ async def test_init_creates_the_layout_then_a_second_run_changes_nothing(
     assert f"topics: {len(specs)} created, 0 checked" in out
     assert "nchmf.gov.vn: loaded" in out
     assert "sms: set to 250 tasks/s" in out
+    assert "acls: not managed (no LOA_ACL_* principal set" in out
 
     code, out, err = await run_loa(settings, *args)
     assert code == 0, (out, err)
@@ -72,6 +73,24 @@ async def test_init_creates_the_layout_then_a_second_run_changes_nothing(
     code, out, err = await run_loa(settings, "channels", "list")
     assert code == 0, err
     assert "sms      250 tasks/s" in out
+
+
+async def test_init_on_a_broker_without_authorizer_says_so_in_one_line_and_exits_0(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings()
+    monkeypatch.setenv("LOA_ACL_WORKER_PRINCIPAL", "User:worker")
+    monkeypatch.setenv("LOA_ACL_AGENCY_PRINCIPALS", "User:agency=nchmf.gov.vn")
+    monkeypatch.setenv("LOA_ACL_OPERATOR_PRINCIPAL", "User:operator")
+    for _ in range(2):  # and again: nothing to create either time
+        code, out, err = await run_loa(settings, "init", "--agencies", AGENCIES)
+        assert code == 0, (out, err)
+        acl_lines = [line for line in out.splitlines() if "acl" in line.lower()]
+        assert acl_lines == [
+            "acls: the broker has no authorizer (no ACL is enforced; none created)"
+        ]
+        assert "nchmf.gov.vn: " in out  # the agencies were still done
+    assert {s.status for s in await check_topics(settings)} == {"present"}
 
 
 async def test_init_and_worker_refuse_topics_with_other_partitions_exit_6_once(

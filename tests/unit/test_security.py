@@ -119,7 +119,7 @@ ALLOWED = {
     ("streams/kafkaio/clients.py", "AIOKafkaConsumer"),
     ("streams/kafkaio/clients.py", "AIOKafkaAdminClient"),
     ("streams/kafkaio/rawkafka.py", "AIOKafkaClient"),
-    ("streams/kafkaio/clients.py", "AIOKafkaClient"),  # leave_group, on client_options()
+    ("streams/kafkaio/clients.py", "AIOKafkaClient"),  # make_protocol_client, on client_options()
     ("streams/app.py", "App"),
 }
 ROOT = Path(__file__).resolve().parents[2]
