@@ -251,17 +251,16 @@ def load_settings(
 
 def check_acl_principals(settings: Settings) -> None:
     """The ``LOA_ACL_*`` principals are empty or ``User:name`` (agencies: ``User:name=ID``
-    pairs), else :class:`~streams.errors.ConfigUnusable` naming the variable (exit 78): a
-    typo there would grant a principal nobody connects as, and no broker would say so."""
-    from streams.errors import ConfigUnusable
-
+    pairs), else :class:`SettingsError` naming the variable (exit 2, like any unparsable
+    setting): a typo there would grant a principal nobody connects as, and no broker would
+    say so."""
     try:
         settings.acl_principal("worker")
         settings.acl_principal("operator")
         settings.acl_agencies  # noqa: B018 (raises when unusable)
     except ValueError as exc:
         hint = "a Kafka principal is User:<name> (docs/operations.md: ACLs)"
-        raise ConfigUnusable(str(exc), hint=hint) from None
+        raise SettingsError(f"{exc}; {hint}") from None
 
 
 def check_security(settings: Settings) -> None:
