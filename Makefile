@@ -76,11 +76,11 @@ model: setup  ## the lifecycle model tests, longer: 5,000 stories against decide
 
 mutation: $(STAMP)  ## mutation score of the pure core (mutmut, unit tests; slow). One module: MODULES=regions
 	$(BIN)/pip install --quiet -e '.[mutation]'
-	$(BIN)/python -m tests.mutation $(MODULES)
+	$(BIN)/python -m tests.tools.mutation $(MODULES)
 
 mutation-quick: $(STAMP)  ## mutation score of fanout.throttle only (about 80 s on two shared cores: cheap enough for CI)
 	$(BIN)/pip install --quiet -e '.[mutation]'
-	$(BIN)/python -m tests.mutation fanout.throttle
+	$(BIN)/python -m tests.tools.mutation fanout.throttle
 
 bench: setup  ## loa bench (fan-out by the broker clock, peers, scale, latency, sustained) + directory; benchmarks/results/
 	$(BIN)/loa bench

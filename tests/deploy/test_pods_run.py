@@ -51,7 +51,7 @@ import pytest
 import yaml
 
 from streams.records import CHANNELS
-from tests.xmlsigning import tls_files
+from tests.tools.xmlsigning import tls_files
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s" / "loa.yaml"

@@ -29,7 +29,7 @@ from tests.faults.conftest import (
     wait_progress,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.faults
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from tests.integration.test_delivery_retries import (
     free_port,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.faults
 
 TASKS = 400
 IN_FLIGHT = 40

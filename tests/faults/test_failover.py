@@ -42,7 +42,7 @@ from tests.faults.conftest import (
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.faults
 
 log = logging.getLogger(__name__)
 

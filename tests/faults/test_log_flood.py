@@ -16,6 +16,8 @@ from streams.logs import REPEAT_WINDOW_S
 from streams.settings import Settings
 from tests.faults.conftest import Workers, kafka, kafka_env
 
+pytestmark = pytest.mark.faults
+
 #: A port of this test's own broker (not the faults' shared OWN_BROKER_PORT: other runs use it).
 PORT = 29392
 

@@ -31,7 +31,7 @@ from streams.settings import Settings
 from tests.faults.conftest import SEED, Stage, Workers, make_stage
 from tests.integration.conftest import ROOT, TEST_AGENCY, LiveLoa, alert
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.faults
 
 SUBSCRIBERS = 4_000
 #: The directory test changes subscribers here; the other tests target other provinces.

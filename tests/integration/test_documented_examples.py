@@ -16,8 +16,8 @@ from streams.ingest import Rejected
 from streams.ingest.agencies import write_key_pair
 from streams.kafkaio.clients import create_topics, make_admin, read_to_end
 from streams.preview import Preview, preview
-from tests.documented import Example, examples
 from tests.integration.conftest import TEST_AGENCY, LiveLoa, alert, run_loa
+from tests.tools.documented import Example, examples
 
 pytestmark = pytest.mark.integration
 

@@ -42,7 +42,7 @@ from streams.settings import Settings
 from tests.integration.conftest import ROOT, TEST_AGENCY, LiveLoa, alert
 from tests.integration.test_conservation import Record, _catalogue, _decisions, _signed
 from tests.integration.test_observability import run_prometheus
-from tests.xmlsigning import cap_alert, cert_pem, new_signer, sign_xml, tls_files
+from tests.tools.xmlsigning import cap_alert, cert_pem, new_signer, sign_xml, tls_files
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from streams.ingest.agencies import (
 )
 from streams.ingest.cap import detect_format, parse_cap
 from streams.regions import registry
-from tests.documented import ROOT, Example, examples, sample_files, unmarked_alert_examples
+from tests.tools.documented import ROOT, Example, examples, sample_files, unmarked_alert_examples
 
 EXAMPLES = examples()
 LIMIT = 256 * 1024

@@ -16,7 +16,7 @@ from streams.ingest.cap import parse_cap
 from streams.ingest.core import Accepted, Rejected, decide
 from streams.ingest.xmldsig import verify_enveloped
 from streams.regions import registry
-from tests.xmlsigning import Signer, cap_alert, cert_pem, new_signer, sign_xml
+from tests.tools.xmlsigning import Signer, cap_alert, cert_pem, new_signer, sign_xml
 
 NATIONAL_ID, PROVINCE_ID = "nchmf.gov.vn", "ubnd.quangninh.gov.vn"
 NATIONAL_SIGNER = new_signer(NATIONAL_ID)

@@ -14,7 +14,7 @@ from lxml import etree
 from streams.errors import BadSignature
 from streams.ingest.agencies import Agency, AgencyRegistry, parse_agency
 from streams.ingest.xmldsig import _first_line, authenticate, has_xml_signature, verify_enveloped
-from tests.xmlsigning import Signer, cap_alert, cert_pem, new_signer, sign_xml
+from tests.tools.xmlsigning import Signer, cap_alert, cert_pem, new_signer, sign_xml
 
 AGENCY_ID = "nchmf.gov.vn"
 SIGNER = new_signer(AGENCY_ID)

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Tables with one row per file: ``| `file` | `ingest outcome` | `preview outcome` | why |``.
 SAMPLE_TABLES = (
     ROOT / "deploy" / "samples" / "README.md",

@@ -1,9 +1,9 @@
 """``make mutation``: mutation score of the safety-critical pure modules (mutmut, unit tests).
 
-Usage: ``python -m tests.mutation [MODULE ...]`` with MODULE among the keys of :data:`TARGETS`
+Usage: ``python -m tests.tools.mutation [MODULE ...]`` with MODULE among the keys of :data:`TARGETS`
 (default: all). Runs ``mutmut run`` over the mutants of those modules (``MUTATION_CHILDREN``
 processes, default 2), reads ``mutmut results``, discounts the mutants listed as
-equivalent in ``tests/mutation-equivalents.md`` and prints the score per module and in total.
+equivalent in ``tests/tools/mutation-equivalents.md`` and prints the score per module and in total.
 Exits 1 when the total is under :data:`THRESHOLD` or a listed equivalent no longer exists.
 """
 
@@ -17,9 +17,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-MUTMUT = [sys.executable, "-m", "tests.mutation", "--mutmut"]
-EQUIVALENTS = ROOT / "tests" / "mutation-equivalents.md"
+ROOT = Path(__file__).resolve().parents[2]
+MUTMUT = [sys.executable, "-m", "tests.tools.mutation", "--mutmut"]
+EQUIVALENTS = ROOT / "tests" / "tools" / "mutation-equivalents.md"
 THRESHOLD = 0.90
 
 #: Module -> mutmut name patterns (``x_<function>`` / ``xǁ<Class>ǁ<method>``) of its pure core.
