@@ -7,7 +7,9 @@ for ``--errors`` of the calls, counts every call itself, can go down on request)
 
 - ``noop``: the same worker with a channel that answers at once, no HTTP: the baseline (what
   the worker and Kafka do without a provider); the other runs are given as a ratio to it.
-- ``http``: the provider answering after 50 ms, 1 % errors (retried through the retry tiers).
+- ``http``: the provider answering after 50 ms, 1 % errors (retried through the retry tiers),
+  once per ``--batch`` size: bulk calls of that many tasks (``POST /bulk``, a status per
+  message) or, for 1, a call per task (``POST /send``).
 - ``outage``: the same, with the provider down (nothing listens, every connection cut) for
   ``--down-s`` seconds once a third of the tasks were delivered: every task must end delivered.
 
@@ -19,8 +21,7 @@ first to last final receipt, read back with librdkafka read_committed, as
 provider answered 200 for every idempotency key; repeats (a second 200 for a key, e.g. a call
 cut by the outage after the provider had counted it) are reported, never hidden.
 
-    python -m benchmarks.delivery [--tasks 200000] [--in-flight 1000] [--delay-ms 50]
-    loa bench --only delivery   (same defaults)
+    python -m benchmarks.delivery [--tasks 200000] [--in-flight 1000] [--batch 100,1]
 
 Uses ``LOA_BOOTSTRAP_SERVERS`` or ``KAFKA_BOOTSTRAP_SERVERS`` when set, else starts the dev
 broker. Writes ``benchmarks/results/delivery.json`` (``--out``). Needs ``go`` to build the
