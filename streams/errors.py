@@ -35,7 +35,7 @@
     ├── InvalidAgency              an agency registry record breaks ``schemas/agency.schema.json``
     │                              (the CLI refuses to load it; a worker drops that agency)
     └── OperatorError              what a person at the CLI did or met; each maps to one line and
-        │                          one exit code in :mod:`streams.clikit`
+        │                          one exit code in :mod:`streams.cli.kit`
         ├── NotAuthorized          the broker refused this principal (ACLs, SASL credentials)
         ├── TopicMissing           a topic Loa needs does not exist (``loa topics create``)
         ├── BadInputFile           a file given to the CLI cannot be read or used (key, alert)

@@ -8,7 +8,7 @@ own ``duplicate`` and a rejection is found even when the file names no sender.
 A file that is not an alert at all (empty, not well-formed, over ``LOA_MAX_ALERT_BYTES``,
 forbidden XML) is not sent: ingest could only reject it, and a mistyped path (a key file, say)
 must not end on a shared topic. Anything that parses is sent and judged by ingest, the one
-authority. Exit codes (:data:`EXIT_CODES`, the CLI's table in :mod:`streams.clikit`): 0 accepted
+authority. Exit codes (:data:`EXIT_CODES`, the CLI's table in :mod:`streams.cli.kit`): 0 accepted
 (no warnings) or duplicate, 8 accepted with warnings the agency must read (``empty_audience``,
 ``located_only``, ``partly_outside``, ``reach_unknown``), 1 rejected, 7 not an alert (not sent),
 4 no decision came in time (retry later); 0 too for ``--no-wait`` once the record is on the
@@ -54,7 +54,7 @@ EXIT_CODES: dict[Outcome, int] = {
     Outcome.NO_DECISION: 4,
     Outcome.SENT: 0,
 }
-#: Accepted, with warnings a person must read (ExitCode.WARNINGS in streams.clikit).
+#: Accepted, with warnings a person must read (ExitCode.WARNINGS in streams.cli.kit).
 WARNINGS_EXIT_CODE = 8
 #: How long Kafka may take to accept the record (separate from waiting for the decision).
 _SEND_TIMEOUT_S = 60.0
@@ -144,7 +144,7 @@ async def publish_file(
         warnings = (f"key of {key.agency}, alert sender is {sender}",)
     headers = list(signature_headers(key, raw)) if key is not None else []
     # Kafka refusing or not answering raises: the CLI reports it as one line with its exit
-    # code (4 unreachable, 5 not authorized; streams.clikit), the same as every other command
+    # code (4 unreachable, 5 not authorized; streams.cli.kit), the same as every other command
     async with asyncio.timeout(_SEND_TIMEOUT_S):
         offset = await _send(settings, raw, headers)
     if not wait:

@@ -208,7 +208,7 @@ def explain(exc: BaseException, logged: list[str]) -> str | None:
         if needle.lower() in cause.lower():
             return f"cannot connect to Kafka: {hint} ({cause.strip()})"
     # nothing a person can fix beyond "is it running, is the address right": the CLI's own
-    # line says that with the address and what to do (streams.clikit.classify)
+    # line says that with the address and what to do (streams.cli.kit.classify)
     return None
 
 

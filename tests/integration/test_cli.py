@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from streams.channels import read_limits
-from streams.clikit import ExitCode
+from streams.cli.kit import ExitCode
 from streams.settings import Settings
 from tests.integration.conftest import LiveLoa, alert, run_loa
 

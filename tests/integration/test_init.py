@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.clikit import ExitCode
+from streams.cli.kit import ExitCode
 from streams.kafkaio.clients import check_topics, topic_specs
 from streams.settings import Settings
 from tests.integration.conftest import run_loa

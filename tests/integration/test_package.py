@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from streams.cli.main import COMMANDS
 from streams.directory.synthetic import synthetic_subscribers
 from streams.kafkaio.clients import read_to_end
 from streams.oracle import expected_audience
@@ -94,6 +95,14 @@ def test_installed_wheel_accepts_and_fans_out_outside_the_checkout(
     where = _run([python, "-c", "import streams; print(streams.__file__)"], installed, env)
     assert not Path(where.strip()).is_relative_to(ROOT)
     assert _run([loa, "--version"], installed, env).strip() == "loa, version 0.1.0"
+    for command in set(COMMANDS) - {"bench"}:  # each command's module imports from the wheel
+        assert "Usage: loa" in _run([loa, command, "--help"], installed, env)
+    # the benchmarks are not in the wheel: loa bench says where they are instead of failing
+    bench = subprocess.run(
+        [loa, "bench"], cwd=installed, env=env, capture_output=True, text=True, check=False
+    )
+    assert bench.returncode == 2 and "source checkout" in bench.stderr, bench.stderr
+    assert "Traceback" not in bench.stderr
 
     _run(
         [loa, "keys", "new", "--agency", "nchmf.gov.vn", "--key-id", "k1", "--out", "keys"],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.clikit import ExitCode
+from streams.cli.kit import ExitCode
 from streams.config import SettingsError, load_settings
 from streams.kafkaio.acls import AclState, connection_principal
 from streams.settings import Settings

@@ -8,7 +8,7 @@ import pytest
 from aiokafka import errors as kafka_errors
 
 from streams.channels import limit_value
-from streams.clikit import ExitCode, classify
+from streams.cli.kit import ExitCode, classify
 from streams.errors import BadInputFile, NotFound, TopicMissing
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
+
+import pytest
 
 STREAMS = Path(__file__).resolve().parents[2] / "streams"
 KAFKAIO = STREAMS / "kafkaio"
@@ -80,3 +83,67 @@ def test_no_task_is_created_and_forgotten_anywhere_in_streams() -> None:
         in {"create_task", "ensure_future"}
     ]
     assert offenders == []
+
+
+# -- the command line ------------------------------------------------------------------------
+
+CLI = STREAMS / "cli"
+
+
+def test_nothing_in_the_package_imports_the_command_line() -> None:
+    """The commands are the top of the import graph: a stage importing them would be a circle."""
+    offenders = [
+        f"{path.relative_to(STREAMS)}: {name}"
+        for path, tree in _modules()
+        if CLI not in path.parents and path != STREAMS / "__main__.py"  # python -m streams
+        for name in _imported(tree)
+        if name == "streams.cli" or name.startswith("streams.cli.")
+    ]
+    assert offenders == []
+
+
+def test_every_command_module_is_in_the_command_map_and_every_entry_is_a_command() -> None:
+    import click
+
+    from streams.cli.main import COMMANDS, main
+
+    modules = {target.partition(":")[0] for target in COMMANDS.values()}
+    shared = {"streams.cli", "streams.cli.main", "streams.cli.kit", "streams.cli.context"}
+    on_disk = {f"streams.cli.{p.stem}" for p in CLI.glob("*.py")} - {"streams.cli.__init__"}
+    assert on_disk - shared == modules
+    ctx = click.Context(main)
+    for name in COMMANDS:
+        command = main.get_command(ctx, name)
+        assert isinstance(command, click.Command) and command.name == name, name
+
+
+def test_commands_import_at_the_top_of_their_module_not_inside_functions() -> None:
+    """Thin commands: each module names what it uses at its top (the map loads a module only
+    when its command runs, which is what the imports inside functions used to buy)."""
+    offenders = [
+        f"{path.relative_to(STREAMS)}:{node.lineno}"
+        for path in sorted(CLI.glob("*.py"))
+        for func in ast.walk(ast.parse(path.read_text()))
+        if isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(func)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    ]
+    assert offenders == []
+
+
+def test_loa_bench_without_the_benchmarks_names_where_they_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from streams.cli.main import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name.startswith("benchmarks") else real(name, *a),
+    )
+    result = CliRunner().invoke(main, ["bench", "--sizes", "1e6"])
+    assert result.exit_code == 2
+    assert "source checkout" in result.output

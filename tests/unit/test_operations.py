@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from streams.bootstrap import read_channel_limits
-from streams.clikit import ExitCode, classify
+from streams.cli.kit import ExitCode, classify
 from streams.config import check_files, describe, load_settings
 from streams.errors import BadInputFile, ConfigUnusable
 from streams.kafkaio.clients import topic_states, topics_error
@@ -187,10 +187,13 @@ def test_loa_kafka_without_the_repository_script_says_so(
 ) -> None:
     from click.testing import CliRunner
 
-    import streams.cli
+    import streams.cli.setup
+    from streams.cli.main import main
 
-    monkeypatch.setattr(streams.cli, "KAFKA_SCRIPT", tmp_path / "deploy" / "kafka" / "kafka.sh")
-    result = CliRunner().invoke(streams.cli.main, ["kafka", "status"])
+    monkeypatch.setattr(
+        streams.cli.setup, "KAFKA_SCRIPT", tmp_path / "deploy" / "kafka" / "kafka.sh"
+    )
+    result = CliRunner().invoke(main, ["kafka", "status"])
     assert result.exit_code == ExitCode.USAGE
     assert "this installation has none" in result.output
     assert "Traceback" not in result.output

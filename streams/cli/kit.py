@@ -31,6 +31,7 @@ with the same ``exit_code`` the process ends with.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from streams.errors import (
     OperatorError,
     TopicMissing,
 )
+from streams.kafkaio.security import failures_explained, listener_mismatch
 
 __all__ = ["ExitCode", "Failure", "LoaGroup", "classify", "emit_json", "json_option", "wants_json"]
 
@@ -174,8 +176,6 @@ class LoaGroup(click.Group):
     """The root group: runs a command and turns what it raises into a line and an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from streams.kafkaio.security import failures_explained
-
         with failures_explained() as explain:
             try:
                 return super().invoke(ctx)
@@ -209,14 +209,13 @@ class LoaGroup(click.Group):
         sys.exit(int(failure.code))
 
 
-#: ``ctx.meta`` key of the settings the running command loaded (``streams.cli._settings``).
+#: ``ctx.meta`` key of the settings the running command loaded
+#: (:func:`streams.cli.context.command_settings`).
 SETTINGS_KEY = "loa.settings"
 
 
 def _mismatch(ctx: click.Context, failure: Failure) -> Failure:
     """ "No broker answered" becomes "it speaks another protocol" when a probe shows that."""
-    from streams.kafkaio.security import listener_mismatch
-
     settings = ctx.meta.get(SETTINGS_KEY)
     if settings is None:
         return failure
@@ -229,8 +228,6 @@ def _mismatch(ctx: click.Context, failure: Failure) -> Failure:
 
 
 def _bootstrap() -> str:
-    import os
-
     return os.environ.get("LOA_BOOTSTRAP_SERVERS", "")
 
 
