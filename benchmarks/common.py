@@ -17,8 +17,8 @@ from typing import Any
 from aiokafka.admin import NewTopic
 
 from benchmarks.peers import aiokafka_batch_rate
+from streams.demo.localrun import start_broker, stop_broker
 from streams.kafkaio.clients import make_admin
-from streams.localrun import start_broker, stop_broker
 from streams.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"

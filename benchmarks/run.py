@@ -49,7 +49,7 @@ from benchmarks.harness import (
     ward_counts,
 )
 from benchmarks.peers import PEERS, run_peer
-from streams.localrun import start_broker, stop_broker
+from streams.demo.localrun import start_broker, stop_broker
 from streams.records import Priority
 from streams.regions import registry
 from streams.settings import Settings

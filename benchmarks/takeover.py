@@ -43,12 +43,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from benchmarks.common import bench_broker, tagged, write_results
+from streams.demo.localrun import WorkerProcess
 from streams.directory.index import ChangeBatch
 from streams.directory.load import write_changes
 from streams.directory.snapshot import partition_dir
 from streams.directory.synthetic import synthetic_subscribers
 from streams.kafkaio.clients import create_topics, make_producer
-from streams.localrun import WorkerProcess
 from streams.observe import watch_progress
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry

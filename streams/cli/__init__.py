@@ -6,7 +6,7 @@
 - one module per group of commands: :mod:`~streams.cli.setup` (config, init, topics, kafka,
   directory), :mod:`~streams.cli.registry` (keys, agencies, channels), :mod:`~streams.cli.alerts`
   (publish, preview, watch, status), :mod:`~streams.cli.worker`, :mod:`~streams.cli.processes`
-  (gateway, deliver, demo), :mod:`~streams.cli.bench`.
+  (gateway, deliver), :mod:`~streams.cli.demo`, :mod:`~streams.cli.bench`.
 
 What it may import: anything in ``streams``; nothing in ``streams`` imports it (the commands
 are the top of the import graph; ``tests/unit/test_layout.py`` checks that).

@@ -40,7 +40,7 @@ COMMANDS = {
     "worker": "streams.cli.worker:worker",
     "gateway": "streams.cli.processes:gateway",
     "deliver": "streams.cli.processes:deliver",
-    "demo": "streams.cli.processes:demo",
+    "demo": "streams.cli.demo:demo",
     "bench": "streams.cli.bench:bench",
 }
 

@@ -1,11 +1,8 @@
-"""The long-running processes besides the worker: ``loa gateway``, ``deliver`` and ``demo``."""
+"""The long-running processes besides the worker: ``loa gateway`` and ``deliver``."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
-from pathlib import Path
 
 import click
 
@@ -13,7 +10,6 @@ from streams.cli.context import command_settings, configure_logging
 from streams.delivery.channels import Channel, check_channel_options, make_channel
 from streams.delivery.worker import DeliveryMetrics, stop_on_signals
 from streams.delivery.worker import deliver as run_delivery
-from streams.demo import run_demo
 from streams.gateway import check_settings, serve
 from streams.health import Readiness
 from streams.httpserver import start_server
@@ -183,14 +179,3 @@ def deliver(
         asyncio.run(run())
     finally:
         shutdown(server)
-
-
-@click.command()
-@click.option("--subscribers", type=int, default=1_000_000, show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--alert", "alert_file", type=click.Path(exists=True, path_type=Path), default=None)
-def demo(subscribers: int, seed: int, alert_file: Path | None) -> None:
-    """Broker, worker, synthetic directory, a typhoon alert fanned out, a summary; then stop."""
-    settings = command_settings()
-    os.environ.setdefault("LOA_BOOTSTRAP_SERVERS", settings.bootstrap_servers)
-    sys.exit(run_demo(settings, subscribers=subscribers, seed=seed, alert_file=alert_file))

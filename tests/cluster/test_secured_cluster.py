@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from streams.demo.localrun import WorkerProcess
+from streams.demo.oracle import ward_matches
 from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
 from streams.ingest.agencies import KeyPair, key_file_stem
@@ -39,9 +41,7 @@ from streams.kafkaio.clients import (
     make_producer,
     read_to_end,
 )
-from streams.localrun import WorkerProcess
 from streams.observe import wait_decision, watch_progress
-from streams.oracle import ward_matches
 from streams.records import Progress
 from streams.regions import RegionRegistry, registry
 from streams.settings import Settings

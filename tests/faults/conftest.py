@@ -31,11 +31,11 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as RdTopicPartition
 
+from streams.demo.localrun import KAFKA_SCRIPT, WorkerProcess
 from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
 from streams.ingest.agencies import KeyPair
 from streams.kafkaio.clients import create_topics, make_producer
-from streams.localrun import KAFKA_SCRIPT, WorkerProcess
 from streams.observe import watch_progress
 from streams.records import Priority, Progress
 from streams.regions import RegionRegistry, registry

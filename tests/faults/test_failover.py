@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import TopicPartition
 
+from streams.demo.localrun import WorkerProcess
 from streams.directory.synthetic import synthetic_subscribers
-from streams.localrun import WorkerProcess
 from streams.records import Progress
 from streams.settings import Settings
 from tests.faults.conftest import (

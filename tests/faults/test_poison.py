@@ -19,12 +19,12 @@ import numpy as np
 import orjson
 import pytest
 
+from streams.demo.localrun import WorkerProcess
 from streams.directory.index import NO_CHANNEL, ChangeBatch
 from streams.directory.load import write_changes
 from streams.directory.synthetic import synthetic_subscribers
 from streams.ingest.agency_service import ensure_local_key
 from streams.kafkaio.clients import make_producer, read_to_end
-from streams.localrun import WorkerProcess
 from streams.receipts import read_partitions
 from streams.records import Progress
 from streams.settings import Settings

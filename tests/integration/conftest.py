@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.demo.localrun import WorkerProcess
+from streams.demo.oracle import Expected, Rows, expected_audience
 from streams.directory.census_replica import CensusReplica
 from streams.directory.index import ChangeBatch
 from streams.directory.load import load_synthetic
@@ -24,9 +26,7 @@ from streams.directory.wire import encode_subscribers
 from streams.ingest.agencies import KeyPair, signature_headers
 from streams.ingest.agency_service import ensure_local_key
 from streams.kafkaio.clients import create_topics, make_producer, read_to_end
-from streams.localrun import WorkerProcess
 from streams.observe import wait_decision, watch_progress
-from streams.oracle import Expected, Rows, expected_audience
 from streams.records import Progress
 from streams.regions import RegionRegistry, registry
 from streams.settings import Settings
@@ -107,7 +107,7 @@ class LiveLoa:
 
     def expected_audience(self, doc: dict[str, Any]) -> Expected:
         """The oracle's audience of an alert document among the directory's rows as written to
-        the changes topic (``streams/oracle.py``: shares no code with the fan-out)."""
+        the changes topic (``streams/demo/oracle.py``: shares no code with the fan-out)."""
         return expected_audience(doc, oracle_rows(self.directory, self.regions))
 
 

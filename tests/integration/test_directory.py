@@ -14,14 +14,14 @@ import numpy as np
 import orjson
 import pytest
 
+from streams.demo.localrun import WorkerProcess
+from streams.demo.oracle import ward_matches
 from streams.directory.index import ChangeBatch
 from streams.directory.load import write_changes
 from streams.directory.service import DirectoryService
 from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import decode_changes, encode_subscribers
 from streams.kafkaio.clients import create_topics, make_producer, read_to_end
-from streams.localrun import WorkerProcess
-from streams.oracle import ward_matches
 from streams.regions import registry
 from streams.settings import Settings
 from tests.integration.conftest import LiveLoa, alert, oracle_rows, register_agencies

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streams.demo.oracle import ward_matches
 from streams.directory.index import COLUMNS, ChangeBatch, DirectoryPartition
 from streams.directory.load import write_changes
 from streams.directory.service import DirectoryService
 from streams.directory.snapshot import partition_dir
 from streams.directory.synthetic import synthetic_subscribers
 from streams.kafkaio.clients import create_topics
-from streams.oracle import ward_matches
 from streams.regions import RegionRegistry, registry
 from streams.settings import Settings
 

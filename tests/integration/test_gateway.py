@@ -24,6 +24,7 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 
+from streams.demo.localrun import WorkerProcess
 from streams.gateway import Gateway
 from streams.gateway.auth import sign_request
 from streams.ingest.agencies import (
@@ -37,7 +38,6 @@ from streams.ingest.agencies import (
 from streams.ingest.agency_service import publish_agencies
 from streams.ingest.cap import detect_format
 from streams.kafkaio.clients import make_producer, make_reader
-from streams.localrun import WorkerProcess
 from streams.settings import Settings
 from tests.integration.conftest import ROOT, TEST_AGENCY, LiveLoa, alert
 from tests.integration.test_conservation import Record, _catalogue, _decisions, _signed

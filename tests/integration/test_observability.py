@@ -24,10 +24,10 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.deliver import deliver
+from streams.delivery import deliver
+from streams.demo.localrun import WorkerProcess
 from streams.directory.load import load_synthetic
 from streams.kafkaio.clients import create_topics, make_producer, read_to_end
-from streams.localrun import WorkerProcess
 from streams.observe import wait_decision, watch_progress
 from streams.records import CHANNELS
 from streams.regions import registry

@@ -19,9 +19,9 @@ import orjson
 import pytest
 
 from streams.cli.main import COMMANDS
+from streams.demo.oracle import expected_audience
 from streams.directory.synthetic import synthetic_subscribers
 from streams.kafkaio.clients import read_to_end
-from streams.oracle import expected_audience
 from streams.regions import registry
 from streams.settings import Settings
 from tests.integration.conftest import ROOT, alert, oracle_rows
@@ -103,6 +103,17 @@ def test_installed_wheel_accepts_and_fans_out_outside_the_checkout(
     )
     assert bench.returncode == 2 and "source checkout" in bench.stderr, bench.stderr
     assert "Traceback" not in bench.stderr
+    # nor the demo and its tools (the oracle, the local processes): loa demo says so
+    where_demo = _run(
+        [python, "-c", "import importlib.util; print(importlib.util.find_spec('streams.demo'))"],
+        installed,
+        env,
+    )
+    assert where_demo.strip() == "None"
+    demo = subprocess.run(
+        [loa, "demo"], cwd=installed, env=env, capture_output=True, text=True, check=False
+    )
+    assert demo.returncode == 2 and "source checkout" in demo.stderr, demo.stderr
 
     _run(
         [loa, "keys", "new", "--agency", "nchmf.gov.vn", "--key-id", "k1", "--out", "keys"],

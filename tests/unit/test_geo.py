@@ -11,12 +11,12 @@ from h3.api import basic_int as h3i
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams.demo.oracle import ward_matches
 from streams.directory.cells import CellSet, format_hex, is_cell, parse_hex, to_resolution
 from streams.directory.index import DirectoryPartition
 from streams.directory.synthetic import location_pool, synthetic_subscribers
 from streams.errors import SchemaViolation, UnknownRegion, Unsupported
 from streams.fanout.plan import select_audience
-from streams.oracle import ward_matches
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import circle_cells, polygon_cells, registry, resolve_targets
 

@@ -65,8 +65,22 @@ def test_no_private_attribute_of_a_kafka_client_is_read_outside_kafkaio() -> Non
 
 
 def test_demo_does_not_import_the_cli_so_there_is_no_import_circle() -> None:
-    trees = dict(_modules())
-    assert not any(n.startswith("streams.cli") for n in _imported(trees[STREAMS / "demo.py"]))
+    for path, tree in _modules():
+        if STREAMS / "demo" in path.parents:
+            assert not any(n.startswith("streams.cli") for n in _imported(tree)), path
+
+
+def test_nothing_in_the_data_flow_imports_the_demo_and_its_tools() -> None:
+    """The demo, the oracle and the local-process helpers are not in the wheel: only the
+    commands may import them (``loa demo``)."""
+    offenders = [
+        f"{path.relative_to(STREAMS)}: {name}"
+        for path, tree in _modules()
+        if STREAMS / "demo" not in path.parents and STREAMS / "cli" not in path.parents
+        for name in _imported(tree)
+        if name == "streams.demo" or name.startswith("streams.demo.")
+    ]
+    assert offenders == []
 
 
 def test_no_task_is_created_and_forgotten_anywhere_in_streams() -> None:

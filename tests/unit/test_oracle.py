@@ -1,4 +1,4 @@
-"""The independent audience oracle (streams/oracle.py) against region targeting and selection.
+"""The independent audience oracle (streams/demo/oracle.py) against region targeting and selection.
 
 The fan-out's audience must equal what plain string prefixes and plain geometry say; the oracle
 shares no code with streams.regions or streams.fanout, so a fault in either shows up here.
@@ -18,12 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import streams.regions as regions_module
-from streams.directory.index import ChangeBatch, DirectoryPartition
-from streams.directory.synthetic import CITY_BOXES, synthetic_subscribers
-from streams.directory.wire import encode_subscribers
-from streams.errors import SchemaViolation
-from streams.fanout.plan import select_audience
-from streams.oracle import (
+from streams.demo.oracle import (
     Expected,
     Rows,
     expected_audience,
@@ -32,6 +27,11 @@ from streams.oracle import (
     polygon_boundary_km,
     tolerance_km,
 )
+from streams.directory.index import ChangeBatch, DirectoryPartition
+from streams.directory.synthetic import CITY_BOXES, synthetic_subscribers
+from streams.directory.wire import encode_subscribers
+from streams.errors import SchemaViolation
+from streams.fanout.plan import select_audience
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import RegionRegistry, registry, resolve_targets
 

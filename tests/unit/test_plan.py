@@ -6,12 +6,12 @@ import numpy as np
 import orjson
 import pytest
 
+from streams.demo.oracle import Rows, expected_audience
 from streams.directory.index import ChangeBatch, DirectoryPartition
 from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import encode_subscribers
 from streams.fanout.encode import KINDS, TaskEncoder
 from streams.fanout.plan import CapPolicy, PastOrder, plan_audience
-from streams.oracle import Rows, expected_audience
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry
 from streams.schemas import validator

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from streams.demo.oracle import Rows, expected_audience
 from streams.directory.index import DirectoryPartition
 from streams.directory.synthetic import synthetic_subscribers
 from streams.errors import MalformedInput
@@ -24,7 +25,6 @@ from streams.fanout.encode import KINDS
 from streams.fanout.plan import CapPolicy, PastOrder, plan_audience
 from streams.fanout.throttle import ChannelThrottle
 from streams.ingest.lifecycle import told
-from streams.oracle import Rows, expected_audience
 from streams.receipts import PartitionTallies, Receipt, Tally, parse_receipt
 from streams.records import CHANNELS, AcceptedAlert, AlertInfo, FanoutOrder, Priority, TaskKind
 from streams.regions import registry

@@ -13,21 +13,21 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from streams.demo.localrun import WorkerProcess, start_broker, stop_broker
+from streams.demo.oracle import Expected, Rows, expected_audience
 from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
 from streams.ingest.agencies import signature_headers
 from streams.ingest.agency_service import ensure_local_key
 from streams.kafkaio.clients import create_topics, make_producer
-from streams.localrun import WorkerProcess, start_broker, stop_broker
 from streams.observe import wait_decision, watch_progress
-from streams.oracle import Expected, Rows, expected_audience
 from streams.progress import ProgressBar
 from streams.records import CHANNELS, Progress
 from streams.regions import registry
 from streams.settings import Settings
 from streams.status import AlertStatus, StatusReader
 
-SAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "samples" / "typhoon.json"
+SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "samples" / "typhoon.json"
 
 
 def run_demo(settings: Settings, *, subscribers: int, seed: int, alert_file: Path | None) -> int:
@@ -109,7 +109,7 @@ def run_demo(settings: Settings, *, subscribers: int, seed: int, alert_file: Pat
 def _audience(
     doc: dict[str, Any], subscribers: int, seed: int
 ) -> tuple[Expected, npt.NDArray[np.bool_]]:
-    """The alert's audience by the independent oracle (``streams/oracle.py``), which shares no
+    """The alert's audience by the independent oracle (``streams/demo/oracle.py``), which shares no
     code with the fan-out: the demo's "expected" is a check, not an echo. Also the row mask of
     the sure part over the synthetic directory."""
     regions = registry()

@@ -14,7 +14,7 @@ from streams.settings import Settings
 
 __all__ = ["WorkerProcess", "broker_running", "start_broker", "stop_broker"]
 
-KAFKA_SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "kafka.sh"
+KAFKA_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "kafka.sh"
 
 
 def _broker_env(settings: Settings) -> dict[str, str]:
