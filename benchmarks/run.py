@@ -49,6 +49,7 @@ from benchmarks.harness import (
     ward_counts,
 )
 from benchmarks.peers import PEERS, run_peer
+from streams.config import load_settings
 from streams.demo.localrun import start_broker, stop_broker
 from streams.records import Priority
 from streams.regions import registry
@@ -419,7 +420,7 @@ async def sustained_section(dep: Deployment, total: int, broker_dir: Path | None
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     bootstrap = os.environ.get("LOA_BOOTSTRAP_SERVERS") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     port = os.environ.setdefault("LOA_KAFKA_PORT", "19992")
-    env_settings = Settings.from_env(bootstrap_servers=bootstrap or f"127.0.0.1:{port}")
+    env_settings = load_settings(bootstrap_servers=bootstrap or f"127.0.0.1:{port}")
     base = replace(env_settings, partitions=args.partitions)
     broker_dir = Path(args.broker_dir) if args.broker_dir else None
     started_broker = False if bootstrap else start_broker(base)

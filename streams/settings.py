@@ -10,10 +10,8 @@ import hashlib
 import math
 import re
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 __all__ = ["PRINCIPAL", "RUNBOOK_URL", "SESSION_TIMEOUT_RANGE_S", "Settings", "runbook"]
 
@@ -467,14 +465,6 @@ class Settings:
             return self.instance_id
         digest = hashlib.sha256(self.resolved_data_dir.encode()).hexdigest()[:12]
         return f"{socket.gethostname()}-{digest}"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from ``LOA_*`` variables (and ``LOA_CONFIG``), strictly: see
-        ``streams.config``. ``overrides`` win over the environment."""
-        from streams.config import load_settings
-
-        return load_settings(env, **overrides)
 
     def validate(self) -> None:
         if self.partitions < 1:

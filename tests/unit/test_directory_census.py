@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streams.config import load_settings
 from streams.directory.census import (
     CENSUS_VERSION,
     Census,
@@ -28,7 +29,6 @@ from streams.directory.synthetic import location_pool
 from streams.fanout.plan import audience_rows
 from streams.records import CATEGORIES, CHANNELS, FanoutOrder, Priority, TaskKind
 from streams.regions import registry
-from streams.settings import Settings
 
 R = registry()
 POOL7 = location_pool(7)[:: max(1, len(location_pool(7)) // 12)][:12]
@@ -259,9 +259,9 @@ def test_a_missing_or_foreign_partition_makes_the_reach_partial() -> None:
 @pytest.mark.parametrize("raw", ["0", "-1", "nan", "inf", "ten"])
 def test_an_unusable_census_interval_stops_with_a_clear_error(raw: str) -> None:
     with pytest.raises(ValueError, match="LOA_CENSUS_INTERVAL_S"):
-        Settings.from_env({"LOA_CENSUS_INTERVAL_S": raw})
-    assert Settings.from_env({}).census_interval_s == 10.0
-    assert Settings.from_env({"LOA_CENSUS_INTERVAL_S": "2.5"}).census_interval_s == 2.5
+        load_settings({"LOA_CENSUS_INTERVAL_S": raw})
+    assert load_settings({}).census_interval_s == 10.0
+    assert load_settings({"LOA_CENSUS_INTERVAL_S": "2.5"}).census_interval_s == 2.5
 
 
 def test_reach_converts_to_ingests_reach_field_for_field() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streams.config import load_settings
 from streams.directory.index import COLUMNS, DirectoryPartition
 from streams.directory.snapshot import (
     ABANDONED_S,
@@ -21,7 +22,6 @@ from streams.directory.snapshot import (
 )
 from streams.directory.synthetic import synthetic_subscribers
 from streams.regions import registry
-from streams.settings import Settings
 
 ALL = ("ids", *COLUMNS)
 
@@ -201,12 +201,12 @@ def test_a_snapshot_at_an_offset_already_written_is_not_rewritten(
 @pytest.mark.parametrize("raw", ["-1", "nan", "soon"])
 def test_unusable_snapshot_interval_stops_with_a_clear_error(raw: str) -> None:
     with pytest.raises(ValueError, match="LOA_SNAPSHOT_INTERVAL_S"):
-        Settings.from_env({"LOA_SNAPSHOT_INTERVAL_S": raw})
+        load_settings({"LOA_SNAPSHOT_INTERVAL_S": raw})
 
 
 def test_snapshots_are_on_by_default_and_zero_turns_them_off() -> None:
-    assert Settings.from_env({}).snapshot_interval_s > 0
-    assert Settings.from_env({"LOA_SNAPSHOT_INTERVAL_S": "0"}).snapshot_interval_s == 0
+    assert load_settings({}).snapshot_interval_s > 0
+    assert load_settings({"LOA_SNAPSHOT_INTERVAL_S": "0"}).snapshot_interval_s == 0
 
 
 def test_a_writer_killed_mid_write_leaves_nothing_that_is_loaded_and_its_leftover_is_removed(

@@ -6,29 +6,29 @@ import threading
 
 import pytest
 
+from streams.config import load_settings
 from streams.kafkaio.clients import faust_broker_options
 from streams.kafkaio.internals import LeaveGroupV3
-from streams.settings import Settings
 from streams.shutdown import EXIT_SHUTDOWN_TIMEOUT, Watchdog
 
 
 def test_session_timeout_defaults_to_ten_seconds_for_emergencies() -> None:
-    settings = Settings.from_env({})
+    settings = load_settings({})
     assert settings.session_timeout_s == 10.0
     assert faust_broker_options(settings)["broker_session_timeout"] == 10.0
 
 
 def test_default_instance_id_is_stable_for_one_data_dir_and_differs_between_them() -> None:
-    a = Settings.from_env({"LOA_DATA_DIR": "/srv/loa/a"})
-    again = Settings.from_env({"LOA_DATA_DIR": "/srv/loa/a"})
-    b = Settings.from_env({"LOA_DATA_DIR": "/srv/loa/b"})
+    a = load_settings({"LOA_DATA_DIR": "/srv/loa/a"})
+    again = load_settings({"LOA_DATA_DIR": "/srv/loa/a"})
+    b = load_settings({"LOA_DATA_DIR": "/srv/loa/b"})
     assert a.group_instance_id == again.group_instance_id != b.group_instance_id
     assert faust_broker_options(a)["consumer_group_instance_id"] == a.group_instance_id
 
 
 def test_instance_id_can_be_set_or_turned_off() -> None:
-    assert Settings.from_env({"LOA_INSTANCE_ID": "worker-7"}).group_instance_id == "worker-7"
-    assert Settings.from_env({"LOA_INSTANCE_ID": "none"}).group_instance_id is None
+    assert load_settings({"LOA_INSTANCE_ID": "worker-7"}).group_instance_id == "worker-7"
+    assert load_settings({"LOA_INSTANCE_ID": "none"}).group_instance_id is None
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_instance_id_can_be_set_or_turned_off() -> None:
 )
 def test_unusable_stop_or_session_timeout_stops_with_a_clear_error(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
-        Settings.from_env({name: value})
+        load_settings({name: value})
 
 
 def test_watchdog_ends_the_process_when_the_stop_overruns() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from streams.config import load_settings
 from streams.gateway import Gateway, check_settings
 from streams.gateway.decisions import decision_of
 from streams.gateway.policy import TokenBuckets, decision_answer, pending_answer, status_path
@@ -105,7 +106,7 @@ def test_insecure_or_incomplete_gateway_settings_stop_with_an_error(
 
 def test_gateway_settings_are_read_from_the_environment() -> None:
     env = {"LOA_GATEWAY_PORT": "19651", "LOA_GATEWAY_RATE": "0.5", "LOA_GATEWAY_BURST": "4"}
-    settings = Settings.from_env(env)
+    settings = load_settings(env)
     assert (settings.gateway_port, settings.gateway_rate, settings.gateway_burst) == (19651, 0.5, 4)
 
 

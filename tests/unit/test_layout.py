@@ -161,3 +161,10 @@ def test_loa_bench_without_the_benchmarks_names_where_they_are(
     result = CliRunner().invoke(main, ["bench", "--sizes", "1e6"])
     assert result.exit_code == 2
     assert "source checkout" in result.output
+
+
+def test_the_settings_model_does_not_import_its_loader() -> None:
+    """``settings.py`` is the frozen model, ``config.py`` reads it from files and the
+    environment: the loader imports the model, never the other way (no import circle)."""
+    tree = ast.parse((STREAMS / "settings.py").read_text())
+    assert not [n for n in _imported(tree) if n.startswith("streams.config")]

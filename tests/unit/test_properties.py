@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from streams.config import load_settings
 from streams.demo.oracle import Rows, expected_audience
 from streams.directory.index import DirectoryPartition
 from streams.directory.synthetic import synthetic_subscribers
@@ -29,7 +30,6 @@ from streams.receipts import PartitionTallies, Receipt, Tally, parse_receipt
 from streams.records import CHANNELS, AcceptedAlert, AlertInfo, FanoutOrder, Priority, TaskKind
 from streams.regions import registry
 from streams.schemas import validator
-from streams.settings import Settings
 
 R = registry()
 ALERT, UPDATE, CANCEL = (KINDS.index(k) for k in TaskKind)
@@ -126,11 +126,11 @@ def test_caps_suppress_only_routine_alerts_past_the_count(
 @pytest.mark.parametrize("env", [{"LOA_CAP_COUNT": "-1"}, {"LOA_CAP_WINDOW_S": "-5"}])
 def test_a_negative_cap_setting_stops_with_a_clear_error(env: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="LOA_CAP_COUNT and LOA_CAP_WINDOW_S must be >= 0"):
-        Settings.from_env(env)
+        load_settings(env)
 
 
 def test_cap_count_zero_is_a_valid_setting_meaning_no_cap() -> None:
-    assert Settings.from_env({"LOA_CAP_COUNT": "0"}).cap_count == 0
+    assert load_settings({"LOA_CAP_COUNT": "0"}).cap_count == 0
 
 
 def test_caps_ignore_lineages_outside_the_window(world: tuple[DirectoryPartition, Rows]) -> None:
