@@ -33,6 +33,7 @@ __all__ = [
     "cell_resolution",
     "format_hex",
     "is_cell",
+    "parse_cell",
     "parse_hex",
     "to_resolution",
 ]
@@ -148,6 +149,35 @@ class CellSet:
             inside |= members[pos] == ancestor
         hit[rows] = inside
         return hit
+
+    def covers(self, cells: U64) -> npt.NDArray[np.bool_]:
+        """Which ``cells`` lie wholly inside the set: the cell or one of its ancestors is a
+        member. Stricter than :meth:`contains`: a cell coarser than the members it overlaps
+        is not covered (an agency's jurisdiction, where part of a cell is not enough)."""
+        hit = np.zeros(cells.shape[0], dtype=np.bool_)
+        valid = (cells != 0) & is_cell(cells)
+        own = cell_resolution(cells)
+        for res, members in self.levels:
+            rows = np.flatnonzero(valid & (own >= res))
+            if rows.size == 0:
+                continue
+            ancestor = to_resolution(cells[rows], res)
+            pos = np.searchsorted(members, ancestor)
+            pos[pos == members.shape[0]] = 0
+            hit[rows] |= members[pos] == ancestor
+        return hit
+
+
+def parse_cell(text: str) -> int | None:
+    """An H3 cell index written in hex (``872830828ffffff``), or None if it is not a valid
+    cell."""
+    try:
+        value = int(text, 16)
+    except ValueError:
+        return None
+    if not 0 < value < 1 << 64:
+        return None
+    return value if bool(is_cell(np.array([value], dtype=np.uint64))[0]) else None
 
 
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)

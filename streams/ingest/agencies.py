@@ -40,6 +40,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import orjson
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -47,6 +48,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from streams.directory.cells import CellSet, parse_cell
 from streams.errors import (
     BadSignature,
     InvalidAgency,
@@ -159,6 +161,9 @@ class Agency:
     #: Rights over lineages other agencies started (see :func:`authorize_change`).
     amends: tuple[Grant, ...] = ()
     _rank: int = field(default=0, init=False, repr=False, compare=False)
+    #: ``jurisdiction_cells`` as a :class:`~streams.directory.cells.CellSet` (invalid ones
+    #: dropped: they cover nothing)
+    _areas: CellSet = field(default=CellSet(()), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", MappingProxyType(dict(self.keys)))
@@ -168,6 +173,8 @@ class Agency:
         object.__setattr__(self, "certificates", MappingProxyType(dict(self.certificates)))
         object.__setattr__(self, "amends", tuple(self.amends))
         object.__setattr__(self, "_rank", SEVERITY_RANK[self.max_severity])
+        areas = (parse_cell(c) for c in self.jurisdiction_cells)
+        object.__setattr__(self, "_areas", CellSet.of(a for a in areas if a is not None))
 
     def covers(self, code: str) -> bool:
         """True if ``code`` is one of the jurisdiction prefixes or below one of them.
@@ -193,12 +200,10 @@ class Agency:
         """
         if self.national:
             return True
-        target = _h3_cell(cell)
+        target = parse_cell(cell)
         if target is None:
             return False
-        res = _h3_res(target)
-        areas = (a for a in map(_h3_cell, self.jurisdiction_cells) if a is not None)
-        return any(res >= _h3_res(a) and _h3_parent(target, _h3_res(a)) == a for a in areas)
+        return bool(self._areas.covers(np.array([target], dtype=np.uint64))[0])
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -374,31 +379,6 @@ def with_key(agency: Agency, key_id: str, public_key: bytes) -> Agency:
     doc = agency.to_doc()
     doc["keys"][key_id] = base64.b64encode(public_key).decode("ascii")
     return parse_agency(doc)
-
-
-# H3 index bits (h3geo.org, "H3 index representation"): mode in bits 59-62 (1 = cell), the
-# resolution in bits 52-55, then 15 digits of 3 bits, unused digits set to 7. Done by hand so
-# that checking a parent needs no geometry library.
-_H3_RES_SHIFT = 52
-
-
-def _h3_cell(text: str) -> int | None:
-    try:
-        value = int(text, 16)
-    except ValueError:
-        return None
-    return value if (value >> 59) & 0xF == 1 else None
-
-
-def _h3_res(cell: int) -> int:
-    return (cell >> _H3_RES_SHIFT) & 0xF
-
-
-def _h3_parent(cell: int, res: int) -> int:
-    parent = (cell & ~(0xF << _H3_RES_SHIFT)) | (res << _H3_RES_SHIFT)
-    for digit in range(res + 1, 16):
-        parent |= 7 << ((15 - digit) * 3)
-    return parent
 
 
 def _id_hint(doc: object) -> str | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import h3
 import numpy as np
 
-from streams.directory.cells import CellSet, is_cell, to_resolution
+from streams.directory.cells import CellSet, is_cell, parse_cell, to_resolution
 from streams.directory.index import FLAG_TEST, ChangeBatch, DirectoryPartition, category_mask
 from streams.records import CATEGORIES
 
@@ -107,3 +107,31 @@ def test_is_cell_agrees_with_h3_on_base_cells_and_deleted_pentagon_subtrees() ->
     assert got == [h3.is_valid_cell(h3.int_to_str(c)) for c in candidates]
     assert got[1] is False
     assert got[3:10] == [False, False, False, True, False, True, False]
+
+
+def test_covers_is_the_cell_or_an_ancestor_in_the_set_as_h3_says() -> None:
+    """``CellSet.covers`` (an agency's jurisdiction cells) against h3's own parents: a cell is
+    covered when it or an ancestor is a member; a coarser cell that merely overlaps is not."""
+    hanoi = h3.latlng_to_cell(21.03, 105.85, 5)
+    members = [hanoi, h3.latlng_to_cell(10.78, 106.70, 7)]
+    area = CellSet.of(int(c, 16) for c in members)
+    probes = [
+        *h3.cell_to_children(hanoi, 7)[:5],  # inside, finer
+        hanoi,  # the member itself
+        h3.cell_to_parent(hanoi, 4),  # coarser: overlaps, not covered
+        h3.latlng_to_cell(16.05, 108.20, 7),  # Da Nang: elsewhere
+        h3.latlng_to_cell(10.78, 106.70, 9),  # inside the second member
+    ]
+    expected = [
+        any(
+            h3.get_resolution(p) >= h3.get_resolution(m)
+            and h3.cell_to_parent(p, h3.get_resolution(m)) == m
+            for m in members
+        )
+        for p in probes
+    ]
+    cells = np.array([int(p, 16) for p in probes], dtype=np.uint64)
+    assert area.covers(cells).tolist() == expected == [True] * 6 + [False, False, True]
+    assert not area.covers(np.array([0, 12345], dtype=np.uint64)).any()  # none, not a cell
+    assert parse_cell(probes[0]) == int(probes[0], 16)
+    assert parse_cell("zz") is None and parse_cell("12345") is None and parse_cell("-1") is None
