@@ -29,8 +29,8 @@ from benchmarks.brokerclock import (
 )
 from streams.demo.localrun import WorkerProcess
 from streams.directory.load import load_synthetic
-from streams.ingest.agencies import signature_headers
 from streams.ingest.agency_service import ensure_local_key
+from streams.ingest.signatures import signature_headers
 from streams.kafkaio.clients import create_topics, make_producer, topic_specs
 from streams.observe import wait_decision, watch_progress
 from streams.records import Priority, Progress

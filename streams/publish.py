@@ -26,9 +26,9 @@ from typing import Any
 import orjson
 
 from streams.errors import ForbiddenXml, MalformedInput, PoisonError, TooLarge
-from streams.ingest.agencies import KeyPair, signature_headers
 from streams.ingest.cap import detect_format, parse_cap
 from streams.ingest.json_alert import decode_json_alert
+from streams.ingest.signatures import KeyPair, signature_headers
 from streams.settings import Settings
 
 __all__ = ["EXIT_CODES", "Outcome", "Published", "publish_file"]

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from streams.preview import Preview
 from streams.errors import NotFound
 from streams.ingest import Rejected
-from streams.ingest.agencies import load_private_key
+from streams.ingest.signatures import load_private_key
 from streams.kafkaio.clients import require_topics
 from streams.observe import lineage_messages, resolve_message, watch_progress
 from streams.preview import preview as run_preview

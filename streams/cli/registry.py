@@ -18,8 +18,9 @@ from streams.channels import lift_limit, limit_value, read_limits, set_limit
 from streams.cli.context import command_settings
 from streams.cli.kit import emit_json, json_option
 from streams.errors import InvalidAgency
-from streams.ingest.agencies import AgencyRegistry, new_key_pair, write_key_pair
+from streams.ingest.agencies import AgencyRegistry
 from streams.ingest.agency_service import load_agencies, read_agencies, remove_agencies
+from streams.ingest.signatures import new_key_pair, write_key_pair
 from streams.kafkaio.clients import create_topics, require_topics
 from streams.records import CHANNELS
 

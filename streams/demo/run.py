@@ -17,8 +17,8 @@ from streams.demo.localrun import WorkerProcess, start_broker, stop_broker
 from streams.demo.oracle import Expected, Rows, expected_audience
 from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
-from streams.ingest.agencies import signature_headers
 from streams.ingest.agency_service import ensure_local_key
+from streams.ingest.signatures import signature_headers
 from streams.kafkaio.clients import create_topics, make_producer
 from streams.observe import wait_decision, watch_progress
 from streams.progress import ProgressBar

@@ -27,7 +27,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from streams.errors import quote
-from streams.ingest.agencies import AgencyRegistry, KeyPair, sign
+from streams.ingest.agencies import AgencyRegistry
+from streams.ingest.signatures import KeyPair, sign
 
 __all__ = [
     "AGENCY_HEADER",

@@ -46,8 +46,8 @@ from streams.gateway.policy import (
     error_answer,
     pending_answer,
 )
-from streams.ingest.agencies import KEY_ID_HEADER, SIGNATURE_HEADER
 from streams.ingest.agency_service import AgencyRegistryService
+from streams.ingest.signatures import KEY_ID_HEADER, SIGNATURE_HEADER
 from streams.kafkaio.clients import make_producer
 from streams.kafkaio.replica import CompactedReplica
 from streams.publishing import alert_ids, send_inbound

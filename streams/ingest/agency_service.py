@@ -24,15 +24,17 @@ from streams.errors import AgenciesNotReady, InvalidAgency, quote
 from streams.ingest.agencies import (
     Agency,
     AgencyRegistry,
-    KeyPair,
     add_keys,
     decode_agency_record,
-    key_file_stem,
     load_agency_files,
+    with_key,
+)
+from streams.ingest.signatures import (
+    KeyPair,
+    key_file_stem,
     load_private_key,
     new_key_pair,
     read_public_key_file,
-    with_key,
     write_key_pair,
 )
 from streams.kafkaio.clients import (

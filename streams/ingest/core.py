@@ -24,13 +24,8 @@ from streams.errors import (
     TooLarge,
     Unsupported,
 )
-from streams.ingest.agencies import (
-    Agency,
-    AgencyRegistry,
-    authorize,
-    authorize_change,
-    identify,
-)
+from streams.ingest.agencies import Agency, AgencyRegistry, identify
+from streams.ingest.authority import authorize, authorize_change
 from streams.ingest.cap import detect_format, json_pointer_to_xpath, parse_cap
 from streams.ingest.json_alert import decode_json_alert, validate_json_alert
 from streams.ingest.lifecycle import Authority, LifecycleState, LineageView, Plan, told

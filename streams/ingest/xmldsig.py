@@ -2,7 +2,7 @@
 
 Where it sits: ingest, the authentication step of :func:`streams.ingest.core.decide`, through
 :func:`authenticate`. A record with Loa's ``loa-signature``/``loa-key-id`` headers is checked as
-before (:func:`streams.ingest.agencies.verify`); a CAP alert without them that carries an
+before (:func:`streams.ingest.signatures.verify`); a CAP alert without them that carries an
 enveloped ``<ds:Signature>`` is checked here with signxml (on lxml) against the X.509
 ``certificates`` registered for its sender (``schemas/agency.schema.json``).
 
@@ -40,9 +40,10 @@ from signxml.exceptions import InvalidDigest, InvalidInput, InvalidSignature, Si
 from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
 from streams.errors import BadSignature, quote
-from streams.ingest.agencies import Agency, AgencyRegistry, identify, read_credentials, verify
+from streams.ingest.agencies import Agency, AgencyRegistry, identify
 from streams.ingest.cap import parse_cap
 from streams.ingest.json_alert import validate_json_alert
+from streams.ingest.signatures import read_credentials, verify
 
 __all__ = ["DSIG_NAMESPACE", "authenticate", "has_xml_signature", "verify_enveloped"]
 

@@ -33,8 +33,8 @@ from streams.demo.localrun import WorkerProcess
 from streams.demo.oracle import ward_matches
 from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
-from streams.ingest.agencies import KeyPair, key_file_stem
 from streams.ingest.agency_service import ensure_local_key
+from streams.ingest.signatures import KeyPair, key_file_stem
 from streams.kafkaio.clients import (
     create_topics,
     ensure_decision_topics,

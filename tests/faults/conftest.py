@@ -34,7 +34,7 @@ from confluent_kafka import TopicPartition as RdTopicPartition
 from streams.demo.localrun import KAFKA_SCRIPT, WorkerProcess
 from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
-from streams.ingest.agencies import KeyPair
+from streams.ingest.signatures import KeyPair
 from streams.kafkaio.clients import create_topics, make_producer
 from streams.observe import watch_progress
 from streams.records import Priority, Progress

@@ -23,8 +23,8 @@ from streams.directory.index import ChangeBatch
 from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import encode_subscribers
-from streams.ingest.agencies import KeyPair, signature_headers
 from streams.ingest.agency_service import ensure_local_key
+from streams.ingest.signatures import KeyPair, signature_headers
 from streams.kafkaio.clients import create_topics, make_producer, read_to_end
 from streams.observe import wait_decision, watch_progress
 from streams.records import Progress

@@ -16,21 +16,20 @@ from streams.errors import (
     OutOfJurisdiction,
     UnknownSender,
 )
-from streams.ingest.agencies import (
-    Agency,
-    AgencyRegistry,
-    authorize,
-    new_key_pair,
-    signature_headers,
-    verify_headers,
-    write_key_pair,
-)
+from streams.ingest.agencies import Agency, AgencyRegistry
 from streams.ingest.agency_service import (
     AgencyRegistryService,
     ensure_local_key,
     load_agencies,
     read_agencies,
     remove_agencies,
+)
+from streams.ingest.authority import authorize
+from streams.ingest.signatures import (
+    new_key_pair,
+    signature_headers,
+    verify_headers,
+    write_key_pair,
 )
 from streams.kafkaio.clients import create_topics, make_producer, read_to_end
 from streams.settings import Settings

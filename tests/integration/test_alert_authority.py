@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.ingest.agencies import write_key_pair
+from streams.ingest.signatures import write_key_pair
 from streams.kafkaio.clients import create_topics
 from tests.integration.conftest import LiveLoa, alert, run_loa
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.ingest.agencies import signature_headers
+from streams.ingest.signatures import signature_headers
 from streams.kafkaio.clients import make_producer, read_to_end
 from tests.integration.conftest import TEST_AGENCY, LiveLoa, alert
 

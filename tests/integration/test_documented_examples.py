@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from streams.ingest import Rejected
-from streams.ingest.agencies import write_key_pair
+from streams.ingest.signatures import write_key_pair
 from streams.kafkaio.clients import create_topics, make_admin, read_to_end
 from streams.preview import Preview, preview
 from tests.integration.conftest import TEST_AGENCY, LiveLoa, alert, run_loa

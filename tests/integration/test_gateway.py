@@ -27,16 +27,10 @@ from aiokafka import TopicPartition
 from streams.demo.localrun import WorkerProcess
 from streams.gateway import Gateway
 from streams.gateway.auth import sign_request
-from streams.ingest.agencies import (
-    KeyPair,
-    load_agency_files,
-    new_key_pair,
-    parse_agency,
-    signature_headers,
-    with_key,
-)
+from streams.ingest.agencies import load_agency_files, parse_agency, with_key
 from streams.ingest.agency_service import publish_agencies
 from streams.ingest.cap import detect_format
+from streams.ingest.signatures import KeyPair, new_key_pair, signature_headers
 from streams.kafkaio.clients import make_producer, make_reader
 from streams.settings import Settings
 from tests.integration.conftest import ROOT, TEST_AGENCY, LiveLoa, alert

@@ -22,18 +22,20 @@ from streams.errors import (
     UnknownSender,
 )
 from streams.ingest.agencies import (
-    KEY_ID_HEADER,
-    SIGNATURE_HEADER,
     Agency,
     AgencyRegistry,
-    KeyPair,
     add_keys,
-    authorize,
     decode_agency_record,
     load_agency_files,
+    parse_agency,
+)
+from streams.ingest.authority import authorize
+from streams.ingest.signatures import (
+    KEY_ID_HEADER,
+    SIGNATURE_HEADER,
+    KeyPair,
     load_private_key,
     new_key_pair,
-    parse_agency,
     read_credentials,
     read_public_key_file,
     sign,

@@ -23,12 +23,8 @@ import pytest
 
 import streams.schemas
 from streams.errors import InvalidAgency
-from streams.ingest.agencies import (
-    decode_agency_record,
-    load_agency_files,
-    new_key_pair,
-    parse_agency,
-)
+from streams.ingest.agencies import decode_agency_record, load_agency_files, parse_agency
+from streams.ingest.signatures import new_key_pair
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = new_key_pair("qn.gov.vn", "qn/1")

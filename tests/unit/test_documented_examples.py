@@ -9,15 +9,9 @@ import orjson
 import pytest
 
 from streams.ingest import Accepted, Duplicate, Rejected, decide
-from streams.ingest.agencies import (
-    AgencyRegistry,
-    KeyPair,
-    load_agency_files,
-    new_key_pair,
-    signature_headers,
-    with_key,
-)
+from streams.ingest.agencies import AgencyRegistry, load_agency_files, with_key
 from streams.ingest.cap import detect_format, parse_cap
+from streams.ingest.signatures import KeyPair, new_key_pair, signature_headers
 from streams.regions import registry
 from tests.tools.documented import ROOT, Example, examples, sample_files, unmarked_alert_examples
 

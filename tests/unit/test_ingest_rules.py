@@ -18,14 +18,9 @@ import pytest
 
 from streams.errors import RejectionCode
 from streams.ingest import Accepted, Duplicate, Rejected, decide
-from streams.ingest.agencies import (
-    Agency,
-    AgencyRegistry,
-    Grant,
-    new_key_pair,
-    signature_headers,
-)
+from streams.ingest.agencies import Agency, AgencyRegistry, Grant
 from streams.ingest.lifecycle import LifecycleState
+from streams.ingest.signatures import new_key_pair, signature_headers
 from streams.regions import registry
 
 NOW = datetime(2026, 9, 6, 2, 0, tzinfo=UTC)
@@ -412,7 +407,7 @@ def test_severity_rule_checks_every_info_block() -> None:
 
 
 def test_unknown_severity_is_never_within_an_agency_s_ceiling() -> None:
-    from streams.ingest.agencies import authorize
+    from streams.ingest.authority import authorize
 
     agency = REGISTRY.agencies["nchmf.gov.vn"]
     with pytest.raises(Exception, match="severity"):

@@ -17,14 +17,9 @@ import orjson
 from hypothesis import given, settings
 
 from streams.ingest import Accepted, Duplicate, decide
-from streams.ingest.agencies import (
-    AgencyRegistry,
-    load_agency_files,
-    new_key_pair,
-    signature_headers,
-    with_key,
-)
+from streams.ingest.agencies import AgencyRegistry, load_agency_files, with_key
 from streams.ingest.lifecycle import LifecycleState
+from streams.ingest.signatures import new_key_pair, signature_headers
 from streams.regions import registry
 from tests.model.drive import AGENCIES, EXAMPLES, Step, play, render, sequences
 from tests.model.lifecycle import Message, Model, Outcome

@@ -25,8 +25,9 @@ import h3
 import pytest
 
 from streams.errors import InvalidAgency, PoisonError
-from streams.ingest.agencies import new_key_pair, parse_agency
+from streams.ingest.agencies import parse_agency
 from streams.ingest.json_alert import validate_json_alert
+from streams.ingest.signatures import new_key_pair
 from streams.schemas import load, validator
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,10 +10,11 @@ import pytest
 from lxml import etree
 
 from streams.errors import InvalidAgency, RejectionCode
-from streams.ingest.agencies import Agency, AgencyRegistry, parse_agency, signature_headers
-from streams.ingest.agencies import new_key_pair as new_ed25519
+from streams.ingest.agencies import Agency, AgencyRegistry, parse_agency
 from streams.ingest.cap import parse_cap
 from streams.ingest.core import Accepted, Rejected, decide
+from streams.ingest.signatures import new_key_pair as new_ed25519
+from streams.ingest.signatures import signature_headers
 from streams.ingest.xmldsig import verify_enveloped
 from streams.regions import registry
 from tests.tools.xmlsigning import Signer, cap_alert, cert_pem, new_signer, sign_xml
