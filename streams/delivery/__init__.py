@@ -2,7 +2,7 @@
 
 Data flow: ``loa.sends.<priority>`` and the retry tiers ``loa.sends.retry.<priority>.<delay>`` ->
 [:mod:`streams.delivery.worker`] -> a :class:`~streams.delivery.channels.Channel` (``log``,
-``http``) -> ``loa.sends.receipts`` (and retry copies, fallback tasks).
+``http``, ``smpp``, ``push``) -> ``loa.sends.receipts`` (and retry copies, fallback tasks).
 
 - :mod:`streams.delivery.policy` is pure: task validation, the priority buffer (extreme before
   severe before routine), outcomes, receipts and channel fallback tasks.
@@ -12,11 +12,15 @@ Data flow: ``loa.sends.<priority>`` and the retry tiers ``loa.sends.retry.<prior
   provider endpoint.
 - :mod:`streams.delivery.watermark` is pure: the offsets that may commit while tasks settle
   out of order.
-- :mod:`streams.delivery.channels` holds the providers; a new channel implements one
-  ``async send(task) -> Outcome`` (docs/channels.md).
-- :mod:`streams.delivery.worker` is the I/O shell: consumer group per channel, many calls in
-  flight each under its own timeout, transactions of receipts + retries + offsets, SIGTERM
-  drain, metrics. ``docs/delivery.md`` is the operator's page.
+- :mod:`streams.delivery.channels` holds the providers (http with its bulk form; SMPP 3.4 in
+  :mod:`~streams.delivery.smpp`, FCM-shaped push in :mod:`~streams.delivery.push`); a new
+  channel implements one ``async send(task) -> Outcome`` (docs/channels.md).
+- :mod:`streams.delivery.calls`: the calls in flight, each under its own timeout, behind each
+  endpoint's admission; :mod:`streams.delivery.ledger`: the records each settled attempt
+  writes, held until the offset that covers them; :mod:`streams.delivery.metrics`.
+- :mod:`streams.delivery.worker` is the I/O shell: consumer group per channel, the fetch loop,
+  transactions of receipts + retries + offsets, recovery from a lost group or producer,
+  SIGTERM drain. ``docs/delivery.md`` is the operator's page.
 """
 
 from streams.delivery.channels import Channel, HttpChannel, LogChannel

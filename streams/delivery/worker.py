@@ -8,7 +8,8 @@ send-task topic of its priority (same key and partition throughout).
 
 How it runs (the decisions are pure and live elsewhere: :mod:`streams.delivery.retry` what an
 answer leads to, :mod:`streams.delivery.breaker` whether to call, :mod:`streams.delivery.watermark`
-what may be committed; this module reads, calls, writes and counts):
+what may be committed; the calls in flight are :mod:`streams.delivery.calls`, the settled
+records :mod:`streams.delivery.ledger`; this module fetches, holds, commits and owns partitions):
 
 - One consumer group per channel filter (``<app_id>-deliver-<channel>``; ``-all`` without a
   filter), subscribed read_committed to the send-task topics of its priorities and their
@@ -56,8 +57,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -68,32 +68,22 @@ from aiokafka.errors import (
     RebalanceInProgressError,
     UnknownMemberIdError,
 )
-from prometheus_client import CollectorRegistry, Gauge, Histogram
-from prometheus_client import Counter as PromCounter
 
-from streams.delivery.breaker import Endpoint
-from streams.delivery.channels import BatchChannel, Channel, LogChannel
-from streams.delivery.policy import DeliveryStats, Outcome, TaskBuffer, parse_task
-from streams.delivery.retry import (
-    RetryPolicy,
-    Settled,
-    deadline,
-    expired,
-    plain_task,
-    settle,
-    settled_receipt,
-)
-from streams.delivery.watermark import CommitTracker
-from streams.kafkaio.clients import appended_batches, make_producer, make_reader, start_all
+from streams.delivery.calls import Calls, Item
+from streams.delivery.channels import Channel, LogChannel
+from streams.delivery.ledger import NEAR_EXPIRY_S, Ledger, Seen, tier_label
+from streams.delivery.metrics import DeliveryMetrics
+from streams.delivery.policy import DeliveryStats, TaskBuffer, parse_task
+from streams.delivery.retry import RetryPolicy
+from streams.kafkaio.clients import make_producer, make_reader, start_all
 from streams.records import CHANNELS, Priority
 from streams.settings import Settings
 
-__all__ = ["DeliveryMetrics", "deliver", "stop_on_signals"]
+__all__ = ["NEAR_EXPIRY_S", "DeliveryMetrics", "deliver", "stop_on_signals"]
 
 log = logging.getLogger("streams.deliver")
 
 _ALL_PRIORITIES = tuple(p.value for p in Priority)
-_SEND_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 #: How often settled records are committed at most (a transaction per tick).
 _COMMIT_EVERY_S = 0.05
 #: The broker aborts a delivery worker's transaction left open this long (a crashed worker).
@@ -107,187 +97,6 @@ _LOST_GROUP_OR_PRODUCER: tuple[type[BaseException], ...] = (
     UnknownMemberIdError,
     RebalanceInProgressError,
 )
-#: A retry due less than this before its task's deadline is counted as near expiry (paged).
-NEAR_EXPIRY_S = 600.0
-
-
-class DeliveryMetrics:
-    """The delivery worker's metrics, on an injected registry."""
-
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        self.sends = PromCounter(
-            "loa_delivery_sends_total",
-            "Tasks settled for good by this delivery worker, by channel and outcome "
-            "(delivered, failed).",
-            ["channel", "outcome"],
-            registry=r,
-        )
-        self.failures = PromCounter(
-            "loa_delivery_failures_total",
-            "Tasks that failed for good, by channel and reason (http_<status>, expired...).",
-            ["channel", "reason"],
-            registry=r,
-        )
-        self.retries = PromCounter(
-            "loa_delivery_retries_total",
-            "Failed attempts scheduled for another attempt, by channel and reason.",
-            ["channel", "reason"],
-            registry=r,
-        )
-        self.retries_scheduled = PromCounter(
-            "loa_delivery_retries_scheduled_total",
-            "Retry copies written to a retry-tier topic, by channel and tier (its delay).",
-            ["channel", "tier"],
-            registry=r,
-        )
-        self.fallbacks = PromCounter(
-            "loa_delivery_fallbacks_total",
-            "Tasks moved to the recipient's next channel after failing on this one.",
-            ["channel"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "loa_delivery_send_seconds",
-            "Duration of one provider call, by channel.",
-            ["channel"],
-            buckets=_SEND_SECONDS,
-            registry=r,
-        )
-        self.in_flight = Gauge(
-            "loa_delivery_in_flight", "Provider calls in flight.", ["channel"], registry=r
-        )
-        self.retry_held = Gauge(
-            "loa_delivery_retry_held",
-            "Retry copies held in memory until their due time, by tier.",
-            ["tier"],
-            registry=r,
-        )
-        self.unsettled = Gauge(
-            "loa_delivery_unsettled_tasks",
-            "Fetched tasks not yet settled (their offsets not committed): buffered, in "
-            "flight or held for a retry.",
-            registry=r,
-        )
-        self.circuit_state = Gauge(
-            "loa_delivery_circuit_state",
-            "Circuit breaker of each provider endpoint: 0 closed, 1 half-open, 2 open.",
-            ["endpoint"],
-            registry=r,
-        )
-        self.circuit_opens = PromCounter(
-            "loa_delivery_circuit_opens_total",
-            "Times the circuit breaker of a provider endpoint opened.",
-            ["endpoint"],
-            registry=r,
-        )
-        self.calls_refused = PromCounter(
-            "loa_delivery_calls_refused_total",
-            "Calls not made because the endpoint's circuit was open or its Retry-After not "
-            "over (the task went to a retry tier), by endpoint and reason.",
-            ["endpoint", "reason"],
-            registry=r,
-        )
-        self.recoveries = PromCounter(
-            "loa_delivery_recoveries_total",
-            "Times the worker lost its group membership or its producer at a commit and went "
-            "back to the committed offsets with a new producer (a starved event loop, a fence).",
-            registry=r,
-        )
-        self.served = Gauge(
-            "loa_delivery_channel_served",
-            "1 for each channel this delivery worker delivers (every channel without a "
-            "--channel filter) while it runs: alert rules page on a channel nobody serves.",
-            ["channel"],
-            registry=r,
-        )
-        self.near_expiry = PromCounter(
-            "loa_delivery_retries_near_expiry_total",
-            "Retries scheduled less than NEAR_EXPIRY_S (600 s) before their task stops being "
-            "sent (its alert's expires or the priority's retry limit), by channel.",
-            ["channel"],
-            registry=r,
-        )
-        for channel in CHANNELS:
-            for outcome in ("delivered", "failed"):
-                self.sends.labels(channel, outcome)
-            self.in_flight.labels(channel)
-            self.near_expiry.labels(channel)
-            self.failures.labels(channel, "expired")
-            self.retries.labels(channel, "unknown")
-
-
-class _Hot:
-    """The metric children every call touches, looked up once per label set: a
-    ``labels()`` lookup costs microseconds, several per call at thousands of calls a second."""
-
-    def __init__(self, metrics: DeliveryMetrics) -> None:
-        self.metrics = metrics
-        self._in_flight: dict[str, Any] = {}
-        self._latency: dict[str, Any] = {}
-        self._sends: dict[tuple[str, str], Any] = {}
-        #: (state, opened) last published per endpoint
-        self.circuit: dict[str, tuple[int, int]] = {}
-
-    def in_flight(self, channel: str) -> Any:
-        child = self._in_flight.get(channel)
-        if child is None:
-            child = self._in_flight[channel] = self.metrics.in_flight.labels(channel)
-        return child
-
-    def latency(self, channel: str) -> Any:
-        child = self._latency.get(channel)
-        if child is None:
-            child = self._latency[channel] = self.metrics.latency.labels(channel)
-        return child
-
-    def sends(self, channel: str, outcome: str) -> Any:
-        child = self._sends.get((channel, outcome))
-        if child is None:
-            child = self._sends[(channel, outcome)] = self.metrics.sends.labels(channel, outcome)
-        return child
-
-
-class _Seen:
-    """The most recent ``capacity`` idempotency keys (insertion-ordered dict as a FIFO)."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._keys: dict[str, None] = {}
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._keys
-
-    def add(self, key: str) -> bool:
-        """True when ``key`` is new."""
-        if key in self._keys:
-            return False
-        self._keys[key] = None
-        if len(self._keys) > self.capacity:
-            del self._keys[next(iter(self._keys))]
-        return True
-
-    def clear(self) -> None:
-        self._keys.clear()
-
-
-#: A record to write: topic, value, key, partition.
-_Record = tuple[str, bytes, bytes | None, int]
-
-
-@dataclass(slots=True)
-class _Item:
-    """One fetched task: where it came from (to commit it) and what it asks."""
-
-    tp: TopicPartition
-    offset: int
-    key: bytes | None
-    task: dict[str, Any]
-    #: The ownership generation of ``tp`` when fetched (stale after a revoke).
-    generation: int
-    #: From a retry tier (its key was seen before; not a duplicate).
-    retry: bool
 
 
 async def deliver(
@@ -346,22 +155,35 @@ async def deliver(
         )
 
     producer = new_producer()
-    run = _Run(
-        settings,
-        consumer,
-        producer,
+    calls = Calls(
         provider,
-        metrics,
+        settings,
         policy,
-        group=group,
-        name=name,
-        channel=channel,
-        priorities=priorities,
+        metrics,
         max_in_flight=concurrency or settings.delivery_max_in_flight,
         timeout_s=timeout_s,
         clock=clock,
         rand=rand,
-        seen=_Seen(dedup_keys),
+    )
+    ledger = Ledger(
+        settings,
+        policy,
+        metrics,
+        calls.hot,
+        name=name,
+        seen=Seen(dedup_keys),
+        clock=clock,
+        rand=rand,
+    )
+    run = _Run(
+        settings,
+        consumer,
+        producer,
+        calls,
+        ledger,
+        group=group,
+        channel=channel,
+        priorities=priorities,
         new_producer=new_producer,
     )
     consumer.subscribe([*run.topic_priority, *run.tier_of], listener=_Listener(run))
@@ -409,7 +231,15 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class _Run:
-    """One run's state: buffer, held retries, calls in flight, records to commit, stats."""
+    """One run: the fetch loop, the buffer and held retries, ownership of partitions, and when
+    to commit what the :class:`~streams.delivery.ledger.Ledger` settled (and how to start over
+    when a commit finds the group or the producer lost). The calls themselves are
+    :class:`~streams.delivery.calls.Calls`'.
+
+    Why this long (~280 lines): fetching, holding, committing, recovering and revoking all
+    read and change the partitions' generations and the held retries; split further, each
+    piece would take that state as arguments and the ordering rules (settle, then commit,
+    then forget a revoked partition) would be spread over classes."""
 
     #: Buffered tasks per priority above which its partitions are paused.
     BUFFER_HIGH = 5_000
@@ -419,57 +249,34 @@ class _Run:
         settings: Settings,
         consumer: AIOKafkaConsumer,
         producer: Any,
-        provider: Channel,
-        metrics: DeliveryMetrics,
-        policy: RetryPolicy,
+        calls: Calls,
+        ledger: Ledger,
         *,
         group: str,
-        name: str,
         channel: str | None,
         priorities: Sequence[str],
-        max_in_flight: int,
-        timeout_s: float,
-        clock: Callable[[], float],
-        rand: Callable[[], float],
-        seen: _Seen,
         new_producer: Callable[[], Any] | None = None,
     ) -> None:
         self.settings, self.consumer, self.producer = settings, consumer, producer
+        self.calls, self.ledger, self.metrics = calls, ledger, calls.metrics
         self._new_producer = new_producer
-        self.provider, self.metrics, self.policy = provider, metrics, policy
-        self.hot = _Hot(metrics)
-        self.group, self.name, self.channel = group, name, channel
+        self.group, self.channel = group, channel
+        self.clock = calls.clock
         self.topic_priority = {settings.sends_topic(p): p for p in priorities}
-        self.tier_of = {settings.retry_topic(p, t): t for p in priorities for t in policy.tiers_s}
-        self.max_in_flight, self.timeout_s = max_in_flight, timeout_s
-        self.clock, self.rand, self.seen = clock, rand, seen
-        self.stats = DeliveryStats()
+        tiers = calls.policy.tiers_s
+        self.tier_of = {settings.retry_topic(p, t): t for p in priorities for t in tiers}
         self.buffer = TaskBuffer()
-        #: (topic, value, key, partition) records per settled task, released with its offset
-        self.tracker: CommitTracker[TopicPartition, _Record] = CommitTracker()
         self.generation: dict[TopicPartition, int] = {}
         self._generations = itertools.count(1)
-        self.held: list[tuple[float, int, _Item]] = []  # (due_at, seq, item): a heap
+        self.held: list[tuple[float, int, Item]] = []  # (due_at, seq, item): a heap
         self.held_per_tp: Counter[TopicPartition] = Counter()
         self._seq = itertools.count()
-        self.in_flight: Counter[str] = Counter()
-        #: (item, outcome, floor_s, called): answers and refusals not yet settled
-        self.answers: list[tuple[_Item, Outcome, float, bool]] = []
-        self.endpoints: dict[str, Endpoint] = {}
-        #: Calls in flight and the tasks each is for.
-        self.calls: dict[asyncio.Task[None], list[_Item]] = {}
-        #: Tasks per call: the channel's ``batch`` when it sends several at once, else 1.
-        self._batch = max(int(getattr(provider, "batch", 1)), 1)
-        self._batched = cast(BatchChannel, provider)
-        #: Retry copies written and not yet fetched back (no idle exit while some are out).
-        self.retries_out = 0
-        #: Fresh tasks fetched and not yet settled, by key (a repeat of one is a duplicate).
-        self.active: dict[str, _Item] = {}
-        self.woken = asyncio.Event()
         self.commit_lock = asyncio.Lock()
         self._last_commit = 0.0
-        #: The most urgent buffered task's channel has no room for another call.
-        self._full = False
+
+    @property
+    def stats(self) -> DeliveryStats:
+        return self.ledger.stats
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -482,12 +289,12 @@ class _Run:
     ) -> None:
         loop = asyncio.get_running_loop()
         last_activity = loop.time()
-        async with asyncio.TaskGroup() as calls:
+        async with asyncio.TaskGroup() as group:
             while not stop.is_set() and (max_tasks is None or self.stats.receipts < max_tasks):
                 fetched = await self._fetch(self._fetch_timeout_ms(), batch_size)
                 self._release_due()
                 budget = None if max_tasks is None else max_tasks - self.stats.receipts
-                self._dispatch(calls, budget)
+                self.calls.dispatch(group, self.buffer, budget, self)
                 self._settle_answers()
                 self._flow()
                 await self._commit_or_recover()
@@ -499,10 +306,10 @@ class _Run:
                 # heartbeats and the rebalance listener run every turn
                 await asyncio.sleep(0)
             # drain: no new calls; the ones in flight end within their own timeout
-            while sum(self.in_flight.values()):
-                self.woken.clear()
+            while self.calls.total:
+                self.calls.woken.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.woken.wait(), 0.1)
+                    await asyncio.wait_for(self.calls.woken.wait(), 0.1)
                 self._settle_answers()
                 await self._commit()
         self._settle_answers()
@@ -511,17 +318,17 @@ class _Run:
     def _busy(self) -> bool:
         # retry copies this worker wrote and has not read back yet are work to come
         return (
-            bool(len(self.buffer) or self.held or sum(self.in_flight.values()) or self.answers)
-            or self.retries_out > 0
-            or self.tracker.pending()
+            bool(len(self.buffer) or self.held or self.calls.total or self.calls.answers)
+            or self.ledger.retries_out > 0
+            or self.ledger.tracker.pending()
         )
 
     def _fetch_timeout_ms(self) -> int:
-        if self.answers or (len(self.buffer) and not self._full):
+        if self.calls.answers or (len(self.buffer) and not self.calls.full):
             return 0
-        if self._full:
+        if self.calls.full:
             return 10  # a call slot or a rate-limit token comes back any moment
-        if self.held or sum(self.in_flight.values()):
+        if self.held or self.calls.total:
             return 20  # a call may end or a retry come due any moment
         return 200
 
@@ -535,44 +342,40 @@ class _Run:
                 continue
             for record in records:
                 n += 1
-                self.tracker.add(tp, record.offset)
+                self.ledger.tracker.add(tp, record.offset)
                 self._take(tp, record, generation, now)
-        self.metrics.unsettled.set(self.tracker.total_unsettled())
+        self.metrics.unsettled.set(self.ledger.tracker.total_unsettled())
         return n
 
     def _take(
         self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes], generation: int, now: float
     ) -> None:
         """File one fetched record: buffer, hold (a retry not yet due) or settle at once."""
+        ledger = self.ledger
         task = self._task(record)
         retry = tp.topic in self.tier_of
         if task is None:
-            self.tracker.settle(tp, record.offset)
+            ledger.tracker.settle(tp, record.offset)
             return
         if self.channel is not None and task["channel"] != self.channel:
-            self.stats.skipped += 1
-            self.tracker.settle(tp, record.offset)
+            ledger.stats.skipped += 1
+            ledger.tracker.settle(tp, record.offset)
             return
         key = str(task["idempotency_key"])
-        if not retry and (key in self.seen or key in self.active):
-            self.stats.duplicates += 1
-            self.tracker.settle(tp, record.offset)
+        if not retry and (key in ledger.seen or key in ledger.active):
+            ledger.stats.duplicates += 1
+            ledger.tracker.settle(tp, record.offset)
             return
-        item = _Item(tp, record.offset, record.key, task, generation, retry)
+        item = Item(tp, record.offset, record.key, task, generation, retry)
         if retry:
-            self.retries_out = max(self.retries_out - 1, 0)
+            ledger.retries_out = max(ledger.retries_out - 1, 0)
         else:
-            self.active[key] = item
+            ledger.active[key] = item
         due = float(task.get("due_at", 0.0)) if retry else 0.0
         if due > now:
-            self._hold(item, due)
+            self.hold(item, due)
         else:
             self.buffer.add(str(task["priority"]), [item])
-
-    def _hold(self, item: _Item, due: float) -> None:
-        """Keep ``item`` in memory until ``due`` (then it joins the buffer)."""
-        heapq.heappush(self.held, (due, next(self._seq), item))
-        self.held_per_tp[item.tp] += 1
 
     def _task(self, record: ConsumerRecord[bytes, bytes]) -> dict[str, Any] | None:
         try:
@@ -581,224 +384,37 @@ class _Run:
                 raise ValueError(f"priority {task['priority']!r}, channel {task['channel']!r}")
             return task
         except (orjson.JSONDecodeError, ValueError) as exc:  # nobody to send a receipt for
-            self.stats.invalid += 1
+            self.ledger.stats.invalid += 1
             log.warning(
                 "unreadable send task dropped (%s:%d): %s", record.topic, record.offset, exc
             )
             return None
+
+    # -- what Calls asks of its owner (streams.delivery.calls.Owner) ------------------------
+
+    def current(self, item: Item) -> bool:
+        return self.generation.get(item.tp) == item.generation
+
+    def expire(self, item: Item, now: float) -> None:
+        self.ledger.expire(item, now)
+
+    def hold(self, item: Item, due: float) -> None:
+        """Keep ``item`` in memory until ``due`` (then it joins the buffer)."""
+        heapq.heappush(self.held, (due, next(self._seq), item))
+        self.held_per_tp[item.tp] += 1
 
     def _release_due(self) -> None:
         now = self.clock()
         while self.held and self.held[0][0] <= now:
             _, _, item = heapq.heappop(self.held)
             self.held_per_tp[item.tp] -= 1
-            if self._current(item):
+            if self.current(item):
                 self.buffer.add(str(item.task["priority"]), [item])
-
-    def _tier_label(self, topic: str) -> str:
-        return topic.rpartition(".")[2]
-
-    def _current(self, item: _Item) -> bool:
-        return self.generation.get(item.tp) == item.generation
-
-    # -- calls ---------------------------------------------------------------------------
-
-    def _dispatch(self, calls: asyncio.TaskGroup, budget: int | None) -> None:
-        """Start calls for buffered tasks, most urgent first, while their channel has room: a
-        call per task, or per up to ``batch`` tasks when the channel takes several per call
-        (never waiting to fill one: a call takes what is buffered now)."""
-        self._full = False
-        group: list[_Item] = []
-        endpoint = self._endpoint()
-        try:
-            while budget is None or sum(self.in_flight.values()) < budget:
-                taken = self.buffer.take(1)
-                if not taken:
-                    return
-                item: _Item = taken[0]
-                if not self._current(item):
-                    continue
-                channel = str(item.task["channel"])
-                if self.in_flight[channel] >= self.max_in_flight:
-                    self.buffer.put_back(str(item.task["priority"]), item)
-                    self._full = True
-                    return
-                now = self.clock()
-                if expired(item.task, self.policy, now):
-                    self._settle(item, Settled("failed", "expired", attempt=_attempts(item)), now)
-                    continue
-                if not group and not self._admitted(item, endpoint, now):
-                    if self._full:
-                        return
-                    continue
-                group.append(item)
-                self.in_flight[channel] += 1
-                self.hot.in_flight(channel).inc()
-                if len(group) >= self._batch:
-                    self._start(calls, group, endpoint)
-                    group = []
-        finally:
-            if group:
-                self._start(calls, group, endpoint)
-
-    def _admitted(self, item: _Item, endpoint: Endpoint, now: float) -> bool:
-        """Whether a new call may start with ``item``; if not, ``item`` is put back (the rate
-        limit: :attr:`_full` set), held in memory (a short Retry-After) or refused to a retry
-        tier (an open circuit, a long Retry-After)."""
-        if endpoint.paced_s(now) > 0:  # the rate limit: no call now, the order is kept
-            self.buffer.put_back(str(item.task["priority"]), item)
-            self._full = True
-            return False
-        refused = endpoint.admit(now)
-        if refused is None:
-            return True
-        short = (refused.after_s or 0.0) <= self.policy.tiers_s[0]
-        if refused.reason == "rate_limited" and short:
-            # the provider named a short wait: wait in memory (the offset stays uncommitted,
-            # so a crash loses nothing) rather than write a retry copy for every task
-            # refused; longer waits go to a retry tier like an open circuit
-            self.metrics.calls_refused.labels(endpoint.name, "rate_limited").inc()
-            wait = (refused.after_s or 0.0) * (1.0 + 0.1 * self.rand())  # spread the restart
-            self._hold(item, now + wait)
-            return False
-        # no call: the task waits on a retry tier
-        self.metrics.calls_refused.labels(endpoint.name, str(refused.reason)).inc()
-        self.answers.append(
-            (item, Outcome.retry(str(refused.reason)), refused.after_s or 0.0, False)
-        )
-        self._circuit_metrics(endpoint)
-        return False
-
-    def _start(self, calls: asyncio.TaskGroup, items: list[_Item], endpoint: Endpoint) -> None:
-        # the TaskGroup owns the call (a bug in it fails the worker); kept for counting
-        call = calls.create_task(self._call(items, endpoint))
-        self.calls[call] = items
-        call.add_done_callback(self._forget_call)
-
-    def _forget_call(self, call: asyncio.Task[None]) -> None:
-        self.calls.pop(call, None)
-
-    def _endpoint(self) -> Endpoint:
-        name = str(getattr(self.provider, "endpoint", None) or self.provider.name)
-        endpoint = self.endpoints.get(name)
-        if endpoint is None:
-            s = self.settings
-            endpoint = self.endpoints[name] = Endpoint(
-                name,
-                failures=s.delivery_breaker_failures,
-                cooldown_s=s.delivery_breaker_cooldown_s,
-                max_retry_after_s=s.delivery_max_retry_after_s,
-                rate=s.delivery_rate_per_endpoint,
-            )
-            self._circuit_metrics(endpoint)
-        return endpoint
-
-    def _circuit_metrics(self, endpoint: Endpoint) -> None:
-        seen = (int(endpoint.breaker.state), endpoint.breaker.opened)
-        if self.hot.circuit.get(endpoint.name) == seen:  # nothing changed: most calls
-            return
-        self.hot.circuit[endpoint.name] = seen
-        self.metrics.circuit_state.labels(endpoint.name).set(int(endpoint.breaker.state))
-        opens = self.metrics.circuit_opens.labels(endpoint.name)
-        if endpoint.breaker.opened > opens._value.get():
-            opens.inc(endpoint.breaker.opened - opens._value.get())
-
-    async def _call(self, items: list[_Item], endpoint: Endpoint) -> None:
-        """One provider call (one task, or up to ``batch``) under its own timeout; its answers
-        join :attr:`answers`."""
-        started = time.perf_counter()
-        # only a retry copy carries retry fields: a fresh task goes as it is (no copy)
-        tasks = [plain_task(i.task) if i.retry else i.task for i in items]
-        outcomes: list[Outcome]
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                if self._batch == 1:
-                    outcomes = [await self.provider.send(tasks[0])]
-                else:
-                    outcomes = await self._batched.send_many(tasks)
-            if len(outcomes) != len(tasks):
-                raise ValueError(f"{len(outcomes)} outcomes for {len(tasks)} tasks")
-        except TimeoutError:
-            outcomes = [Outcome.retry("timeout")] * len(items)
-        except Exception as exc:  # a channel bug must not lose the task: a failure
-            log.exception(
-                "channel %s raised on %s", self.provider.name, tasks[0]["idempotency_key"]
-            )
-            outcomes = [Outcome.failed(f"error_{type(exc).__name__}"[:64])] * len(items)
-        finally:
-            elapsed = time.perf_counter() - started
-            for item in items:
-                channel = str(item.task["channel"])
-                self.in_flight[channel] -= 1
-                self.hot.in_flight(channel).dec()
-            self.hot.latency(str(items[0].task["channel"])).observe(elapsed)
-        if len(outcomes) == 1:
-            endpoint.record(outcomes[0], self.clock())
-        else:
-            endpoint.record_call(outcomes, self.clock())
-        self._circuit_metrics(endpoint)
-        self.answers.extend(
-            (item, outcome, 0.0, True) for item, outcome in zip(items, outcomes, strict=True)
-        )
-        self.woken.set()
 
     # -- settling and committing ----------------------------------------------------------
 
     def _settle_answers(self) -> None:
-        answers, self.answers = self.answers, []
-        now = self.clock()
-        for item, outcome, floor_s, called in answers:
-            if not self._current(item):  # revoked meanwhile: the next owner calls again
-                continue
-            settled = settle(
-                item.task,
-                outcome,
-                now=now,
-                rand=self.rand(),
-                policy=self.policy,
-                floor_s=floor_s,
-                called=called,
-            )
-            self._settle(item, settled, now, called=called)
-
-    def _settle(self, item: _Item, settled: Settled, now: float, *, called: bool = True) -> None:
-        """Queue the records of one settled attempt and mark its offset settled (``called``:
-        False for a call an open circuit refused; it is no failed attempt of the task)."""
-        task, partition = item.task, item.tp.partition
-        channel, priority = str(task["channel"]), str(task["priority"])
-        records: list[_Record] = []
-        if settled.retry is not None and settled.tier_s is not None:
-            topic = self.settings.retry_topic(priority, settled.tier_s)
-            records.append((topic, orjson.dumps(settled.retry), item.key, partition))
-            self.retries_out += 1
-            if called:
-                self.stats.retries += 1
-                self.metrics.retries.labels(channel, settled.reason or "unknown").inc()
-            self.metrics.retries_scheduled.labels(channel, self._tier_label(topic)).inc()
-            if deadline(task, self.policy, now) - float(settled.retry["due_at"]) < NEAR_EXPIRY_S:
-                self.metrics.near_expiry.labels(channel).inc()
-        if settled.fallback is not None:  # the recipient's next channel, same lineage
-            topic = self.settings.sends_topic(priority)
-            records.append((topic, orjson.dumps(settled.fallback), item.key, partition))
-            self.stats.fallbacks += 1
-            self.metrics.fallbacks.labels(channel).inc()
-        if settled.outcome != "retrying":
-            if settled.outcome == "failed":
-                self.stats.failed += 1
-                self.metrics.failures.labels(channel, settled.reason or "unknown").inc()
-            else:
-                self.stats.delivered += 1
-            self.hot.sends(channel, settled.outcome).inc()
-            self.stats.by_priority[priority] = self.stats.by_priority.get(priority, 0) + 1
-        doc = settled_receipt(task, settled, worker=self.name, at=now)
-        if item.retry:  # the task had a retrying receipt: `loa status` counts tasks by this
-            doc["from_retry"] = True
-        records.append((self.settings.receipts_topic, orjson.dumps(doc), item.key, partition))
-        key = str(task["idempotency_key"])
-        if self.active.get(key) is item:
-            del self.active[key]
-        self.seen.add(key)
-        self.tracker.settle(item.tp, item.offset, records)
+        self.ledger.settle_answers(self.calls.take_answers(), self.current)
 
     async def _commit_or_recover(self) -> None:
         """:meth:`_commit`, and when the group or the producer was lost meanwhile (a session
@@ -821,10 +437,10 @@ class _Run:
     async def _start_over(self) -> None:
         assigned = list(self.consumer.assignment())
         await self.revoke(assigned)  # calls in flight end; their records are dropped
-        self.tracker.drop(assigned)
+        self.ledger.tracker.drop(assigned)
         # what settled since the last commit comes back: it is not a duplicate then
-        self.seen.clear()
-        self.active.clear()
+        self.ledger.seen.clear()
+        self.ledger.active.clear()
         with contextlib.suppress(Exception):
             await self.producer.stop()
         if self._new_producer is None:
@@ -846,23 +462,9 @@ class _Run:
         if not force and loop.time() - self._last_commit < _COMMIT_EVERY_S:
             return
         async with self.commit_lock:
-            offsets, records = self.tracker.take()
-            if not records and not offsets:
-                return
-            async with self.producer.transaction():
-                # record batches per partition (the public batch API), not a send per record:
-                # a settled task writes one to three records, thousands a second
-                by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
-                for topic, value, key, partition in records:
-                    by_partition.setdefault((topic, partition), []).append((key, value))
-                for (topic, partition), pairs in by_partition.items():
-                    for batch in appended_batches(self.producer, pairs):
-                        await self.producer.send_batch(batch, topic, partition=partition)
-                if offsets:
-                    await self.producer.send_offsets_to_transaction(offsets, self.group)
-            self.tracker.committed(offsets)
+            await self.ledger.commit(self.producer, self.group)
             self._last_commit = loop.time()
-            self.metrics.unsettled.set(self.tracker.total_unsettled())
+            self.metrics.unsettled.set(self.ledger.tracker.total_unsettled())
 
     def _flow(self) -> None:
         """Pause partitions whose buffered priority or held retries are at their bound."""
@@ -870,7 +472,7 @@ class _Run:
         paused = set()
         for tp in assignment:
             # held retries, or tasks settled behind a slow one, at the memory bound
-            full = self.tracker.unsettled(tp) >= self.settings.delivery_retry_hold
+            full = self.ledger.tracker.unsettled(tp) >= self.settings.delivery_retry_hold
             if tp.topic in self.topic_priority:
                 full |= self.buffer.size(self.topic_priority[tp.topic]) > self.BUFFER_HIGH
             if full:
@@ -879,7 +481,7 @@ class _Run:
         for tp, n in self.held_per_tp.items():
             held[tp.topic] += n
         for topic in self.tier_of:
-            self.metrics.retry_held.labels(self._tier_label(topic)).set(held[topic])
+            self.metrics.retry_held.labels(tier_label(topic)).set(held[topic])
         if paused:
             self.consumer.pause(*paused)
         resumed = [tp for tp in assignment if tp not in paused]
@@ -892,35 +494,29 @@ class _Run:
         for tp in assigned:
             self.generation[tp] = next(self._generations)
 
-    def _calls_on(self, partitions: set[TopicPartition]) -> bool:
-        return any(i.tp in partitions for items in self.calls.values() for i in items)
-
     async def revoke(self, revoked: list[TopicPartition]) -> None:
         """Let the revoked partitions' calls in flight end (each within its timeout), commit
         what settled, then forget their unsettled tasks (the next owner fetches them again)."""
         gone = set(revoked)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s + 1.0
-        while self._calls_on(gone) and loop.time() < deadline:
-            self.woken.clear()
+        deadline = loop.time() + self.calls.timeout_s + 1.0
+        while self.calls.on(gone) and loop.time() < deadline:
+            self.calls.woken.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.woken.wait(), 0.1)
+                await asyncio.wait_for(self.calls.woken.wait(), 0.1)
         self._settle_answers()
         with contextlib.suppress(Exception):  # the next owner redoes what did not commit
             await self._commit(force=True)
-        self.retries_out = 0  # partitions moved: another worker may read them back
+        self.ledger.retries_out = 0  # partitions moved: another worker may read them back
         for tp in revoked:
             self.generation.pop(tp, None)
-        self.tracker.drop(revoked)
-        self.held = [h for h in self.held if self._current(h[2])]
-        self.active = {k: item for k, item in self.active.items() if self._current(item)}
+        self.ledger.tracker.drop(revoked)
+        self.held = [h for h in self.held if self.current(h[2])]
+        active = self.ledger.active
+        self.ledger.active = {k: item for k, item in active.items() if self.current(item)}
         heapq.heapify(self.held)
         for tp in revoked:
             self.held_per_tp.pop(tp, None)
-
-
-def _attempts(item: _Item) -> int:
-    return int(item.task.get("attempt", 0)) + 1
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from streams.delivery.channels import outcome_of_response
+from streams.delivery.ledger import Seen
 from streams.delivery.policy import (
     Outcome,
     TaskBuffer,
@@ -13,7 +14,6 @@ from streams.delivery.policy import (
     parse_task,
     receipt,
 )
-from streams.delivery.worker import _Seen
 from streams.schemas import validator
 
 TASK = {
@@ -101,7 +101,7 @@ def test_unreadable_tasks_are_refused_with_a_reason() -> None:
 
 
 def test_seen_keys_are_bounded() -> None:
-    seen = _Seen(2)
+    seen = Seen(2)
     assert [seen.add(k) for k in ("a", "b", "a", "c", "a")] == [True, True, False, True, True]
 
 
