@@ -212,44 +212,10 @@ def _accept(
             region_codes=targeting.pointed,
             cells=[("/info", cell) for cell in targeting.cells],
         )
-    targets = targeting.codes
     lifecycle = state or LifecycleState()
-    if infos:
-        priority = most_urgent(priority_of(info["severity"], info["urgency"]) for info in infos)
-    else:  # a Cancel (or Ack, Error) goes out at the priority of the alert it is about
-        priority = Priority(lifecycle.priority(plan.lineage) or Priority.ROUTINE)
-    alert = AcceptedAlert(
-        alert_id=plan.lineage,
-        version=plan.version,
-        message_id=plan.message_id,
-        sender=doc["sender"],
-        identifier=doc["identifier"],
-        sent=doc["sent"],
-        status=status,
-        msg_type=msg_type,
-        priority=priority,
-        targets=targets,
-        test_only=status != "Actual",
-        expires=max(expires).isoformat() if expires else None,
-        infos=tuple(
-            AlertInfo(
-                language=info.get("language", "vi-VN"),
-                event=info["event"],
-                headline=info["headline"],
-                severity=info["severity"],
-                urgency=info["urgency"],
-                description=info.get("description"),
-                instruction=info.get("instruction"),
-            )
-            for info in infos
-        ),
-        accepted_at=now.isoformat(),
-        references=doc.get("references"),
-        owner=plan.owner,
-        cells=targeting.cells,
-    )
+    alert = _accepted_alert(doc, plan, targeting, _priority(infos, lifecycle, plan), expires, now)
     if status in _DELIVERED_STATUSES and msg_type in ("Alert", "Update"):
-        counted = reach(targets, targeting.cells, status != "Actual") if reach else None
+        counted = reach(alert.targets, targeting.cells, status != "Actual") if reach else None
         found = warnings_for(
             status=status,
             msg_type=msg_type,
@@ -262,34 +228,97 @@ def _accept(
             reach=counted.to_doc() if counted is not None else None,
             warnings=tuple(w.to_doc() for w in found),
         )
-    orders: tuple[FanoutOrder, ...] = ()
-    # A Cancel stops the lineage's fan-out (workers watch the accepted topic and their own
-    # order book) and, for Actual alerts when ``cancel_tasks``, tells those already served.
-    # Ack and Error never reach anyone.
+    orders = _orders(alert, plan, lifecycle, targeting, partitions, cancel_tasks=cancel_tasks)
+    return Accepted(alert=alert, orders=orders, plan=plan)
+
+
+def _priority(infos: list[dict[str, Any]], lifecycle: LifecycleState, plan: Plan) -> Priority:
+    """The most urgent info block's; a Cancel (or Ack, Error) has none and goes out at the
+    priority of the alert it is about."""
+    if infos:
+        return most_urgent(priority_of(info["severity"], info["urgency"]) for info in infos)
+    return Priority(lifecycle.priority(plan.lineage) or Priority.ROUTINE)
+
+
+def _accepted_alert(
+    doc: dict[str, Any],
+    plan: Plan,
+    targeting: Targets,
+    priority: Priority,
+    expires: list[datetime],
+    now: datetime,
+) -> AcceptedAlert:
+    """The accepted record of ``doc`` (before its reach and warnings are counted)."""
+    status = doc["status"]
+    return AcceptedAlert(
+        alert_id=plan.lineage,
+        version=plan.version,
+        message_id=plan.message_id,
+        sender=doc["sender"],
+        identifier=doc["identifier"],
+        sent=doc["sent"],
+        status=status,
+        msg_type=doc["msgType"],
+        priority=priority,
+        targets=targeting.codes,
+        test_only=status != "Actual",
+        expires=max(expires).isoformat() if expires else None,
+        infos=tuple(
+            AlertInfo(
+                language=info.get("language", "vi-VN"),
+                event=info["event"],
+                headline=info["headline"],
+                severity=info["severity"],
+                urgency=info["urgency"],
+                description=info.get("description"),
+                instruction=info.get("instruction"),
+            )
+            for info in doc.get("info", [])
+        ),
+        accepted_at=now.isoformat(),
+        references=doc.get("references"),
+        owner=plan.owner,
+        cells=targeting.cells,
+    )
+
+
+def _orders(
+    alert: AcceptedAlert,
+    plan: Plan,
+    lifecycle: LifecycleState,
+    targeting: Targets,
+    partitions: int,
+    *,
+    cancel_tasks: bool,
+) -> tuple[FanoutOrder, ...]:
+    """One fan-out order per partition, or none. A Cancel stops the lineage's fan-out (workers
+    watch the accepted topic and their own order book) and, for Actual alerts when
+    ``cancel_tasks``, tells those already served. Ack and Error never reach anyone."""
+    msg_type = alert.msg_type
     kind = {"Alert": TaskKind.ALERT, "Update": TaskKind.UPDATE, "Cancel": TaskKind.CANCEL}.get(
         msg_type
     )
-    if msg_type == "Cancel" and not (cancel_tasks and status == "Actual"):
+    if msg_type == "Cancel" and not (cancel_tasks and alert.status == "Actual"):
         kind = None
-    if alert.delivers and kind is not None:
-        changed = msg_type != "Update" or told(alert) != lifecycle.told(plan.lineage)
-        orders = tuple(
-            FanoutOrder(
-                alert_id=alert.alert_id,
-                version=alert.version,
-                kind=kind,
-                priority=alert.priority,
-                partition=p,
-                targets=alert.targets,
-                test_only=alert.test_only,
-                cells=targeting.cells,
-                categories=targeting.categories,
-                expires=alert.expires,
-                changed=changed,
-            )
-            for p in range(partitions)
+    if not alert.delivers or kind is None:
+        return ()
+    changed = msg_type != "Update" or told(alert) != lifecycle.told(plan.lineage)
+    return tuple(
+        FanoutOrder(
+            alert_id=alert.alert_id,
+            version=alert.version,
+            kind=kind,
+            priority=alert.priority,
+            partition=p,
+            targets=alert.targets,
+            test_only=alert.test_only,
+            cells=targeting.cells,
+            categories=targeting.categories,
+            expires=alert.expires,
+            changed=changed,
         )
-    return Accepted(alert=alert, orders=orders, plan=plan)
+        for p in range(partitions)
+    )
 
 
 def _authority(agency: Agency) -> Authority:
