@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import click
 
 from streams.cli.context import command_settings, configure_logging
 from streams.delivery.channels import Channel, check_channel_options, make_channel
+from streams.delivery.policy import DeliveryStats
 from streams.delivery.worker import DeliveryMetrics, stop_on_signals
 from streams.delivery.worker import deliver as run_delivery
 from streams.gateway import check_settings, serve
 from streams.health import Readiness
 from streams.httpserver import start_server
-from streams.kafkaio.clients import create_topics
+from streams.kafkaio.clients import require_topics
 from streams.metrics import shutdown
 from streams.records import CHANNELS
+from streams.settings import Settings
 
 
 @click.command()
@@ -135,47 +138,50 @@ def deliver(
         else None
     )
 
-    async def run() -> None:
-        in_flight = concurrency or settings.delivery_max_in_flight
-        chosen: Channel = make_channel(
-            provider,
-            url,
-            settings,
-            timeout_s=timeout_s,
-            max_connections=in_flight,
-            fail_every=fail_every,
-        )
-        stop = asyncio.Event()
-        # signals first: a SIGTERM while topics are being created stops cleanly, too
-        with stop_on_signals(stop):
-            try:
-                await create_topics(settings)
-                if stop.is_set():
-                    return
-                readiness.started()
-                stats = await run_delivery(
-                    settings,
-                    provider=chosen,
-                    channel=channel,
-                    priorities=priorities or ("extreme", "severe", "routine"),
-                    max_tasks=max_tasks,
-                    idle_exit_s=idle_exit,
-                    concurrency=concurrency,
-                    max_attempts=max_attempts,
-                    timeout_s=timeout_s,
-                    metrics=metrics,
-                    stop=stop,
-                )
-            finally:
-                readiness.started(False)
-                await chosen.close()
+    chosen = make_channel(
+        provider,
+        url,
+        settings,
+        timeout_s=timeout_s,
+        max_connections=concurrency or settings.delivery_max_in_flight,
+        fail_every=fail_every,
+    )
+    options = {
+        "channel": channel,
+        "priorities": priorities or ("extreme", "severe", "routine"),
+        "max_tasks": max_tasks,
+        "idle_exit_s": idle_exit,
+        "concurrency": concurrency,
+        "max_attempts": max_attempts,
+        "timeout_s": timeout_s,
+        "metrics": metrics,
+    }
+    try:
+        stats = asyncio.run(_deliver(settings, chosen, readiness, options))
+    finally:
+        shutdown(server)
+    if stats is not None:
         click.echo(
             f"delivered {stats.delivered:,}, failed {stats.failed:,}, "
             f"duplicates dropped {stats.duplicates:,}, unreadable {stats.invalid:,}, "
             f"retries {stats.retries:,}, fallbacks {stats.fallbacks:,}"
         )
 
-    try:
-        asyncio.run(run())
-    finally:
-        shutdown(server)
+
+async def _deliver(
+    settings: Settings, chosen: Channel, readiness: Readiness, options: dict[str, Any]
+) -> DeliveryStats | None:
+    """Check the topics (created by ``loa init``, never here: exit 6 naming a missing one),
+    then deliver until stopped; None when a signal came first."""
+    stop = asyncio.Event()
+    # signals first: a SIGTERM while the topics are checked stops cleanly, too
+    with stop_on_signals(stop):
+        try:
+            await require_topics(settings)
+            if stop.is_set():
+                return None
+            readiness.started()
+            return await run_delivery(settings, provider=chosen, stop=stop, **options)
+        finally:
+            readiness.started(False)
+            await chosen.close()

@@ -82,6 +82,12 @@ class DeliveryStats:
     def receipts(self) -> int:
         return self.delivered + self.failed
 
+    def summary(self) -> str:
+        return (
+            f"{self.delivered} delivered, {self.failed} failed, {self.duplicates} duplicates"
+            f" dropped, {self.invalid} invalid, {self.retries} retries, {self.fallbacks} fallbacks"
+        )
+
 
 def parse_task(task: Any) -> dict[str, Any]:
     """``task`` as a dict with every field a receipt names; raises ValueError if not."""

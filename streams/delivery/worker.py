@@ -139,22 +139,6 @@ async def deliver(
     name = worker_name or f"deliver-{channel or 'all'}-{uuid.uuid4().hex[:8]}"
     group = group_id or f"{settings.app_id}-deliver-{channel or 'all'}"
     policy = RetryPolicy.from_settings(settings, max_attempts=max_attempts)
-    consumer = make_reader(
-        settings, group_id=group, max_partition_fetch_bytes=1024 * 1024, client_id=name
-    )
-
-    def new_producer() -> Any:
-        return make_producer(
-            settings,
-            transactional_id=f"{group}-{name}",
-            client_id=name,
-            # a worker killed mid-transaction blocks read_committed readers of its partitions
-            # (receipts, the retry tiers) until the broker aborts it: its transactions last
-            # milliseconds, so let the broker give up after seconds, not Kafka's default minute
-            transaction_timeout_ms=_TRANSACTION_TIMEOUT_MS,
-        )
-
-    producer = new_producer()
     calls = Calls(
         provider,
         settings,
@@ -175,17 +159,8 @@ async def deliver(
         clock=clock,
         rand=rand,
     )
-    run = _Run(
-        settings,
-        consumer,
-        producer,
-        calls,
-        ledger,
-        group=group,
-        channel=channel,
-        priorities=priorities,
-        new_producer=new_producer,
-    )
+    run = _new_run(settings, calls, ledger, group=group, channel=channel, priorities=priorities)
+    consumer, producer = run.consumer, run.producer
     consumer.subscribe([*run.topic_priority, *run.tier_of], listener=_Listener(run))
     served = (channel,) if channel is not None else CHANNELS
     try:
@@ -202,19 +177,49 @@ async def deliver(
     finally:
         if own_provider:
             await provider.close()
-    s = run.stats
-    log.info(
-        "deliver %s: %d delivered, %d failed, %d duplicates dropped, %d invalid, %d retries, "
-        "%d fallbacks",
-        name,
-        s.delivered,
-        s.failed,
-        s.duplicates,
-        s.invalid,
-        s.retries,
-        s.fallbacks,
+    log.info("deliver %s: %s", name, run.stats.summary())
+    return run.stats
+
+
+def _new_run(
+    settings: Settings,
+    calls: Calls,
+    ledger: Ledger,
+    *,
+    group: str,
+    channel: str | None,
+    priorities: Sequence[str],
+) -> _Run:
+    """The run's consumer (``group``, read_committed) and transactional producer (one
+    transactional id per worker name, made again after a fence), around ``calls`` and
+    ``ledger``."""
+    name = ledger.name
+    consumer = make_reader(
+        settings, group_id=group, max_partition_fetch_bytes=1024 * 1024, client_id=name
     )
-    return s
+
+    def new_producer() -> Any:
+        return make_producer(
+            settings,
+            transactional_id=f"{group}-{name}",
+            client_id=name,
+            # a worker killed mid-transaction blocks read_committed readers of its partitions
+            # (receipts, the retry tiers) until the broker aborts it: its transactions last
+            # milliseconds, so let the broker give up after seconds, not Kafka's default minute
+            transaction_timeout_ms=_TRANSACTION_TIMEOUT_MS,
+        )
+
+    return _Run(
+        settings,
+        consumer,
+        new_producer(),
+        calls,
+        ledger,
+        group=group,
+        channel=channel,
+        priorities=priorities,
+        new_producer=new_producer,
+    )
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -47,6 +47,18 @@ async def test_read_only_commands_name_missing_topics_and_create_none(
     assert {s.status for s in await check_topics(settings)} == {"missing"}
 
 
+async def test_a_delivery_worker_on_a_cluster_without_topics_names_them_and_creates_none(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Only ``loa init`` creates topics: ``loa deliver`` checks them like ``loa worker``."""
+    settings = make_settings()
+    code, out, err = await run_loa(settings, "deliver", "--idle-exit", "1")
+    assert code == ExitCode.TOPIC_MISSING, (out, err)
+    [line] = _error_lines(err)
+    assert settings.sends_topic("extreme") in line and "loa init" in line
+    assert {s.status for s in await check_topics(settings)} == {"missing"}
+
+
 async def test_init_creates_the_layout_then_a_second_run_changes_nothing(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
