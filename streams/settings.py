@@ -45,7 +45,11 @@ def _default_data_dir() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything a Loa process can be told. ``LOA_<FIELD>`` in upper case sets a field."""
+    """Everything a Loa process can be told. ``LOA_<FIELD>`` in upper case sets a field.
+
+    Why this long: it is the one frozen settings object (STYLE.md), a list of fields each with
+    the comment ``docs/settings.md`` is generated from, plus their validation; split, the
+    generated reference and the strict loader would have several objects to walk."""
 
     #: LOA_BOOTSTRAP_SERVERS (falls back to KAFKA_BOOTSTRAP_SERVERS): Kafka bootstrap servers.
     bootstrap_servers: str = "127.0.0.1:19092"

@@ -21,6 +21,9 @@ class DeliveryMetrics:
     """The delivery worker's metrics, on an injected registry."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        """Declare every metric. Why this long: one declaration per metric with its help text
+        (what an SRE reads in ``/metrics``), and the label sets made up front so each series
+        exists from the start."""
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.sends = PromCounter(
