@@ -31,6 +31,10 @@ SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "samples" / "typhoon.j
 
 
 def run_demo(settings: Settings, *, subscribers: int, seed: int, alert_file: Path | None) -> int:
+    """The demo from start to summary; the process exit code (0: every task as expected).
+
+    Why this long: it is the demo's script, read top to bottom (broker, worker, delivery
+    worker, directory, alert, wait, summary, stop), with its cleanup in one ``finally``."""
     # aiokafka warns about leader elections on topics it has just created: noise in a demo
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     regions = registry()

@@ -461,6 +461,10 @@ def _fast_group(
     out: Columns,
     pending: npt.NDArray[np.bool_],
 ) -> None:
+    """Decode the rows of ``group`` that match ``layout``'s template, column-wise; the others
+    stay ``pending`` for the general parser. Why this long: one pass of vectorized steps over
+    the same byte matrix (match, then each field's slice into its column); split, each step
+    would re-slice the matrix of a million rows."""
     tmpl, literal, slots = _template(layout, width)
     # literal bytes equal the template's: xor, mask, and test whole rows at once
     diff = np.bitwise_xor(m, tmpl)
