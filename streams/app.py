@@ -154,6 +154,14 @@ class Runtime:
         them the same directory partitions): restored by the ownership task, not here."""
         self.ownership.request(partitions)
 
+    async def submit(self, order: FanoutOrder) -> None:
+        """Hand an order to the fan-out once this worker has restored its partition (a read
+        path waits for ownership, never claims: the ownership task restores). An order of a
+        partition this worker does not own (any more) is left to its owner, whose restore reads
+        it from the orders topic; Faust may then commit past it here."""
+        if await self.ownership.restored(self.scheduler.component, order.partition):
+            self.scheduler.submit(order)
+
     def stop_reason(self, order: FanoutOrder) -> str | None:
         """Why an order must stop now (:func:`stop_reason`, against the ingest lifecycle)."""
         return stop_reason(order, self.ingest.lifecycle.is_cancelled, datetime.now(UTC))
@@ -252,6 +260,6 @@ def create_worker(settings: Settings) -> tuple[faust.App, Runtime]:
                 )
                 await runtime.ingest.write_decision(rejected, message.value, message)
                 continue
-            await runtime.scheduler.submit(order)
+            await runtime.submit(order)
 
     return app, runtime

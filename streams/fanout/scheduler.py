@@ -19,9 +19,13 @@ partition *p* and ``loa.fanout.progress``. The ``fanout`` agent only hands order
   subscriber added with an id below the cursor after that is not reached by that order.
 * **Stops.** Before each chunk: a Cancel of the lineage or the alert's expiry ends the order
   with what it emitted and says why on its progress record. An order that cannot be carried
-  out (a chunk fails three times with a non-transient error: an unknown region, a malformed
-  cell or expiry) ends as ``failed``, so poison never holds its partition; Kafka and network
-  errors are retried with backoff for as long as the partition is owned.
+  out (a chunk fails three times, the last time with a poison error: an unknown region, a
+  malformed cell or expiry) ends as ``failed``, so poison never holds its partition; Kafka and
+  network errors are retried for as long as the partition is owned (:mod:`streams.retrying`
+  classifies them by type).
+* **Ownership.** A partition is taken only by :meth:`FanoutScheduler.restore`, which
+  :mod:`streams.ownership` calls; :meth:`FanoutScheduler.submit` never claims one (the agent
+  waits for the restore first).
 * **Throttles.** Per channel, the worker's share of the cluster limit (``throttle.py``).
 """
 
@@ -39,11 +43,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import ProducerFenced
 
 from streams.directory.index import Selection
 from streams.directory.service import DirectoryService
-from streams.errors import LoaError
 from streams.fanout import queue
 from streams.fanout.encode import TaskEncoder
 from streams.fanout.plan import CapPolicy, plan_audience
@@ -56,13 +59,15 @@ from streams.kafkaio.transactions import StableOffsets, abort_hanging
 from streams.metrics import Metrics
 from streams.records import FanoutOrder, Priority, Progress
 from streams.regions import RegionRegistry
+from streams.retrying import Failed, Failure, RetryPolicy, Then
 from streams.settings import Settings
 
 __all__ = ["FanoutScheduler"]
 
 log = logging.getLogger(__name__)
 
-_RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+#: A failed chunk: tried again after 0.5 s doubling to 5 s, for as long as its partition is here.
+CHUNK_RETRY = RetryPolicy()
 #: A chunk that has failed this often, the last time with an error no retry can fix (the
 #: order's own content: an unknown region, a malformed cell or expiry), ends its order as
 #: ``failed`` instead of holding its partition forever.
@@ -149,12 +154,6 @@ class FanoutScheduler:
 
     component = "fanout"
 
-    async def assign(self, partitions: set[int]) -> None:
-        """Own exactly ``partitions`` (tests and tools; workers go through ownership)."""
-        await self.revoke(set(self._partitions) - partitions)
-        for p in sorted(partitions):
-            await self.restore(p)
-
     async def restore(self, partition: int) -> None:
         """Own ``partition``: fence its previous owner, reload its unfinished orders and their
         committed cursors. Idempotent; a failure leaves the partition unowned (retried)."""
@@ -175,7 +174,7 @@ class FanoutScheduler:
                 await self._abort_hanging(partition, producer)
                 checked = time.monotonic()
                 self._partitions[partition] = _Partition(producer)
-                await self._restore(partition)
+                await self._load_orders(partition)
                 log.info(
                     "fanout partition %d restored: fenced in %.2f s, transactions checked in "
                     "%.2f s, orders read in %.2f s",
@@ -199,30 +198,26 @@ class FanoutScheduler:
                 if part is not None:
                     await part.producer.stop()
 
-    async def submit(self, order: FanoutOrder) -> None:
+    def submit(self, order: FanoutOrder) -> bool:
         """Take an order from the agent (a repeat of a known or finished order is ignored).
 
-        Waits until the order's partition is owned and restored, so an order is never both
-        missed by the restore and dropped here.
+        Never claims the order's partition: the agent first waits until this worker restored
+        it (:meth:`streams.ownership.Ownership.restored`), so an order is never both missed by
+        the restore and dropped here. False when the partition is not restored here (revoked
+        meanwhile): its owner's restore reads the order from the orders topic.
         """
         part = self._partitions.get(order.partition)
-        attempt = 0
-        while part is None or not part.restored.is_set():
-            # the agent got an order before the ownership task restored its partition; the
-            # order must not be dropped (Faust would commit past it), so retry as ownership does
-            try:
-                await self.restore(order.partition)
-            except Exception as exc:
-                delay = _RETRY_BACKOFF_S[min(attempt, len(_RETRY_BACKOFF_S) - 1)]
-                attempt += 1
-                p = order.partition
-                log.warning("partition %d: restore failed (%r); retry in %.1f s", p, exc, delay)
-                await asyncio.sleep(delay)
-            part = self._partitions.get(order.partition)
-        if part.queue.knows(order):
-            return
-        self._add(part, order, None)
-        self._wake.set()
+        if part is None or not part.restored.is_set():
+            log.info(
+                "fanout %s: partition %d is not restored here; its owner's restore reads it",
+                order.alert_id,
+                order.partition,
+            )
+            return False
+        if not part.queue.knows(order):
+            self._add(part, order, None)
+            self._wake.set()
+        return True
 
     async def _abort_hanging(self, p: int, producer: AIOKafkaProducer) -> None:
         """End what the previous owner's producer left open with no end marker in partition
@@ -243,7 +238,7 @@ class FanoutScheduler:
         if gaps:
             self._metrics.hanging_aborted.labels(self.component).inc(len(gaps))
 
-    async def _restore(self, p: int) -> None:
+    async def _load_orders(self, p: int) -> None:
         settings = self._settings
         part = self._partitions[p]
         # both topics are read at once: a takeover waits for the longer read, not the sum
@@ -314,35 +309,34 @@ class FanoutScheduler:
         return done
 
     async def _chunk_guarded(self, p: int, part: _Partition, running: Running) -> None:
-        attempt = 0
-        poison: Exception | None = None
-        while p in self._partitions and self._partitions[p] is part:
-            try:
-                if poison is None:
-                    await self._chunk(p, part, running)
-                else:
-                    await self._fail(p, part, running, poison)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if type(exc).__name__ == "ProducerFenced":
-                    log.warning("partition %d: producer fenced, another worker owns it", p)
-                    return
-                delay = _RETRY_BACKOFF_S[min(attempt, len(_RETRY_BACKOFF_S) - 1)]
-                attempt += 1
-                if poison is None and attempt >= _POISON_ATTEMPTS and not _transient(exc):
-                    poison = exc
-                    continue
-                log.warning(
-                    "fanout %s partition %d: chunk failed (%r); retry in %.1f s",
-                    running.order.alert_id,
-                    p,
-                    exc,
-                    delay,
-                )
-                running.audience = None  # reselect after a failure: the directory may be new
-                await asyncio.sleep(delay)
+        """The next chunk of ``running``, retried (:data:`CHUNK_RETRY`) while ``p`` is still
+        this worker's; after :data:`_POISON_ATTEMPTS` failures the last one poison, the order
+        ends as failed instead; a fenced producer means another worker owns ``p``: stop."""
+        poison: list[Exception] = []  # the error that ends the order, once there is one
+
+        async def attempt() -> None:
+            if poison:
+                await self._fail(p, part, running, poison[0])
+            else:
+                await self._chunk(p, part, running)
+
+        async def failed(f: Failed) -> Then:
+            if isinstance(f.error, ProducerFenced):
+                log.warning("partition %d: producer fenced, another worker owns it", p)
+                return Then.ABANDON
+            if not poison and f.attempt >= _POISON_ATTEMPTS and f.failure is Failure.POISON:
+                poison.append(f.error)
+                return Then.AT_ONCE
+            running.audience = None  # reselect after a failure: the directory may be new
+            return Then.RETRY
+
+        await CHUNK_RETRY.run_while(
+            attempt,
+            lambda: self._partitions.get(p) is part,
+            what=f"fanout {running.order.alert_id} partition {p}: chunk",
+            log=log,
+            on_failure=failed,
+        )
 
     async def _chunk(self, p: int, part: _Partition, running: Running) -> None:
         order = running.order
@@ -536,13 +530,6 @@ class FanoutScheduler:
             if (why := why_stop()) is not None:
                 return why
         return None
-
-
-def _transient(exc: Exception) -> bool:
-    """Errors a retry can outlive: Kafka's, the network's and Loa's retriable ones."""
-    if isinstance(exc, LoaError):
-        return exc.retriable
-    return isinstance(exc, (KafkaError, OSError, TimeoutError))
 
 
 async def _values(settings: Settings, topic: str, p: int) -> list[bytes]:

@@ -10,6 +10,9 @@ import asyncio
 from streams.health import PartitionState, Readiness
 from streams.metrics import Metrics
 from streams.ownership import Ownership, restore_once
+from streams.retrying import RetryPolicy
+
+FAST = RetryPolicy(base_s=0.01, cap_s=0.01)
 
 
 class Recorder:
@@ -39,7 +42,7 @@ def _failures(metrics: Metrics, component: str) -> float:
 async def test_assigned_partitions_are_restored_by_every_owner_then_serving() -> None:
     directory, fanout = Recorder("directory"), Recorder("fanout")
     readiness, metrics = Readiness(), Metrics()
-    ownership = Ownership([directory, fanout], readiness, metrics, backoff_s=(0.01,))
+    ownership = Ownership([directory, fanout], readiness, metrics, retry=FAST)
     ownership.start()
     try:
         readiness.started()
@@ -58,7 +61,8 @@ async def test_failed_restore_is_retried_counted_and_shown_until_it_serves() -> 
     flaky = Recorder("directory", failures=2)
     readiness, metrics = Readiness(), Metrics()
     readiness.started()
-    ownership = Ownership([flaky], readiness, metrics, backoff_s=(0.05,))
+    # failed for 50 ms between attempts: long enough to be seen
+    ownership = Ownership([flaky], readiness, metrics, retry=RetryPolicy(0.05, 0.05, jitter=0))
     ownership.start()
     try:
         ownership.request({3})
@@ -78,7 +82,7 @@ async def test_failed_restore_is_retried_counted_and_shown_until_it_serves() -> 
 async def test_restore_of_a_partition_revoked_meanwhile_is_abandoned() -> None:
     never = Recorder("fanout", failures=10**9)
     readiness, metrics = Readiness(), Metrics()
-    ownership = Ownership([never], readiness, metrics, backoff_s=(0.01,))
+    ownership = Ownership([never], readiness, metrics, retry=FAST)
     ownership.start()
     try:
         ownership.request({5})
@@ -93,7 +97,7 @@ async def test_replica_restored_once_serves_after_its_retries() -> None:
     replica = Recorder("agencies", failures=1)
     readiness, metrics = Readiness(), Metrics()
     await asyncio.wait_for(
-        restore_once("agencies", lambda: replica.restore(0), readiness, metrics, backoff_s=(0.01,)),
+        restore_once("agencies", lambda: replica.restore(0), readiness, metrics, retry=FAST),
         10,
     )
     assert readiness.state("agencies", 0) is PartitionState.SERVING

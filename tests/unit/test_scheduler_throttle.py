@@ -15,11 +15,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from aiokafka.errors import KafkaConnectionError
 
 import streams.fanout.scheduler as scheduler
-from streams.errors import DirectoryNotReady, MalformedInput
-from streams.fanout.scheduler import FanoutScheduler, _transient
+from streams.fanout.scheduler import FanoutScheduler
 from streams.metrics import Metrics
 from streams.regions import registry
 from streams.settings import Settings
@@ -167,20 +165,3 @@ async def test_unlimited_channels_never_sleep(clock: _Clock) -> None:
     assert s._throttle_limit() == s._settings.fanout_chunk
     await s._wait_throttle(_chunk(sms=100_000, push=100_000), _never)
     assert clock.slept == []
-
-
-@pytest.mark.parametrize(
-    ("exc", "transient"),
-    [
-        (KafkaConnectionError(), True),
-        (OSError("reset"), True),
-        (TimeoutError(), True),
-        (DirectoryNotReady("replaying"), True),
-        (MalformedInput("bad cell"), False),
-        (ValueError("bad expiry"), False),
-    ],
-)
-def test_only_kafka_network_and_retriable_errors_are_transient(
-    exc: Exception, transient: bool
-) -> None:
-    assert _transient(exc) is transient
