@@ -186,13 +186,15 @@ class Ownership:
                 self._settled.set()
 
     async def _apply(self, wanted: set[int]) -> None:
-        stale, self._stale = self._stale & self._owned, set()
         self._gave_up = {p: e for p, e in self._gave_up.items() if p in wanted}
-        lost = (self._owned - wanted) | stale
+        lost = (self._owned - wanted) | (self._stale & self._owned)
         if lost:
             await self._revoke(lost)
             self._owned -= lost
             log.info("%s: revoked partitions %s", self._name, sorted(lost))
+        # the stale ones are revoked now (restored below if still wanted); the rest were not
+        # owned. Cleared only here: if a revoke raised, the retry revokes them again
+        self._stale.clear()
         new = sorted(wanted - self._owned)
         if not new:
             return
