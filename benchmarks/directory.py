@@ -40,6 +40,7 @@ from streams.kafkaio.recordbatch import (
     finish_batch,
     read_partition,
 )
+from streams.ownership import owning
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry, resolve_targets
 from streams.settings import Settings
@@ -196,10 +197,10 @@ async def on_broker(settings: Settings, n: int) -> dict[str, Any]:
     await service.start()
     try:
         started = time.perf_counter()
-        await service.assign(set(range(settings.partitions)))
         total = 0
-        for p in range(settings.partitions):
-            total += len(await service.ready(p, timeout_s=900))
+        async with owning([service], range(settings.partitions), name="bench"):
+            for p in range(settings.partitions):
+                total += len(await service.ready(p, timeout_s=900))
         restore_s = time.perf_counter() - started
     finally:
         await service.stop()

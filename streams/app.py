@@ -5,10 +5,10 @@ Agents (each ``concurrency=1``: Faust may commit past a record still in flight o
 * ``ingest`` on ``loa.alerts.inbound`` (one partition: alerts are few, and their lifecycle
   needs a total order): :class:`streams.ingest.agent.IngestAgent` judges the record and writes
   its decision in one Kafka transaction together with the inbound offset.
-* ``fanout`` on ``loa.fanout.orders``: hands each order to the
-  :class:`~streams.fanout.scheduler.FanoutScheduler`, which owns the orders of the partitions
-  this worker holds (restored from Kafka on assignment) and emits them chunk by chunk in
-  transactions, most urgent first.
+* ``fanout`` on ``loa.fanout.orders``: hands each order, once its partition is restored here,
+  to the :class:`~streams.fanout.scheduler.FanoutScheduler`, which runs the orders of the
+  partitions this worker holds (:mod:`streams.fanout.partitions`, restored from Kafka on
+  assignment) and emits them chunk by chunk in transactions, most urgent first.
 
 Loa owns its producers (``acks=all``, idempotent, transactional) instead of Faust's, and the
 directory owns its consumer (replay from offset 0 on assignment).
@@ -92,7 +92,10 @@ class Runtime:
         )
         # the workers' group: order partition p brings directory partition p (co-partitioned)
         self.ownership = Ownership(
-            [self.directory, self.scheduler], self.readiness, self.metrics, name="workers"
+            [self.directory, self.scheduler.partitions],
+            self.readiness,
+            self.metrics,
+            name="workers",
         )
         self._replicas: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
@@ -153,6 +156,14 @@ class Runtime:
         """The workers' group gave this worker ``partitions`` of the orders topic (and with
         them the same directory partitions): restored by the ownership task, not here."""
         self.ownership.request(partitions)
+
+    async def submit(self, order: FanoutOrder) -> None:
+        """Hand an order to the fan-out once this worker has restored its partition (a read
+        path waits for ownership, never claims: the ownership task restores). An order of a
+        partition this worker does not own (any more) is left to its owner, whose restore reads
+        it from the orders topic; Faust may then commit past it here."""
+        if await self.ownership.restored(self.scheduler.partitions.component, order.partition):
+            self.scheduler.submit(order)
 
     def stop_reason(self, order: FanoutOrder) -> str | None:
         """Why an order must stop now (:func:`stop_reason`, against the ingest lifecycle)."""
@@ -252,6 +263,6 @@ def create_worker(settings: Settings) -> tuple[faust.App, Runtime]:
                 )
                 await runtime.ingest.write_decision(rejected, message.value, message)
                 continue
-            await runtime.scheduler.submit(order)
+            await runtime.submit(order)
 
     return app, runtime

@@ -31,6 +31,8 @@
     │   ├── AgenciesNotReady       the agency registry did not catch up with its topic in time
     │   ├── HangingTransaction     a partition stays open after Loa aborted what its previous
     │   │                          owner left there (:mod:`streams.kafkaio.transactions`)
+    │   ├── PartitionNotRestored   records of a partition whose state this worker has not
+    │   │                          restored (yet): never claimed by the read, retried
     │   └── BrokerUnreachable      no broker answered at ``LOA_BOOTSTRAP_SERVERS`` in time
     ├── InvalidAgency              an agency registry record breaks ``schemas/agency.schema.json``
     │                              (the CLI refuses to load it; a worker drops that agency)
@@ -76,6 +78,7 @@ __all__ = [
     "NotLineageOwner",
     "OperatorError",
     "OutOfJurisdiction",
+    "PartitionNotRestored",
     "PoisonError",
     "Problem",
     "RejectionCode",
@@ -247,6 +250,11 @@ class AgenciesNotReady(RetriableError):
 class HangingTransaction(RetriableError):
     """A partition only one transactional id writes still has an open transaction after that
     id aborted what an earlier owner left there: another producer writes it."""
+
+
+class PartitionNotRestored(RetriableError):
+    """Records came for a partition whose state this worker has not restored (yet); the read
+    never restores it itself (:mod:`streams.ownership` does): it waits and tries again."""
 
 
 class InvalidAgency(LoaError):

@@ -29,6 +29,7 @@ from streams.ingest import Accepted, Duplicate, Rejected, decide
 from streams.ingest.lifecycle import LifecycleState
 from streams.ingest.reach import Warning
 from streams.kafkaio.clients import read_partition, read_to_end
+from streams.ownership import owning
 from streams.records import CHANNELS, AcceptedAlert, FanoutOrder, Progress
 from streams.regions import RegionRegistry
 from streams.settings import Settings
@@ -99,21 +100,21 @@ async def _count(
     service = DirectoryService(settings, regions)
     await service.start()
     try:
-        await service.assign(set(range(settings.partitions)))
-        for p in range(settings.partitions):
-            index = await service.ready(p)
-            directory_size += len(index)
-            if not orders:
-                continue  # Draft, System, Ack, Error, a duplicate: nobody
-            order = replace(orders[0], partition=p)
-            history = await _lineage_history(settings, order)
-            planned = plan_audience(order, index, regions, history)
-            audience = planned.audience
-            wards = index.ward[np.searchsorted(index.ids, audience.ids)]
-            for province, n in Counter(regions.ward_province[wards].tolist()).items():
-                provinces[regions.province_names[province]] += n
-            channels += np.bincount(audience.channel, minlength=len(CHANNELS))
-            kinds += np.bincount(planned.kinds, minlength=len(KINDS))
+        async with owning([service], range(settings.partitions), name="preview"):
+            for p in range(settings.partitions):
+                index = await service.ready(p)
+                directory_size += len(index)
+                if not orders:
+                    continue  # Draft, System, Ack, Error, a duplicate: nobody
+                order = replace(orders[0], partition=p)
+                history = await _lineage_history(settings, order)
+                planned = plan_audience(order, index, regions, history)
+                audience = planned.audience
+                wards = index.ward[np.searchsorted(index.ids, audience.ids)]
+                for province, n in Counter(regions.ward_province[wards].tolist()).items():
+                    provinces[regions.province_names[province]] += n
+                channels += np.bincount(audience.channel, minlength=len(CHANNELS))
+                kinds += np.bincount(planned.kinds, minlength=len(KINDS))
     finally:
         await service.stop()
     plan = decision.plan

@@ -21,7 +21,9 @@ Durable state (the choice): the compacted tallies topic *is* the state. Tallies 
 partition ``p`` are written to partition ``p`` of the tallies topic, in one Kafka transaction
 with the consumer group's offsets of the receipts consumed. On assignment a worker rebuilds the
 tallies of ``p`` by reading that partition (read_committed) to its end, and resumes from the
-group's committed offset of ``p``: both were committed together, so they agree.
+group's committed offset of ``p``: both were committed together, so they agree. The tallies
+are rebuilt only through :mod:`streams.ownership` (an assignment, or :meth:`Ownership.reset`
+after a failed batch); a batch never restores a partition by itself.
 
 Guarantee: every committed receipt is counted exactly once in the tallies (read_committed), as
 long as a receipts partition has one live owner; a fenced-out zombie worker (paused longer
@@ -44,12 +46,13 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.errors import MalformedInput, quote
+from streams.errors import MalformedInput, PartitionNotRestored, quote
 from streams.health import Readiness
 from streams.kafkaio.clients import make_producer, make_reader, start_all
 from streams.metrics import RECEIPT_OUTCOMES, Metrics
 from streams.ownership import Ownership, OwnershipListener
 from streams.records import CHANNELS
+from streams.retrying import Failed, RetryPolicy, Then
 from streams.settings import Settings
 from streams.tasks import cancel_and_wait
 
@@ -69,6 +72,8 @@ AlertVersion = tuple[str, int]
 
 #: Reason codes longer than this are cut: they become part of a bounded set in reports.
 _MAX_REASON = 64
+#: A failed batch: its tallies rebuilt and tried again after 1 s doubling to 5 s, forever.
+BATCH_RETRY = RetryPolicy(base_s=1.0)
 
 
 # -- pure fold ----------------------------------------------------------------------------------
@@ -308,7 +313,7 @@ class PartitionTallies:
                 counts[receipt.channel, receipt.outcome] += 1
         return changed, counts
 
-    def restore(self, docs: Iterable[dict[str, Any]]) -> None:
+    def load(self, docs: Iterable[dict[str, Any]]) -> None:
         """Load tallies read back from the tallies topic (the latest record per key wins)."""
         for doc in docs:
             self.tallies[(str(doc["alert_id"]), int(doc["version"]))] = Tally.from_doc(doc)
@@ -337,6 +342,8 @@ class ReceiptsAgent:
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._ownership = Ownership([self], readiness or Readiness(), metrics, name="receipts")
+        #: a batch failed: rebuild the tallies from committed state before the next one
+        self._rewind_first = False
 
     async def start(self) -> None:
         s = self.settings
@@ -371,7 +378,7 @@ class ReceiptsAgent:
             return
         docs = await read_partitions(self.settings, self.settings.delivery_topic, [partition])
         state = PartitionTallies(partition)
-        state.restore(d for d in docs if d["partition"] == partition)
+        state.load(d for d in docs if d["partition"] == partition)
         self._state[partition] = state
         log.info("receipts own partitions %s", sorted(self._state))
 
@@ -380,25 +387,29 @@ class ReceiptsAgent:
             self._state.pop(p, None)
 
     async def _run(self) -> None:
-        assert self._consumer is not None
         while True:
-            try:
-                await self._step()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # The transaction was aborted, so tallies and offsets stay as committed; rebuild
-                # from them and go on rather than end the agent.
-                log.exception("receipts batch failed; rebuilding from committed state")
-                self._state.clear()
-                await asyncio.sleep(1.0)
-                await self._rewind()
+            await BATCH_RETRY.run(
+                self._next_batch, what="receipts batch", log=log, on_failure=self._batch_failed
+            )
+
+    async def _next_batch(self) -> None:
+        if self._rewind_first:
+            await self._rewind()
+            self._rewind_first = False
+        await self._step()
+
+    async def _batch_failed(self, failed: Failed) -> Then | None:
+        # The transaction was aborted, so tallies and offsets stay as committed; rebuild from
+        # them and go on rather than end the agent.
+        self._rewind_first = True
+        return None
 
     async def _rewind(self) -> None:
+        """Rebuild the tallies of every assigned partition (through ownership: drop, then
+        restore from the tallies topic) and go back to the group's committed offsets."""
         assert self._consumer is not None
         assigned = self._consumer.assignment()
-        for tp in assigned:
-            await self.restore(tp.partition)
+        await self._ownership.reset(self._state.keys() | {tp.partition for tp in assigned})
         committed = {tp: await self._consumer.committed(tp) for tp in assigned}
         for tp, offset in committed.items():
             if offset is None:
@@ -416,9 +427,13 @@ class ReceiptsAgent:
         offsets: dict[TopicPartition, int] = {}
         for tp, records in data.items():
             state = self._state.get(tp.partition)
-            if state is None:  # assigned after the listener ran: rebuild first
-                await self.restore(tp.partition)
-                state = self._state[tp.partition]
+            # aiokafka may fetch a new partition while the listener still waits for its
+            # restore: wait for ownership (never restore here); if the partition went to
+            # another worker meanwhile, rebuild from the committed state and retry
+            if state is None and await self._ownership.restored(self.component, tp.partition):
+                state = self._state.get(tp.partition)
+            if state is None:
+                raise PartitionNotRestored(f"receipts partition {tp.partition} not restored")
             receipts = []
             for record in records:
                 try:

@@ -13,6 +13,11 @@ subscriber, plus tombstones younger than ``delete.retention.ms``), decoded vecto
 replay (:meth:`DirectoryService.ready`): an alert is never fanned out against a partial
 directory.
 
+Ownership: a partition is claimed only by :meth:`DirectoryService.restore`, which
+:mod:`streams.ownership` calls (a worker's group, or :func:`streams.ownership.owning` for a
+tool); :meth:`DirectoryService.ready` is a read and never claims: a partition not owned (yet)
+is waited for like a replay that does not move, then :class:`DirectoryNotReady`.
+
 Restore speed: by default the partitions are fetched as raw record batches
 (:class:`streams.kafkaio.rawkafka.RawFetcher`) and read column-wise
 (:func:`streams.kafkaio.recordbatch.read_partition`, the consumer's read_committed rules),
@@ -51,6 +56,7 @@ import contextlib
 import logging
 import math
 import time
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -79,6 +85,7 @@ from streams.kafkaio.internals import internals_supported
 from streams.kafkaio.rawkafka import RawFetcher
 from streams.kafkaio.recordbatch import FetchedRecords, read_partition
 from streams.regions import RegionRegistry
+from streams.retrying import RetryPolicy
 from streams.settings import Settings
 from streams.tasks import cancel_and_wait
 from streams.topics import CENSUS_MAX_MESSAGE_BYTES
@@ -99,6 +106,8 @@ STOP_SNAPSHOT_S = 5.0
 #: of every ``LOA_CENSUS_INTERVAL_S`` (docs/census.md). A restored partition's first census is
 #: never held back: without it, reach counts are partial.
 CENSUS_CPU_SHARE = 0.05
+#: A failed fetch is tried again within a second: a takeover's replay waits on it.
+FETCH_RETRY = RetryPolicy(base_s=1.0, cap_s=1.0)
 
 
 class DirectoryService:
@@ -111,7 +120,9 @@ class DirectoryService:
         self._consumer: AIOKafkaConsumer | None = None
         self._indexes: dict[int, DirectoryPartition] = {}
         self._changed = asyncio.Condition()
-        self._assign_lock = asyncio.Lock()
+        #: Held while the owned set changes, and by a snapshot or census between reading a
+        #: partition's offset and its columns
+        self._owned_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.bad_records = 0
         # raw mode: the fetcher, and the next offset to fetch of each owned partition
@@ -197,18 +208,14 @@ class DirectoryService:
     def owned(self) -> set[int]:
         return set(self._indexes)
 
-    async def assign(self, partitions: set[int]) -> None:
-        """Own exactly ``partitions``: replay new ones from the start, drop the others."""
-        async with self._assign_lock:
-            await self._assign(partitions)
-
-    async def _assign(self, partitions: set[int]) -> None:
-        """:meth:`assign` under the lock (the owned set is read and changed in one step)."""
+    async def _set_owned(self, partitions: set[int]) -> None:
+        """Own exactly ``partitions``: replay new ones from their restore point, drop the
+        others. Under the owned lock, from :meth:`restore` and :meth:`revoke` only."""
         assert self._consumer is not None
         if partitions == set(self._indexes):
             return
         if self._fetcher is not None:
-            await self._assign_raw(partitions)
+            await self._set_owned_raw(partitions)
             return
         positions = {
             p: await self._consumer.position(TopicPartition(self._topic, p))
@@ -230,7 +237,7 @@ class DirectoryService:
                 self._consumer.seek(tp, offset)
         log.info("directory owns partitions %s", sorted(partitions))
 
-    async def _assign_raw(self, partitions: set[int]) -> None:
+    async def _set_owned_raw(self, partitions: set[int]) -> None:
         assert self._consumer is not None
         for p in set(self._indexes) - partitions:
             del self._indexes[p]
@@ -315,7 +322,7 @@ class DirectoryService:
         for p in sorted(self._indexes):
             # the offset first, the columns after, with no reassignment in between: columns at
             # or past the offset are a valid snapshot of it (replaying what they hold is a no-op)
-            async with self._assign_lock:
+            async with self._owned_lock:
                 offset = await self._position(TopicPartition(self._topic, p))
                 index = self._indexes.get(p)
                 if index is None or offset < 0 or self._snapshotted.get(p) == offset:
@@ -388,7 +395,7 @@ class DirectoryService:
             return 0  # a refresh, not due yet (a first census after a restore always is)
         # the offset first, the columns after, with no reassignment in between (as for a
         # snapshot): the columns hold at least every change before the offset
-        async with self._assign_lock:
+        async with self._owned_lock:
             offset = await self._position(TopicPartition(self._topic, p))
             index = self._indexes.get(p)
             if index is None or offset < 0 or self._census_offsets.get(p) == offset:
@@ -454,6 +461,11 @@ class DirectoryService:
         """Own ``partition`` and replay it up to the changes topic's end as of now (raises
         :class:`DirectoryNotReady` when that takes longer than the catch-up timeout); a long
         replay is snapshotted at once (:data:`SNAPSHOT_AFTER_REPLAY`)."""
+        async with self._owned_lock:
+            if partition not in self._indexes:
+                await self._set_owned(set(self._indexes) | {partition})
+        async with self._changed:  # a read waiting for this partition may start waiting for it
+            self._changed.notify_all()
         await self.ready(partition)
         position = await self._position(TopicPartition(self._topic, partition))
         if position - self._snapshotted.get(partition, 0) >= SNAPSHOT_AFTER_REPLAY:
@@ -464,27 +476,34 @@ class DirectoryService:
         self._census_soon.set()
 
     async def revoke(self, partitions: set[int]) -> None:
-        async with self._assign_lock:
-            await self._assign(self.owned - partitions)
-
-    async def ensure(self, p: int) -> None:
-        """Own ``p`` as well (replayed from the start if new)."""
-        async with self._assign_lock:
-            if p not in self._indexes:
-                await self._assign(set(self._indexes) | {p})
+        async with self._owned_lock:
+            await self._set_owned(self.owned - partitions)
 
     async def ready(self, p: int, *, timeout_s: float | None = None) -> DirectoryPartition:
         """The index of ``p`` once it has applied every change in the topic as of now.
 
         Raises :class:`DirectoryNotReady` when the replay makes no progress for ``timeout_s``
         (default ``LOA_DIRECTORY_CATCHUP_TIMEOUT_S``): a stall, not a long replay, which at
-        100M subscribers takes minutes and must not count as a failure."""
+        100M subscribers takes minutes and must not count as a failure. A read never claims
+        ``p``: one this worker does not own is waited for (its restore may be starting) as
+        long, then :class:`DirectoryNotReady` too."""
         assert self._consumer is not None
-        await self.ensure(p)
-        tp = TopicPartition(self._topic, p)
-        end = (await self._consumer.end_offsets([tp]))[tp]
         timeout = self._settings.directory_catchup_timeout_s if timeout_s is None else timeout_s
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with self._changed:
+            while p not in self._indexes:
+                now = loop.time()
+                if now >= deadline:
+                    raise DirectoryNotReady(
+                        f"directory partition {p} is not owned by this worker (no restore of it"
+                        f" began in {timeout:g} s)"
+                    )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(deadline - now):
+                        await self._changed.wait()
+        tp = TopicPartition(self._topic, p)
+        end = (await self._consumer.end_offsets([tp]))[tp]
         seen, deadline = -1, loop.time() + timeout
         async with self._changed:
             while (position := await self._position(tp)) < end:
@@ -499,7 +518,9 @@ class DirectoryService:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(deadline - now):
                         await self._changed.wait()
-        index = self._indexes[p]
+        index = self._indexes.get(p)
+        if index is None:
+            raise DirectoryNotReady(f"directory partition {p} was revoked while it was read")
         index.compact()
         return index
 
@@ -534,12 +555,12 @@ class DirectoryService:
             if not consumer.assignment():
                 await asyncio.sleep(0.1)
                 continue
-            try:
-                data = await consumer.getmany(timeout_ms=100, max_records=100_000)
-            except Exception:  # a broker hiccup must not end the directory; retry
-                log.exception("directory fetch failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
+            # a broker hiccup must not end the directory: the fetch is retried
+            data = await FETCH_RETRY.run(
+                partial(consumer.getmany, timeout_ms=100, max_records=100_000),
+                what="directory fetch",
+                log=log,
+            )
             for tp, records in data.items():
                 index = self._indexes.get(tp.partition)
                 if index is None:
@@ -553,42 +574,48 @@ class DirectoryService:
                 self._changed.notify_all()
 
     async def _run_raw(self) -> None:
-        assert self._fetcher is not None and self._consumer is not None
         while True:
             if not self._positions:
                 await asyncio.sleep(0.1)
                 continue
-            asked = dict(self._positions)
-            try:
-                answers = await self._fetcher.fetch(self._topic, asked)
-                failed = False
-                for p, answer in answers.items():
-                    index = self._indexes.get(p)
-                    # the partition was dropped, or re-assigned from the start, meanwhile
-                    if index is None or self._positions.get(p) != asked[p]:
-                        continue
-                    if isinstance(answer.error, OffsetOutOfRangeError):
-                        tp = TopicPartition(self._topic, p)
-                        start = (await self._consumer.beginning_offsets([tp]))[tp]
-                        log.warning(
-                            "directory %s: offset %d out of range, from %d", tp, asked[p], start
-                        )
-                        self._positions[p] = int(start)
-                        continue
-                    if answer.error is not None:
-                        log.warning("directory fetch of partition %d failed: %r", p, answer.error)
-                        failed = True
-                        continue
-                    records = read_partition(answer.data, asked[p], aborted=answer.aborted)
-                    self._apply(p, index, records)
-                    self._positions[p] = records.next_offset
-            except Exception:  # a broker hiccup or a corrupt batch must not end the directory
-                log.exception("directory fetch failed; retrying")
-                failed = True
+            # a broker hiccup or a corrupt batch must not end the directory: retried
+            await FETCH_RETRY.run(self._fetch_raw, what="directory fetch", log=log)
+
+    async def _fetch_raw(self) -> None:
+        """Fetch every owned partition once and apply what came; a partition's error is raised
+        after the others are applied (the policy waits before the next fetch)."""
+        assert self._fetcher is not None and self._consumer is not None
+        asked = dict(self._positions)
+        if not asked:
+            return  # all revoked meanwhile
+        failed: list[Exception] = []
+        try:
+            answers = await self._fetcher.fetch(self._topic, asked)
+            for p, answer in answers.items():
+                index = self._indexes.get(p)
+                # the partition was dropped, or re-assigned from the start, meanwhile
+                if index is None or self._positions.get(p) != asked[p]:
+                    continue
+                if isinstance(answer.error, OffsetOutOfRangeError):
+                    tp = TopicPartition(self._topic, p)
+                    start = (await self._consumer.beginning_offsets([tp]))[tp]
+                    log.warning(
+                        "directory %s: offset %d out of range, from %d", tp, asked[p], start
+                    )
+                    self._positions[p] = int(start)
+                    continue
+                if answer.error is not None:
+                    log.warning("directory fetch of partition %d failed: %r", p, answer.error)
+                    failed.append(answer.error)
+                    continue
+                records = read_partition(answer.data, asked[p], aborted=answer.aborted)
+                self._apply(p, index, records)
+                self._positions[p] = records.next_offset
+        finally:
             async with self._changed:
                 self._changed.notify_all()
-            if failed:
-                await asyncio.sleep(1.0)
+        if failed:
+            raise failed[0]
 
     def _apply(self, p: int, index: DirectoryPartition, records: FetchedRecords) -> None:
         if not len(records):

@@ -5,9 +5,11 @@ Read top to bottom: :mod:`streams.fanout.plan` selects the audience from the col
 and decides who gets which task (lineage dedup, caps); :mod:`streams.fanout.encode` encodes the
 tasks chunk by chunk with numpy; :mod:`streams.fanout.queue` keeps the orders of each owned
 partition and picks the most urgent (pure); :mod:`streams.fanout.throttle` paces channels;
-:mod:`streams.fanout.scheduler` (the emitter) writes each chunk as record batches inside a Kafka
-transaction with the order's cursor (one ``send_batch`` per ~1 MB, never one awaited send per
-recipient), retrying Kafka errors and ending poison orders as ``failed``.
+:mod:`streams.fanout.partitions` holds the owned partitions (fencing producer, restored
+queue; taken only through :mod:`streams.ownership`); :mod:`streams.fanout.scheduler` runs their
+orders chunk by chunk, retrying Kafka errors and ending poison orders as ``failed``;
+:mod:`streams.fanout.emitter` writes each chunk as record batches inside a Kafka transaction
+with the order's cursor (one ``send_batch`` per ~1 MB, never one awaited send per recipient).
 
 Send tasks of directory partition ``p`` go to partition ``p`` of the send-task topic (both have
 ``LOA_PARTITIONS`` partitions and recipients are partitioned by ``recipient_id mod

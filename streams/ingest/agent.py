@@ -24,13 +24,13 @@ import contextlib
 import logging
 import time
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
 from streams.directory.census_replica import CensusReplica
-from streams.errors import LoaError
 from streams.ingest import Accepted, Duplicate, Rejected, decide, rejection_record
 from streams.ingest.agencies import AgencyRegistry
 from streams.ingest.agency_service import AgencyRegistryService
@@ -42,14 +42,18 @@ from streams.kafkaio.transactions import StableOffsets, abort_hanging
 from streams.metrics import Metrics
 from streams.records import AcceptedAlert
 from streams.regions import RegionRegistry
+from streams.retrying import RetryPolicy
 from streams.settings import Settings
 
-__all__ = ["DECISIONS_TOPIC_RETRY_S", "RETRY_BACKOFF_S", "IngestAgent", "retriable"]
+__all__ = ["DECISIONS_TOPIC_RETRY_S", "RETRY", "SEND_RETRY", "IngestAgent"]
 
 log = logging.getLogger("loa")
 
-#: Delays between retries of a Kafka write (the last one repeats).
-RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+#: Ingest's state and its decision transaction: retried until done (0.5 s doubling to 5 s):
+#: the record must not be acked (Faust would commit past it) before its decision is on Kafka.
+RETRY = RetryPolicy()
+#: A record written outside a transaction: transient errors tried 5 times, then raised.
+SEND_RETRY = RetryPolicy(attempts=5, retry_poison=False)
 #: How long a decision waits for a census of every directory partition before counting what
 #: it has (only while some partition has none: a fresh cluster, or workers starting).
 CENSUS_WAIT_S = 5.0
@@ -58,13 +62,6 @@ DECISIONS_TOPIC_TIMEOUT_S = 10.0
 DECISIONS_TOPIC_RETRY_S = 60.0
 
 Output = tuple[str, bytes, bytes | None, int | None]
-
-
-def retriable(exc: BaseException) -> bool:
-    """Whether a retry can outlive ``exc``: Loa's retriable errors, Kafka's, the network's."""
-    if isinstance(exc, LoaError):
-        return exc.retriable
-    return bool(getattr(exc, "retriable", False)) or isinstance(exc, (TimeoutError, OSError))
 
 
 class IngestAgent:
@@ -256,18 +253,13 @@ class IngestAgent:
     async def _ready(self) -> AgencyRegistry:
         """The lifecycle state and agency registry, caught up with their topics; never gives up
         (the record must not be dropped, and judging it on stale state would be wrong)."""
-        attempt = 0
-        while True:
-            try:
-                await self.accepted.ready(timeout_s=self.settings.directory_catchup_timeout_s)
-                registry = await self.agencies.ready()
-                await self._census_ready()
-                return registry
-            except Exception as exc:
-                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-                attempt += 1
-                log.warning("ingest state not ready (%s); retry in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
+        return await RETRY.run(self._caught_up, what="ingest state", log=log)
+
+    async def _caught_up(self) -> AgencyRegistry:
+        await self.accepted.ready(timeout_s=self.settings.directory_catchup_timeout_s)
+        registry = await self.agencies.ready()
+        await self._census_ready()
+        return registry
 
     async def _census_ready(self) -> None:
         """The latest censuses, waiting at most :data:`CENSUS_WAIT_S` for a partition that has
@@ -286,48 +278,37 @@ class IngestAgent:
     async def _send(
         self, topic: str, value: bytes, *, key: bytes | None = None, partition: int | None = None
     ) -> None:
-        """Write one record and wait until the broker has it (retrying transient errors)."""
+        """Write one record and wait until the broker has it (:data:`SEND_RETRY`)."""
         assert self._producer is not None, "ingest agent not started"
-        for attempt in range(len(RETRY_BACKOFF_S) + 1):
-            try:
-                await self._producer.send_and_wait(topic, value, key=key, partition=partition)
-                return
-            except Exception as exc:
-                if attempt == len(RETRY_BACKOFF_S) or not retriable(exc):
-                    raise
-                log.warning("write to %s failed (%s); retrying", topic, exc)
-                await asyncio.sleep(RETRY_BACKOFF_S[attempt])
+        send = partial(self._producer.send_and_wait, topic, value, key=key, partition=partition)
+        await SEND_RETRY.run(send, what=f"write to {topic}", log=log)
 
     async def _commit(self, outputs: list[Output], message: Any) -> None:
         """Write a decision's records and the inbound offset after it in one transaction.
 
-        Retries until it succeeds: the record must not be acked (Faust would commit past it)
-        before its decision is on Kafka.
+        Retried until it succeeds (:data:`RETRY`): the record must not be acked (Faust would
+        commit past it) before its decision is on Kafka.
         """
         offsets = {TopicPartition(message.topic, message.partition): message.offset + 1}
-        attempt = 0
-        while True:
-            attempt += 1
+
+        async def attempt() -> None:
             producer = await self._transactional()
             try:
                 async with producer.transaction():
                     for topic, value, key, partition in outputs:
                         await producer.send(topic, value, key=key, partition=partition)
                     await producer.send_offsets_to_transaction(offsets, self.settings.app_id)
-                return
             except Exception as exc:
-                fenced = isinstance(exc, ProducerFenced) or transaction_failed_fatally(producer)
-                if fenced:
+                if isinstance(exc, ProducerFenced) or transaction_failed_fatally(producer):
                     # The inbound partition was another worker's before this one's, and its
                     # producer (same transactional id) fenced ours: nothing was committed, so
-                    # take the id back with a new producer and decide again.
+                    # the next attempt takes the id back with a new producer and decides again.
                     self._txn_producer = None
                     with contextlib.suppress(Exception):
                         await producer.stop()
-                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S)) - 1]
-                log_at = log.warning if fenced or retriable(exc) else log.error
-                log_at("decision transaction failed (%r); retry %d in %.1f s", exc, attempt, delay)
-                await asyncio.sleep(delay)
+                raise
+
+        await RETRY.run(attempt, what="decision transaction", log=log)
 
     async def _transactional(self) -> AIOKafkaProducer:
         """The ingest producer (transactional id ``<app>-ingest-0``); starting it fences any

@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.kafkaio.clients import make_reader, start_all
+from streams.retrying import RetryPolicy
 from streams.settings import Settings
 from streams.tasks import cancel_and_wait
 
@@ -35,6 +37,9 @@ __all__ = ["CompactedReplica", "ReplicaNotReady"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: A failed fetch is tried again within a second (ingest waits on this replica).
+FETCH_RETRY = RetryPolicy(base_s=1.0, cap_s=1.0)
 
 
 class ReplicaNotReady(TimeoutError):
@@ -128,13 +133,10 @@ class CompactedReplica(Generic[T]):
     async def _run(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
+        fetch = partial(consumer.getmany, *self._tps, timeout_ms=200, max_records=10_000)
         while True:
-            try:
-                data = await consumer.getmany(*self._tps, timeout_ms=200, max_records=10_000)
-            except Exception:  # a broker hiccup must not end the replica; retry
-                log.exception("%s fetch failed; retrying", self._name)
-                await asyncio.sleep(1.0)
-                continue
+            # a broker hiccup must not end the replica: the fetch is retried
+            data = await FETCH_RETRY.run(fetch, what=f"{self._name} fetch", log=log)
             for records in data.values():
                 for record in records:
                     self._apply(record.key, record.value)

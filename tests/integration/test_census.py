@@ -29,6 +29,7 @@ from streams.kafkaio.clients import (
     make_reader,
     start_all,
 )
+from streams.ownership import owning
 from streams.records import CHANNELS
 from streams.regions import circle_cells, registry
 from streams.settings import Settings
@@ -123,9 +124,8 @@ async def live(
     await service.start()
     await replica.start()
     try:
-        for p in range(settings.partitions):
-            await service.restore(p)
-        yield settings, subs, service, replica
+        async with owning([service], range(settings.partitions)):
+            yield settings, subs, service, replica
     finally:
         await replica.stop()
         await service.stop()
@@ -254,15 +254,15 @@ async def test_a_census_the_broker_refuses_is_logged_once_and_written_when_it_ca
     await replica.start()
     try:
         with caplog.at_level(logging.INFO, logger="streams.directory.service"):
-            for p in range(settings.partitions):
-                await service.restore(p)  # the directory serves whatever the census does
-            for _ in range(600):  # three rounds refused: three chances to log again
-                if service.census_failures >= 3:
-                    break
-                await asyncio.sleep(0.1)
-            assert service.census_failures >= 3 and service.census_writes == 0
-            await _census_limit(settings, CENSUS_MAX_MESSAGE_BYTES)
-            await _census_at(replica, await _end_offsets(settings))
+            # the directory serves whatever the census does
+            async with owning([service], range(settings.partitions)):
+                for _ in range(600):  # three rounds refused: three chances to log again
+                    if service.census_failures >= 3:
+                        break
+                    await asyncio.sleep(0.1)
+                assert service.census_failures >= 3 and service.census_writes == 0
+                await _census_limit(settings, CENSUS_MAX_MESSAGE_BYTES)
+                await _census_at(replica, await _end_offsets(settings))
         assert replica.reach(["VN"], [], test_only=False).total == 5_000
         messages = [r.getMessage() for r in caplog.records]
         assert sum("census not written" in m for m in messages) == 1

@@ -22,6 +22,7 @@ from streams.directory.service import DirectoryService
 from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import decode_changes, encode_subscribers
 from streams.kafkaio.clients import create_topics, make_producer, read_to_end
+from streams.ownership import owning
 from streams.regions import registry
 from streams.settings import Settings
 from tests.integration.conftest import LiveLoa, alert, oracle_rows, register_agencies
@@ -250,8 +251,8 @@ async def test_restore_reads_what_a_read_committed_consumer_reads_in_raw_and_fal
         )
         await service.start()
         try:
-            await service.assign({0, 1})
-            indexes = [await service.ready(p, timeout_s=60) for p in (0, 1)]
+            async with owning([service], {0, 1}):
+                indexes = [await service.ready(p, timeout_s=60) for p in (0, 1)]
         finally:
             await service.stop()
         assert service.bad_records == 1

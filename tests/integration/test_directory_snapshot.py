@@ -19,6 +19,7 @@ from streams.directory.service import DirectoryService
 from streams.directory.snapshot import partition_dir
 from streams.directory.synthetic import synthetic_subscribers
 from streams.kafkaio.clients import create_topics
+from streams.ownership import owning
 from streams.regions import RegionRegistry, registry
 from streams.settings import Settings
 
@@ -62,8 +63,8 @@ async def _restore(
     service = DirectoryService(settings, regions)
     await service.start()
     try:
-        await service.assign(set(range(settings.partitions)))
-        indexes = {p: await service.ready(p, timeout_s=120) for p in range(settings.partitions)}
+        async with owning([service], range(settings.partitions)):
+            indexes = {p: await service.ready(p, timeout_s=120) for p in range(settings.partitions)}
     finally:
         await service.stop()
     return service, indexes
@@ -91,12 +92,12 @@ async def test_takeover_from_snapshot_and_tail_selects_what_a_full_replay_select
     first = DirectoryService(settings, regions)
     await first.start()
     try:
-        await first.assign(set(range(settings.partitions)))
-        for p in range(settings.partitions):
-            await first.ready(p, timeout_s=120)
-        async with asyncio.timeout(60):
-            while first.snapshot_writes < settings.partitions:  # noqa: ASYNC110 (a counter)
-                await asyncio.sleep(0.1)
+        async with owning([first], range(settings.partitions)):
+            for p in range(settings.partitions):
+                await first.ready(p, timeout_s=120)
+            async with asyncio.timeout(60):
+                while first.snapshot_writes < settings.partitions:  # noqa: ASYNC110 (a counter)
+                    await asyncio.sleep(0.1)
     finally:
         await first.stop()
 
@@ -141,9 +142,9 @@ async def test_snapshot_from_a_re_created_topic_is_not_used(
     first = DirectoryService(settings, regions)
     await first.start()
     try:
-        await first.assign({0})
-        await first.ready(0, timeout_s=120)
-        assert await first.snapshot() == 1
+        async with owning([first], {0}):
+            await first.ready(0, timeout_s=120)
+            assert await first.snapshot() == 1
     finally:
         await first.stop()
 

@@ -65,8 +65,9 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "fanout.scheduler": (
         "streams.fanout.scheduler.xǁFanoutSchedulerǁ_throttle_limit*",
         "streams.fanout.scheduler.xǁFanoutSchedulerǁ_wait_throttle*",
-        "streams.fanout.scheduler.x__transient*",
     ),
+    # transient or poison, and the back-off (the scheduler's classifier moved here)
+    "retrying": ("streams.retrying.x_classify*", "streams.retrying.x_backoff_s*"),
     "records": ("streams.records.x_priority_of*", "streams.records.x_most_urgent*"),
     "ingest.xmldsig": ("streams.ingest.xmldsig.*",),
     "ingest.cap": ("streams.ingest.cap.*",),

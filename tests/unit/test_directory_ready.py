@@ -54,3 +54,12 @@ async def test_a_replay_that_stops_moving_is_not_ready_and_says_where_it_stopped
     with pytest.raises(DirectoryNotReady, match=r"made no progress for 0.3 s at offset 40 of 100"):
         await asyncio.wait_for(service.ready(0), 30)
     await mover
+
+
+async def test_a_read_of_a_partition_not_owned_waits_then_is_not_ready_and_never_claims_it() -> (
+    None
+):
+    service = _service(timeout_s=0.2)
+    with pytest.raises(DirectoryNotReady, match="partition 5 is not owned by this worker"):
+        await asyncio.wait_for(service.ready(5), 30)
+    assert 5 not in service.owned and 5 not in service._positions

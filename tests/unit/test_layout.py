@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -14,6 +15,7 @@ _PRIVATE_MODULES = ("aiokafka.client", "aiokafka.protocol", "aiokafka.record", "
 _CLIENTS = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient", "AIOKafkaClient"}
 
 
+@functools.cache
 def _modules() -> list[tuple[Path, ast.Module]]:
     return [(path, ast.parse(path.read_text())) for path in sorted(STREAMS.rglob("*.py"))]
 
@@ -168,3 +170,186 @@ def test_the_settings_model_does_not_import_its_loader() -> None:
     environment: the loader imports the model, never the other way (no import circle)."""
     tree = ast.parse((STREAMS / "settings.py").read_text())
     assert not [n for n in _imported(tree) if n.startswith("streams.config")]
+
+
+# -- one way to own a partition (streams.ownership) ----------------------------------------------
+
+#: The partition owners the rules below must find (so they never pass on an empty set).
+_OWNERS = {"DirectoryService", "FanoutPartitions", "ReceiptsAgent"}
+#: Per owner, the methods that claim a partition: only ``restore`` may reach them.
+_CLAIMS = {"DirectoryService": {"restore", "_set_owned", "_set_owned_raw"}}
+#: The ownership mechanism itself, and the one module that calls an owner's ``restore``.
+_OWNERSHIP = STREAMS / "ownership.py"
+
+
+def _owner_classes() -> list[tuple[Path, ast.ClassDef]]:
+    """Every class with both ``restore`` and ``revoke`` methods: a :class:`PartitionOwner`."""
+    found = []
+    for path, tree in _modules():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and path != _OWNERSHIP:
+                methods = {f.name for f in node.body if isinstance(f, ast.AsyncFunctionDef)}
+                if {"restore", "revoke"} <= methods:
+                    found.append((path, node))
+    return found
+
+
+def _methods(cls: ast.ClassDef) -> dict[str, ast.AsyncFunctionDef | ast.FunctionDef]:
+    return {f.name: f for f in cls.body if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)}
+
+
+def _self_calls(fn: ast.AST) -> set[str]:
+    return {
+        node.func.attr
+        for node in ast.walk(fn)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "self"
+    }
+
+
+def test_every_stateful_part_is_found_as_a_partition_owner() -> None:
+    assert {cls.name for _, cls in _owner_classes()} >= _OWNERS
+
+
+def test_a_partition_owner_has_no_assign_or_ensure_of_its_own() -> None:
+    """Ownership hands partitions out (restore, revoke); a part offers no other way in."""
+    offenders = [
+        f"{path.relative_to(STREAMS)}: {cls.name}.{name}"
+        for path, cls in _owner_classes()
+        for name in _methods(cls)
+        if name == "assign" or name.startswith(("_assign", "ensure", "_ensure"))
+    ]
+    assert offenders == []
+
+
+def test_no_read_path_of_a_partition_owner_can_claim_a_partition() -> None:
+    """From no method but ``restore`` (and ``revoke``, which only drops) does a chain of
+    ``self.`` calls reach ``restore`` or the part's claim: a read waits or says not ready."""
+    offenders = []
+    for path, cls in _owner_classes():
+        methods = _methods(cls)
+        claims = _CLAIMS.get(cls.name, {"restore"})
+        for name in set(methods) - {"restore", "revoke"} - claims:
+            reached, todo = set(), [name]
+            while todo:
+                for called in _self_calls(methods[todo.pop()]) & set(methods):
+                    if called not in reached and called not in {"restore", "revoke"}:
+                        todo.append(called)
+                    reached.add(called)
+            if reached & claims:
+                offenders.append(f"{path.relative_to(STREAMS)}: {cls.name}.{name}")
+    assert offenders == []
+
+
+def test_only_ownership_calls_a_restore() -> None:
+    offenders = [
+        f"{path.relative_to(STREAMS)}:{node.lineno}"
+        for path, tree in _modules()
+        if path != _OWNERSHIP
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in {"restore", "_restore"}
+    ]
+    assert offenders == []
+
+
+# -- one retry policy (streams.retrying) ----------------------------------------------------------
+
+_RETRYING = STREAMS / "retrying.py"
+#: Loops that meet an error and sleep, but are not retries, each with the reason.
+_NOT_RETRY_LOOPS = {
+    "metrics.py: LagSampler._run": "a periodic sampler: a failed sample is not tried again, "
+    "the next interval samples afresh",
+}
+#: Folders left to their own retry rules, with the reason.
+_OWN_RETRIES = {
+    STREAMS / "delivery": "durable retries of send tasks on retry-tier topics, never in place "
+    "(streams.delivery.retry); being changed on its own branch",
+}
+
+
+def _loops_with_their_functions(tree: ast.Module) -> list[tuple[str, ast.AST]]:
+    """``(Class.function, loop)`` for every ``for``/``while`` loop in ``tree``."""
+    found: list[tuple[str, ast.AST]] = []
+
+    def visit(node: ast.AST, where: list[str]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                visit(child, [*where, child.name])
+                continue
+            if isinstance(child, ast.For | ast.AsyncFor | ast.While):
+                found.append((".".join(where), child))
+            visit(child, where)
+
+    visit(tree, [])
+    return found
+
+
+def _sleeps(node: ast.AST) -> bool:
+    return any(
+        isinstance(n, ast.Call)
+        and (
+            (isinstance(n.func, ast.Attribute) and n.func.attr == "sleep")
+            or (isinstance(n.func, ast.Name) and n.func.id == "sleep")
+        )
+        for n in ast.walk(node)
+    )
+
+
+def test_no_retry_loop_is_written_by_hand() -> None:
+    """A loop that catches an error and sleeps is a retry: it goes through
+    :class:`streams.retrying.RetryPolicy` (one back-off, one classification, one deadline)."""
+    offenders = [
+        f"{path.relative_to(STREAMS)}: {where}"
+        for path, tree in _modules()
+        if path != _RETRYING and not any(folder in path.parents for folder in _OWN_RETRIES)
+        for where, loop in _loops_with_their_functions(tree)
+        if any(isinstance(n, ast.ExceptHandler) for n in ast.walk(loop))
+        and _sleeps(loop)
+        and f"{path.relative_to(STREAMS)}: {where}" not in _NOT_RETRY_LOOPS
+    ]
+    assert offenders == []
+
+
+def test_the_allowed_loops_still_exist() -> None:
+    """An allow-list entry whose loop is gone must go too (it would hide a new loop there)."""
+    present = {
+        f"{path.relative_to(STREAMS)}: {where}"
+        for path, tree in _modules()
+        for where, _ in _loops_with_their_functions(tree)
+    }
+    assert set(_NOT_RETRY_LOOPS) <= present
+
+
+def test_errors_are_told_apart_by_type_never_by_class_name() -> None:
+    """No comparison with ``type(x).__name__`` or ``x.__class__.__name__`` (a renamed or
+    re-exported class would silently change the routing)."""
+
+    def by_name(node: ast.AST) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "__name__"
+
+    offenders = [
+        f"{path.relative_to(STREAMS)}:{node.lineno}"
+        for path, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Compare) and any(by_name(n) for n in [node.left, *node.comparators])
+    ]
+    assert offenders == []
+
+
+def test_no_class_of_the_fan_out_is_over_250_lines() -> None:
+    """The fan-out is split along its concerns: owned partitions (restore, fencing), the chunk
+    loop, the emitter (issue 21). The rest of ``streams/`` follows when it is split too."""
+    offenders = [
+        f"{path.relative_to(STREAMS)}: {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path, tree in _modules()
+        if STREAMS / "fanout" in path.parents
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > 250
+    ]
+    assert offenders == []

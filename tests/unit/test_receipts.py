@@ -48,7 +48,7 @@ def test_tally_round_trips_through_its_schema() -> None:
     doc = state.tallies[("gov.vn/T1", 1)].to_doc(("gov.vn/T1", 1), 0, 5.0)
     validator("delivery").validate(doc)
     restored = PartitionTallies(0)
-    restored.restore([orjson.loads(orjson.dumps(doc))])
+    restored.load([orjson.loads(orjson.dumps(doc))])
     assert restored.tallies[("gov.vn/T1", 1)] == Tally.from_doc(doc)
     assert restored.tallies[("gov.vn/T1", 1)].to_doc(("gov.vn/T1", 1), 0, 5.0) == doc
 

@@ -113,9 +113,7 @@ def test_the_fold_survives_its_own_tally_doc_at_any_point(
     first = PartitionTallies(0)
     first.fold(parse_receipt(orjson.dumps(d)) for d in docs[:cut])
     restored = PartitionTallies(0)
-    restored.restore(
-        orjson.loads(orjson.dumps(t.to_doc(k, 0, 1.0))) for k, t in first.tallies.items()
-    )
+    restored.load(orjson.loads(orjson.dumps(t.to_doc(k, 0, 1.0))) for k, t in first.tallies.items())
     restored.fold(parse_receipt(orjson.dumps(d)) for d in docs[cut:])
     if docs:
         assert restored.tallies[(ALERT, 1)] == _fold(docs)

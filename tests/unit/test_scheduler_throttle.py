@@ -5,7 +5,8 @@ These two methods touch no Kafka client (the scheduler's clients exist only afte
 ``start()``, which these tests never call), so nothing of Kafka is replaced here: only the
 module's clock and ``asyncio.sleep``, so a wait is observed, not spent. The same behaviour on
 the real broker: ``tests/integration/test_fanout_rules.py`` (limits) and
-``tests/integration/test_cli.py`` (channel limits set and lifted).
+``tests/integration/test_cli.py`` (channel limits set and lifted). Last: ``submit`` never
+claims a partition (nothing of Kafka either).
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from aiokafka.errors import KafkaConnectionError
 
 import streams.fanout.scheduler as scheduler
-from streams.errors import DirectoryNotReady, MalformedInput
-from streams.fanout.scheduler import FanoutScheduler, _transient
+from streams.fanout.scheduler import FanoutScheduler
 from streams.metrics import Metrics
+from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry
 from streams.settings import Settings
 
@@ -169,18 +169,10 @@ async def test_unlimited_channels_never_sleep(clock: _Clock) -> None:
     assert clock.slept == []
 
 
-@pytest.mark.parametrize(
-    ("exc", "transient"),
-    [
-        (KafkaConnectionError(), True),
-        (OSError("reset"), True),
-        (TimeoutError(), True),
-        (DirectoryNotReady("replaying"), True),
-        (MalformedInput("bad cell"), False),
-        (ValueError("bad expiry"), False),
-    ],
-)
-def test_only_kafka_network_and_retriable_errors_are_transient(
-    exc: Exception, transient: bool
-) -> None:
-    assert _transient(exc) is transient
+def test_an_order_of_a_partition_not_restored_here_is_left_to_its_owner() -> None:
+    """``submit`` never claims: the agent waits for ownership first, so a partition that is not
+    restored here was revoked meanwhile, and its owner's restore reads the order."""
+    s = _scheduler({}, owned=0)
+    order = FanoutOrder("a.vn/T-1", 1, TaskKind.ALERT, Priority.EXTREME, 3, ("VN-22",), False)
+    assert s.submit(order) is False
+    assert s.partitions.owned == {}
