@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.errors import OperatorError
 from streams.kafkaio.clients import client_options
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = [
     "BrokerCount",

@@ -19,7 +19,7 @@ from aiokafka.admin import NewTopic
 from benchmarks.peers import aiokafka_batch_rate
 from streams.demo.localrun import start_broker, stop_broker
 from streams.kafkaio.clients import make_admin
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -57,7 +57,7 @@ from benchmarks.common import RESULTS, bench_broker, tagged, write_results
 from benchmarks.harness import proc_stat
 from streams.delivery.policy import Outcome
 from streams.kafkaio.clients import topic_specs
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 PROVIDER_SOURCE = Path(__file__).resolve().parent / "delivery_provider.go"
 RUNS = ("noop", "http", "outage")

@@ -34,16 +34,16 @@ from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import decode_fetched, encode_matrices, encode_subscribers
 from streams.fanout.plan import select_audience
 from streams.kafkaio.clients import create_topics, make_producer
+from streams.kafkaio.ownership import owning
 from streams.kafkaio.recordbatch import (
     HEADER_SIZE,
     build_records,
     finish_batch,
     read_partition,
 )
-from streams.ownership import owning
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry, resolve_targets
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 HANOI = "20.90,105.70 20.90,105.95 21.15,105.95 21.15,105.70 20.90,105.70"
 _CHUNK = 1_000_000

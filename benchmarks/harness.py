@@ -32,10 +32,10 @@ from streams.directory.load import load_synthetic
 from streams.ingest.agency_service import ensure_local_key
 from streams.ingest.signatures import signature_headers
 from streams.kafkaio.clients import create_topics, make_producer, topic_specs
-from streams.observe import wait_decision, watch_progress
+from streams.receipts.observe import wait_decision, watch_progress
 from streams.records import Priority, Progress
 from streams.regions import registry
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 ALERT_SENDER = "nchmf.gov.vn"
 AGENCIES = Path(__file__).resolve().parent.parent / "deploy" / "agencies"

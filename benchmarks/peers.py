@@ -28,7 +28,7 @@ from confluent_kafka import Producer
 
 from benchmarks.brokerclock import client_config, count_tasks, create_log_append_topics
 from streams.kafkaio.clients import appended_batches, make_producer
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["PEERS", "run_peer"]
 

@@ -49,11 +49,11 @@ from benchmarks.harness import (
     ward_counts,
 )
 from benchmarks.peers import PEERS, run_peer
-from streams.config import load_settings
 from streams.demo.localrun import start_broker, stop_broker
 from streams.records import Priority
 from streams.regions import registry
-from streams.settings import Settings
+from streams.settings.load import load_settings
+from streams.settings.model import Settings
 
 SECTIONS = ("fanout", "peers", "latency", "sustained")
 RUNS = ("loa", "loa+throttle", "loa+caps")

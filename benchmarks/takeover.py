@@ -49,10 +49,10 @@ from streams.directory.load import write_changes
 from streams.directory.snapshot import partition_dir
 from streams.directory.synthetic import synthetic_subscribers
 from streams.kafkaio.clients import create_topics, make_producer
-from streams.observe import watch_progress
+from streams.receipts.observe import watch_progress
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry
-from streams.settings import Settings
+from streams.settings.model import Settings
 from streams.topics import replication
 
 PROVINCE = "VN-01"

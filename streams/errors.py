@@ -254,7 +254,7 @@ class HangingTransaction(RetriableError):
 
 class PartitionNotRestored(RetriableError):
     """Records came for a partition whose state this worker has not restored (yet); the read
-    never restores it itself (:mod:`streams.ownership` does): it waits and tries again."""
+    never restores it itself (:mod:`streams.kafkaio.ownership` does): it waits and tries again."""
 
 
 class InvalidAgency(LoaError):

@@ -1,7 +1,8 @@
 """A progress bar for the CLI and the demo (directory loads, fan-out, receipts).
 
 Where it sits: beside ``streams.cli`` and ``streams.demo``, which both draw progress; it owns no
-data, callers hand it counts read from Kafka (``streams.status``, ``streams.observe``).
+data, callers hand it counts read from Kafka (``streams.receipts.status``,
+``streams.receipts.observe``).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 or a deadline), and which failures are worth another try, decided by the error's type.
 
 Where it sits: under every loop that tries again in place: partition restores
-(:mod:`streams.ownership`), fan-out chunks (:mod:`streams.fanout.scheduler`), ingest's state
-and writes (:mod:`streams.ingest.agent`), the receipts fold (:mod:`streams.receipts`) and the
+(:mod:`streams.kafkaio.ownership`), fan-out chunks (:mod:`streams.fanout.scheduler`), ingest's state
+and writes (:mod:`streams.ingest.agent`), the receipts fold (:mod:`streams.receipts.fold`) and the
 fetch loops of the directory (:mod:`streams.directory.service`) and the compacted replicas
 (:mod:`streams.kafkaio.replica`). ``tests/unit/test_layout.py`` fails on a retry loop written by
 hand anywhere else in ``streams/``. Not the delivery workers' durable retries: a send task is

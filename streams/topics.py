@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = [
     "CENSUS_MAX_MESSAGE_BYTES",
@@ -173,7 +173,7 @@ def acl_bindings(settings: Settings) -> list[AclBinding]:
     """Every ACL the ``LOA_ACL_*`` principals need on this layout (none set: empty), in
     cluster.sh's order. Groups and transactional ids share the topic prefix, as in cluster.sh:
     a worker's ``LOA_APP_ID`` must begin with ``LOA_TOPIC_PREFIX``. ValueError when a
-    principal setting is unusable (``streams.config`` has refused it already)."""
+    principal setting is unusable (``streams.settings.load`` has refused it already)."""
     p = settings.topic_prefix
     all_, prefixed, literal = AclOperation.ALL, PatternType.PREFIXED, PatternType.LITERAL
     topic, group, txn = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 # No deadlines: tests assert behaviour, not wall-clock time (the machines are shared). `make
 # mutation` runs the unit tests once per mutant: fewer, reproducible examples there.

@@ -43,7 +43,7 @@ def default_runbook_url() -> str:
     if os.environ.get("LOA_RUNBOOK_URL"):
         return os.environ["LOA_RUNBOOK_URL"]
     sys.path.insert(0, str(ROOT))
-    from streams.settings import RUNBOOK_URL
+    from streams.settings.model import RUNBOOK_URL
 
     return RUNBOOK_URL
 

@@ -1,7 +1,8 @@
 """An agency's commands: ``loa publish``, ``preview``, ``watch`` and ``status``.
 
-Each loads the settings and calls one function (:func:`streams.publish.publish_file`,
-:func:`streams.preview.preview`, :mod:`streams.observe`, :class:`streams.status.StatusReader`);
+Each loads the settings and calls one function (:func:`streams.agency.publish.publish_file`,
+:func:`streams.agency.preview.preview`, :mod:`streams.receipts.observe`,
+:class:`streams.receipts.status.StatusReader`);
 read-only commands check the layout first and create nothing."""
 
 from __future__ import annotations
@@ -17,21 +18,21 @@ from streams.cli.context import command_settings
 from streams.cli.kit import emit_json, json_option, wants_json
 from streams.errors import BadInputFile
 from streams.progress import ProgressBar
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 if TYPE_CHECKING:
-    from streams.observe import Fate
-    from streams.preview import Preview
+    from streams.agency.preview import Preview
+    from streams.receipts.observe import Fate
+from streams.agency.preview import preview as run_preview
+from streams.agency.publish import publish_file
 from streams.errors import NotFound
 from streams.ingest import Rejected
 from streams.ingest.signatures import load_private_key
 from streams.kafkaio.clients import require_topics
-from streams.observe import lineage_messages, resolve_message, watch_progress
-from streams.preview import preview as run_preview
-from streams.publish import publish_file
+from streams.receipts.observe import lineage_messages, resolve_message, watch_progress
+from streams.receipts.status import StatusReader, render
+from streams.receipts.status import as_json as status_json
 from streams.regions import registry
-from streams.status import StatusReader, render
-from streams.status import as_json as status_json
 
 
 @click.command()

@@ -7,15 +7,16 @@ import os
 import click
 
 from streams.cli.kit import SETTINGS_KEY
-from streams.config import load_settings
 from streams.logs import configure
-from streams.settings import Settings
+from streams.settings.load import load_settings
+from streams.settings.model import Settings
 
 __all__ = ["command_settings", "configure_logging"]
 
 
 def command_settings() -> Settings:
-    """Strict settings (``streams.config``): ``--config``/``LOA_CONFIG`` file, then ``LOA_*``;
+    """Strict settings (``streams.settings.load``): ``--config``/``LOA_CONFIG`` file, then
+    ``LOA_*``;
     an unusable setting is a usage error (exit 2) naming it."""
     config = click.get_current_context().find_root().params.get("config_file")
     try:

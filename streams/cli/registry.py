@@ -1,7 +1,7 @@
 """The registries an operator keeps: ``loa keys``, ``agencies`` and ``channels`` (limits).
 
 Each command loads the settings and calls the registry's own function
-(:mod:`streams.ingest.agency_service`, :mod:`streams.channels`); read-only commands create
+(:mod:`streams.ingest.agency_service`, :mod:`streams.fanout.limits`); read-only commands create
 nothing."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 import click
 import orjson
 
-from streams.channels import lift_limit, limit_value, read_limits, set_limit
 from streams.cli.context import command_settings
 from streams.cli.kit import emit_json, json_option
 from streams.errors import InvalidAgency
+from streams.fanout.limits import lift_limit, limit_value, read_limits, set_limit
 from streams.ingest.agencies import AgencyRegistry
 from streams.ingest.agency_service import load_agencies, read_agencies, remove_agencies
 from streams.ingest.signatures import new_key_pair, write_key_pair

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import click
 
-from streams.bootstrap import read_channel_limits, run_init
 from streams.cli.context import command_settings
-from streams.config import check_files, describe
 from streams.directory.files import read_subscribers
 from streams.directory.load import write_changes
 from streams.directory.synthetic import synthetic_subscribers
@@ -23,7 +21,9 @@ from streams.errors import BadInputFile, InvalidAgency
 from streams.kafkaio.clients import check_topics, create_topics, ensure_topics, topics_error
 from streams.progress import ProgressBar
 from streams.regions import registry
-from streams.settings import Settings
+from streams.runtime.bootstrap import read_channel_limits, run_init
+from streams.settings.load import check_files, describe
+from streams.settings.model import Settings
 
 #: the dev broker's script in a repository checkout (an installed wheel has none)
 KAFKA_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "kafka.sh"

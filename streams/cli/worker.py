@@ -9,13 +9,13 @@ import dataclasses
 
 import click
 
-from streams.app import create_app
 from streams.cli.context import command_settings
 from streams.kafkaio.clients import checked_layout, topics_error
 from streams.logs import worker_logging_config
 from streams.metrics import check_port
-from streams.settings import Settings
-from streams.shutdown import LoaWorker
+from streams.runtime.app import create_app
+from streams.runtime.shutdown import LoaWorker
+from streams.settings.model import Settings
 
 
 @click.command()

@@ -36,7 +36,7 @@ from streams.delivery.channels import BatchChannel, Channel
 from streams.delivery.metrics import DeliveryMetrics, HotMetrics
 from streams.delivery.policy import Outcome, TaskBuffer
 from streams.delivery.retry import RetryPolicy, expired, plain_task
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["Answer", "Calls", "Item", "Owner"]
 

@@ -41,7 +41,7 @@ import aiohttp
 import orjson
 
 from streams.delivery.policy import Outcome
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = [
     "BatchChannel",

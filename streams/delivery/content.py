@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["AlertContent", "Message", "message_of"]
 

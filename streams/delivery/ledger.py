@@ -25,7 +25,7 @@ from streams.delivery.policy import DeliveryStats
 from streams.delivery.retry import RetryPolicy, Settled, deadline, settle, settled_receipt
 from streams.delivery.watermark import CommitTracker
 from streams.kafkaio.clients import appended_batches
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["NEAR_EXPIRY_S", "Ledger", "Record", "Seen"]
 

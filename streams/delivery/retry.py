@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from streams.delivery.policy import Outcome, fallback_task, receipt
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = [
     "RETRY_FIELDS",

@@ -77,7 +77,7 @@ from streams.delivery.policy import DeliveryStats, TaskBuffer, parse_task
 from streams.delivery.retry import RetryPolicy
 from streams.kafkaio.clients import make_producer, make_reader, start_all
 from streams.records import CHANNELS, Priority
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["NEAR_EXPIRY_S", "DeliveryMetrics", "deliver", "stop_on_signals"]
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["WorkerProcess", "broker_running", "start_broker", "stop_broker"]
 
@@ -77,7 +77,7 @@ class WorkerProcess:
             LOA_DATA_DIR=self.settings.resolved_data_dir,
             LOA_LOG_LEVEL=self.settings.log_level,
             # one static member per worker of a run; the same log means the same worker
-            # restarted, which reclaims its partitions (streams.settings.instance_id)
+            # restarted, which reclaims its partitions (streams.settings.model.instance_id)
             LOA_INSTANCE_ID=f"{self.log_path.stem}-{os.getpid()}",
         )
         env.update(self.env)

@@ -20,12 +20,12 @@ from streams.directory.synthetic import synthetic_subscribers
 from streams.ingest.agency_service import ensure_local_key
 from streams.ingest.signatures import signature_headers
 from streams.kafkaio.clients import create_topics, make_producer
-from streams.observe import wait_decision, watch_progress
 from streams.progress import ProgressBar
+from streams.receipts.observe import wait_decision, watch_progress
+from streams.receipts.status import AlertStatus, StatusReader
 from streams.records import CHANNELS, Progress
 from streams.regions import registry
-from streams.settings import Settings
-from streams.status import AlertStatus, StatusReader
+from streams.settings.model import Settings
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "samples" / "typhoon.json"
 

@@ -24,7 +24,7 @@ from streams.errors import quote
 from streams.kafkaio.replica import CompactedReplica
 from streams.records import CHANNELS
 from streams.regions import RegionRegistry
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["CensusReplica"]
 

@@ -30,7 +30,7 @@ from streams.kafkaio.clients import appended_batches, make_producer, start_all
 from streams.kafkaio.internals import internals_supported
 from streams.kafkaio.rawkafka import prebuilt_batches
 from streams.regions import RegionRegistry
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["load_synthetic", "write_changes"]
 

@@ -14,7 +14,8 @@ replay (:meth:`DirectoryService.ready`): an alert is never fanned out against a 
 directory.
 
 Ownership: a partition is claimed only by :meth:`DirectoryService.restore`, which
-:mod:`streams.ownership` calls (a worker's group, or :func:`streams.ownership.owning` for a
+:mod:`streams.kafkaio.ownership` calls (a worker's group, or
+:func:`streams.kafkaio.ownership.owning` for a
 tool); :meth:`DirectoryService.ready` is a read and never claims: a partition not owned (yet)
 is waited for like a replay that does not move, then :class:`DirectoryNotReady`.
 
@@ -86,7 +87,7 @@ from streams.kafkaio.rawkafka import RawFetcher
 from streams.kafkaio.recordbatch import FetchedRecords, read_partition
 from streams.regions import RegionRegistry
 from streams.retrying import RetryPolicy
-from streams.settings import Settings
+from streams.settings.model import Settings
 from streams.tasks import cancel_and_wait
 from streams.topics import CENSUS_MAX_MESSAGE_BYTES
 
@@ -453,7 +454,7 @@ class DirectoryService:
                     log.info("directory census written again")
                 self._census_failing = False
 
-    # -- partition ownership (streams.ownership): restore = replay to the topic's end
+    # -- partition ownership (streams.kafkaio.ownership): restore = replay to the topic's end
 
     component = "directory"
 

@@ -6,7 +6,8 @@ and decides who gets which task (lineage dedup, caps); :mod:`streams.fanout.enco
 tasks chunk by chunk with numpy; :mod:`streams.fanout.queue` keeps the orders of each owned
 partition and picks the most urgent (pure); :mod:`streams.fanout.throttle` paces channels;
 :mod:`streams.fanout.partitions` holds the owned partitions (fencing producer, restored
-queue; taken only through :mod:`streams.ownership`); :mod:`streams.fanout.scheduler` runs their
+queue; taken only through :mod:`streams.kafkaio.ownership`); :mod:`streams.fanout.scheduler` runs
+their
 orders chunk by chunk, retrying Kafka errors and ending poison orders as ``failed``;
 :mod:`streams.fanout.emitter` writes each chunk as record batches inside a Kafka transaction
 with the order's cursor (one ``send_batch`` per ~1 MB, never one awaited send per recipient).

@@ -36,7 +36,7 @@ from streams.kafkaio.clients import appended_batches
 from streams.kafkaio.internals import internals_supported
 from streams.kafkaio.rawkafka import prebuilt_batches
 from streams.records import Progress
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["ChunkEmitter", "gc_paused"]
 

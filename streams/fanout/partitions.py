@@ -1,7 +1,8 @@
 """The fan-out's owned order partitions: per partition its fencing producer and its order queue,
-restored from Kafka when :mod:`streams.ownership` hands the partition over.
+restored from Kafka when :mod:`streams.kafkaio.ownership` hands the partition over.
 
-Where it sits: :mod:`streams.ownership` -> [partitions] <- the ``fanout`` agent's orders; the
+Where it sits: :mod:`streams.kafkaio.ownership` -> [partitions] <- the ``fanout`` agent's orders;
+the
 scheduler (:mod:`streams.fanout.scheduler`) runs the queues held here, chunk by chunk.
 
 * **Restore.** Taking partition *p* starts its transactional producer (transactional id
@@ -10,8 +11,9 @@ scheduler (:mod:`streams.fanout.scheduler`) runs the queues held here, chunk by 
   cursors of the progress topic: unfinished orders resume after their cursor, finished ones
   are remembered (a re-publish is not emitted again).
 * **The only way in.** A partition is taken only by :meth:`FanoutPartitions.restore`, which
-  :mod:`streams.ownership` calls; :meth:`FanoutPartitions.submit` never claims one (the agent
-  waits for the restore first: :meth:`streams.ownership.Ownership.restored`).
+  :mod:`streams.kafkaio.ownership` calls; :meth:`FanoutPartitions.submit` never claims one (the
+  agent
+  waits for the restore first: :meth:`streams.kafkaio.ownership.Ownership.restored`).
 * **Revoke.** The partition's producer is stopped: an open transaction is aborted, its chunk
   stops at the next boundary and the next owner resumes the committed cursor.
 
@@ -35,7 +37,7 @@ from streams.kafkaio.clients import make_producer, read_partition
 from streams.kafkaio.transactions import StableOffsets, abort_hanging
 from streams.metrics import Metrics
 from streams.records import FanoutOrder, Priority, Progress
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["FanoutPartitions", "OwnedPartition"]
 
@@ -52,7 +54,8 @@ class OwnedPartition:
 
 
 class FanoutPartitions:
-    """The order partitions this worker owns (a :class:`streams.ownership.PartitionOwner`)."""
+    """The order partitions this worker owns (a
+    :class:`streams.kafkaio.ownership.PartitionOwner`)."""
 
     component = "fanout"
 
@@ -128,7 +131,8 @@ class FanoutPartitions:
         """Take an order from the agent (a repeat of a known or finished order is ignored).
 
         Never claims the order's partition: the agent first waits until this worker restored
-        it (:meth:`streams.ownership.Ownership.restored`), so an order is never both missed by
+        it (:meth:`streams.kafkaio.ownership.Ownership.restored`), so an order is never both missed
+        by
         the restore and dropped here. False when the partition is not restored here (revoked
         meanwhile): its owner's restore reads the order from the orders topic.
         """

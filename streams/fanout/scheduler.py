@@ -51,7 +51,7 @@ from streams.metrics import Metrics
 from streams.records import FanoutOrder, Progress
 from streams.regions import RegionRegistry
 from streams.retrying import Failed, Failure, RetryPolicy, Then
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["FanoutScheduler"]
 
@@ -92,7 +92,8 @@ class FanoutScheduler:
         self._limits = limits
         self._throttle = ChannelThrottle()
         self._wake = asyncio.Event()
-        #: The partitions this worker owns: what :mod:`streams.ownership` restores and revokes.
+        #: The partitions this worker owns: what :mod:`streams.kafkaio.ownership` restores and
+        #: revokes.
         self.partitions = FanoutPartitions(settings, metrics, woken=self._wake.set)
         self._partitions = self.partitions.owned  # the same dict: the loop runs what it holds
         self._emitter = ChunkEmitter(settings)

@@ -15,7 +15,7 @@ import asyncio
 import signal
 
 from streams.gateway.server import Gateway, GatewayMetrics, check_settings
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["Gateway", "GatewayMetrics", "check_settings", "serve"]
 

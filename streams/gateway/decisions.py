@@ -23,7 +23,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.kafkaio.clients import make_reader, topic_specs
-from streams.settings import Settings
+from streams.settings.model import Settings
 from streams.tasks import cancel_and_wait
 
 __all__ = ["DecisionFollower", "decision_of"]

@@ -53,7 +53,8 @@ def status_path(alert_id: str, inbound_offset: int | None = None) -> str:
 
 
 def decision_answer(outcome: str, record: dict[str, Any], inbound_offset: int) -> Answer:
-    """The answer for ingest's decision (``streams.observe`` shape: outcome and its record)."""
+    """The answer for ingest's decision (``streams.receipts.observe`` shape: outcome and its
+    record)."""
     if outcome == Outcome.ACCEPTED:
         path = status_path(str(record["alert_id"]))
         body = {

@@ -7,7 +7,7 @@ and progress of lineages it sent a message in; 401 unsigned, 404 anything else),
 before anything is written: content type (415), declared or actual size over
 ``LOA_MAX_ALERT_BYTES`` (413), body not received within ``LOA_GATEWAY_READ_TIMEOUT_S`` (408),
 the sender's rate (429). Then the body and Loa's signature headers go to the inbound topic
-through :func:`streams.publishing.send_inbound` (503 if Kafka cannot take it) and the answer is
+through :func:`streams.agency.inbound.send_inbound` (503 if Kafka cannot take it) and the answer is
 ingest's decision (201 / 200 / 422) or, after ``LOA_GATEWAY_DECISION_TIMEOUT_S``, 202.
 
 Guarantee: every request gets a status code and one access-log line; a body is written to
@@ -35,6 +35,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from streams.agency.inbound import alert_ids, send_inbound
 from streams.errors import AgenciesNotReady
 from streams.gateway.auth import Unauthorized, verify_request
 from streams.gateway.decisions import DecisionFollower
@@ -50,9 +51,8 @@ from streams.ingest.agency_service import AgencyRegistryService
 from streams.ingest.signatures import KEY_ID_HEADER, SIGNATURE_HEADER
 from streams.kafkaio.clients import make_producer
 from streams.kafkaio.replica import CompactedReplica
-from streams.publishing import alert_ids, send_inbound
-from streams.settings import Settings
-from streams.status import StatusReader
+from streams.receipts.status import StatusReader
+from streams.settings.model import Settings
 
 __all__ = ["Gateway", "GatewayMetrics", "check_settings", "tls_context"]
 

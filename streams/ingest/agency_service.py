@@ -44,7 +44,7 @@ from streams.kafkaio.clients import (
     start_all,
 )
 from streams.kafkaio.replica import CompactedReplica, ReplicaNotReady
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = [
     "AgencyRegistryService",

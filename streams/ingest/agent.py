@@ -1,6 +1,6 @@
 """The ingest agent's work: judge one inbound record against current state, write its decision.
 
-Where it sits: ``loa.alerts.inbound`` -> [Faust agent ``ingest`` in ``streams.app``] ->
+Where it sits: ``loa.alerts.inbound`` -> [Faust agent ``ingest`` in ``streams.runtime.app``] ->
 :meth:`IngestAgent.handle` -> :func:`streams.ingest.decide` (pure) -> one Kafka transaction
 with the decision (a rejection or duplicate, or the accepted message plus one order per
 directory partition), its copy on the sender's decision topic (``<prefix>.decisions.<sender>``,
@@ -43,7 +43,7 @@ from streams.metrics import Metrics
 from streams.records import AcceptedAlert
 from streams.regions import RegionRegistry
 from streams.retrying import RetryPolicy
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["DECISIONS_TOPIC_RETRY_S", "RETRY", "SEND_RETRY", "IngestAgent"]
 

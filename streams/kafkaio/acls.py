@@ -1,6 +1,6 @@
 """The ACLs of Loa's principals on the cluster: read them, add the missing ones (``loa init``).
 
-Where it sits: under :mod:`streams.bootstrap`, after the topics. The set wanted is pure
+Where it sits: under :mod:`streams.runtime.bootstrap`, after the topics. The set wanted is pure
 (:func:`streams.topics.acl_bindings`, from the ``LOA_ACL_*`` settings); this module compares it
 with what the broker holds and creates the difference. aiokafka's admin client has no ACL
 methods, so it sends DescribeAcls and CreateAcls with aiokafka's own protocol request classes
@@ -26,7 +26,7 @@ from aiokafka.errors import ClusterAuthorizationFailedError, SecurityDisabled, f
 
 from streams.kafkaio.clients import make_protocol_client
 from streams.kafkaio.internals import CreateAclsRequest, DescribeAclsRequest
-from streams.settings import Settings
+from streams.settings.model import Settings
 from streams.topics import AclBinding, AclOperation, PatternType, ResourceType
 
 __all__ = ["AclState", "AclStatus", "connection_principal", "ensure_acls"]

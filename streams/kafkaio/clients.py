@@ -33,7 +33,7 @@ from streams.kafkaio.internals import AIOKafkaClient, LeaveGroupV3
 from streams.kafkaio.rawkafka import RawFetcher
 from streams.kafkaio.security import faust_credentials, security_options
 from streams.records import Priority
-from streams.settings import Settings
+from streams.settings.model import Settings
 from streams.topics import (
     CENSUS_MAX_MESSAGE_BYTES,
     Replication,

@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.kafkaio.clients import make_reader, start_all
 from streams.retrying import RetryPolicy
-from streams.settings import Settings
+from streams.settings.model import Settings
 from streams.tasks import cancel_and_wait
 
 __all__ = ["CompactedReplica", "ReplicaNotReady"]

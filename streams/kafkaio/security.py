@@ -5,7 +5,7 @@ producer, consumer, admin client and raw client these options, and the Faust app
 ``broker_credentials``, so no client can be left on PLAINTEXT by mistake;
 ``tests/unit/test_security.py`` fails if a client is constructed anywhere else. Settings are
 named after librdkafka (``LOA_SECURITY_PROTOCOL``, ``LOA_SASL_MECHANISM``,
-``LOA_SSL_CA_LOCATION``...) and checked by ``streams.config``.
+``LOA_SSL_CA_LOCATION``...) and checked by ``streams.settings.load``.
 
 TLS: hostname verification is on unless ``LOA_SSL_CHECK_HOSTNAME=false``; the CA file replaces
 the system trust store when given; a client certificate and key make it mTLS.
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.errors import ConfigUnusable
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = [
     "explain",

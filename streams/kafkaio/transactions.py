@@ -41,7 +41,7 @@ from streams.kafkaio.clients import (
     make_reader,
     start_all,
 )
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["Gap", "StableOffsets", "abort_hanging", "stable_gaps"]
 

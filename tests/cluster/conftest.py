@@ -24,8 +24,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.config import load_settings
-from streams.settings import Settings
+from streams.settings.load import load_settings
+from streams.settings.model import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SCRIPT = ROOT / "deploy" / "kafka" / "cluster.sh"

@@ -34,7 +34,7 @@ from streams.demo.localrun import WorkerProcess
 from streams.directory.load import load_synthetic
 from streams.ingest.agency_service import ensure_local_key
 from streams.ingest.signatures import key_file_stem
-from streams.observe import wait_decision, watch_progress
+from streams.receipts.observe import wait_decision, watch_progress
 from streams.regions import registry
 from tests.cluster.conftest import Cluster, admin_rdkafka, tag
 from tests.integration.conftest import ROOT, alert

@@ -41,10 +41,10 @@ from streams.kafkaio.clients import (
     make_producer,
     read_to_end,
 )
-from streams.observe import wait_decision, watch_progress
+from streams.receipts.observe import wait_decision, watch_progress
 from streams.records import Progress
 from streams.regions import RegionRegistry, registry
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.cluster.conftest import (
     Cluster,
     GapWatch,

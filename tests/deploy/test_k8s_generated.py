@@ -34,7 +34,7 @@ def _doc(name: str) -> dict[str, Any]:
 
 
 def test_the_committed_prometheus_rule_is_what_the_generator_writes() -> None:
-    from streams.settings import RUNBOOK_URL
+    from streams.settings.model import RUNBOOK_URL
 
     build = _build()
     assert (K8S / "prometheus-rule.yaml").read_text(encoding="utf-8") == build.render_rule(

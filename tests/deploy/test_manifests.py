@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import streams
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

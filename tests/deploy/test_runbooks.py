@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from streams.kafkaio.clients import topic_specs
-from streams.settings import RUNBOOK_URL, Settings
+from streams.settings.model import RUNBOOK_URL, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOKS = ROOT / "docs" / "runbooks.md"

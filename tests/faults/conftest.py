@@ -36,10 +36,10 @@ from streams.directory.load import load_synthetic
 from streams.directory.synthetic import synthetic_subscribers
 from streams.ingest.signatures import KeyPair
 from streams.kafkaio.clients import create_topics, make_producer
-from streams.observe import watch_progress
+from streams.receipts.observe import watch_progress
 from streams.records import Priority, Progress
 from streams.regions import RegionRegistry, registry
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.integration.conftest import LiveLoa, alert, register_agencies
 
 #: Workers of the fault tests notice a dead peer after this many seconds (the broker's floor).

@@ -22,7 +22,7 @@ from aiokafka import TopicPartition
 from streams.demo.localrun import WorkerProcess
 from streams.directory.synthetic import synthetic_subscribers
 from streams.records import Progress
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.faults.conftest import (
     SEED,
     Stage,

@@ -30,7 +30,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from streams.kafkaio.clients import make_producer
 from streams.kafkaio.transactions import Gap, stable_gaps
 from streams.records import Priority, Progress
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.faults.conftest import (
     OWN_BROKER_PORT,
     Workers,

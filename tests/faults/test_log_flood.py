@@ -13,7 +13,7 @@ import pytest
 
 from streams.kafkaio.clients import init_topics
 from streams.logs import REPEAT_WINDOW_S
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.faults.conftest import Workers, kafka, kafka_env
 
 pytestmark = pytest.mark.faults

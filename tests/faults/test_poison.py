@@ -25,9 +25,9 @@ from streams.directory.load import write_changes
 from streams.directory.synthetic import synthetic_subscribers
 from streams.ingest.agency_service import ensure_local_key
 from streams.kafkaio.clients import make_producer, read_to_end
-from streams.receipts import read_partitions
+from streams.receipts.fold import read_partitions
 from streams.records import Progress
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.faults.conftest import SEED, Stage, Workers, make_stage
 from tests.integration.conftest import ROOT, TEST_AGENCY, LiveLoa, alert
 

@@ -26,10 +26,10 @@ from streams.directory.wire import encode_subscribers
 from streams.ingest.agency_service import ensure_local_key
 from streams.ingest.signatures import KeyPair, signature_headers
 from streams.kafkaio.clients import create_topics, make_producer, read_to_end
-from streams.observe import wait_decision, watch_progress
+from streams.receipts.observe import wait_decision, watch_progress
 from streams.records import Progress
 from streams.regions import RegionRegistry, registry
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.conftest import drop_topics
 
 SUBSCRIBERS = 40_000

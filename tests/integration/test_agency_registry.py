@@ -32,7 +32,7 @@ from streams.ingest.signatures import (
     write_key_pair,
 )
 from streams.kafkaio.clients import create_topics, make_producer, read_to_end
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.integration.conftest import run_loa
 
 pytestmark = pytest.mark.integration

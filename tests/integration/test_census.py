@@ -29,10 +29,10 @@ from streams.kafkaio.clients import (
     make_reader,
     start_all,
 )
-from streams.ownership import owning
+from streams.kafkaio.ownership import owning
 from streams.records import CHANNELS
 from streams.regions import circle_cells, registry
-from streams.settings import Settings
+from streams.settings.model import Settings
 from streams.topics import CENSUS_MAX_MESSAGE_BYTES
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.channels import read_limits
 from streams.cli.kit import ExitCode
-from streams.settings import Settings
+from streams.fanout.limits import read_limits
+from streams.settings.model import Settings
 from tests.integration.conftest import LiveLoa, alert, run_loa
 
 pytestmark = pytest.mark.integration

@@ -28,7 +28,7 @@ import pytest
 from streams.delivery import HttpChannel, deliver
 from streams.delivery.worker import DeliveryMetrics
 from streams.kafkaio.clients import create_topics, make_producer, read_to_end
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.integration.conftest import TEST_AGENCY, alert, live_loa, run_loa
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ from streams.delivery.content import AlertContent
 from streams.delivery.push import MAX_PAYLOAD, PushChannel
 from streams.delivery.worker import DeliveryMetrics
 from streams.kafkaio.clients import create_topics
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.integration.conftest import run_loa
 from tests.integration.test_delivery import _write_with_content
 from tests.integration.test_delivery_retries import FAST, Receipts

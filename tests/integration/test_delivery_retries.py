@@ -28,7 +28,7 @@ from streams.delivery import HttpChannel, deliver
 from streams.delivery.channels import http_options
 from streams.delivery.worker import DeliveryMetrics
 from streams.kafkaio.clients import create_topics
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.integration.test_delivery import _write
 
 pytestmark = pytest.mark.integration

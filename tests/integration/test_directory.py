@@ -22,9 +22,9 @@ from streams.directory.service import DirectoryService
 from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import decode_changes, encode_subscribers
 from streams.kafkaio.clients import create_topics, make_producer, read_to_end
-from streams.ownership import owning
+from streams.kafkaio.ownership import owning
 from streams.regions import registry
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.integration.conftest import LiveLoa, alert, oracle_rows, register_agencies
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,9 @@ from streams.directory.service import DirectoryService
 from streams.directory.snapshot import partition_dir
 from streams.directory.synthetic import synthetic_subscribers
 from streams.kafkaio.clients import create_topics
-from streams.ownership import owning
+from streams.kafkaio.ownership import owning
 from streams.regions import RegionRegistry, registry
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.agency.preview import Preview, preview
 from streams.ingest import Rejected
 from streams.ingest.signatures import write_key_pair
 from streams.kafkaio.clients import create_topics, make_admin, read_to_end
-from streams.preview import Preview, preview
 from tests.integration.conftest import TEST_AGENCY, LiveLoa, alert, run_loa
 from tests.tools.documented import Example, examples
 

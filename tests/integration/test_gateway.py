@@ -32,7 +32,7 @@ from streams.ingest.agency_service import publish_agencies
 from streams.ingest.cap import detect_format
 from streams.ingest.signatures import KeyPair, new_key_pair, signature_headers
 from streams.kafkaio.clients import make_producer, make_reader
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.integration.conftest import ROOT, TEST_AGENCY, LiveLoa, alert
 from tests.integration.test_conservation import Record, _catalogue, _decisions, _signed
 from tests.integration.test_observability import run_prometheus

@@ -13,7 +13,7 @@ import pytest
 
 from streams.cli.kit import ExitCode
 from streams.kafkaio.clients import check_topics, topic_specs
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.integration.conftest import run_loa
 
 ROOT = Path(__file__).resolve().parents[2]

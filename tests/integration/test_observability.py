@@ -28,12 +28,12 @@ from streams.delivery import deliver
 from streams.demo.localrun import WorkerProcess
 from streams.directory.load import load_synthetic
 from streams.kafkaio.clients import create_topics, make_producer, read_to_end
-from streams.observe import wait_decision, watch_progress
+from streams.receipts.observe import wait_decision, watch_progress
+from streams.receipts.status import StatusReader
 from streams.records import CHANNELS
 from streams.regions import registry
 from streams.schemas import validator
-from streams.settings import Settings
-from streams.status import StatusReader
+from streams.settings.model import Settings
 from tests.integration.conftest import alert, register_agencies, run_loa
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ from streams.demo.oracle import expected_audience
 from streams.directory.synthetic import synthetic_subscribers
 from streams.kafkaio.clients import read_to_end
 from streams.regions import registry
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.integration.conftest import ROOT, alert, oracle_rows
 
 SUBSCRIBERS = 3_000

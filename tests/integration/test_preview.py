@@ -8,9 +8,9 @@ import numpy as np
 import orjson
 import pytest
 
+from streams.agency.preview import Preview, preview
 from streams.ingest import Rejected
 from streams.kafkaio.clients import read_to_end
-from streams.preview import Preview, preview
 from tests.integration.conftest import LiveLoa, alert, run_loa
 
 pytestmark = pytest.mark.integration

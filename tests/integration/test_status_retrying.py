@@ -16,9 +16,9 @@ from streams.delivery import deliver
 from streams.delivery.policy import Outcome
 from streams.kafkaio.clients import create_topics
 from streams.metrics import Metrics
-from streams.receipts import ReceiptsAgent
-from streams.settings import Settings
-from streams.status import AlertStatus, StatusReader, as_json
+from streams.receipts.fold import ReceiptsAgent
+from streams.receipts.status import AlertStatus, StatusReader, as_json
+from streams.settings.model import Settings
 from tests.integration.test_delivery import _task, _write
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from streams.kafkaio.clients import (
     create_topics,
     topic_specs,
 )
-from streams.settings import Settings
+from streams.settings.model import Settings
 from tests.integration.conftest import run_loa
 
 

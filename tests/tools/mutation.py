@@ -40,10 +40,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "fanout.plan": ("streams.fanout.plan.*",),
     "fanout.throttle": ("streams.fanout.throttle.*",),
     "receipts.fold": (
-        "streams.receipts.x_parse_receipt*",
-        "streams.receipts.xǁTallyǁ*",
-        "streams.receipts.xǁPartitionTalliesǁ*",
-        "streams.receipts.x_tally_key*",
+        "streams.receipts.fold.x_parse_receipt*",
+        "streams.receipts.fold.xǁTallyǁ*",
+        "streams.receipts.fold.xǁPartitionTalliesǁ*",
+        "streams.receipts.fold.x_tally_key*",
     ),
     # who receives what: the test-only, opt-out and location filters of the directory
     "directory": (
@@ -60,7 +60,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "streams.directory.cells.x__unused_digits*",
     ),
     # stop on Cancel or expiry
-    "app": ("streams.app.x_stop_reason*",),
+    "app": ("streams.runtime.app.x_stop_reason*",),
     # the throttle's share and its wait (the rest of the scheduler is Kafka I/O)
     "fanout.scheduler": (
         "streams.fanout.scheduler.xǁFanoutSchedulerǁ_throttle_limit*",

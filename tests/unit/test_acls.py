@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from streams.cli.kit import ExitCode
-from streams.config import SettingsError, load_settings
 from streams.kafkaio.acls import AclState, connection_principal
-from streams.settings import Settings
+from streams.settings.load import SettingsError, load_settings
+from streams.settings.model import Settings
 from streams.topics import (
     AclBinding,
     AclOperation,

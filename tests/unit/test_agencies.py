@@ -384,7 +384,7 @@ def test_key_files_round_trip_and_register(tmp_path: Path) -> None:
 
 
 def test_publish_finds_sender_and_identifier_in_cap_xml_and_json() -> None:
-    from streams.publishing import alert_ids as _alert_ids
+    from streams.agency.inbound import alert_ids as _alert_ids
 
     xml = b"""<?xml version="1.0" encoding="UTF-8"?>
 <alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">

@@ -1,4 +1,4 @@
-"""When a running fan-out must stop (``streams.app.stop_reason``, pure; no broker).
+"""When a running fan-out must stop (``streams.runtime.app.stop_reason``, pure; no broker).
 
 The scheduler asks before every chunk: a Cancel of the lineage or the alert's expiry ends the
 order, except the Cancel's own stand-down tasks, which always go.
@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.app import Runtime, stop_reason
 from streams.ingest import Accepted, decide
 from streams.ingest.lifecycle import LifecycleState
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry
+from streams.runtime.app import Runtime, stop_reason
 
 NOW = datetime(2026, 9, 6, 1, 0, tzinfo=UTC)
 LATER = (NOW + timedelta(hours=1)).isoformat()

@@ -7,9 +7,9 @@ import errno
 import pytest
 from aiokafka import errors as kafka_errors
 
-from streams.channels import limit_value
 from streams.cli.kit import ExitCode, classify
 from streams.errors import BadInputFile, NotFound, TopicMissing
+from streams.fanout.limits import limit_value
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_channel_limit_refuses_rates_the_throttle_cannot_use(rate: float) -> Non
 
 
 def test_channel_limit_record_is_the_json_the_workers_read() -> None:
-    from streams.channels import decode_limit
+    from streams.fanout.limits import decode_limit
 
     assert decode_limit(b"sms", limit_value(12.5)) == 12.5
     assert decode_limit(b"sms", limit_value(0)) == 0.0

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from streams import __version__
 from streams.cli import main
-from streams.config import NOT_SETTINGS, SettingsError, describe, load_settings, parse_bool
-from streams.settings import Settings
+from streams.settings.load import NOT_SETTINGS, SettingsError, describe, load_settings, parse_bool
+from streams.settings.model import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,11 +184,11 @@ def test_hostname_verification_is_on_by_default() -> None:
 
 
 def test_the_settings_reference_is_generated_from_the_settings_object() -> None:
-    from streams.config import settings_reference
+    from streams.settings.load import settings_reference
 
     reference = settings_reference()
     assert (ROOT / "docs" / "settings.md").read_text(encoding="utf-8") == reference, (
-        "docs/settings.md is stale: python -m streams.config > docs/settings.md"
+        "docs/settings.md is stale: python -m streams.settings.load > docs/settings.md"
     )
     for name in Settings.__dataclass_fields__:
         assert f"`LOA_{name.upper()}`" in reference

@@ -30,7 +30,7 @@ from streams.delivery.smpp import (
     submit_sm_body,
     validity_period,
 )
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 VIETNAMESE = "Bão số 3 đổ bộ đêm nay. Người dân ven biển sơ tán ngay đến nơi trú ẩn gần nhất."
 

@@ -30,7 +30,7 @@ from streams.delivery.retry import (
 )
 from streams.delivery.watermark import CommitTracker
 from streams.schemas import validator
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 TASK = {
     "alert_id": "gov.vn/T1",

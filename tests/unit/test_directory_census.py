@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.config import load_settings
 from streams.directory.census import (
     CENSUS_VERSION,
     Census,
@@ -29,6 +28,7 @@ from streams.directory.synthetic import location_pool
 from streams.fanout.plan import audience_rows
 from streams.records import CATEGORIES, CHANNELS, FanoutOrder, Priority, TaskKind
 from streams.regions import registry
+from streams.settings.load import load_settings
 
 R = registry()
 POOL7 = location_pool(7)[:: max(1, len(location_pool(7)) // 12)][:12]

@@ -13,7 +13,7 @@ from streams.directory.index import DirectoryPartition
 from streams.directory.service import DirectoryService
 from streams.errors import DirectoryNotReady
 from streams.regions import registry
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 END = 100
 

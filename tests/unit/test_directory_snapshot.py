@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streams.config import load_settings
 from streams.directory.index import COLUMNS, DirectoryPartition
 from streams.directory.snapshot import (
     ABANDONED_S,
@@ -22,6 +21,7 @@ from streams.directory.snapshot import (
 )
 from streams.directory.synthetic import synthetic_subscribers
 from streams.regions import registry
+from streams.settings.load import load_settings
 
 ALL = ("ids", *COLUMNS)
 

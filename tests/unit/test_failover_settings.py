@@ -1,4 +1,5 @@
-"""Fast-takeover settings and the stop deadline (streams.settings, streams.shutdown), no broker."""
+"""Fast-takeover settings and the stop deadline (streams.settings.model, streams.runtime.shutdown),
+no broker."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import threading
 
 import pytest
 
-from streams.config import load_settings
 from streams.kafkaio.clients import faust_broker_options
 from streams.kafkaio.internals import LeaveGroupV3
-from streams.shutdown import EXIT_SHUTDOWN_TIMEOUT, Watchdog
+from streams.runtime.shutdown import EXIT_SHUTDOWN_TIMEOUT, Watchdog
+from streams.settings.load import load_settings
 
 
 def test_session_timeout_defaults_to_ten_seconds_for_emergencies() -> None:

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.config import load_settings
 from streams.gateway import Gateway, check_settings
 from streams.gateway.decisions import decision_of
 from streams.gateway.policy import TokenBuckets, decision_answer, pending_answer, status_path
 from streams.gateway.server import openapi_path
-from streams.settings import Settings
+from streams.settings.load import load_settings
+from streams.settings.model import Settings
 
 SETTINGS = Settings()
 

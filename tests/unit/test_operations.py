@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from streams.bootstrap import read_channel_limits
 from streams.cli.kit import ExitCode, classify
-from streams.config import check_files, describe, load_settings
 from streams.errors import BadInputFile, ConfigUnusable
 from streams.kafkaio.clients import topic_states, topics_error
 from streams.kafkaio.security import sasl_password, ssl_context
-from streams.settings import Settings, runbook
+from streams.runtime.bootstrap import read_channel_limits
+from streams.settings.load import check_files, describe, load_settings
+from streams.settings.model import Settings, runbook
 from streams.topics import TopicShape
 
 

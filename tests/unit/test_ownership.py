@@ -1,4 +1,5 @@
-"""Partition ownership (streams.ownership): assign → restore → serve → revoke, without Kafka.
+"""Partition ownership (streams.kafkaio.ownership): assign → restore → serve → revoke, without
+Kafka.
 
 The owners here are plain recorders of what ownership asked of them: pure logic, no Kafka at all.
 """
@@ -9,10 +10,10 @@ import asyncio
 
 import pytest
 
-from streams.health import PartitionState, Readiness
+from streams.kafkaio.ownership import Ownership, owning, restore_once
 from streams.metrics import Metrics
-from streams.ownership import Ownership, owning, restore_once
 from streams.retrying import RetryPolicy
+from streams.runtime.health import PartitionState, Readiness
 
 FAST = RetryPolicy(base_s=0.01, cap_s=0.01)
 

@@ -6,7 +6,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from streams.schemas import schema_dir, validator
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from streams.config import load_settings
 from streams.demo.oracle import Rows, expected_audience
 from streams.directory.index import DirectoryPartition
 from streams.directory.synthetic import synthetic_subscribers
@@ -26,10 +25,11 @@ from streams.fanout.encode import KINDS
 from streams.fanout.plan import CapPolicy, PastOrder, plan_audience
 from streams.fanout.throttle import ChannelThrottle
 from streams.ingest.lifecycle import told
-from streams.receipts import PartitionTallies, Receipt, Tally, parse_receipt
+from streams.receipts.fold import PartitionTallies, Receipt, Tally, parse_receipt
 from streams.records import CHANNELS, AcceptedAlert, AlertInfo, FanoutOrder, Priority, TaskKind
 from streams.regions import registry
 from streams.schemas import validator
+from streams.settings.load import load_settings
 
 R = registry()
 ALERT, UPDATE, CANCEL = (KINDS.index(k) for k in TaskKind)

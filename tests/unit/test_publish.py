@@ -7,8 +7,8 @@ import asyncio
 import orjson
 import pytest
 
-from streams.publish import EXIT_CODES, Outcome, Published, _parse, publish_file
-from streams.settings import Settings
+from streams.agency.publish import EXIT_CODES, Outcome, Published, _parse, publish_file
+from streams.settings.model import Settings
 
 # nothing listens there: a file refused locally must not even try to connect
 NOWHERE = Settings(bootstrap_servers="127.0.0.1:9")

@@ -6,10 +6,10 @@ import orjson
 import pytest
 
 from streams.errors import MalformedInput
-from streams.receipts import PartitionTallies, Receipt, Tally, parse_receipt, tally_key
+from streams.receipts.fold import PartitionTallies, Receipt, Tally, parse_receipt, tally_key
+from streams.receipts.status import render, summarize
 from streams.records import Progress
 from streams.schemas import validator
-from streams.status import render, summarize
 
 
 def _receipt(outcome: str = "delivered", **over: object) -> bytes:

@@ -11,9 +11,9 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.receipts import PartitionTallies, Tally, parse_receipt
+from streams.receipts.fold import PartitionTallies, Tally, parse_receipt
+from streams.receipts.status import as_json, render, summarize
 from streams.schemas import validator
-from streams.status import as_json, render, summarize
 
 ALERT = "gov.vn/R1"
 

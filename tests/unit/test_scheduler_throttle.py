@@ -22,7 +22,7 @@ from streams.fanout.scheduler import FanoutScheduler
 from streams.metrics import Metrics
 from streams.records import FanoutOrder, Priority, TaskKind
 from streams.regions import registry
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 OA, PUSH, SMS = 0, 1, 2
 

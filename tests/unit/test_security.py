@@ -12,11 +12,11 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from faust.auth import SASLCredentials, SSLCredentials
 
-from streams.config import load_settings
 from streams.errors import ConfigUnusable
 from streams.kafkaio.clients import client_options, faust_broker_options
 from streams.kafkaio.security import explain, ssl_context
-from streams.settings import Settings
+from streams.settings.load import load_settings
+from streams.settings.model import Settings
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ ALLOWED = {
     ("streams/kafkaio/clients.py", "AIOKafkaAdminClient"),
     ("streams/kafkaio/rawkafka.py", "AIOKafkaClient"),
     ("streams/kafkaio/clients.py", "AIOKafkaClient"),  # make_protocol_client, on client_options()
-    ("streams/app.py", "App"),
+    ("streams/runtime/app.py", "App"),
 }
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,7 +150,9 @@ def test_no_kafka_client_is_constructed_outside_the_client_factories() -> None:
 
 
 def test_the_faust_app_takes_its_broker_and_credentials_from_the_factory() -> None:
-    (app_call,) = [c for n, c in _constructions(ROOT / "streams" / "app.py") if n == "App"]
+    (app_call,) = [
+        c for n, c in _constructions(ROOT / "streams" / "runtime" / "app.py") if n == "App"
+    ]
     spread = [k.value for k in app_call.keywords if k.arg is None]
     assert any(
         isinstance(v, ast.Call) and getattr(v.func, "id", "") == "faust_broker_options"

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from streams.settings import Settings
+from streams.settings.model import Settings
 from streams.topics import (
     Replication,
     TopicLayoutError,

@@ -23,7 +23,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = [
     "NOT_SETTINGS",
@@ -111,8 +111,8 @@ _VARIABLES = re.compile(r"^(LOA_\w+(?: \([^)]*\))?(?: / LOA_\w+)*): ?")
 
 def settings_reference() -> str:
     """docs/settings.md: every setting with its variable, default and meaning, generated from
-    :class:`~streams.settings.Settings` (its ``#:`` comments), so the reference cannot drift
-    from the object the process reads (``python -m streams.config > docs/settings.md``)."""
+    :class:`~streams.settings.model.Settings` (its ``#:`` comments), so the reference cannot drift
+    from the object the process reads (``python -m streams.settings.load > docs/settings.md``)."""
     rows: list[tuple[list[str], str]] = []  # (fields, meaning): fields sharing one comment
     comment: list[str] = []
     for line in inspect.getsource(Settings).splitlines():
@@ -130,10 +130,11 @@ def settings_reference() -> str:
     out = [
         "# Settings",
         "",
-        "Generated from `streams/settings.py` by `python -m streams.config > docs/settings.md`",
-        "(a test checks it is current). Every setting is a `LOA_*` environment variable or a",
-        "key of the `--config` TOML file (the field name in lower case). Unknown names and",
-        "unparsable values stop the process with the variable's name (README, Settings).",
+        "Generated from `streams/settings/model.py` by",
+        "`python -m streams.settings.load > docs/settings.md` (a test checks it is current).",
+        "Every setting is a `LOA_*` environment variable or a key of the `--config` TOML file",
+        "(the field name in lower case). Unknown names and unparsable values stop the process",
+        "with the variable's name (README, Settings).",
         "",
         "| variable | default | meaning |",
         "| --- | --- | --- |",

@@ -2,7 +2,7 @@
 
 Reads two compacted topics, read_committed: ``loa.fanout.progress`` (targeted, emitted and
 suppressed per order partition, written by the fan-out) and ``loa.receipts.progress`` (delivered
-and failed per receipts partition, written by :mod:`streams.receipts`). :func:`summarize` is
+and failed per receipts partition, written by :mod:`streams.receipts.fold`). :func:`summarize` is
 the pure part; :class:`StatusReader` follows the topics incrementally (for ``--watch``).
 
 Suppressions are read from the progress record: an order ``stopped`` by a Cancel or its expiry
@@ -18,7 +18,7 @@ task's own receipt settles that recipient. ``delivered + failed`` counts settled
 Per channel (``channels``): delivered, retrying (tasks waiting for another attempt, with the
 latest next attempt announced, the highest attempt and the last reason), fell back (moved to
 the recipient's next channel) and failed for good, summed from the tallies'
-:class:`~streams.receipts.ChannelTally`. A retrying task is not settled: it is still pending.
+:class:`~streams.receipts.fold.ChannelTally`. A retrying task is not settled: it is still pending.
 
 "Done" means the fan-out finished on every partition and every emitted task's recipient is
 settled (delivered, or failed with no further channel).
@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.errors import TopicMissing
 from streams.kafkaio.clients import make_reader, start_all, topic_specs
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["AlertStatus", "ChannelStatus", "StatusReader", "as_json", "render", "summarize"]
 

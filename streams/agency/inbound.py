@@ -17,7 +17,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from streams.ingest.cap import detect_format, parse_cap
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["alert_ids", "send_inbound"]
 

@@ -35,7 +35,7 @@ from streams.errors import BadInputFile
 from streams.kafkaio.acls import AclState, ensure_acls
 from streams.kafkaio.clients import TopicState, init_topics, topics_problem
 from streams.records import CHANNELS
-from streams.settings import Settings
+from streams.settings.model import Settings
 from streams.topics import acl_bindings
 
 __all__ = ["InitReport", "read_channel_limits", "run_init"]
@@ -129,7 +129,7 @@ async def _agencies(settings: Settings, source: Path) -> list[str]:
 
 
 async def _channels(settings: Settings, limits: Mapping[str, float | None]) -> list[str]:
-    from streams.channels import lift_limit, read_limits, set_limit
+    from streams.fanout.limits import lift_limit, read_limits, set_limit
 
     current = await read_limits(settings)
     lines = []

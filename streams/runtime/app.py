@@ -27,21 +27,21 @@ import faust
 import mode
 from aiokafka import AIOKafkaProducer
 
-from streams.channels import decode_limit
 from streams.directory.service import DirectoryService
 from streams.errors import RejectionCode
+from streams.fanout.limits import decode_limit
 from streams.fanout.scheduler import FanoutScheduler
-from streams.health import Readiness
 from streams.ingest import Rejected
 from streams.ingest.agent import IngestAgent
 from streams.kafkaio.clients import create_topics, faust_broker_options, make_producer
+from streams.kafkaio.ownership import Ownership, restore_once
 from streams.kafkaio.replica import CompactedReplica
 from streams.metrics import LagSampler, Metrics, serve, shutdown
-from streams.ownership import Ownership, restore_once
-from streams.receipts import ReceiptsAgent
+from streams.receipts.fold import ReceiptsAgent
 from streams.records import FanoutOrder, TaskKind
 from streams.regions import RegionRegistry, registry
-from streams.settings import Settings
+from streams.runtime.health import Readiness
+from streams.settings.model import Settings
 from streams.tasks import cancel_and_wait
 
 __all__ = ["Runtime", "create_app", "create_worker", "stop_reason"]
@@ -56,7 +56,7 @@ class Runtime:
         self.settings = settings
         self.regions = regions
         self.directory = DirectoryService(settings, regions)
-        # observability (streams.metrics, streams.receipts): a registry per runtime
+        # observability (streams.metrics, streams.receipts.fold): a registry per runtime
         self.metrics = Metrics()
         #: The worker's one readiness record (``/ready``): every owned partition's state.
         self.readiness = Readiness()

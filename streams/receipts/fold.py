@@ -22,7 +22,7 @@ partition ``p`` are written to partition ``p`` of the tallies topic, in one Kafk
 with the consumer group's offsets of the receipts consumed. On assignment a worker rebuilds the
 tallies of ``p`` by reading that partition (read_committed) to its end, and resumes from the
 group's committed offset of ``p``: both were committed together, so they agree. The tallies
-are rebuilt only through :mod:`streams.ownership` (an assignment, or :meth:`Ownership.reset`
+are rebuilt only through :mod:`streams.kafkaio.ownership` (an assignment, or :meth:`Ownership.reset`
 after a failed batch); a batch never restores a partition by itself.
 
 Guarantee: every committed receipt is counted exactly once in the tallies (read_committed), as
@@ -47,13 +47,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.errors import MalformedInput, PartitionNotRestored, quote
-from streams.health import Readiness
 from streams.kafkaio.clients import make_producer, make_reader, start_all
+from streams.kafkaio.ownership import Ownership, OwnershipListener
 from streams.metrics import RECEIPT_OUTCOMES, Metrics
-from streams.ownership import Ownership, OwnershipListener
 from streams.records import CHANNELS
 from streams.retrying import Failed, RetryPolicy, Then
-from streams.settings import Settings
+from streams.runtime.health import Readiness
+from streams.settings.model import Settings
 from streams.tasks import cancel_and_wait
 
 __all__ = [
@@ -368,7 +368,7 @@ class ReceiptsAgent:
         if self._producer is not None:
             await self._producer.stop()
 
-    # -- partition ownership (streams.ownership): restore = read the tallies back
+    # -- partition ownership (streams.kafkaio.ownership): restore = read the tallies back
 
     component = "receipts"
 

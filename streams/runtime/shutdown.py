@@ -2,7 +2,7 @@
 
 Where it sits: around the Faust worker (``loa worker`` runs :class:`LoaWorker`). Faust's worker
 (``mode.Worker``) stops the app's services on SIGTERM/SIGINT: the agents, Faust's consumer and
-Loa's runtime (:meth:`streams.app.Runtime.stop`: the fan-out's open chunk transactions are
+Loa's runtime (:meth:`streams.runtime.app.Runtime.stop`: the fan-out's open chunk transactions are
 aborted as their tasks are cancelled, the producers stop). Two things are added here:
 
 * **A deadline.** The first SIGTERM/SIGINT arms a watchdog thread; if the process has not
@@ -28,7 +28,7 @@ from typing import Any
 import faust
 
 from streams.kafkaio.clients import leave_group
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["LoaWorker", "Watchdog"]
 

@@ -29,7 +29,7 @@ from streams.errors import ForbiddenXml, MalformedInput, PoisonError, TooLarge
 from streams.ingest.cap import detect_format, parse_cap
 from streams.ingest.json_alert import decode_json_alert
 from streams.ingest.signatures import KeyPair, signature_headers
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["EXIT_CODES", "Outcome", "Published", "publish_file"]
 
@@ -149,7 +149,7 @@ async def publish_file(
         offset = await _send(settings, raw, headers)
     if not wait:
         return Published(Outcome.SENT, offset=offset, warnings=warnings)
-    from streams.observe import wait_decision
+    from streams.receipts.observe import wait_decision
 
     try:
         outcome, record = await wait_decision(
@@ -184,8 +184,8 @@ def _text(doc: dict[str, Any], key: str) -> str | None:
 
 
 async def _send(settings: Settings, raw: bytes, headers: list[tuple[str, bytes]]) -> int:
+    from streams.agency.inbound import send_inbound
     from streams.kafkaio.clients import create_topics, make_producer
-    from streams.publishing import send_inbound
 
     await create_topics(settings)
     producer = make_producer(settings)

@@ -2,7 +2,8 @@
 
 The topic is compacted, one partition: key = channel name, value ``{"rate": tasks per second}``
 for the whole cluster; a tombstone lifts the limit. Every worker follows it live
-(:mod:`streams.app` keeps a replica, :mod:`streams.fanout.throttle` paces each channel to its
+(:mod:`streams.runtime.app` keeps a replica, :mod:`streams.fanout.throttle` paces each channel to
+its
 share), so a change reaches the fan-out within a poll. ``loa channels list | set | lift`` write
 and read it here; nobody writes raw records by hand.
 """
@@ -13,7 +14,7 @@ import math
 
 from streams.kafkaio.clients import make_producer, read_to_end, start_all
 from streams.records import CHANNELS
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["decode_limit", "lift_limit", "limit_value", "read_limits", "set_limit"]
 

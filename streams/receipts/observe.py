@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streams.errors import TopicMissing
 from streams.kafkaio.clients import make_reader, start_all, topic_specs
 from streams.records import Progress
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["Decided", "Fate", "resolve_message", "wait_decision", "watch_progress"]
 

@@ -29,10 +29,10 @@ from streams.ingest import Accepted, Duplicate, Rejected, decide
 from streams.ingest.lifecycle import LifecycleState
 from streams.ingest.reach import Warning
 from streams.kafkaio.clients import read_partition, read_to_end
-from streams.ownership import owning
+from streams.kafkaio.ownership import owning
 from streams.records import CHANNELS, AcceptedAlert, FanoutOrder, Progress
 from streams.regions import RegionRegistry
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 __all__ = ["Preview", "preview", "read_lifecycle"]
 

@@ -270,7 +270,7 @@ class Settings:
     #: rendered (the directory holds no device tokens).
     delivery_push_device_token_template: str = "{recipient_id}"
 
-    # -- connection security (librdkafka names; checked by streams.config.check_security) --
+    # -- connection security (librdkafka names; checked by streams.settings.load.check_security) --
     #: LOA_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (``security.protocol``).
     security_protocol: str = "PLAINTEXT"
     #: LOA_SASL_MECHANISM: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (``sasl.mechanism``).
@@ -360,7 +360,8 @@ class Settings:
 
     @property
     def delivery_topic(self) -> str:
-        """Compacted per-alert delivery tallies of the receipts agent (``streams.receipts``)."""
+        """Compacted per-alert delivery tallies of the receipts agent
+        (``streams.receipts.fold``)."""
         return f"{self.topic_prefix}.receipts.progress"
 
     @property
