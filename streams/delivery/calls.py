@@ -221,13 +221,16 @@ class Calls:
 
     def circuit_metrics(self, endpoint: Endpoint) -> None:
         seen = (int(endpoint.breaker.state), endpoint.breaker.opened)
-        if self.hot.circuit.get(endpoint.name) == seen:  # nothing changed: most calls
+        before = self.hot.circuit.get(endpoint.name)
+        if before == seen:  # nothing changed: most calls
             return
         self.hot.circuit[endpoint.name] = seen
         self.metrics.circuit_state.labels(endpoint.name).set(int(endpoint.breaker.state))
-        opens = self.metrics.circuit_opens.labels(endpoint.name)
-        if endpoint.breaker.opened > opens._value.get():
-            opens.inc(endpoint.breaker.opened - opens._value.get())
+        opened_before = before[1] if before is not None else 0
+        if endpoint.breaker.opened > opened_before:  # the counter follows the breaker's count
+            self.metrics.circuit_opens.labels(endpoint.name).inc(
+                endpoint.breaker.opened - opened_before
+            )
 
     async def _call(self, items: list[Item], endpoint: Endpoint) -> None:
         """One provider call (one task, or up to ``batch``) under its own timeout; its answers

@@ -192,6 +192,11 @@ class DirectoryPartition:
         return int(self.ids.shape[0])
 
     @property
+    def pending_rows(self) -> int:
+        """Changes applied but not merged into the columns yet (merged by :meth:`compact`)."""
+        return self._pending_rows
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by the index columns (the per-subscriber cost)."""
         return int(self.ids.nbytes) + sum(int(getattr(self, c).nbytes) for c in COLUMNS)

@@ -535,7 +535,7 @@ class DirectoryService:
         return {
             tp.partition: (
                 int(owned[tp.partition].ids.shape[0]),
-                owned[tp.partition]._pending_rows,
+                owned[tp.partition].pending_rows,
                 max(end[tp] - max(await self._position(tp), 0), 0),
             )
             for tp in tps
