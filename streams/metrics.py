@@ -39,8 +39,8 @@ from prometheus_client import (
 )
 
 from streams.errors import RejectionCode
+from streams.health import Readiness
 from streams.records import CHANNELS, Priority, Progress
-from streams.runtime.health import Readiness
 from streams.tasks import cancel_and_wait
 
 __all__ = [
@@ -357,13 +357,13 @@ def _channel(code: int) -> str:
 
 def serve(metrics: Metrics, host: str, port: int, *, readiness: Readiness | None = None) -> Any:
     """Serve ``/metrics``, ``/ready`` and ``/live`` on ``host:port`` in a daemon thread;
-    returns the server (or None). See :mod:`streams.runtime.httpserver` for the endpoints.
+    returns the server (or None). See :mod:`streams.httpserver` for the endpoints.
 
     ``loa worker`` checks the port first (:func:`check_port`) and does not start on a busy one;
     a port taken between that check and this bind is logged and the worker goes on (alerts
     matter more than their metrics; ``LoaWorkerDown`` reports the missing endpoint).
     """
-    from streams.runtime.httpserver import start_server
+    from streams.httpserver import start_server
 
     if port == 0:
         log.info("metrics endpoint disabled (LOA_METRICS_PORT=0)")

@@ -28,7 +28,7 @@ from streams.fanout.plan import PastOrder, plan_audience
 from streams.ingest import Accepted, Duplicate, Rejected, decide
 from streams.ingest.lifecycle import LifecycleState
 from streams.ingest.reach import Warning
-from streams.kafkaio.clients import read_partition, read_to_end
+from streams.kafkaio.clients import read_to_end
 from streams.kafkaio.ownership import owning
 from streams.records import CHANNELS, AcceptedAlert, FanoutOrder, Progress
 from streams.regions import RegionRegistry
@@ -144,12 +144,12 @@ async def _lineage_history(settings: Settings, order: FanoutOrder) -> list[PastO
     """Earlier orders of ``order``'s lineage on its partition, with their committed cursors."""
     p = order.partition
     cursors: dict[int, Progress] = {}
-    async for record in read_partition(settings, settings.progress_topic, p):
+    async for record in read_to_end(settings, settings.progress_topic, partitions=[p]):
         progress = _progress(record.value)
         if progress is not None and progress.alert_id == order.alert_id:
             cursors[progress.version] = progress
     history: list[PastOrder] = []
-    async for record in read_partition(settings, settings.orders_topic, p):
+    async for record in read_to_end(settings, settings.orders_topic, partitions=[p]):
         past = _order(record.value)
         if past is None or past.partition != p or past.alert_id != order.alert_id:
             continue

@@ -13,11 +13,11 @@ from streams.delivery.policy import DeliveryStats
 from streams.delivery.worker import DeliveryMetrics, stop_on_signals
 from streams.delivery.worker import deliver as run_delivery
 from streams.gateway import check_settings, serve
+from streams.health import Readiness
+from streams.httpserver import start_server
 from streams.kafkaio.clients import require_topics
 from streams.metrics import shutdown
 from streams.records import CHANNELS
-from streams.runtime.health import Readiness
-from streams.runtime.httpserver import start_server
 from streams.settings.model import Settings
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from streams.fanout.queue import OrderKey, PartitionQueue, order_key
-from streams.kafkaio.clients import make_producer, read_partition
+from streams.kafkaio.clients import make_producer, read_to_end
 from streams.kafkaio.transactions import StableOffsets, abort_hanging
 from streams.metrics import Metrics
 from streams.records import FanoutOrder, Priority, Progress
@@ -210,4 +210,7 @@ class FanoutPartitions:
 
 async def _values(settings: Settings, topic: str, p: int) -> list[bytes]:
     """The committed values of partition ``p`` of ``topic`` (a tombstone reads as empty)."""
-    return [record.value or b"" async for record in read_partition(settings, topic, p)]
+    return [
+        record.value or b""
+        async for record in read_to_end(settings, topic, partitions=[p], timeout_s=None)
+    ]

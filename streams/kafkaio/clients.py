@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiokafka
 import aiokafka.errors as kafka_errors
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
@@ -54,6 +55,7 @@ __all__ = [
     "ensure_decision_topics",
     "faust_broker_options",
     "init_topics",
+    "latest_values",
     "leave_group",
     "make_admin",
     "make_consumer",
@@ -61,7 +63,6 @@ __all__ = [
     "make_protocol_client",
     "make_raw_fetcher",
     "make_reader",
-    "read_partition",
     "read_to_end",
     "require_topics",
     "start_all",
@@ -504,61 +505,69 @@ async def read_to_end(
     settings: Settings,
     topic: str,
     *,
+    partitions: Sequence[int] | None = None,
     isolation_level: str = "read_committed",
     until: Callable[[], bool] | None = None,
-    timeout_s: float = 60.0,
+    timeout_s: float | None = 60.0,
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """Yield every record of ``topic`` from the beginning to its end offsets as of the start.
+    """Yield the records of ``topic`` (only ``partitions`` when given; else every partition
+    the layout gives it) from their start to their end offsets as of the start. The one reader
+    of a topic from its beginning: replicas, restores, tools and tests all read through it.
 
-    With ``until``, keep reading past the end until ``until()`` is true or ``timeout_s`` passes.
+    With ``until``, keep reading past the end until ``until()`` is true or ``timeout_s``
+    passes. ``timeout_s`` None: no deadline (a restore of a large partition); otherwise
+    :class:`TimeoutError` when the end is not reached in time.
     """
+    # a new client learns the topic's leaders on its first request: a short backoff keeps
+    # that from costing 100 ms (aiokafka's default) per read on the restore path
     consumer = make_reader(
-        settings, isolation_level=isolation_level, max_partition_fetch_bytes=4 * 1024 * 1024
+        settings,
+        isolation_level=isolation_level,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        retry_backoff_ms=FIRST_REQUEST_BACKOFF_MS,
     )
     await start_all(consumer)
     try:
-        counts = {spec.name: spec.num_partitions for spec in topic_specs(settings)}
-        # a topic not in the layout (an agency's decision topic) has one partition
-        tps = [TopicPartition(topic, p) for p in range(counts.get(topic, 1))]
+        if partitions is None:
+            counts = {spec.name: spec.num_partitions for spec in topic_specs(settings)}
+            # a topic not in the layout (an agency's decision topic) has one partition
+            partitions = range(counts.get(topic, 1))
+        tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        deadline = None if timeout_s is None else loop.time() + timeout_s
         while True:
             batch = await consumer.getmany(*tps, timeout_ms=200, max_records=100_000)
             for records in batch.values():
                 for record in records:
                     yield record
+            late = deadline is not None and loop.time() > deadline
             if until is not None:
-                if until() or loop.time() > deadline:
+                if until() or late:
                     return
                 continue
             positions = [await consumer.position(tp) for tp in tps]
             if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
                 return
-            if loop.time() > deadline:
+            if late:
                 raise TimeoutError(f"reading {topic} to its end took over {timeout_s} s")
     finally:
         await consumer.stop()
 
 
-async def read_partition(
-    settings: Settings, topic: str, partition: int
-) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """Yield the committed records of one partition, from its start to its end as of now."""
-    # a new client learns the topic's leaders on its first request: a short backoff keeps
-    # that from costing 100 ms (aiokafka's default) per read on the restore path
-    consumer = make_reader(settings, retry_backoff_ms=FIRST_REQUEST_BACKOFF_MS)
-    await start_all(consumer)
-    try:
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
-            for record in batch.get(tp, ()):
-                yield record
-    finally:
-        await consumer.stop()
+async def latest_values(
+    settings: Settings, topic: str, partitions: Sequence[int], *, timeout_s: float = 60.0
+) -> list[dict[str, Any]]:
+    """The latest committed JSON value per key of ``partitions`` of a compacted ``topic`` (a
+    tombstone removes its key), read with :func:`read_to_end`."""
+    latest: dict[bytes, dict[str, Any]] = {}
+    async for record in read_to_end(settings, topic, partitions=partitions, timeout_s=timeout_s):
+        if record.key is None:
+            continue
+        if record.value is None:
+            latest.pop(record.key, None)
+        else:
+            latest[record.key] = orjson.loads(record.value)
+    return list(latest.values())

@@ -16,7 +16,7 @@ and report through :func:`restore_once`.
   the directory on their own). A failure is logged with its traceback, counted in
   ``loa_partition_restore_failures_total{component}``, shown as ``failed`` in readiness, and
   retried (:mod:`streams.retrying`) until it succeeds or the partition is revoked.
-* **Serve.** Readiness (:class:`streams.runtime.health.Readiness`) says ``serving`` once restored. A
+* **Serve.** Readiness (:class:`streams.health.Readiness`) says ``serving`` once restored. A
   read path that needs a partition waits for it (:meth:`Ownership.restored`) or says it is not
   ready; it never claims one.
 * **Revoke.** Owners drop the partition's state (and stop its producer) before a new owner can
@@ -43,9 +43,9 @@ from typing import Any, Protocol
 
 from aiokafka.abc import ConsumerRebalanceListener
 
+from streams.health import Readiness
 from streams.metrics import Metrics
 from streams.retrying import ABANDONED, Failed, RetryPolicy, Then
-from streams.runtime.health import Readiness
 from streams.tasks import cancel_and_wait
 
 __all__ = [

@@ -47,12 +47,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.errors import MalformedInput, PartitionNotRestored, quote
-from streams.kafkaio.clients import make_producer, make_reader, start_all
+from streams.health import Readiness
+from streams.kafkaio.clients import latest_values, make_producer, make_reader
 from streams.kafkaio.ownership import Ownership, OwnershipListener
 from streams.metrics import RECEIPT_OUTCOMES, Metrics
 from streams.records import CHANNELS
 from streams.retrying import Failed, RetryPolicy, Then
-from streams.runtime.health import Readiness
 from streams.settings.model import Settings
 from streams.tasks import cancel_and_wait
 
@@ -376,7 +376,7 @@ class ReceiptsAgent:
         """Rebuild the tallies of a newly owned ``partition`` from the tallies topic."""
         if partition in self._state:
             return
-        docs = await read_partitions(self.settings, self.settings.delivery_topic, [partition])
+        docs = await latest_values(self.settings, self.settings.delivery_topic, [partition])
         state = PartitionTallies(partition)
         state.load(d for d in docs if d["partition"] == partition)
         self._state[partition] = state
@@ -458,31 +458,3 @@ class ReceiptsAgent:
                     )
             await self._producer.send_offsets_to_transaction(offsets, self.group_id)
         self.metrics.receipts_folded(counts)
-
-
-async def read_partitions(
-    settings: Settings, topic: str, partitions: list[int], *, timeout_s: float = 60.0
-) -> list[dict[str, Any]]:
-    """The latest committed JSON value per key of ``partitions`` of a compacted ``topic``."""
-    consumer = make_reader(settings)
-    await start_all(consumer)
-    latest: dict[bytes, dict[str, Any]] = {}
-    try:
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        async with asyncio.timeout(timeout_s):
-            while any([await consumer.position(tp) < end[tp] for tp in tps]):
-                data = await consumer.getmany(*tps, timeout_ms=200)
-                for records in data.values():
-                    for record in records:
-                        if record.key is None:
-                            continue
-                        if record.value is None:
-                            latest.pop(record.key, None)
-                        else:
-                            latest[record.key] = orjson.loads(record.value)
-    finally:
-        await consumer.stop()
-    return list(latest.values())

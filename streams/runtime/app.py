@@ -31,6 +31,7 @@ from streams.directory.service import DirectoryService
 from streams.errors import RejectionCode
 from streams.fanout.limits import decode_limit
 from streams.fanout.scheduler import FanoutScheduler
+from streams.health import Readiness
 from streams.ingest import Rejected
 from streams.ingest.agent import IngestAgent
 from streams.kafkaio.clients import create_topics, faust_broker_options, make_producer
@@ -40,7 +41,6 @@ from streams.metrics import LagSampler, Metrics, serve, shutdown
 from streams.receipts.fold import ReceiptsAgent
 from streams.records import FanoutOrder, TaskKind
 from streams.regions import RegionRegistry, registry
-from streams.runtime.health import Readiness
 from streams.settings.model import Settings
 from streams.tasks import cancel_and_wait
 

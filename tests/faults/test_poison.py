@@ -24,8 +24,7 @@ from streams.directory.index import NO_CHANNEL, ChangeBatch
 from streams.directory.load import write_changes
 from streams.directory.synthetic import synthetic_subscribers
 from streams.ingest.agency_service import ensure_local_key
-from streams.kafkaio.clients import make_producer, read_to_end
-from streams.receipts.fold import read_partitions
+from streams.kafkaio.clients import latest_values, make_producer, read_to_end
 from streams.records import Progress
 from streams.settings.model import Settings
 from tests.faults.conftest import SEED, Stage, Workers, make_stage
@@ -320,7 +319,7 @@ async def test_poison_receipts_leave_the_next_receipt_counted(
     await _write(settings, settings.receipts_topic, valid)
     partitions = list(range(settings.partitions))
     for _ in range(150):  # bounded: 30 s and more
-        tallies = await read_partitions(settings, settings.delivery_topic, partitions)
+        tallies = await latest_values(settings, settings.delivery_topic, partitions)
         delivered = sum(t["delivered"] for t in tallies if t["alert_id"] == alert_id)
         if delivered == settings.partitions:
             break

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.runtime.health import PartitionState, Readiness
+from streams.health import PartitionState, Readiness
 
 
 def test_not_ready_until_started_even_with_no_partitions() -> None:

@@ -353,3 +353,25 @@ def test_no_class_of_the_fan_out_is_over_250_lines() -> None:
         and node.end_lineno - node.lineno + 1 > 250
     ]
     assert offenders == []
+
+
+#: package -> the packages that may import it (the layers above it)
+_IMPORTED_ONLY_BY = {
+    "runtime": {"cli", "demo"},
+    "agency": {"cli", "demo", "gateway"},
+}
+
+
+@pytest.mark.parametrize("package", sorted(_IMPORTED_ONLY_BY))
+def test_the_upper_layers_are_imported_only_from_above(package: str) -> None:
+    """The process wiring (runtime/) and the agency's side (agency/) sit above the stages: a
+    stage importing them would turn the data flow into a circle."""
+    allowed = {STREAMS / name for name in _IMPORTED_ONLY_BY[package]} | {STREAMS / package}
+    offenders = [
+        f"{path.relative_to(STREAMS)}: {name}"
+        for path, tree in _modules()
+        if not any(root in path.parents for root in allowed)
+        for name in _imported(tree)
+        if name.startswith(f"streams.{package}.") or name == f"streams.{package}"
+    ]
+    assert offenders == []

@@ -137,8 +137,8 @@ def _get(url: str) -> tuple[int, bytes]:
 
 
 def test_ready_answers_503_with_the_report_until_every_owned_partition_serves() -> None:
-    from streams.runtime.health import Readiness
-    from streams.runtime.httpserver import start_server
+    from streams.health import Readiness
+    from streams.httpserver import start_server
 
     readiness = Readiness()
     server = start_server("127.0.0.1", 0, CollectorRegistry(), readiness)

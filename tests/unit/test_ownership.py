@@ -10,10 +10,10 @@ import asyncio
 
 import pytest
 
+from streams.health import PartitionState, Readiness
 from streams.kafkaio.ownership import Ownership, owning, restore_once
 from streams.metrics import Metrics
 from streams.retrying import RetryPolicy
-from streams.runtime.health import PartitionState, Readiness
 
 FAST = RetryPolicy(base_s=0.01, cap_s=0.01)
 

@@ -1,7 +1,7 @@
 """The worker's HTTP endpoints: ``/metrics`` (Prometheus), ``/ready`` and ``/live``.
 
 Where it sits: beside the agents, in a daemon thread, so a busy event loop never makes a scrape
-or a probe time out. ``/ready`` answers from :class:`streams.runtime.health.Readiness` (200 when
+or a probe time out. ``/ready`` answers from :class:`streams.health.Readiness` (200 when
 every
 owned partition is restored and serving, else 503 with the report as JSON), which is what a
 Kubernetes readinessProbe and a load balancer need; ``/live`` answers 200 while the process can
@@ -22,7 +22,7 @@ import orjson
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from streams.runtime.health import Readiness
+from streams.health import Readiness
 
 __all__ = ["start_server"]
 
