@@ -24,6 +24,11 @@ if "MUTANT_UNDER_TEST" in os.environ and not hasattr(pytest.Function, "_nodeid")
     # pytest 9 dropped for the public nodeid
     pytest.Function._nodeid = property(lambda self: self.nodeid)  # type: ignore[attr-defined]
 
+# Workers and commands the tests start serve no /metrics unless a test gives them a port:
+# the default 9470 may be held by another process on the machine (a user's worker, another
+# test run), and a busy port stops a worker (exit 78) before what the test looks at.
+os.environ.setdefault("LOA_METRICS_PORT", "0")
+
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SCRIPT = ROOT / "deploy" / "kafka" / "kafka.sh"
 TEST_PORT = os.environ.get("LOA_TEST_KAFKA_PORT", "19392")

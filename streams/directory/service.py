@@ -19,11 +19,11 @@ Ownership: a partition is claimed only by :meth:`DirectoryService.restore`, whic
 tool); :meth:`DirectoryService.ready` is a read and never claims: a partition not owned (yet)
 is waited for like a replay that does not move, then :class:`DirectoryNotReady`.
 
-Restore speed: by default the partitions are fetched as raw record batches
-(:class:`streams.kafkaio.rawkafka.RawFetcher`) and read column-wise
-(:func:`streams.kafkaio.recordbatch.read_partition`, the consumer's read_committed rules),
-so no Python object is built per record. ``LOA_DIRECTORY_RAW_KAFKA=false`` uses aiokafka's
-consumer (``getmany``) instead; both feed the same decoder and index.
+Restore speed: one fetch path (:mod:`streams.kafkaio.reader`) from positions the service
+keeps: by default the partitions are fetched as raw record batches and read column-wise (the
+consumer's read_committed rules), so no Python object is built per record;
+``LOA_DIRECTORY_RAW_KAFKA=false`` reads them with aiokafka's consumer instead; both give the
+same records to the same decoder and index.
 
 Takeover speed: every ``LOA_SNAPSHOT_INTERVAL_S`` the service writes each owned partition's
 columns with the offset they include (:mod:`streams.directory.snapshot`). A newly owned
@@ -57,12 +57,10 @@ import contextlib
 import logging
 import math
 import time
-from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import OffsetOutOfRangeError
 
 from streams.directory.census import build_census, encode_census
 from streams.directory.index import DirectoryPartition
@@ -78,13 +76,11 @@ from streams.errors import DirectoryNotReady
 from streams.kafkaio.clients import (
     cluster_id,
     make_producer,
-    make_raw_fetcher,
     make_reader,
     start_all,
 )
-from streams.kafkaio.internals import internals_supported
-from streams.kafkaio.rawkafka import RawFetcher
-from streams.kafkaio.recordbatch import FetchedRecords, read_partition
+from streams.kafkaio.reader import PartitionReader, make_partition_reader
+from streams.kafkaio.recordbatch import FetchedRecords
 from streams.regions import RegionRegistry
 from streams.retrying import RetryPolicy
 from streams.settings.model import Settings
@@ -126,8 +122,8 @@ class DirectoryService:
         self._owned_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.bad_records = 0
-        # raw mode: the fetcher, and the next offset to fetch of each owned partition
-        self._fetcher: RawFetcher | None = None
+        #: the one fetch path, and the next offset to fetch of each owned partition
+        self._reader: PartitionReader | None = None
         self._positions: dict[int, int] = {}
         # snapshots: the cluster they belong to (None: off), the offset last written per
         # partition, the writer task; counts for tests and benchmarks
@@ -168,14 +164,15 @@ class DirectoryService:
             client_id=f"{self._settings.app_id}-census",
         )
         await start_all(self._consumer, self._census_producer)
-        if self._settings.directory_raw_kafka and internals_supported():
-            self._fetcher = make_raw_fetcher(
-                self._settings, f"{self._settings.app_id}-directory-fetch", max_wait_ms=50
-            )
-            await self._fetcher.start()
-            run = self._run_raw()
-        else:
-            run = self._run()
+        self._reader = make_partition_reader(
+            self._settings,
+            self._topic,
+            self._consumer,
+            raw=self._settings.directory_raw_kafka,
+            client_id=f"{self._settings.app_id}-directory-fetch",
+        )
+        await self._reader.start()
+        run = self._run()
         self._task = asyncio.create_task(run, name="loa-directory")
         if self._settings.snapshot_interval_s > 0:
             self._cluster_id = await cluster_id(self._settings)
@@ -197,8 +194,8 @@ class DirectoryService:
             with contextlib.suppress(Exception):  # a broker away must not hold up the stop
                 async with asyncio.timeout(STOP_SNAPSHOT_S):
                     await self._census_producer.stop()
-        if self._fetcher is not None:
-            await self._fetcher.close()
+        if self._reader is not None:
+            await self._reader.close()
         if self._consumer is not None:
             await self._consumer.stop()
 
@@ -210,36 +207,9 @@ class DirectoryService:
         return set(self._indexes)
 
     async def _set_owned(self, partitions: set[int]) -> None:
-        """Own exactly ``partitions``: replay new ones from their restore point, drop the
-        others. Under the owned lock, from :meth:`restore` and :meth:`revoke` only."""
-        assert self._consumer is not None
-        if partitions == set(self._indexes):
-            return
-        if self._fetcher is not None:
-            await self._set_owned_raw(partitions)
-            return
-        positions = {
-            p: await self._consumer.position(TopicPartition(self._topic, p))
-            for p in self._indexes
-            if p in partitions
-        }
-        for p in set(self._indexes) - partitions:
-            del self._indexes[p]
-            self._snapshotted.pop(p, None)
-        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-        restored = await self._restore_points(partitions - set(positions))
-        self._consumer.assign(tps)
-        for tp in tps:
-            if tp.partition in positions:
-                self._consumer.seek(tp, positions[tp.partition])
-            else:
-                index, offset = restored[tp.partition]
-                self._indexes[tp.partition] = index
-                self._consumer.seek(tp, offset)
-        log.info("directory owns partitions %s", sorted(partitions))
-
-    async def _set_owned_raw(self, partitions: set[int]) -> None:
-        assert self._consumer is not None
+        """Own exactly ``partitions``: new ones start at their restore point (a snapshot's
+        offset or the log start), the others are dropped. Under the owned lock, from
+        :meth:`restore` and :meth:`revoke` only."""
         for p in set(self._indexes) - partitions:
             del self._indexes[p]
             del self._positions[p]
@@ -542,76 +512,44 @@ class DirectoryService:
         }
 
     async def _position(self, tp: TopicPartition) -> int:
-        assert self._consumer is not None
-        if self._fetcher is not None:
-            return self._positions.get(tp.partition, -1)
-        if tp not in self._consumer.assignment():
-            return -1
-        return int(await self._consumer.position(tp))
+        return self._positions.get(tp.partition, -1)
 
     async def _run(self) -> None:
-        assert self._consumer is not None
-        consumer = self._consumer
-        while True:
-            if not consumer.assignment():
-                await asyncio.sleep(0.1)
-                continue
-            # a broker hiccup must not end the directory: the fetch is retried
-            data = await FETCH_RETRY.run(
-                partial(consumer.getmany, timeout_ms=100, max_records=100_000),
-                what="directory fetch",
-                log=log,
-            )
-            for tp, records in data.items():
-                index = self._indexes.get(tp.partition)
-                if index is None:
-                    continue
-                self._apply(
-                    tp.partition,
-                    index,
-                    FetchedRecords.from_pairs([(r.key, r.value) for r in records]),
-                )
-            async with self._changed:
-                self._changed.notify_all()
-
-    async def _run_raw(self) -> None:
         while True:
             if not self._positions:
                 await asyncio.sleep(0.1)
                 continue
             # a broker hiccup or a corrupt batch must not end the directory: retried
-            await FETCH_RETRY.run(self._fetch_raw, what="directory fetch", log=log)
+            await FETCH_RETRY.run(self._fetch, what="directory fetch", log=log)
 
-    async def _fetch_raw(self) -> None:
+    async def _fetch(self) -> None:
         """Fetch every owned partition once and apply what came; a partition's error is raised
         after the others are applied (the policy waits before the next fetch)."""
-        assert self._fetcher is not None and self._consumer is not None
+        assert self._reader is not None
         asked = dict(self._positions)
         if not asked:
             return  # all revoked meanwhile
         failed: list[Exception] = []
         try:
-            answers = await self._fetcher.fetch(self._topic, asked)
-            for p, answer in answers.items():
+            for p, answer in (await self._reader.fetch(asked)).items():
                 index = self._indexes.get(p)
                 # the partition was dropped, or re-assigned from the start, meanwhile
                 if index is None or self._positions.get(p) != asked[p]:
                     continue
-                if isinstance(answer.error, OffsetOutOfRangeError):
-                    tp = TopicPartition(self._topic, p)
-                    start = (await self._consumer.beginning_offsets([tp]))[tp]
+                if answer.restart_at is not None:
                     log.warning(
-                        "directory %s: offset %d out of range, from %d", tp, asked[p], start
+                        "directory partition %d: offset %d out of range, from %d",
+                        p,
+                        asked[p],
+                        answer.restart_at,
                     )
-                    self._positions[p] = int(start)
-                    continue
-                if answer.error is not None:
+                    self._positions[p] = answer.restart_at
+                elif answer.error is not None or answer.records is None:
                     log.warning("directory fetch of partition %d failed: %r", p, answer.error)
-                    failed.append(answer.error)
-                    continue
-                records = read_partition(answer.data, asked[p], aborted=answer.aborted)
-                self._apply(p, index, records)
-                self._positions[p] = records.next_offset
+                    failed.append(answer.error or RuntimeError("no records and no error"))
+                else:
+                    self._apply(p, index, answer.records)
+                    self._positions[p] = answer.records.next_offset
         finally:
             async with self._changed:
                 self._changed.notify_all()
