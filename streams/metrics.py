@@ -111,6 +111,9 @@ class Metrics:
     """Every Loa metric, registered on ``registry``; the methods are what the stages call."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        """Declare every metric. Why this long: one declaration per metric with its help text
+        (what an SRE reads in ``/metrics`` and docs/operations.md lists), on one registry so a
+        worker serves them all from one endpoint."""
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.inbound_records = Counter(

@@ -64,6 +64,52 @@ DECISIONS_TOPIC_RETRY_S = 60.0
 Output = tuple[str, bytes, bytes | None, int | None]
 
 
+class DecisionTopics:
+    """Each agency's decision topic (``<prefix>.decisions.<agency>``), made when first needed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._made: set[str] = set()
+        #: topic -> monotonic time before which making it is not tried again
+        self._failed: dict[str, float] = {}
+
+    async def of(self, sender: str | None, registry: AgencyRegistry) -> str | None:
+        """The decision topic of ``sender`` if it is a registered agency (created when missing),
+        else None. Only a registered sender has one: an unknown name must not make a topic.
+
+        A topic that cannot be made (not authorized, a name colliding with another topic) is
+        logged and the decision goes to the shared topics only, so an inbound record never
+        waits on it; it is tried again after :data:`DECISIONS_TOPIC_RETRY_S`.
+        """
+        if sender is None or (sender not in registry and sender not in registry.invalid):
+            return None
+        topic = self.settings.decisions_topic(sender)
+        if topic in self._made:
+            return topic
+        if time.monotonic() < self._failed.get(topic, 0.0):
+            return None
+        try:
+            async with asyncio.timeout(DECISIONS_TOPIC_TIMEOUT_S):
+                created = await ensure_decision_topics(self.settings, [sender])
+        except Exception as exc:
+            self._failed[topic] = time.monotonic() + DECISIONS_TOPIC_RETRY_S
+            log.error(
+                "decision topic %s of agency %s cannot be made (%s): its decisions go to %s and"
+                " %s only; retry in %.0f s",
+                topic,
+                sender,
+                exc or type(exc).__name__,
+                self.settings.accepted_topic,
+                self.settings.rejected_topic,
+                DECISIONS_TOPIC_RETRY_S,
+            )
+            return None
+        if created:
+            log.info("created decision topic %s of agency %s", topic, sender)
+        self._made.add(topic)
+        return topic
+
+
 class IngestAgent:
     """Ingest state (lifecycle, agencies), its producers, and the decision writer."""
 
@@ -85,8 +131,7 @@ class IngestAgent:
         self._producer: AIOKafkaProducer | None = None
         self._txn_producer: AIOKafkaProducer | None = None
         #: decision topics known to exist, and when to try again one that could not be made
-        self._decision_topics: set[str] = set()
-        self._decision_topic_failed: dict[str, float] = {}
+        self._decision_topics = DecisionTopics(settings)
 
     async def start(self, producer: AIOKafkaProducer) -> None:
         """``producer``: the worker's idempotent producer, for writes outside a transaction.
@@ -134,7 +179,7 @@ class IngestAgent:
         inbound = message.topic == settings.inbound_topic
         outputs: list[Output] = []
         sender = decision.alert.sender if isinstance(decision, Accepted) else decision.sender
-        own = await self._decisions_topic(sender) if inbound else None
+        own = await self._decision_topics.of(sender, self.agencies.registry) if inbound else None
         if isinstance(decision, Accepted):
             alert = decision.alert
             if inbound:
@@ -173,43 +218,6 @@ class IngestAgent:
             for topic, value, key, partition in outputs:
                 await self._send(topic, value, key=key, partition=partition)
         self._record(decision, inbound)
-
-    async def _decisions_topic(self, sender: str | None) -> str | None:
-        """The decision topic of ``sender`` if it is a registered agency (created when missing),
-        else None. Only a registered sender has one: an unknown name must not make a topic.
-
-        A topic that cannot be made (not authorized, a name colliding with another topic) is
-        logged and the decision goes to the shared topics only, so an inbound record never
-        waits on it; it is tried again after :data:`DECISIONS_TOPIC_RETRY_S`.
-        """
-        registry = self.agencies.registry
-        if sender is None or (sender not in registry and sender not in registry.invalid):
-            return None
-        topic = self.settings.decisions_topic(sender)
-        if topic in self._decision_topics:
-            return topic
-        if time.monotonic() < self._decision_topic_failed.get(topic, 0.0):
-            return None
-        try:
-            async with asyncio.timeout(DECISIONS_TOPIC_TIMEOUT_S):
-                created = await ensure_decision_topics(self.settings, [sender])
-        except Exception as exc:
-            self._decision_topic_failed[topic] = time.monotonic() + DECISIONS_TOPIC_RETRY_S
-            log.error(
-                "decision topic %s of agency %s cannot be made (%s): its decisions go to %s and"
-                " %s only; retry in %.0f s",
-                topic,
-                sender,
-                exc or type(exc).__name__,
-                self.settings.accepted_topic,
-                self.settings.rejected_topic,
-                DECISIONS_TOPIC_RETRY_S,
-            )
-            return None
-        if created:
-            log.info("created decision topic %s of agency %s", topic, sender)
-        self._decision_topics.add(topic)
-        return topic
 
     def _record(self, decision: Accepted | Duplicate | Rejected, inbound: bool) -> None:
         """Apply a written decision to the lifecycle state, count and log it."""

@@ -191,12 +191,10 @@ def create_app(settings: Settings) -> faust.App:
     return create_worker(settings)[0]
 
 
-def create_worker(settings: Settings) -> tuple[faust.App, Runtime]:
-    """The Faust app and the runtime its agents share (``runtime.readiness`` is the worker's
-    one readiness record, ``runtime.metrics`` its metrics)."""
-    regions = registry()
-    runtime = Runtime(settings, regions)
-    app = faust.App(
+def _faust_app(settings: Settings) -> faust.App:
+    """Faust's app: raw bytes in and out, no tables, no web server, topics declared by
+    ``loa init`` only, the brokers and credentials of Loa's client factory."""
+    return faust.App(
         settings.app_id,
         store="memory://",
         datadir=settings.resolved_data_dir,
@@ -211,6 +209,33 @@ def create_worker(settings: Settings) -> tuple[faust.App, Runtime]:
         stream_wait_empty=False,
         **faust_broker_options(settings),
     )
+
+
+def _order_of(value: bytes | None, partition: int) -> FanoutOrder | Rejected:
+    """The fan-out order a record of the orders topic holds, or why it is not one (written as
+    a rejection: a poison order must not stall its partition)."""
+    try:
+        order = FanoutOrder.from_json(value or b"")
+    except Exception as exc:
+        return Rejected(RejectionCode.MALFORMED, f"bad fan-out order: {exc}", "", None, None)
+    if order.partition != partition:
+        # submitting it would make this worker claim (and fence) another partition
+        return Rejected(
+            RejectionCode.MALFORMED,
+            f"fan-out order for partition {order.partition} on partition {partition}",
+            "/partition",
+            None,
+            None,
+        )
+    return order
+
+
+def create_worker(settings: Settings) -> tuple[faust.App, Runtime]:
+    """The Faust app and the runtime its agents share (``runtime.readiness`` is the worker's
+    one readiness record, ``runtime.metrics`` its metrics)."""
+    regions = registry()
+    runtime = Runtime(settings, regions)
+    app = _faust_app(settings)
 
     class RuntimeService(mode.Service):
         async def on_start(self) -> None:
@@ -243,25 +268,9 @@ def create_worker(settings: Settings) -> tuple[faust.App, Runtime]:
         await runtime.wait_started()
         async for event in stream.events():
             message = event.message
-            try:
-                order = FanoutOrder.from_json(message.value)
-            except Exception as exc:
-                rejected = Rejected(
-                    RejectionCode.MALFORMED, f"bad fan-out order: {exc}", "", None, None
-                )
-                await runtime.ingest.write_decision(rejected, message.value, message)
-                continue
-            if order.partition != message.partition:
-                # submitting it would make this worker claim (and fence) another partition
-                rejected = Rejected(
-                    RejectionCode.MALFORMED,
-                    f"fan-out order for partition {order.partition} on partition "
-                    f"{message.partition}",
-                    "/partition",
-                    None,
-                    None,
-                )
-                await runtime.ingest.write_decision(rejected, message.value, message)
+            order = _order_of(message.value, message.partition)
+            if isinstance(order, Rejected):
+                await runtime.ingest.write_decision(order, message.value, message)
                 continue
             await runtime.submit(order)
 
