@@ -18,6 +18,9 @@ Modes (``--modes``):
   ``sync`` and a wait until broker and worker are idle).
 * ``user-warning``: ``user`` with ``LOA_LOG_LEVEL=WARNING`` only.
 * ``user-settled``: ``user`` with the bench's settle wait only (no warm-up alert).
+* ``user-warm``: ``user`` with the bench's one-ward alert only (no settle wait).
+* ``user-lag0``: ``user`` with the directory topic compactable as soon as it is loaded
+  (``min.compaction.lag.ms=0``, as Loa created it before 2026-12-06).
 
 What every mode shares and a production cluster would not: the send-task and inbound topics
 are switched to ``message.timestamp.type=LogAppendTime`` right after ``loa init`` (before any
@@ -75,9 +78,16 @@ class Mode:
     warm_alert: bool = False
     #: sync + wait for an idle broker and worker (:func:`benchmarks.run.settle`)
     settle: bool = False
+    #: topic configs changed right after ``loa init`` (topic name -> config -> value)
+    topic_configs: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def differences(self) -> list[str]:
         lines = [f"{k}={v}" for k, v in sorted(self.env.items())]
+        lines += [
+            f"topic {topic}: {name}={value}"
+            for topic, configs in self.topic_configs.items()
+            for name, value in configs.items()
+        ]
         if self.warm_alert:
             lines.append("a one-ward alert before the first national alert")
         if self.settle:
@@ -89,6 +99,11 @@ MODES = {
     "user": Mode("user"),
     "user-warning": Mode("user-warning", env={"LOA_LOG_LEVEL": "WARNING"}),
     "user-settled": Mode("user-settled", settle=True),
+    "user-warm": Mode("user-warm", warm_alert=True),
+    # the directory topic as Loa created it before 2026-12-06: compacted as soon as loaded
+    "user-lag0": Mode(
+        "user-lag0", topic_configs={"loa.directory.changes": {"min.compaction.lag.ms": "0"}}
+    ),
     "bench": Mode(
         "bench",
         env={"LOA_LOG_LEVEL": "WARNING", "LOA_INSTANCE_ID": "bench-worker-0"},
@@ -172,6 +187,18 @@ class Stack:
         if check and done.returncode != 0:
             raise RuntimeError(f"loa {' '.join(args)} exited {done.returncode}: {done.stderr}")
         return done.stdout
+
+    def alter_topics(self, configs: dict[str, dict[str, str]]) -> None:
+        """Set topic configs (topic name -> config -> value)."""
+        admin = AdminClient(client_config(self.settings))
+        for topic, values in configs.items():
+            entries = [
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                for k, v in values.items()
+            ]
+            resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=entries)
+            for future in admin.incremental_alter_configs([resource]).values():
+                future.result(timeout=60)
 
     def stamp_topics(self) -> list[str]:
         """Send-task and inbound topics to LogAppendTime (before any record is written)."""
@@ -383,6 +410,10 @@ def national(stack: Stack, label: str, n: int, profile: Path | None) -> dict[str
     }
 
 
+def _top(threads: dict[str, float], n: int = 4) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in list(threads.items())[:n])
+
+
 def run_mode(mode: Mode, n: int, port: int, workdir: Path, profile: Path | None) -> dict[str, Any]:
     stack = Stack(mode, workdir / mode.name, port)
     if stack.workdir.exists():
@@ -393,6 +424,7 @@ def run_mode(mode: Mode, n: int, port: int, workdir: Path, profile: Path | None)
     try:
         stack.loa("init")
         stack.stamp_topics()
+        stack.alter_topics(mode.topic_configs)
         stack.loa(
             "keys",
             "new",
@@ -438,6 +470,7 @@ def run_mode(mode: Mode, n: int, port: int, workdir: Path, profile: Path | None)
                 f" {a['tasks']:,} tasks, exact {a['exact']}, publish -> last"
                 f" {a['publish_to_last_task_s']:.1f} s, worker CPU {a['worker_cpu_s']:.1f} s,"
                 f" broker CPU {a['broker_cpu_s']:.1f} s"
+                f" ({_top(a['broker_threads_cpu_s'])})"
             )
         result["alerts"] = alerts
         result["first_over_second"] = alerts[0]["per_s"] / alerts[1]["per_s"]
