@@ -12,8 +12,9 @@ counted per alert by the independent librdkafka ``read_committed`` reader
 Modes (``--modes``):
 
 * ``user``: ``loa worker`` with the defaults (what README "Running it" tells a user to run).
-* ``bench``: the worker environment :meth:`benchmarks.harness.Deployment.start_workers` gives
-  (``LOA_LOG_LEVEL=WARNING``, a per-run ``LOA_INSTANCE_ID``) and the bench's procedure
+* ``bench``: the worker environment :meth:`benchmarks.harness.Deployment.start_workers` gave
+  until 2026-12-06 (``LOA_LOG_LEVEL=WARNING``; it now leaves the level at its default) and
+  still gives (a per-run ``LOA_INSTANCE_ID``), and the bench's procedure
   before its first national alert (a one-ward alert first, then :func:`benchmarks.run.settle`:
   ``sync`` and a wait until broker and worker are idle).
 * ``user-warning``: ``user`` with ``LOA_LOG_LEVEL=WARNING`` only.
@@ -21,6 +22,8 @@ Modes (``--modes``):
 * ``user-warm``: ``user`` with the bench's one-ward alert only (no settle wait).
 * ``user-lag0``: ``user`` with the directory topic compactable as soon as it is loaded
   (``min.compaction.lag.ms=0``, as Loa created it before 2026-12-06).
+* ``user-pretouch``: ``user`` on a dev broker whose heap is committed and touched at start
+  (``KAFKA_HEAP_OPTS="-Xms1g -Xmx1g -XX:+AlwaysPreTouch"``).
 
 What every mode shares and a production cluster would not: the send-task and inbound topics
 are switched to ``message.timestamp.type=LogAppendTime`` right after ``loa init`` (before any
@@ -52,7 +55,12 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not in its __all__
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+)
 
 from benchmarks.brokerclock import client_config, count_tasks, watermarks
 from benchmarks.harness import ALERT_SENDER, alert_json, proc_stat
@@ -80,6 +88,8 @@ class Mode:
     settle: bool = False
     #: topic configs changed right after ``loa init`` (topic name -> config -> value)
     topic_configs: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: variables for ``deploy/kafka/kafka.sh`` (e.g. ``KAFKA_HEAP_OPTS``)
+    broker_env: dict[str, str] = field(default_factory=dict)
 
     def differences(self) -> list[str]:
         lines = [f"{k}={v}" for k, v in sorted(self.env.items())]
@@ -88,6 +98,7 @@ class Mode:
             for topic, configs in self.topic_configs.items()
             for name, value in configs.items()
         ]
+        lines += [f"broker {k}={v}" for k, v in sorted(self.broker_env.items())]
         if self.warm_alert:
             lines.append("a one-ward alert before the first national alert")
         if self.settle:
@@ -103,6 +114,11 @@ MODES = {
     # the directory topic as Loa created it before 2026-12-06: compacted as soon as loaded
     "user-lag0": Mode(
         "user-lag0", topic_configs={"loa.directory.changes": {"min.compaction.lag.ms": "0"}}
+    ),
+    # the dev broker's heap committed and touched at start, not during the first alert
+    "user-pretouch": Mode(
+        "user-pretouch",
+        broker_env={"KAFKA_HEAP_OPTS": "-Xms1g -Xmx1g -XX:+AlwaysPreTouch"},
     ),
     "bench": Mode(
         "bench",
@@ -166,6 +182,7 @@ class Stack:
             "LOA_KAFKA_PORT": str(self.port),
             "LOA_KAFKA_CONTROLLER_PORT": str(self.port + 1),
             "LOA_KAFKA_DIR": str(self.broker_dir),
+            **self.mode.broker_env,
         }
 
     def start_broker(self) -> None:
@@ -463,6 +480,8 @@ def run_mode(mode: Mode, n: int, port: int, workdir: Path, profile: Path | None)
             pid = stack.worker.pid
             result["settled_s"] = settle(stack.broker_dir, lambda: proc_stat(pid)[0])
         result["load_before_first"] = os.getloadavg()
+        # what the broker did from its start to here: load, restore, log cleaner, JIT
+        result["broker_threads_cpu_s_before_first"] = _spent({}, thread_cpu(stack.broker_pid()))
         alerts = [national(stack, label, n, profile) for label in ("first", "second")]
         for a in alerts:
             _say(
