@@ -221,16 +221,7 @@ class Stack:
         """Send-task and inbound topics to LogAppendTime (before any record is written)."""
         s = self.settings
         names = [s.sends_topic(p.value) for p in Priority] + [s.inbound_topic]
-        admin = AdminClient(client_config(s))
-        entry = ConfigEntry(
-            "message.timestamp.type", "LogAppendTime", incremental_operation=AlterConfigOpType.SET
-        )
-        for name in names:
-            resources = [
-                ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=[entry])
-            ]
-            for future in admin.incremental_alter_configs(resources).values():
-                future.result(timeout=60)
+        self.alter_topics({n: {"message.timestamp.type": "LogAppendTime"} for n in names})
         return names
 
     def start_worker(self) -> float:
@@ -514,6 +505,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default=str(RESULTS / "first_alert.json"))
     p.add_argument("--profile", help="py-spy raw profiles of the worker per alert, here")
     args = p.parse_args(argv)
+    # Ctrl-C and SIGTERM stop the run through its clean-up (workers, then brokers stopped):
+    # a background job of a shell starts with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     modes = [MODES[m] for m in args.modes.split(",")]
     profile = Path(args.profile) if args.profile else None
     if profile is not None:
