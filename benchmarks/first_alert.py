@@ -67,7 +67,7 @@ from benchmarks.harness import ALERT_SENDER, alert_json, proc_stat
 from benchmarks.run import settle
 from streams.records import Priority
 from streams.regions import registry
-from streams.settings import Settings
+from streams.settings.model import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 KAFKA_SCRIPT = REPO / "deploy" / "kafka" / "kafka.sh"
