@@ -172,7 +172,8 @@ class Deployment:
                 self.workdir / f"{self.tag}-worker-{i}.log",
                 LOA_METRICS_PORT="0",
                 LOA_DATA_DIR=str(data_dir),
-                LOA_LOG_LEVEL="WARNING",
+                # the default log level, as a user's worker runs (a 10M national alert logs
+                # 9 lines at INFO; docs/benchmarks.md, "The first alert")
             )
             self.workers.append(worker.start())
 

@@ -180,6 +180,12 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+#: ``min.compaction.lag.ms`` of the directory changes topic: the broker's log cleaner leaves a
+#: record alone for this long after it was written, so a bulk load is not rewritten right
+#: after it lands, when a new deployment's first alerts are sent.
+DIRECTORY_COMPACTION_LAG_MS = 3_600_000
+
+
 def topic_specs(settings: Settings, rep: Replication | None = None) -> list[NewTopic]:
     """Every topic Loa uses, with its partitions, cleanup policy and (given ``rep``, else the
     settings' explicit values) replication."""
@@ -199,7 +205,15 @@ def topic_specs(settings: Settings, rep: Replication | None = None) -> list[NewT
         NewTopic(settings.accepted_topic, 1, rf, topic_configs=compact),
         NewTopic(settings.orders_topic, p, rf, topic_configs=isr),
         NewTopic(settings.progress_topic, p, rf, topic_configs=compact),
-        NewTopic(settings.directory_topic, p, rf, topic_configs=compact),
+        # A directory load is left uncompacted for its first hour: compacting a fresh load
+        # rewrites all of it (10M subscribers: 1.7 GB, a core for tens of seconds) while the
+        # first alerts of a new deployment run (docs/benchmarks.md, "The first alert").
+        NewTopic(
+            settings.directory_topic,
+            p,
+            rf,
+            topic_configs={**compact, "min.compaction.lag.ms": str(DIRECTORY_COMPACTION_LAG_MS)},
+        ),
         NewTopic(settings.channels_topic, 1, rf, topic_configs=compact),
         # One partition, one record per directory partition: every worker reads all of it.
         # A record is a whole partition's census (megabytes); small segments let compaction

@@ -72,3 +72,16 @@ def test_decision_topic_is_the_sender_when_kafka_allows_it_and_a_hashed_spelling
     names = {s.decisions_topic(x) for x in ("a@b", "a#b", "a_b", "a" * 300, "a" * 301)}
     assert len(names) == 5
     assert all(re.fullmatch(r"[A-Za-z0-9._-]{1,249}", n) for n in names)
+
+
+def test_directory_topic_leaves_a_fresh_load_uncompacted_for_an_hour_and_others_at_once() -> None:
+    from streams.kafkaio.clients import DIRECTORY_COMPACTION_LAG_MS, topic_specs
+
+    s = Settings()
+    configs = {t.name: t.topic_configs or {} for t in topic_specs(s)}
+    directory = configs[s.directory_topic]
+    assert directory["cleanup.policy"] == "compact"
+    assert directory["min.compaction.lag.ms"] == str(DIRECTORY_COMPACTION_LAG_MS) == "3600000"
+    # the other compacted topics (progress, accepted, agencies...) are compacted as before
+    others = [c for name, c in configs.items() if name != s.directory_topic]
+    assert all("min.compaction.lag.ms" not in c for c in others)

@@ -1,0 +1,553 @@
+"""The first national alert on a worker a user started, measured from outside (issue 22, item 1).
+
+For each mode, from nothing: a fresh dev broker of its own (``deploy/kafka/kafka.sh`` on its
+own port and data directory, stopped at the end), ``loa init``, an agency key (``loa keys
+new``, ``loa agencies load --key``), ``loa directory load --synthetic N``, then ``loa worker``
+as a subprocess with only documented ``LOA_*`` settings, waited for on ``/ready``. Then two
+national Extreme alerts, each signed and sent with ``loa publish``: the first on the worker
+as it came up, the second right after on the same (now warm) worker and broker. Tasks are
+counted per alert by the independent librdkafka ``read_committed`` reader
+(:mod:`benchmarks.brokerclock`), rates by the broker's clock (LogAppendTime).
+
+Modes (``--modes``):
+
+* ``user``: ``loa worker`` with the defaults (what README "Running it" tells a user to run).
+* ``bench``: the worker environment :meth:`benchmarks.harness.Deployment.start_workers` gave
+  until 2026-12-06 (``LOA_LOG_LEVEL=WARNING``; it now leaves the level at its default) and
+  still gives (a per-run ``LOA_INSTANCE_ID``), and the bench's procedure
+  before its first national alert (a one-ward alert first, then :func:`benchmarks.run.settle`:
+  ``sync`` and a wait until broker and worker are idle).
+* ``user-warning``: ``user`` with ``LOA_LOG_LEVEL=WARNING`` only.
+* ``user-settled``: ``user`` with the bench's settle wait only (no warm-up alert).
+* ``user-warm``: ``user`` with the bench's one-ward alert only (no settle wait).
+* ``user-lag0``: ``user`` with the directory topic compactable as soon as it is loaded
+  (``min.compaction.lag.ms=0``, as Loa created it before 2026-12-06).
+* ``user-pretouch``: ``user`` on a dev broker whose heap is committed and touched at start
+  (``KAFKA_HEAP_OPTS="-Xms1g -Xmx1g -XX:+AlwaysPreTouch"``).
+
+What every mode shares and a production cluster would not: the send-task and inbound topics
+are switched to ``message.timestamp.type=LogAppendTime`` right after ``loa init`` (before any
+record), so the broker stamps the times counted; the worker's ``LOA_DATA_DIR`` and
+``LOA_METRICS_PORT`` are set so runs on a shared machine do not meet.
+
+``python -m benchmarks.first_alert --subscribers 1e7`` prints the figures and writes
+``benchmarks/results/first_alert.json``. ``--profile`` records the worker with py-spy during
+each alert (``py-spy`` must be on PATH or next to the interpreter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not in its __all__
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+)
+
+from benchmarks.brokerclock import client_config, count_tasks, watermarks
+from benchmarks.harness import ALERT_SENDER, alert_json, proc_stat
+from benchmarks.run import settle
+from streams.records import Priority
+from streams.regions import registry
+from streams.settings.model import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+KAFKA_SCRIPT = REPO / "deploy" / "kafka" / "kafka.sh"
+RESULTS = Path(__file__).resolve().parent / "results"
+KEY_ID = f"{ALERT_SENDER}/first-alert"
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    """How one run starts its worker and what it does before the first national alert."""
+
+    name: str
+    #: LOA_* variables given to ``loa worker`` beyond the connection, data dir and metrics port
+    env: dict[str, str] = field(default_factory=dict)
+    #: a one-ward alert before the first national one (the bench does this to wait for restore)
+    warm_alert: bool = False
+    #: sync + wait for an idle broker and worker (:func:`benchmarks.run.settle`)
+    settle: bool = False
+    #: topic configs changed right after ``loa init`` (topic name -> config -> value)
+    topic_configs: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: variables for ``deploy/kafka/kafka.sh`` (e.g. ``KAFKA_HEAP_OPTS``)
+    broker_env: dict[str, str] = field(default_factory=dict)
+
+    def differences(self) -> list[str]:
+        lines = [f"{k}={v}" for k, v in sorted(self.env.items())]
+        lines += [
+            f"topic {topic}: {name}={value}"
+            for topic, configs in self.topic_configs.items()
+            for name, value in configs.items()
+        ]
+        lines += [f"broker {k}={v}" for k, v in sorted(self.broker_env.items())]
+        if self.warm_alert:
+            lines.append("a one-ward alert before the first national alert")
+        if self.settle:
+            lines.append("sync + wait until broker and worker idle (< 0.15 core, <= 90 s)")
+        return lines or ["none: the documented defaults"]
+
+
+MODES = {
+    "user": Mode("user"),
+    "user-warning": Mode("user-warning", env={"LOA_LOG_LEVEL": "WARNING"}),
+    "user-settled": Mode("user-settled", settle=True),
+    "user-warm": Mode("user-warm", warm_alert=True),
+    # the directory topic as Loa created it before 2026-12-06: compacted as soon as loaded
+    "user-lag0": Mode(
+        "user-lag0", topic_configs={"loa.directory.changes": {"min.compaction.lag.ms": "0"}}
+    ),
+    # the dev broker's heap committed and touched at start, not during the first alert
+    "user-pretouch": Mode(
+        "user-pretouch",
+        broker_env={"KAFKA_HEAP_OPTS": "-Xms1g -Xmx1g -XX:+AlwaysPreTouch"},
+    ),
+    "bench": Mode(
+        "bench",
+        env={"LOA_LOG_LEVEL": "WARNING", "LOA_INSTANCE_ID": "bench-worker-0"},
+        warm_alert=True,
+        settle=True,
+    ),
+}
+
+
+def _say(msg: str) -> None:
+    print(f"[first-alert {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tool(name: str) -> str:
+    """A console script of this interpreter's environment (``loa``, ``py-spy``), else PATH."""
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.exists() else shutil.which(name)
+    if found is None:
+        raise SystemExit(f"{name} not found next to {sys.executable} or on PATH")
+    return found
+
+
+def _clean_env() -> dict[str, str]:
+    """This process's environment without any Loa or Kafka setting: each run states its own."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LOA_", "KAFKA_")) and k != "PYTHONPATH"
+    }
+
+
+@dataclass
+class Stack:
+    """One mode's broker, CLI environment and worker."""
+
+    mode: Mode
+    workdir: Path
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    worker: subprocess.Popen[bytes] | None = None
+    metrics_port: int = 0
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.workdir / "kafka"
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(bootstrap_servers=f"127.0.0.1:{self.port}")
+
+    def broker_env(self) -> dict[str, str]:
+        return {
+            **_clean_env(),
+            "LOA_KAFKA_PORT": str(self.port),
+            "LOA_KAFKA_CONTROLLER_PORT": str(self.port + 1),
+            "LOA_KAFKA_DIR": str(self.broker_dir),
+            **self.mode.broker_env,
+        }
+
+    def start_broker(self) -> None:
+        subprocess.run(["bash", str(KAFKA_SCRIPT), "start"], env=self.broker_env(), check=True)
+        self.env = {
+            **_clean_env(),
+            "LOA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.port}",
+            "LOA_DATA_DIR": str(self.workdir / "data"),
+        }
+
+    def stop_broker(self) -> None:
+        subprocess.run(["bash", str(KAFKA_SCRIPT), "stop"], env=self.broker_env(), check=False)
+
+    def loa(self, *args: str, check: bool = True) -> str:
+        """Run ``loa ARGS`` as a user would; its stdout."""
+        done = subprocess.run(
+            [_tool("loa"), *args], env=self.env, capture_output=True, text=True, check=False
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"loa {' '.join(args)} exited {done.returncode}: {done.stderr}")
+        return done.stdout
+
+    def alter_topics(self, configs: dict[str, dict[str, str]]) -> None:
+        """Set topic configs (topic name -> config -> value)."""
+        admin = AdminClient(client_config(self.settings))
+        for topic, values in configs.items():
+            entries = [
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                for k, v in values.items()
+            ]
+            resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=entries)
+            for future in admin.incremental_alter_configs([resource]).values():
+                future.result(timeout=60)
+
+    def stamp_topics(self) -> list[str]:
+        """Send-task and inbound topics to LogAppendTime (before any record is written)."""
+        s = self.settings
+        names = [s.sends_topic(p.value) for p in Priority] + [s.inbound_topic]
+        self.alter_topics({n: {"message.timestamp.type": "LogAppendTime"} for n in names})
+        return names
+
+    def start_worker(self) -> float:
+        """``loa worker`` with the mode's settings; seconds until ``/ready`` answers 200."""
+        self.metrics_port = _free_port()
+        env = {**self.env, "LOA_METRICS_PORT": str(self.metrics_port), **self.mode.env}
+        log = (self.workdir / "worker.log").open("ab")
+        started = time.monotonic()
+        self.worker = subprocess.Popen(
+            [_tool("loa"), "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{self.metrics_port}/ready"
+        while time.monotonic() - started < 900:
+            if self.worker.poll() is not None:
+                raise RuntimeError(f"loa worker exited {self.worker.returncode}: see {log.name}")
+            with (
+                contextlib.suppress(urllib.error.URLError, OSError),
+                urllib.request.urlopen(url, timeout=2) as answer,
+            ):
+                if answer.status == 200:
+                    return time.monotonic() - started
+            time.sleep(0.2)
+        raise TimeoutError("the worker was not ready within 900 s")
+
+    def stop_worker(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            os.killpg(self.worker.pid, signal.SIGTERM)
+            try:
+                self.worker.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.worker.pid, signal.SIGKILL)
+                self.worker.wait()
+
+    def broker_pid(self) -> int:
+        try:
+            return int((self.broker_dir / "kafka.pid").read_text().strip())
+        except (OSError, ValueError):
+            return 0
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread kind of a process (thread names with digits dropped, e.g. the
+    broker's ``kafka-log-clean``, ``C2 CompilerThre``, ``GC Thread#``; the worker's
+    ``asyncio_`` pool), from /proc: where a process spent its time without attaching to it."""
+    tick = os.sysconf("SC_CLK_TCK")
+    kinds: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            name = (task / "comm").read_text().strip().rstrip("0123456789#-").strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            kinds[name] = kinds.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return kinds
+
+
+def _spent(before: dict[str, float], after: dict[str, float], top: int = 8) -> dict[str, float]:
+    """The ``top`` thread kinds by CPU seconds between two :func:`thread_cpu` readings."""
+    spent = {k: round(v - before.get(k, 0.0), 2) for k, v in after.items()}
+    return dict(sorted(spent.items(), key=lambda kv: -kv[1])[:top])
+
+
+def dirty_mb() -> float:
+    """Page cache not yet written back (``Dirty`` + ``Writeback`` of /proc/meminfo), MB."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    return sum(int(fields[k].split()[0]) for k in ("Dirty", "Writeback")) / 1024
+
+
+def disk_written_mb() -> float:
+    """MB written to the whole disks so far (/proc/diskstats, partitions left out)."""
+    total = 0
+    for line in Path("/proc/diskstats").read_text().splitlines():
+        f = line.split()
+        if len(f) > 9 and not f[2].startswith(("loop", "ram")) and not f[2][-1].isdigit():
+            total += int(f[9])  # sectors written, 512 bytes each
+    return total * 512 / 1e6
+
+
+def _inbound_append_ms(settings: Settings, identifier: str) -> int:
+    """The broker's append time of the inbound record carrying ``identifier``."""
+    consumer = Consumer({**client_config(settings), "group.id": f"first-alert-{time.time_ns()}"})
+    try:
+        topic = settings.inbound_topic
+        parts = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        deadline = time.monotonic() + 60
+        needle = identifier.encode()
+        while time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            if needle in (msg.value() or b""):
+                return int(msg.timestamp()[1])
+        raise TimeoutError(f"inbound record of {identifier} not found")
+    finally:
+        consumer.close()
+
+
+def _wait_emitted(stack: Stack, marks: dict[tuple[str, int], int], want: int) -> None:
+    """Until the send-task topics grew by ``want`` records (plus markers) or stopped growing."""
+    topics = [stack.settings.sends_topic(p.value) for p in Priority]
+    last, still = -1, time.monotonic()
+    while True:
+        grown = sum(watermarks(stack.settings, topics).values()) - sum(marks.values())
+        if grown >= want:
+            # the end offsets count transaction markers too: wait a moment for the last commits
+            time.sleep(2.0)
+            return
+        if grown != last:
+            last, still = grown, time.monotonic()
+        elif time.monotonic() - still > 120:
+            return  # stalled: the count below says how many made it
+        time.sleep(0.5)
+
+
+def national(stack: Stack, label: str, n: int, profile: Path | None) -> dict[str, Any]:
+    """Publish one signed national Extreme alert with ``loa publish``; count its tasks."""
+    settings = stack.settings
+    topics = [settings.sends_topic(p.value) for p in Priority]
+    marks = watermarks(settings, topics)
+    identifier = f"FA{time.time_ns() % 10**12}"
+    alert_file = stack.workdir / f"{identifier}.json"
+    alert_file.write_bytes(alert_json(identifier, ("VN",), Priority.EXTREME))
+    assert stack.worker is not None
+    worker_cpu0 = proc_stat(stack.worker.pid)[0]
+    broker_cpu0 = proc_stat(stack.broker_pid())[0]
+    broker_threads0 = thread_cpu(stack.broker_pid())
+    dirty0, written0 = dirty_mb(), disk_written_mb()
+    worker_threads0 = thread_cpu(stack.worker.pid)
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen(
+            [
+                _tool("py-spy"),
+                "record",
+                "--pid",
+                str(stack.worker.pid),
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--output",
+                str(profile / f"{stack.mode.name}-{label}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)
+    answer = json.loads(
+        stack.loa(
+            "publish",
+            str(alert_file),
+            "--key",
+            str(stack.workdir / "key.key"),
+            "--json",
+            "--timeout",
+            "300",
+        )
+    )
+    if answer.get("outcome") != "accepted":
+        raise RuntimeError(f"the alert was not accepted: {answer}")
+    _wait_emitted(stack, marks, n)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            spy.wait(60)
+    worker_cpu = proc_stat(stack.worker.pid)[0] - worker_cpu0
+    broker_cpu = proc_stat(stack.broker_pid())[0] - broker_cpu0
+    broker_threads = _spent(broker_threads0, thread_cpu(stack.broker_pid()))
+    worker_threads = _spent(worker_threads0, thread_cpu(stack.worker.pid))
+    count = count_tasks(settings, topics, since=marks).get(f"{ALERT_SENDER}/{identifier}")
+    if count is None:
+        raise RuntimeError(f"no task of {identifier} on the broker")
+    appended = _inbound_append_ms(settings, identifier)
+    return {
+        "alert": label,
+        "tasks": count.tasks,
+        "distinct": count.distinct,
+        "duplicates": count.duplicates,
+        "exact": count.tasks == count.distinct == n and count.duplicates == 0,
+        "per_s": count.per_s,
+        "first_to_last_s": count.seconds,
+        "publish_to_first_task_s": (count.first_ms - appended) / 1000,
+        "publish_to_last_task_s": (count.last_ms - appended) / 1000,
+        "worker_cpu_s": worker_cpu,
+        "broker_cpu_s": broker_cpu,
+        "dirty_mb_at_publish": round(dirty0, 1),
+        "disk_written_mb": round(disk_written_mb() - written0, 1),
+        "broker_threads_cpu_s": broker_threads,
+        "worker_threads_cpu_s": worker_threads,
+    }
+
+
+def _top(threads: dict[str, float], n: int = 4) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in list(threads.items())[:n])
+
+
+def run_mode(mode: Mode, n: int, port: int, workdir: Path, profile: Path | None) -> dict[str, Any]:
+    stack = Stack(mode, workdir / mode.name, port)
+    if stack.workdir.exists():
+        shutil.rmtree(stack.workdir)
+    stack.workdir.mkdir(parents=True)
+    result: dict[str, Any] = {"mode": mode.name, "differences": mode.differences()}
+    stack.start_broker()
+    try:
+        stack.loa("init")
+        stack.stamp_topics()
+        stack.alter_topics(mode.topic_configs)
+        stack.loa(
+            "keys",
+            "new",
+            "--agency",
+            ALERT_SENDER,
+            "--out",
+            str(stack.workdir / "keys"),
+            "--key-id",
+            KEY_ID,
+        )
+        private = next((stack.workdir / "keys").glob("*.key"))
+        shutil.copy(private, stack.workdir / "key.key")
+        public = next((stack.workdir / "keys").glob("*.pub.json"))
+        stack.loa("agencies", "load", "--key", str(public))
+        started = time.monotonic()
+        stack.loa("directory", "load", "--synthetic", str(n))
+        result["directory_load_s"] = time.monotonic() - started
+        _say(f"{mode.name}: {n:,} subscribers loaded in {result['directory_load_s']:.1f} s")
+        result["ready_s"] = stack.start_worker()
+        _say(f"{mode.name}: worker ready in {result['ready_s']:.1f} s")
+        if mode.warm_alert:
+            ward = registry().ward_codes[0]
+            warm_file = stack.workdir / "warm.json"
+            warm_file.write_bytes(alert_json(f"W{time.time_ns()}", (ward,), Priority.EXTREME))
+            stack.loa(
+                "publish",
+                str(warm_file),
+                "--key",
+                str(stack.workdir / "key.key"),
+                "--timeout",
+                "300",
+            )
+            time.sleep(2.0)
+        if mode.settle:
+            assert stack.worker is not None
+            pid = stack.worker.pid
+            result["settled_s"] = settle(stack.broker_dir, lambda: proc_stat(pid)[0])
+        result["load_before_first"] = os.getloadavg()
+        # what the broker did from its start to here: load, restore, log cleaner, JIT
+        result["broker_threads_cpu_s_before_first"] = _spent({}, thread_cpu(stack.broker_pid()))
+        alerts = [national(stack, label, n, profile) for label in ("first", "second")]
+        for a in alerts:
+            _say(
+                f"{mode.name}: {a['alert']:<6} {a['per_s']:>11,.0f} tasks/s (broker clock),"
+                f" {a['tasks']:,} tasks, exact {a['exact']}, publish -> last"
+                f" {a['publish_to_last_task_s']:.1f} s, worker CPU {a['worker_cpu_s']:.1f} s,"
+                f" broker CPU {a['broker_cpu_s']:.1f} s"
+                f" ({_top(a['broker_threads_cpu_s'])})"
+            )
+        result["alerts"] = alerts
+        result["first_over_second"] = alerts[0]["per_s"] / alerts[1]["per_s"]
+    finally:
+        stack.stop_worker()
+        stack.stop_broker()
+        if stack.broker_dir.exists():
+            shutil.rmtree(stack.broker_dir / "data", ignore_errors=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.first_alert",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--subscribers", type=lambda s: int(float(s)), default=1_000_000)
+    p.add_argument("--modes", default="user,bench", help=f"of {','.join(MODES)}")
+    p.add_argument("--port", type=int, default=29792, help="the run's own broker port")
+    p.add_argument("--workdir", help="keep logs here (default: a temp dir)")
+    p.add_argument("--out", default=str(RESULTS / "first_alert.json"))
+    p.add_argument("--profile", help="py-spy raw profiles of the worker per alert, here")
+    args = p.parse_args(argv)
+    # Ctrl-C and SIGTERM stop the run through its clean-up (workers, then brokers stopped):
+    # a background job of a shell starts with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    modes = [MODES[m] for m in args.modes.split(",")]
+    profile = Path(args.profile) if args.profile else None
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="loa-first-") as tmp:
+        workdir = Path(args.workdir or tmp)
+        report: dict[str, Any] = {
+            "benchmark": "first_alert",
+            "command": " ".join(["python -m benchmarks.first_alert", *(argv or sys.argv[1:])]),
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "cpus": os.cpu_count(),
+            "subscribers": args.subscribers,
+            "load_before": os.getloadavg(),
+            "runs": [run_mode(m, args.subscribers, args.port, workdir, profile) for m in modes],
+            "load_after": os.getloadavg(),
+        }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(summary(report))
+    return report
+
+
+def summary(report: dict[str, Any]) -> str:
+    lines = [
+        f"first national alert, {report['subscribers']:,} subscribers, load average "
+        f"{report['load_before'][0]:.2f} before / {report['load_after'][0]:.2f} after",
+        "| mode | first tasks/s | second tasks/s | first / second | exact | differences |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for run in report["runs"]:
+        first, second = run["alerts"]
+        lines.append(
+            f"| {run['mode']} | {first['per_s']:,.0f} | {second['per_s']:,.0f} |"
+            f" {run['first_over_second']:.2f} | {first['exact'] and second['exact']} |"
+            f" {'; '.join(run['differences'])} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
