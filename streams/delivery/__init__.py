@@ -21,6 +21,9 @@ Data flow: ``loa.sends.<priority>`` and the retry tiers ``loa.sends.retry.<prior
 - :mod:`streams.delivery.worker` is the I/O shell: consumer group per channel, the fetch loop,
   transactions of receipts + retries + offsets, recovery from a lost group or producer,
   SIGTERM drain. ``docs/delivery.md`` is the operator's page.
+
+May import: the records and settings it reads, ``kafkaio``, foundations; nothing from
+the stages before it (a delivery worker runs on its own, from the send-task topics).
 """
 
 from streams.delivery.channels import Channel, HttpChannel, LogChannel

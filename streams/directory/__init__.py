@@ -9,6 +9,9 @@ location column when the alert has polygons or circles.
 
 Guarantee: an order is fanned out only once its partition's index has applied every change
 that was in the changes topic when the order was picked up (see ``DirectoryService``).
+
+May import: ``kafkaio``, ``regions`` and the other foundations; not ingest, fan-out or
+delivery (they ask the directory, never the other way).
 """
 
 from streams.directory.index import ChangeBatch, DirectoryPartition, Selection

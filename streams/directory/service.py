@@ -32,22 +32,20 @@ offset; without one (missing, stale, from another cluster or settings, corrupt) 
 the start as above. A partition that had to replay :data:`SNAPSHOT_AFTER_REPLAY` records or more
 to catch up is snapshotted at once rather than at the next interval (the replay just paid for is
 what the next takeover would pay again), and a stopping worker (SIGTERM) writes a last snapshot
-of what changed, bounded by :data:`STOP_SNAPSHOT_S`. A snapshot never changes *what* the index
-holds once caught up, only how much must be replayed to get there: the index is the topic's
-content up to the offset, and a replay of a suffix again is harmless (last change per recipient
-wins).
+of what changed, bounded by ``STOP_SNAPSHOT_S`` (:mod:`streams.directory.snapshots`). A
+snapshot never changes *what* the index holds once caught up, only how much must be replayed
+to get there: the index is the topic's content up to the offset, and a replay of a suffix
+again is harmless (last change per recipient wins).
 
 Census: every owned partition's census (:mod:`streams.directory.census`: counts by ward,
 first channel and test flag, located subscribers by cell) goes to the compacted
-``<prefix>.directory.census`` (key = partition number in ASCII) once the partition is restored,
-then at most every ``LOA_CENSUS_INTERVAL_S`` while its offset moves (less often when refreshing
-them would take more than :data:`CENSUS_CPU_SHARE` of the worker), so ingest can count an
-alert's reach without the directory. It is made from the same copy-on-write columns a
-snapshot takes, in a worker thread (numpy sorts release the GIL), and written with a producer
-of its own. What the event loop pays: merging the pending changes (the next fan-out chunk would
+``<prefix>.directory.census`` once the partition is restored, then while its offset moves
+(:mod:`streams.directory.census_writer`), so ingest can count an alert's reach without the
+directory. It is made from the same copy-on-write columns a snapshot takes, in a worker
+thread. What the event loop pays: merging the pending changes (the next fan-out chunk would
 merge them anyway) and, when the partition then changes in place, one copy of its columns (at
-10M subscribers about 17 ms, once per census). A failed census (broker away, a bug) is logged
-once, counted, and tried again at the next interval; the directory is never affected.
+10M subscribers about 17 ms, once per census). A failed census is logged once, counted, and
+tried again at the next interval; the directory is never affected.
 """
 
 from __future__ import annotations
@@ -55,27 +53,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import time
 
 import numpy as np
 import numpy.typing as npt
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.directory.census import build_census, encode_census
+from streams.directory.census_writer import CensusWriter
 from streams.directory.index import DirectoryPartition
-from streams.directory.snapshot import (
-    SnapshotKey,
-    SnapshotUnusable,
-    load_snapshot,
-    region_fingerprint,
-    write_snapshot,
-)
+from streams.directory.snapshots import SnapshotKeeper
 from streams.directory.wire import decode_fetched
 from streams.errors import DirectoryNotReady
 from streams.kafkaio.clients import (
     cluster_id,
-    make_producer,
     make_reader,
     start_all,
 )
@@ -85,7 +74,6 @@ from streams.regions import RegionRegistry
 from streams.retrying import RetryPolicy
 from streams.settings.model import Settings
 from streams.tasks import cancel_and_wait
-from streams.topics import CENSUS_MAX_MESSAGE_BYTES
 
 __all__ = ["DirectoryService"]
 
@@ -94,21 +82,17 @@ log = logging.getLogger(__name__)
 
 #: A partition that replayed this many records to catch up is snapshotted right away.
 SNAPSHOT_AFTER_REPLAY = 100_000
-#: How long a stopping worker may spend on its last snapshot (within LOA_SHUTDOWN_TIMEOUT_S).
-STOP_SNAPSHOT_S = 5.0
-#: Refreshing censuses of changed partitions takes at most this share of the worker's time:
-#: after a census that took ``t`` seconds to build, no partition is refreshed for
-#: ``t / share - t`` seconds. At 10M subscribers a census takes 1-1.5 s, so one partition is
-#: refreshed every 20-30 s, and four that never stop changing each every 1.5-2 minutes instead
-#: of every ``LOA_CENSUS_INTERVAL_S`` (docs/census.md). A restored partition's first census is
-#: never held back: without it, reach counts are partial.
-CENSUS_CPU_SHARE = 0.05
 #: A failed fetch is tried again within a second: a takeover's replay waits on it.
 FETCH_RETRY = RetryPolicy(base_s=1.0, cap_s=1.0)
 
 
 class DirectoryService:
-    """Owns one consumer and the indexes of the partitions this worker fans out."""
+    """Owns one consumer and the indexes of the partitions this worker fans out.
+
+    Why this long (~285 lines): restoring, revoking, following and waiting for a partition
+    all read and change the same positions and indexes under one lock; its snapshots
+    (:class:`~streams.directory.snapshots.SnapshotKeeper`) and censuses
+    (:class:`~streams.directory.census_writer.CensusWriter`) are classes of their own."""
 
     def __init__(self, settings: Settings, regions: RegionRegistry) -> None:
         self._settings = settings
@@ -125,28 +109,8 @@ class DirectoryService:
         #: the one fetch path, and the next offset to fetch of each owned partition
         self._reader: PartitionReader | None = None
         self._positions: dict[int, int] = {}
-        # snapshots: the cluster they belong to (None: off), the offset last written per
-        # partition, the writer task; counts for tests and benchmarks
-        self._cluster_id: str | None = None
-        self._snapshotted: dict[int, int] = {}
-        self._snapshot_task: asyncio.Task[None] | None = None
-        self._snapshot_soon = asyncio.Event()
-        self.snapshot_loads = 0
-        self.snapshot_fallbacks = 0
-        self.snapshot_writes = 0
-        # census: its producer and writer task; per partition the offset and (loop) time of
-        # the last census written; whether the last attempt failed (failures are logged once)
-        self._census_producer: AIOKafkaProducer | None = None
-        self._census_task: asyncio.Task[None] | None = None
-        self._census_soon = asyncio.Event()
-        self._census_offsets: dict[int, int] = {}
-        self._census_times: dict[int, float] = {}
-        self._census_failing = False
-        self._census_gate = 0.0  # loop time before which no census is refreshed
-        self.census_writes = 0
-        self.census_failures = 0
-        #: Seconds the last census took to build and encode (in its thread).
-        self.census_build_s = 0.0
+        self._snapshots = SnapshotKeeper(settings, regions, self._columns_at, lambda: self.owned)
+        self._census = CensusWriter(settings, regions, self._columns_at, lambda: self.owned)
 
     async def start(self) -> None:
         self._consumer = make_reader(
@@ -157,13 +121,8 @@ class DirectoryService:
             fetch_max_wait_ms=50,
             client_id=f"{self._settings.app_id}-directory",
         )
-        self._census_producer = make_producer(
-            self._settings,
-            max_request_size=CENSUS_MAX_MESSAGE_BYTES,
-            linger_ms=0,
-            client_id=f"{self._settings.app_id}-census",
-        )
-        await start_all(self._consumer, self._census_producer)
+        await start_all(self._consumer)
+        await self._census.start()
         self._reader = make_partition_reader(
             self._settings,
             self._topic,
@@ -175,25 +134,12 @@ class DirectoryService:
         run = self._run()
         self._task = asyncio.create_task(run, name="loa-directory")
         if self._settings.snapshot_interval_s > 0:
-            self._cluster_id = await cluster_id(self._settings)
-            self._snapshot_task = asyncio.create_task(
-                self._write_snapshots(), name="loa-directory-snapshots"
-            )
-        self._census_task = asyncio.create_task(self._write_censuses(), name="loa-directory-census")
+            await self._snapshots.start(await cluster_id(self._settings))
 
     async def stop(self) -> None:
-        if self._snapshot_task is not None:
-            # what this worker replayed spares the next owner of these partitions a replay;
-            # best effort and bounded: a disk or broker problem only costs that snapshot
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(STOP_SNAPSHOT_S):
-                    await self.snapshot()
-        for task in (self._census_task, self._snapshot_task, self._task):
-            await cancel_and_wait(task)
-        if self._census_producer is not None:
-            with contextlib.suppress(Exception):  # a broker away must not hold up the stop
-                async with asyncio.timeout(STOP_SNAPSHOT_S):
-                    await self._census_producer.stop()
+        await self._snapshots.stop()
+        await self._census.stop()
+        await cancel_and_wait(self._task)
         if self._reader is not None:
             await self._reader.close()
         if self._consumer is not None:
@@ -213,7 +159,7 @@ class DirectoryService:
         for p in set(self._indexes) - partitions:
             del self._indexes[p]
             del self._positions[p]
-            self._snapshotted.pop(p, None)
+            self._snapshots.forget(p)
         restored = await self._restore_points(partitions - set(self._indexes))
         for p, (index, offset) in restored.items():
             self._indexes[p] = index
@@ -230,12 +176,14 @@ class DirectoryService:
         if not tps:
             return {}
         starts = await self._consumer.beginning_offsets(tps)
-        if self._cluster_id is None:
+        if not self._snapshots.on:
             return {tp.partition: (DirectoryPartition(), int(starts[tp])) for tp in tps}
         ends = await self._consumer.end_offsets(tps)
         loaded = await asyncio.gather(
             *(
-                asyncio.to_thread(self._load_snapshot, tp.partition, int(starts[tp]), int(ends[tp]))
+                asyncio.to_thread(
+                    self._snapshots.load, tp.partition, int(starts[tp]), int(ends[tp])
+                )
                 for tp in tps
             )
         )
@@ -244,185 +192,49 @@ class DirectoryService:
             for tp, found in zip(tps, loaded, strict=True)
         }
 
-    def _snapshot_key(self, p: int) -> SnapshotKey:
-        assert self._cluster_id is not None
-        s = self._settings
-        return SnapshotKey(
-            cluster_id=self._cluster_id,
-            topic=self._topic,
-            partition=p,
-            partitions=s.partitions,
-            h3_resolution=s.h3_resolution,
-            regions=region_fingerprint(self._regions),
-        )
-
-    def _load_snapshot(self, p: int, start: int, end: int) -> tuple[DirectoryPartition, int] | None:
-        """(in a thread) The snapshot of ``p`` as index and next offset, or None: replay all."""
-        try:
-            found = load_snapshot(
-                self._settings.resolved_data_dir,
-                self._snapshot_key(p),
-                log_start=start,
-                log_end=end,
-            )
-        except SnapshotUnusable as exc:
-            log.info("directory partition %d: no usable snapshot, full replay (%s)", p, exc)
-            self.snapshot_fallbacks += 1
-            return None
-        except Exception:  # a bug or a disk fault must cost a replay, not the partition
-            log.exception("directory partition %d: snapshot load failed, full replay", p)
-            self.snapshot_fallbacks += 1
-            return None
-        log.info(
-            "directory partition %d: %d subscribers from %s, replaying from offset %d",
-            p,
-            found.index.ids.shape[0],
-            found.path,
-            found.offset,
-        )
-        self.snapshot_loads += 1
-        self._snapshotted[p] = found.offset
-        return found.index, found.offset
-
     async def snapshot(self) -> int:
-        """Write a snapshot of every owned partition that changed since its last one; returns
-        how many were written. A disk error is logged and costs only that snapshot."""
-        written = 0
-        if self._cluster_id is None:
-            return 0
-        for p in sorted(self._indexes):
-            # the offset first, the columns after, with no reassignment in between: columns at
-            # or past the offset are a valid snapshot of it (replaying what they hold is a no-op)
-            async with self._owned_lock:
-                offset = await self._position(TopicPartition(self._topic, p))
-                index = self._indexes.get(p)
-                if index is None or offset < 0 or self._snapshotted.get(p) == offset:
-                    continue
-                columns = index.columns()
-            began = time.perf_counter()
-            try:
-                path = await asyncio.to_thread(
-                    write_snapshot,
-                    self._settings.resolved_data_dir,
-                    self._snapshot_key(p),
-                    offset,
-                    columns,
-                )
-            except OSError:
-                log.exception("directory partition %d: snapshot at offset %d failed", p, offset)
-                continue
-            self._snapshotted[p] = offset
-            if path is not None:
-                written += 1
-                self.snapshot_writes += 1
-                log.info(
-                    "directory partition %d: snapshot of %d subscribers at offset %d written in"
-                    " %.2f s",
-                    p,
-                    index.ids.shape[0],
-                    offset,
-                    time.perf_counter() - began,
-                )
-        return written
+        """Write a snapshot of every owned partition that changed since its last one
+        (:meth:`SnapshotKeeper.write`); returns how many were written."""
+        return await self._snapshots.write()
 
-    async def _write_snapshots(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings.snapshot_interval_s):
-                    await self._snapshot_soon.wait()
-            self._snapshot_soon.clear()
-            try:
-                await self.snapshot()
-            except Exception:  # the next round tries again; the directory itself is unharmed
-                log.exception("directory snapshots failed")
+    @property
+    def snapshot_loads(self) -> int:
+        return self._snapshots.loads
+
+    @property
+    def snapshot_fallbacks(self) -> int:
+        return self._snapshots.fallbacks
+
+    @property
+    def snapshot_writes(self) -> int:
+        return self._snapshots.writes
 
     # -- census (streams.directory.census): written for ingest, never read here
 
     async def census(self) -> int:
-        """Write the census of every owned partition that is due; returns how many were
-        written. Due: never written since its restore (at once), or changed, not written for
-        ``LOA_CENSUS_INTERVAL_S`` and the refresh gate open (:data:`CENSUS_CPU_SHARE`), the
-        longest unrefreshed first. A partition that fails does not keep the others from
-        theirs; the first failure is raised at the end (the caller logs it)."""
-        failed: Exception | None = None
-        written = 0
-        for p in sorted(self._indexes, key=lambda p: self._census_times.get(p, -math.inf)):
-            try:
-                written += await self._census_of(p)
-            except Exception as exc:  # one partition's failure must not cost the others theirs
-                failed = failed or exc
-        if failed is not None:
-            raise failed
-        return written
+        """Write the census of every owned partition that is due (:meth:`CensusWriter.write`)."""
+        return await self._census.write()
 
-    async def _census_of(self, p: int) -> int:
-        assert self._census_producer is not None
-        loop = asyncio.get_running_loop()
-        last = self._census_times.get(p)
-        now = loop.time()
-        if last is not None and (
-            now - last < self._settings.census_interval_s or now < self._census_gate
-        ):
-            return 0  # a refresh, not due yet (a first census after a restore always is)
-        # the offset first, the columns after, with no reassignment in between (as for a
-        # snapshot): the columns hold at least every change before the offset
+    @property
+    def census_writes(self) -> int:
+        return self._census.writes
+
+    @property
+    def census_failures(self) -> int:
+        return self._census.failures
+
+    async def _columns_at(
+        self, p: int
+    ) -> tuple[int, dict[str, npt.NDArray[np.unsignedinteger]]] | None:
+        """``p``'s offset, then its columns, with no reassignment in between (as for a
+        snapshot): the columns hold at least every change before the offset. None when ``p``
+        is not owned or not started."""
         async with self._owned_lock:
             offset = await self._position(TopicPartition(self._topic, p))
             index = self._indexes.get(p)
-            if index is None or offset < 0 or self._census_offsets.get(p) == offset:
-                return 0
-            columns = index.columns()
-        began = time.perf_counter()
-        value = await asyncio.to_thread(self._encode_census, p, offset, columns)
-        self.census_build_s = spent = time.perf_counter() - began
-        # the next refresh waits until this build is CENSUS_CPU_SHARE of the time since
-        self._census_gate = loop.time() + spent * (1 / CENSUS_CPU_SHARE - 1)
-        if p not in self._indexes:
-            return 0  # revoked meanwhile: the new owner writes its own
-        await self._census_producer.send_and_wait(
-            self._settings.census_topic, value, key=str(p).encode(), partition=0
-        )
-        self._census_offsets[p] = offset
-        self._census_times[p] = loop.time()
-        self.census_writes += 1
-        log.debug("directory partition %d: census at offset %d, %d bytes", p, offset, len(value))
-        return 1
-
-    def _encode_census(
-        self, p: int, offset: int, columns: dict[str, npt.NDArray[np.unsignedinteger]]
-    ) -> bytes:
-        census = build_census(
-            columns,
-            partition=p,
-            offset=offset,
-            made_at=time.time(),
-            regions=self._regions,
-            h3_resolution=self._settings.h3_resolution,
-        )
-        return encode_census(census)
-
-    async def _write_censuses(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings.census_interval_s):
-                    await self._census_soon.wait()
-            self._census_soon.clear()
-            try:
-                await self.census()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the next interval tries again; the directory is unharmed
-                self.census_failures += 1
-                if not self._census_failing:
-                    log.exception(
-                        "directory census not written; retrying every %g s (logged once)",
-                        self._settings.census_interval_s,
-                    )
-                self._census_failing = True
-            else:
-                if self._census_failing:
-                    log.info("directory census written again")
-                self._census_failing = False
+            if index is None or offset < 0:
+                return None
+            return offset, index.columns()
 
     # -- partition ownership (streams.kafkaio.ownership): restore = replay to the topic's end
 
@@ -439,12 +251,10 @@ class DirectoryService:
             self._changed.notify_all()
         await self.ready(partition)
         position = await self._position(TopicPartition(self._topic, partition))
-        if position - self._snapshotted.get(partition, 0) >= SNAPSHOT_AFTER_REPLAY:
-            self._snapshot_soon.set()
+        if position - self._snapshots.written_at(partition) >= SNAPSHOT_AFTER_REPLAY:
+            self._snapshots.soon()
         # a restored partition gets its census now, not at the next interval
-        self._census_offsets.pop(partition, None)
-        self._census_times.pop(partition, None)
-        self._census_soon.set()
+        self._census.due_now(partition)
 
     async def revoke(self, partitions: set[int]) -> None:
         async with self._owned_lock:

@@ -20,6 +20,9 @@ Guarantee: exactly once for ``read_committed`` consumers of the send-task topics
 its cursor commit atomically; a resumed order continues after the cursor). Non-transactional
 readers may see tasks of aborted chunks again; they drop them by ``idempotency_key``
 (``<alert_id>:<version>:<kind>:<recipient_id>``).
+
+May import: ``directory`` (the audience), ``kafkaio``, foundations; not ingest (orders
+arrive on their topic) or delivery.
 """
 
 from streams.fanout.encode import TaskEncoder

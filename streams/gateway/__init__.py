@@ -7,6 +7,10 @@ gateway decides nothing about an alert itself: ingest (the one decision path for
 HTTP alike) does. Modules: :mod:`~streams.gateway.policy` (pure rules),
 :mod:`~streams.gateway.decisions` (decisions by inbound offset),
 :mod:`~streams.gateway.server` (aiohttp app, TLS, metrics, access log).
+
+May import: ``agency`` (it writes through the same inbound writer as ``loa publish``),
+``receipts`` (the decision), ``ingest`` (the agency registry and signatures), ``kafkaio``,
+foundations.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ of the field at fault). The function is pure: no Kafka, no clock except the one 
 Guarantee: every inbound record ends as exactly one decision; the agent writes it before it
 commits the inbound offset (at least once: a crash between the write and the commit repeats the
 decision, which downstream consumers see as the same ``alert_id``).
+
+May import: ``directory.cells`` (H3 arithmetic) and the census replica's counts,
+``kafkaio``, ``regions`` and the other foundations; not fan-out or delivery (it writes orders
+to their topic).
 """
 
 from streams.ingest.core import Accepted, Decision, Duplicate, Rejected, decide, rejection_record

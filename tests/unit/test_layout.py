@@ -375,3 +375,44 @@ def test_the_upper_layers_are_imported_only_from_above(package: str) -> None:
         if name.startswith(f"streams.{package}.") or name == f"streams.{package}"
     ]
     assert offenders == []
+
+
+# -- sizes: a class or function that grows past these says why in its docstring ------------
+
+_CLASS_LINES = 250
+_FUNCTION_LINES = 60
+_REASON = "Why this long"
+
+
+def _body_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Lines from the first statement after the docstring to the end (the signature and the
+    docstring do not count)."""
+    body = node.body
+    if len(body) > 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    return (node.end_lineno or node.lineno) - body[0].lineno + 1
+
+
+def test_no_class_or_function_is_long_without_saying_why() -> None:
+    offenders = []
+    for path, tree in _modules():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                limit = _CLASS_LINES
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines, limit = _body_lines(node), _FUNCTION_LINES
+            else:
+                continue
+            if lines > limit and _REASON not in (ast.get_docstring(node) or ""):
+                offenders.append(f"{path.relative_to(STREAMS)}: {node.name} ({lines} lines)")
+    assert offenders == []
+
+
+def test_every_package_says_what_lives_there_and_what_it_may_import() -> None:
+    missing = [
+        str(init.relative_to(STREAMS))
+        for init in sorted(STREAMS.glob("*/__init__.py"))
+        if "import" not in (ast.get_docstring(ast.parse(init.read_text())) or "")
+    ]
+    assert missing == []
