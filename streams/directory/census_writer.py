@@ -19,13 +19,14 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 from aiokafka import AIOKafkaProducer
 
 from streams.directory.census import build_census, encode_census
+from streams.directory.index import ColumnsAt
 from streams.kafkaio.clients import make_producer, start_all
 from streams.regions import RegionRegistry
 from streams.settings.model import Settings
@@ -46,8 +47,6 @@ CENSUS_CPU_SHARE = 0.05
 #: How long a stopping worker waits for the census producer (within LOA_SHUTDOWN_TIMEOUT_S).
 STOP_S = 5.0
 
-Columns = dict[str, npt.NDArray[np.unsignedinteger]]
-
 
 class CensusWriter:
     """Writes the census of the owned partitions: ``columns_at(p)`` gives a partition's offset
@@ -57,7 +56,7 @@ class CensusWriter:
         self,
         settings: Settings,
         regions: RegionRegistry,
-        columns_at: Callable[[int], Awaitable[tuple[int, Columns] | None]],
+        columns_at: ColumnsAt,
         owned: Callable[[], set[int]],
     ) -> None:
         self._settings, self._regions = settings, regions

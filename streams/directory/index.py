@@ -25,6 +25,7 @@ recipient (:func:`fallback_code`): which further channels they prefer, in order
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,11 +39,19 @@ __all__ = [
     "FLAG_TEST",
     "NO_CHANNEL",
     "ChangeBatch",
+    "Columns",
+    "ColumnsAt",
     "DirectoryPartition",
     "Selection",
     "category_mask",
     "fallback_code",
 ]
+
+#: A partition's ``ids`` and attribute columns as :meth:`DirectoryPartition.columns` hands them.
+Columns = dict[str, npt.NDArray[np.unsignedinteger]]
+#: An owned partition's offset and its columns at or past it (None: not owned), read with no
+#: reassignment in between (what a snapshot and a census are made from).
+ColumnsAt = Callable[[int], Awaitable[tuple[int, Columns] | None]]
 
 #: ``flags`` bit: the subscriber belongs to the test audience (gets Exercise and Test alerts).
 FLAG_TEST = np.uint8(1)

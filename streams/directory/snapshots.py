@@ -16,12 +16,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-import numpy as np
-import numpy.typing as npt
-
-from streams.directory.index import DirectoryPartition
+from streams.directory.index import ColumnsAt, DirectoryPartition
 from streams.directory.snapshot import (
     SnapshotKey,
     SnapshotUnusable,
@@ -40,8 +37,6 @@ log = logging.getLogger("streams.directory.service")
 #: How long a stopping worker may spend on its last snapshot (within LOA_SHUTDOWN_TIMEOUT_S).
 STOP_SNAPSHOT_S = 5.0
 
-Columns = dict[str, npt.NDArray[np.unsignedinteger]]
-
 
 class SnapshotKeeper:
     """Writes and loads the owned partitions' snapshots: ``columns_at(p)`` gives a partition's
@@ -51,7 +46,7 @@ class SnapshotKeeper:
         self,
         settings: Settings,
         regions: RegionRegistry,
-        columns_at: Callable[[int], Awaitable[tuple[int, Columns] | None]],
+        columns_at: ColumnsAt,
         owned: Callable[[], set[int]],
     ) -> None:
         self._settings, self._regions = settings, regions

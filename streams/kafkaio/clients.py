@@ -273,19 +273,10 @@ async def ensure_topics(settings: Settings) -> tuple[list[str], list[str]]:
     """Create missing topics, replicated for the cluster's size (``streams.topics``); returns
     the created names and one line per existing topic that differs from the settings (or that
     this principal may not describe: an agency sees only its own topics and creates none)."""
-    admin = make_admin(settings)
-    try:
-        await admin.start()
-        brokers = len((await admin.describe_cluster())["brokers"])
-        specs = topic_specs(settings, replication(settings, brokers))
-        existing, hidden = await _shapes(admin, [t.name for t in specs])
-        missing = [t for t in specs if t.name not in existing and t.name not in hidden]
-        created = await _create(admin, missing)
-        differing = mismatches(_wanted(specs), existing)
-        differing += [f"{name}: not authorized to describe it (ACL)" for name in sorted(hidden)]
-        return created, differing
-    finally:
-        await admin.close()
+    specs, existing, hidden, created = await _create_missing(settings)
+    differing = mismatches(_wanted(specs), existing)
+    differing += [f"{name}: not authorized to describe it (ACL)" for name in sorted(hidden)]
+    return created, differing
 
 
 #: What ``loa init`` and the read-only checks say of one topic of the layout.
@@ -360,6 +351,16 @@ async def init_topics(settings: Settings) -> list[TopicState]:
     """Create the missing topics of the layout (idempotent, with the cluster's replication)
     and report every topic: created, present, mis-sized or hidden. Nothing existing is
     changed: a mis-sized topic is reported, never recreated (it holds data)."""
+    specs, existing, hidden, created = await _create_missing(settings)
+    return topic_states(_wanted(specs), existing, hidden, created)
+
+
+async def _create_missing(
+    settings: Settings,
+) -> tuple[list[NewTopic], dict[str, TopicShape], set[str], list[str]]:
+    """The layout's specs (replicated for the cluster's size), the topics' shapes as they are
+    after creating the missing ones, the names this principal may not describe, and the
+    names created."""
     admin = make_admin(settings)
     try:
         await admin.start()
@@ -370,7 +371,7 @@ async def init_topics(settings: Settings) -> list[TopicState]:
         created = await _create(admin, missing)
         if len(created) < len(missing):  # another process created some: read them as they are
             existing, hidden = await _shapes(admin, [t.name for t in specs])
-        return topic_states(_wanted(specs), existing, hidden, created)
+        return specs, existing, hidden, created
     finally:
         await admin.close()
 

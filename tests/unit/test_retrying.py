@@ -68,8 +68,8 @@ def test_a_failure_is_transient_or_poison_by_its_type(exc: Exception, failure: F
 
 def test_a_class_named_like_a_kafka_error_is_not_taken_for_one() -> None:
     """By type, never by name: a class that only borrows Kafka's name is poison."""
-    fake = type("ProducerFenced", (Exception,), {})
-    assert classify(fake()) is Failure.POISON
+    namesake = type("ProducerFenced", (Exception,), {})
+    assert classify(namesake()) is Failure.POISON
 
 
 def test_backoff_doubles_from_its_base_up_to_its_cap_without_jitter() -> None:

@@ -45,7 +45,7 @@ class _Clock:
 
 
 class _Asyncio:
-    """The scheduler module's ``asyncio`` with the fake clock's ``sleep``."""
+    """The scheduler module's ``asyncio`` with the manual clock's ``sleep``."""
 
     def __init__(self, clock: _Clock) -> None:
         self.sleep = clock.sleep
