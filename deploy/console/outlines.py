@@ -162,7 +162,10 @@ def simplify(ring: list[Point], tolerance: float) -> list[Point]:
     """Douglas-Peucker on a closed ring, keeping at least 4 vertices (a triangle, closed)."""
     if len(ring) <= 4:
         return ring
-    far = max(range(len(ring)), key=lambda k: (ring[k][0] - ring[0][0]) ** 2 + (ring[k][1] - ring[0][1]) ** 2)
+    far = max(
+        range(len(ring)),
+        key=lambda k: (ring[k][0] - ring[0][0]) ** 2 + (ring[k][1] - ring[0][1]) ** 2,
+    )
     first = _douglas_peucker(ring[: far + 1], tolerance)
     second = _douglas_peucker(ring[far:] + ring[:1], tolerance)
     out = first[:-1] + second[:-1]
@@ -221,7 +224,9 @@ def georeference(shapes: dict[str, list[list[Point]]]):  # type: ignore[no-untyp
 
 
 def _signed_area(ring: list[Point]) -> float:
-    return sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:] + ring[:1], strict=True)) / 2
+    return (
+        sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:] + ring[:1], strict=True)) / 2
+    )
 
 
 def _inside(point: Point, ring: list[Point]) -> bool:
@@ -269,7 +274,9 @@ def main() -> None:
         raise SystemExit(f"error: merger table and package differ: {sorted(used ^ set(shapes))}")
     names = {int(p.code): p.name for p in vp.Province.iter_all()}
     if set(names) != set(MERGES):
-        raise SystemExit(f"error: merger table and vietnam-provinces differ: {sorted(set(names) ^ set(MERGES))}")
+        raise SystemExit(
+            f"error: merger table and vietnam-provinces differ: {sorted(set(names) ^ set(MERGES))}"
+        )
     to_lonlat = georeference(shapes)
 
     features = []
@@ -278,7 +285,8 @@ def main() -> None:
         rings = [simplify(r, args.tolerance) for r in rings]
         rings = [r for r in rings if abs(_signed_area(r)) > args.tolerance**2]  # specks vanish
         coordinates = [
-            [[*(to_lonlat(p) for p in ring), to_lonlat(ring[0])] for ring in poly] for poly in polygons(rings)
+            [[*(to_lonlat(p) for p in ring), to_lonlat(ring[0])] for ring in poly]
+            for poly in polygons(rings)
         ]
         features.append(
             {
@@ -301,7 +309,9 @@ def main() -> None:
         "features": features,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+    args.out.write_text(
+        json.dumps(out, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8"
+    )
 
 
 if __name__ == "__main__":

@@ -99,19 +99,25 @@ export function countTable(caption, headKey, counts, names = {}) {
 // Follow's table: rows (channels or provinces) × the five progress counts
 export const PROGRESS = ["tasks", "delivered", "retrying", "fell_back", "failed"];
 
+// Follow's table: rows (channels or provinces) × the progress counts they carry
 export function progressTable(caption, headKey, rows, names = {}) {
-  const entries = Object.entries(rows || {}).sort((a, b) => (b[1].tasks || 0) - (a[1].tasks || 0));
+  const entries = Object.entries(rows || {}).sort((a, b) => size(b[1]) - size(a[1]));
+  const columns = ["targeted", ...PROGRESS].filter((k) => entries.some(([, c]) => k in c));
   return h(
     "table",
     { class: "counts" },
     h("caption", {}, caption),
-    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t(headKey)), PROGRESS.map((k) => h("th", { scope: "col", class: "num" }, t(k))))),
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t(headKey)), columns.map((k) => h("th", { scope: "col", class: "num" }, t(k))))),
     h(
       "tbody",
       {},
       entries.map(([key, c]) =>
-        h("tr", {}, h("th", { scope: "row" }, names[key] ? `${names[key]} (${key})` : key), PROGRESS.map((k) => h("td", { class: "num" }, formatNumber(c[k] || 0)))),
+        h("tr", {}, h("th", { scope: "row" }, names[key] ? `${names[key]} (${key})` : key), columns.map((k) => h("td", { class: "num" }, formatNumber(c[k] || 0)))),
       ),
     ),
   );
+}
+
+export function size(counts) {
+  return counts.tasks || counts.targeted || 0;
 }

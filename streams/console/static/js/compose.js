@@ -103,6 +103,7 @@ class Compose {
     this.touched = new Set();
     this.showAll = false;
     this.localProblems = [];
+    this.searchProblems = [];
     this.serverProblems = [];
     this.warnings = [];
     this.check = debounce(() => this.runCheck(), 600);
@@ -349,6 +350,8 @@ class Compose {
   async runSearch(q) {
     if (!q) {
       clear(this.results);
+      this.searchProblems = [];
+      this.showProblems();
       return;
     }
     let found = [];
@@ -358,8 +361,11 @@ class Compose {
       replace(this.results, h("li", {}, errorText(err)));
       return;
     }
+    this.searchProblems = found.length ? [] : [{ field: "areas.regions", message: t("regions_none", { q }) }];
+    this.touched.add(fieldId("areas.regions"));
+    this.showProblems();
     if (!found.length) {
-      replace(this.results, h("li", { class: "empty" }, t("regions_none", { q })));
+      clear(this.results);
       return;
     }
     replace(
@@ -493,7 +499,7 @@ class Compose {
   }
 
   showProblems() {
-    const problems = [...this.localProblems, ...this.serverProblems];
+    const problems = [...this.localProblems, ...this.searchProblems, ...this.serverProblems];
     const byElement = new Map();
     const unplaced = [];
     for (const p of problems) {

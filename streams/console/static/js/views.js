@@ -1,7 +1,7 @@
 // Login, Preview, Approve, Follow and History: each renders into <main> and returns an
 // optional stop function (Follow's poll) that the router calls when the user leaves.
 import { ApiError, get, post, setCsrf } from "./api.js";
-import { alertBox, countTable, draftSummary, errorText, formatTime, hasRole, label, progressTable, PROGRESS, session } from "./common.js";
+import { alertBox, countTable, draftSummary, errorText, formatTime, hasRole, label, progressTable, PROGRESS, session, size } from "./common.js";
 import { h, replace } from "./dom.js";
 import { formatNumber, t } from "./i18n.js";
 import { drawAreas, drawCells, makeMap, provinceNames, shadeProvinces } from "./map.js";
@@ -281,7 +281,7 @@ export async function followPage(main, alertId) {
     try {
       const progress = await get(`/api/alerts/${encodeURIComponent(alertId)}/follow`);
       replace(figures, followPanel(progress, names));
-      const delivered = Object.fromEntries(Object.entries(progress.by_province || {}).map(([k, v]) => [k, v.tasks || 0]));
+      const delivered = Object.fromEntries(Object.entries(progress.by_province || {}).map(([k, v]) => [k, size(v)]));
       shadeProvinces(view, delivered);
       drawCells(view, progress.cells);
       drawAreas(view, record.areas || {}, { fit: false });
@@ -312,50 +312,56 @@ function followPanel(p, names) {
 export async function historyPage(main) {
   replace(main, h("p", {}, t("loading")));
   let alerts;
+  let drafts;
   try {
-    alerts = await get("/api/alerts");
+    [alerts, drafts] = await Promise.all([get("/api/alerts"), get("/api/drafts")]);
   } catch (err) {
     replace(main, alertBox(errorText(err)));
     return;
   }
-  const link = (a) => {
-    if (a.alert_id && a.state !== "awaiting_approval") return `#/follow/${encodeURIComponent(a.alert_id)}`;
-    if (a.id && a.state === "awaiting_approval") return `#/approve/${encodeURIComponent(a.id)}`;
-    return a.id ? `#/preview/${encodeURIComponent(a.id)}` : null;
-  };
+  const draftLink = (d) => (d.state === "awaiting_approval" && hasRole("approver") && d.author !== session.user ? `#/approve/${encodeURIComponent(d.id)}` : `#/preview/${encodeURIComponent(d.id)}`);
+  const table = (label_, heads, rows) =>
+    h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": label_ }, h("table", { class: "history" }, h("thead", {}, h("tr", {}, heads.map((k) => h("th", { scope: "col" }, t(k))))), h("tbody", {}, rows)));
   replace(
     main,
     h("h1", {}, t("history_title")),
-    alerts.length
-      ? h(
-          "div",
-          { class: "table-wrap", tabindex: "0", role: "region", "aria-label": t("history_title") },
-          h(
-            "table",
-            { class: "history" },
+    h("h2", {}, t("drafts_title")),
+    drafts.length
+      ? table(
+          t("drafts_title"),
+          ["h_updated", "h_headline", "h_type", "h_status", "h_severity", "h_author", "h_state"],
+          drafts.map((d) =>
             h(
-              "thead",
-              {},
-              h("tr", {}, ["h_sent", "h_headline", "h_type", "h_status", "h_severity", "h_people", "h_decision", "h_state"].map((k) => h("th", { scope: "col" }, t(k)))),
+              "tr",
+              { dataset: { draft: d.id } },
+              h("td", {}, formatTime(d.updated_at || d.created_at)),
+              h("td", {}, h("a", { href: draftLink(d) }, ((d.infos || [])[0] || {}).headline || d.id)),
+              h("td", {}, label("msg", d.msg_type)),
+              h("td", {}, label("status", d.status)),
+              h("td", {}, label("severity", d.severity)),
+              h("td", {}, d.author || "—"),
+              h("td", {}, label("state", d.state)),
             ),
+          ),
+        )
+      : h("p", {}, t("drafts_empty")),
+    h("h2", {}, t("nav_history")),
+    alerts.length
+      ? table(
+          t("history_title"),
+          ["h_sent", "h_headline", "h_type", "h_status", "h_severity", "h_people", "h_decision", "h_state"],
+          alerts.map((a) =>
             h(
-              "tbody",
-              {},
-              alerts.map((a) => {
-                const href = link(a);
-                return h(
-                  "tr",
-                  { dataset: { alert: a.alert_id || "", lineage: a.lineage || "" } },
-                  h("td", {}, formatTime(a.sent_at)),
-                  h("td", {}, href ? h("a", { href }, a.headline || a.alert_id || t("open")) : a.headline || "—"),
-                  h("td", {}, label("msg", a.msg_type)),
-                  h("td", {}, label("status", a.status)),
-                  h("td", {}, label("severity", a.severity)),
-                  h("td", {}, [a.author, a.approver].filter(Boolean).join(" / ")),
-                  h("td", {}, decisionText(a.decision)),
-                  h("td", {}, label("state", a.state)),
-                );
-              }),
+              "tr",
+              { dataset: { alert: a.alert_id || "", draft: a.draft_id || "" } },
+              h("td", {}, formatTime(a.sent_at)),
+              h("td", {}, a.alert_id ? h("a", { href: `#/follow/${encodeURIComponent(a.alert_id)}` }, a.headline || a.alert_id) : a.headline || "—"),
+              h("td", {}, label("msg", a.msg_type)),
+              h("td", {}, label("status", a.status)),
+              h("td", {}, label("severity", a.severity)),
+              h("td", {}, [a.author, a.approver].filter(Boolean).join(" / ")),
+              h("td", {}, decisionText(a.decision)),
+              h("td", {}, label("state", a.state)),
             ),
           ),
         )
