@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 #: Loa alone (what `loa demo` runs on): no test tools, no benchmark peers
 BASE_STAMP := $(VENV)/.installed-base
 
-.PHONY: help setup demo-setup demo test slow lint typecheck rules dashboards unit integration faults cluster-test model mutation mutation-quick bench kafka-start kafka-stop clean
+.PHONY: help setup demo-setup demo test browser console-assets slow lint typecheck rules dashboards unit integration faults cluster-test model mutation mutation-quick bench kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,7 @@ setup: $(STAMP) demo-setup  ## demo-setup, plus the dev tools, the Kafka tools j
 	bash benchmarks/kafka-tools.sh >/dev/null
 	bash deploy/prometheus/install.sh
 	bash deploy/grafana/lint/install.sh >/dev/null
+	bash deploy/console/install-chromium.sh >/dev/null
 
 # the demo installs only what it runs (issue 20: it ran the full setup first, 183 s on a fresh
 # machine); `make test` and the other targets still install everything
@@ -51,7 +52,13 @@ integration: setup  ## integration tests only (real broker, real Prometheus)
 	$(BIN)/pytest tests/integration
 
 test: setup lint typecheck rules dashboards  ## lint, typecheck, rules, unit and integration tests (starts its own broker)
-	$(BIN)/pytest tests/unit tests/integration tests/deploy -m "not slow"
+	$(BIN)/pytest tests/unit tests/integration tests/deploy tests/browser -m "not slow"
+
+browser: setup  ## the console's browser tests only (headless Chromium, real console, worker and broker)
+	$(BIN)/pytest tests/browser
+
+console-assets: $(STAMP)  ## rebuild the console's vendored files from the pinned npm packages (deploy/console/build.sh)
+	bash deploy/console/build.sh
 
 slow: setup  ## the slow tests make test leaves out (registry rebuild of the border, a 10M census, the delivery bench)
 	$(BIN)/pytest tests/integration tests/deploy -m slow

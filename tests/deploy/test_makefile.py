@@ -17,6 +17,7 @@ NOT_FOR_THE_DEMO = (
     "benchmarks/kafka-tools.sh",
     "deploy/prometheus/install.sh",
     "deploy/grafana/lint/install.sh",
+    "deploy/console/install-chromium.sh",
 )
 
 
