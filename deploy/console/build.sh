@@ -23,8 +23,10 @@ OUTLINES_VERSION="2.0.0"
 OUTLINES_INTEGRITY="sha512-aLgrlx5xI+fPrkxiQk40rC+Hp3bbrg+zfc9RnJzdExa51M8udP81KjiA9iJKNq6m79Dwt+kEsnUSKUhBMvTfCA=="
 OUTLINES_LICENCE="CC-BY-4.0"
 OUTLINES_ATTRIBUTION="Map of Vietnam by Stephen Truong, svg-maps (github.com/VictorCazanave/svg-maps), CC BY 4.0; dissolved into the 34 provinces of 2025 by Loa"
-# Douglas-Peucker tolerance in the package's SVG pixels (one pixel is about 2 km)
-TOLERANCE="0.3"
+# the dissolve's H3 resolution (7: cells of 5 km², edges of 1.4 km) and the Douglas-Peucker
+# tolerance in degrees (0.01: about 1 km, which also smooths the cells' zigzag)
+RESOLUTION="7"
+TOLERANCE="0.01"
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 STATIC_VENDOR="${1:-$ROOT/streams/console/static/vendor}"
@@ -77,4 +79,5 @@ cp "$work/axe/package/LICENSE" "$TEST_VENDOR/axe-LICENSE"
   --integrity "$OUTLINES_INTEGRITY" \
   --licence "$OUTLINES_LICENCE" \
   --attribution "$OUTLINES_ATTRIBUTION" \
+  --resolution "$RESOLUTION" \
   --tolerance "$TOLERANCE"

@@ -7,11 +7,15 @@ Resolution 202/2025/QH15 are whole merges of the old ones, so each new outline i
 its old parts. This script:
 
 1. parses the paths (absolute and relative moveto/lineto/curveto; a curve keeps its end point);
-2. dissolves each merge by cancelling the edges two old provinces share (the package's paths
-   come from one topology, so a shared border has the same vertices on both sides);
-3. simplifies each ring (Douglas-Peucker) and georeferences it: x is linear in longitude and
-   y linear in Mercator northing, fitted on four extreme points of the country (A Pa Chải in
-   the west, Lũng Cú in the north, Mũi Đôi in the east, Mũi Cà Mau in the south);
+2. georeferences them: x is linear in longitude and y linear in Mercator northing, fitted on
+   four extreme points of the country (A Pa Chải in the west, Lũng Cú in the north, Mũi Đôi
+   in the east, Mũi Cà Mau in the south);
+3. dissolves each merge through H3 cells: every old province becomes the cells whose centres
+   it holds (an island smaller than a cell keeps the cell of its first point), the new
+   province is the union of its parts' cells and its outline the outer rings of that union.
+   (The package's neighbours do not always share vertices, so cancelling shared edges left
+   old borders inside new provinces; cells make neighbours share their border exactly.)
+   Each ring is then simplified (Douglas-Peucker), which also smooths the cells' zigzag;
 4. writes a GeoJSON FeatureCollection, coordinates rounded to 3 decimals (about 100 m),
    `properties.code` the Loa province code (`VN-51`) and `properties.name` the official name
    from the vietnam-provinces package.
@@ -27,9 +31,9 @@ import argparse
 import json
 import math
 import re
-from collections import defaultdict
 from pathlib import Path
 
+import h3
 import vietnam_provinces as vp
 
 # Resolution 202/2025/QH15: new province (official code) -> the package's ids of its old parts.
@@ -129,35 +133,6 @@ def _dedupe(ring: list[Point]) -> list[Point]:
     return out
 
 
-def dissolve(parts: list[list[Point]]) -> list[list[Point]]:
-    """The union of rings that meet only along shared borders: cancel each edge drawn both ways."""
-    edges: dict[tuple[Point, Point], int] = defaultdict(int)
-    for ring in parts:
-        for a, b in zip(ring, ring[1:] + ring[:1], strict=True):
-            if (b, a) in edges:
-                edges[(b, a)] -= 1
-                if edges[(b, a)] == 0:
-                    del edges[(b, a)]
-            else:
-                edges[(a, b)] += 1
-    following: dict[Point, list[Point]] = defaultdict(list)
-    for (a, b), count in sorted(edges.items()):
-        following[a].extend([b] * count)
-    rings: list[list[Point]] = []
-    for start in sorted(following):
-        while following[start]:
-            ring = [start]
-            point = following[start].pop()
-            while point != start:
-                ring.append(point)
-                if not following[point]:
-                    break  # an open chain: the source was not one topology here; keep what we have
-                point = following[point].pop()
-            if len(ring) >= 3:
-                rings.append(ring)
-    return rings
-
-
 def simplify(ring: list[Point], tolerance: float) -> list[Point]:
     """Douglas-Peucker on a closed ring, keeping at least 4 vertices (a triangle, closed)."""
     if len(ring) <= 4:
@@ -215,10 +190,10 @@ def georeference(shapes: dict[str, list[list[Point]]]):  # type: ignore[no-untyp
     n_north, n_south = _northing(NORTH[1]), _northing(SOUTH[1])
     north_per_y = (n_south - n_north) / (y_south - y_north)
 
-    def to_lonlat(p: Point) -> list[float]:
+    def to_lonlat(p: Point, digits: int) -> Point:
         lon = WEST[1] + (p[0] - x_west) * lon_per_x
         lat = _latitude(n_north + (p[1] - y_north) * north_per_y)
-        return [round(lon, 3), round(lat, 3)]
+        return (round(lon, digits), round(lat, digits))
 
     return to_lonlat
 
@@ -229,29 +204,23 @@ def _signed_area(ring: list[Point]) -> float:
     )
 
 
-def _inside(point: Point, ring: list[Point]) -> bool:
-    x, y = point
-    inside = False
-    for (ax, ay), (bx, by) in zip(ring, ring[1:] + ring[:1], strict=True):
-        if (ay > y) != (by > y) and x < ax + (y - ay) * (bx - ax) / (by - ay):
-            inside = not inside
-    return inside
+def part_cells(rings: list[list[Point]], resolution: int) -> set[str]:
+    """The H3 cells whose centres one old province's rings (lon, lat) hold."""
+    cells: set[str] = set()
+    for ring in rings:
+        found = h3.polygon_to_cells(h3.LatLngPoly([(lat, lon) for lon, lat in ring]), resolution)
+        cells |= set(found) or {h3.latlng_to_cell(ring[0][1], ring[0][0], resolution)}
+    return cells
 
 
-def polygons(rings: list[list[Point]]) -> list[list[list[Point]]]:
-    """Group rings into polygons: holes wind against the outer rings (SVG keeps orientation)."""
-    if not rings:
-        return []
-    biggest = max(rings, key=lambda r: abs(_signed_area(r)))
-    outer_sign = math.copysign(1, _signed_area(biggest))
-    outers = [r for r in rings if math.copysign(1, _signed_area(r)) == outer_sign]
-    result: list[list[list[Point]]] = [[r] for r in outers]
-    for hole in (r for r in rings if math.copysign(1, _signed_area(r)) != outer_sign):
-        for poly in result:
-            if _inside(hole[0], poly[0]):
-                poly.append(hole)
-                break
-    return result
+def outline(cells: set[str]) -> list[list[list[Point]]]:
+    """Polygons of a union of cells as (lon, lat) outer rings, largest first. Holes are
+    dropped: no province of 2025 encloses another, so a hole is a gap where two old
+    neighbours' borders disagree by more than a cell."""
+    shape = h3.cells_to_h3shape(sorted(cells))
+    polygons = list(shape.polys) if isinstance(shape, h3.LatLngMultiPoly) else [shape]
+    out = [[[(lon, lat) for lat, lon in poly.outer]] for poly in polygons]
+    return sorted(out, key=lambda poly: (-abs(_signed_area(poly[0])), poly[0][0]))
 
 
 def main() -> None:
@@ -263,7 +232,10 @@ def main() -> None:
     parser.add_argument("--integrity", required=True)
     parser.add_argument("--licence", required=True)
     parser.add_argument("--attribution", required=True)
-    parser.add_argument("--tolerance", type=float, required=True, help="in SVG pixels (~2 km each)")
+    parser.add_argument(
+        "--resolution", type=int, required=True, help="H3 resolution of the dissolve"
+    )
+    parser.add_argument("--tolerance", type=float, required=True, help="simplification, degrees")
     args = parser.parse_args()
 
     text = args.package_js.read_text(encoding="utf-8").strip()
@@ -281,13 +253,16 @@ def main() -> None:
 
     features = []
     for official, parts in sorted(MERGES.items()):
-        rings = dissolve([ring for part in parts for ring in shapes[part]])
-        rings = [simplify(r, args.tolerance) for r in rings]
-        rings = [r for r in rings if abs(_signed_area(r)) > args.tolerance**2]  # specks vanish
-        coordinates = [
-            [[*(to_lonlat(p) for p in ring), to_lonlat(ring[0])] for ring in poly]
-            for poly in polygons(rings)
-        ]
+        cells: set[str] = set()
+        for part in parts:
+            cells |= part_cells(
+                [[to_lonlat(p, 6) for p in ring] for ring in shapes[part]], args.resolution
+            )
+        coordinates = []
+        for polygon in outline(cells):
+            rings = [simplify(ring, args.tolerance) for ring in polygon]
+            rings = [[[round(lon, 3), round(lat, 3)] for lon, lat in ring] for ring in rings]
+            coordinates.append([[*ring, ring[0]] for ring in rings if len(ring) >= 3])
         features.append(
             {
                 "type": "Feature",
@@ -303,8 +278,8 @@ def main() -> None:
             "integrity": args.integrity,
             "licence": args.licence,
             "attribution": args.attribution,
-            "derived": "the 63 old provinces dissolved into the 34 of Resolution 202/2025/QH15; "
-            "drawing only, about 1 km off at worst",
+            "derived": "the 63 old provinces dissolved into the 34 of Resolution 202/2025/QH15 "
+            f"through H3 cells of resolution {args.resolution}; for drawing only, a few km off",
         },
         "features": features,
     }
