@@ -17,22 +17,26 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
+from streams.console.api import add_routes
 from streams.console.audit import AuditEvent, write_audit
+from streams.console.desk import Desk, load_keys
 from streams.console.policy import ApprovalPolicy, parse_policy
 from streams.console.sessions import LoginLimiter, Session, Sessions
+from streams.console.store import DraftStore
 from streams.console.users import Role, User, decode_user, verify_login
 from streams.console.web import (
     COOKIE,
     CSRF_HEADER,
+    MAX_BODY,
     STATIC_CACHE,
+    STATIC_DIR,
     error_response,
+    json_body,
     json_response,
     security_headers,
 )
@@ -41,18 +45,17 @@ from streams.gateway.server import tls_context
 from streams.ingest.agency_service import AgencyRegistryService
 from streams.kafkaio.clients import make_producer
 from streams.kafkaio.replica import CompactedReplica
+from streams.regions import registry
 from streams.settings.model import Settings
 
-__all__ = ["STATIC_DIR", "Console", "check_settings", "json_body"]
+__all__ = ["Console", "check_settings"]
 
 log = logging.getLogger("loa.console")
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 #: How long a request waits for the users/agencies replicas to catch up.
 _STATE_WAIT_S = 10.0
-_MAX_BODY = 256 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SESSION = web.RequestKey("session", Session)
@@ -92,15 +95,21 @@ class Console:
         self.users: CompactedReplica[User] = CompactedReplica(
             settings, settings.console_users_topic, partitions=1, decode=decode_user, name="users"
         )
+        self.regions = registry()
+        self.desk = Desk(settings, self.regions)
+        self.drafts = DraftStore(settings)
+        #: the agencies' signing keys (LOA_CONSOLE_KEYS_DIR), read once at start
+        self.keys = load_keys(settings.console_keys_dir)
         self._headers = security_headers(settings.console_tile_url, self.https)
         self._producer: AIOKafkaProducer | None = None
         self._runner: web.AppRunner | None = None
         self._routes: list[tuple[str, str, Handler]] = []
+        add_routes(self)
 
     # --- life cycle -----------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=_MAX_BODY, middlewares=[self._middleware])
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._middleware])
         app.router.add_get("/", self.index)
         if STATIC_DIR.is_dir():
             app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
@@ -124,6 +133,9 @@ class Console:
         registry = await self.agencies.ready(timeout_s=self.settings.agencies_catchup_timeout_s)
         self.policy.check_agencies(registry.agencies)
         await self.users.ready(timeout_s=self.settings.agencies_catchup_timeout_s)
+        await self.desk.start()
+        await self.drafts.start()
+        await self.drafts.ready()
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         sock = socket.create_server(
@@ -137,6 +149,8 @@ class Console:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.drafts.stop()
+        await self.desk.stop()
         await self.users.stop()
         await self.agencies.stop()
         if self._producer is not None:
@@ -159,7 +173,7 @@ class Console:
             response = error_response(exc)
         except web.HTTPRequestEntityTooLarge:
             response = error_response(
-                ConsoleRefused(413, "too_large", f"the body is over {_MAX_BODY} bytes")
+                ConsoleRefused(413, "too_large", f"the body is over {MAX_BODY} bytes")
             )
         except web.HTTPException as exc:
             if not request.path.startswith("/api/"):
@@ -278,16 +292,3 @@ class Console:
 
     async def me(self, request: web.Request) -> web.StreamResponse:
         return json_response(self._me(request[_USER], request[_SESSION]))
-
-
-async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object; 400 for anything else (415 for another content type)."""
-    if request.content_type != "application/json":
-        raise ConsoleRefused(415, "unsupported_media_type", "send application/json")
-    try:
-        body = await request.json(loads=orjson.loads)
-    except ValueError:
-        raise ConsoleRefused(400, "bad_request", "the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise ConsoleRefused(400, "bad_request", "the body must be a JSON object")
-    return body

@@ -11,6 +11,7 @@ no eval, no framing), ``nosniff``, ``no-referrer``, and on HTTPS ``Strict-Transp
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,10 +20,21 @@ from aiohttp import web
 
 from streams.errors import ConsoleRefused
 
-__all__ = ["COOKIE", "content_security_policy", "dumps", "error_response", "json_response"]
+__all__ = [
+    "COOKIE",
+    "STATIC_DIR",
+    "content_security_policy",
+    "dumps",
+    "error_response",
+    "json_body",
+    "json_response",
+]
 
 log = logging.getLogger("loa.console")
 
+#: The built front end (deploy/console/build.sh writes it).
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+MAX_BODY = 256 * 1024
 COOKIE = "loa_console"
 CSRF_HEADER = "X-CSRF-Token"
 #: Long-lived caching for built assets (their names carry a content hash, see deploy/console).
@@ -72,3 +84,16 @@ def error_response(exc: ConsoleRefused) -> web.Response:
     response = json_response(body, exc.status)
     response.headers.update(exc.headers)
     return response
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object; 400 for anything else (415 for another content type)."""
+    if request.content_type != "application/json":
+        raise ConsoleRefused(415, "unsupported_media_type", "send application/json")
+    try:
+        body = await request.json(loads=orjson.loads)
+    except ValueError:
+        raise ConsoleRefused(400, "bad_request", "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ConsoleRefused(400, "bad_request", "the body must be a JSON object")
+    return body
