@@ -2,7 +2,7 @@
 // #/approve/id, #/follow/alert_id, #/history), the header with the language switch, and the
 // session check (/api/me) before any page that needs one.
 import { get, post, setCsrf } from "./api.js";
-import { session } from "./common.js";
+import { hasRole, session } from "./common.js";
 import { composePage } from "./compose.js";
 import { h, replace } from "./dom.js";
 import { language, savedLanguage, setLanguage, t } from "./i18n.js";
@@ -82,7 +82,7 @@ async function route() {
   document.title = `${t("app_name")}`;
   if (page === "login") {
     if (signedIn) {
-      location.hash = "#/compose";
+      location.hash = hasRole("author") ? "#/compose" : "#/history";
       return;
     }
     loginPage(main, (me) => {
@@ -91,14 +91,14 @@ async function route() {
       signedIn = true;
       const after = sessionStorage.getItem("loa.after");
       sessionStorage.removeItem("loa.after");
-      location.hash = after && after !== "#/login" ? after : "#/compose";
+      location.hash = after && after !== "#/login" ? after : hasRole("author") ? "#/compose" : "#/history";
     });
   } else if (page === "compose") await composePage(main, decoded);
   else if (page === "preview") await previewPage(main, decoded);
   else if (page === "approve") await approvePage(main, decoded);
   else if (page === "follow") stopPage = await followPage(main, decoded);
   else if (page === "history") await historyPage(main);
-  else location.hash = "#/compose";
+  else location.hash = hasRole("author") ? "#/compose" : "#/history";
   main.dataset.page = page;
 }
 

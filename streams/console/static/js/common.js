@@ -102,7 +102,7 @@ export const PROGRESS = ["tasks", "delivered", "retrying", "fell_back", "failed"
 // Follow's table: rows (channels or provinces) × the progress counts they carry
 export function progressTable(caption, headKey, rows, names = {}) {
   const entries = Object.entries(rows || {}).sort((a, b) => size(b[1]) - size(a[1]));
-  const columns = ["targeted", ...PROGRESS].filter((k) => entries.some(([, c]) => k in c));
+  const columns = ["targeted", ...PROGRESS].filter((k) => entries.some(([, c]) => c[k] != null));
   return h(
     "table",
     { class: "counts" },

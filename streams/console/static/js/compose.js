@@ -508,15 +508,20 @@ class Compose {
       else unplaced.push(p.message);
     }
     let shown = 0;
+    const invalid = new Set(); // one control may carry two errors (the regions picker: its own, the area's)
     for (const [id, { error, control }] of this.errors) {
       const messages = byElement.get(id);
       const visible = messages && (this.showAll || this.touched.has(id) || this.touched.has(control.id));
       error.hidden = !visible;
       error.textContent = visible ? messages.join(" ") : "";
       if (visible) {
-        control.setAttribute("aria-invalid", "true");
+        invalid.add(control);
         shown += 1;
-      } else control.removeAttribute("aria-invalid");
+      }
+    }
+    for (const { control } of this.errors.values()) {
+      if (invalid.has(control)) control.setAttribute("aria-invalid", "true");
+      else control.removeAttribute("aria-invalid");
     }
     const items = [];
     if (this.showAll) {

@@ -155,6 +155,10 @@ function showOutcome(slot, record) {
     location.hash = `#/follow/${encodeURIComponent(record.alert_id)}`;
     return;
   }
+  if (record.state === "returned") {
+    replace(slot, alertBox(t("returned_reason", { reason: record.return_reason || "" }), "warning"));
+    return;
+  }
   if (record.state === "awaiting_approval") {
     const link = `${location.origin}${location.pathname}#/approve/${encodeURIComponent(record.id)}`;
     replace(slot, h("div", { class: "notice notice-ok", role: "status" }, h("p", {}, t("awaiting")), h("p", {}, h("a", { href: link, id: "approve-link" }, link))));
@@ -228,7 +232,7 @@ export async function approvePage(main, id) {
 function decisionText(decision) {
   if (!decision) return "—";
   if (typeof decision === "string") return decision;
-  const parts = [decision.outcome || decision.decision || ""];
+  const parts = [decision.outcome || decision.decision || "", decision.message || ""];
   for (const r of decision.reasons || []) parts.push(typeof r === "string" ? r : r.message || r.code);
   for (const w of decision.warnings || []) parts.push(typeof w === "string" ? w : w.message || w.code);
   return parts.filter(Boolean).join(" — ");
@@ -303,7 +307,7 @@ function followPanel(p, names) {
   return h(
     "div",
     {},
-    h("dl", { class: "figures" }, PROGRESS.map((k) => h("div", {}, h("dt", {}, t(k)), h("dd", { id: `follow-${k}` }, formatNumber(p[k] || 0))))),
+    h("dl", { class: "figures" }, ["targeted", ...PROGRESS].filter((k) => p[k] != null).map((k) => h("div", {}, h("dt", {}, t(k)), h("dd", { id: `follow-${k}` }, formatNumber(p[k] || 0))))),
     h("div", { class: "tables" }, progressTable(t("follow_by_channel"), "channel", p.by_channel), progressTable(t("follow_by_province"), "province", p.by_province, names)),
   );
 }
