@@ -1,5 +1,6 @@
 // What every page shares: the session, error messages, the summary of a draft as it will be
 // sent, and the count tables.
+import { get } from "./api.js";
 import { h } from "./dom.js";
 import { formatNumber, t } from "./i18n.js";
 
@@ -7,6 +8,20 @@ export const session = { user: "", agency: "", roles: [], csrf: "", tile_url: ""
 
 export function hasRole(role) {
   return session.roles.includes(role);
+}
+
+// Names of the regions of a draft: provinces from the outlines, wards asked of the server
+export async function regionNames(codes, names) {
+  const found = { ...names };
+  for (const code of codes || []) {
+    if (found[code]) continue;
+    try {
+      for (const r of await get(`/api/regions?q=${encodeURIComponent(code)}&limit=1`)) found[r.code] = r.name;
+    } catch {
+      break; // names are a courtesy: the codes stay
+    }
+  }
+  return found;
 }
 
 export function errorText(err) {

@@ -527,7 +527,12 @@ class Compose {
     if (this.showAll) {
       for (const [id, messages] of byElement) {
         const target = this.errors.get(id).control;
-        items.push(h("li", {}, h("a", { href: `#${target.id}`, onclick: (e) => { e.preventDefault(); target.focus(); } }, messages.join(" "))));
+        const name = this.form.querySelector(`label[for="${target.id}"]`)?.textContent || this.form.querySelector(`#${id} legend`)?.textContent || "";
+        const go = (e) => {
+          e.preventDefault();
+          target.focus();
+        };
+        items.push(h("li", {}, h("a", { href: `#${target.id}`, onclick: go }, name ? `${name}: ${messages.join(" ")}` : messages.join(" "))));
       }
       for (const m of unplaced) items.push(h("li", {}, m));
     }

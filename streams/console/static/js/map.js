@@ -29,11 +29,11 @@ export function makeMap(container, { tileUrl = "" } = {}) {
   if (tileUrl) L.tileLayer(tileUrl, { maxZoom: 18 }).addTo(map);
   map.attributionControl.setPrefix("Leaflet");
   const layer = L.geoJSON(null, { style: () => baseStyle(), interactive: false }).addTo(map);
-  outlines().then((doc) => {
+  const ready = outlines().then((doc) => {
     layer.addData(doc);
     map.attributionControl.addAttribution("svg-maps (CC BY 4.0)");
   });
-  return { map, outlines: layer };
+  return { map, outlines: layer, ready };
 }
 
 function baseStyle() {
@@ -76,7 +76,12 @@ export function drawCells(view, cells) {
 }
 
 // The draft's own shapes (polygons, circles) and its chosen provinces, highlighted.
-export function drawAreas(view, areas, { fit = true } = {}) {
+export function drawAreas(view, areas, options = {}) {
+  // after the outlines are in: a ward's province is drawn from them
+  view.ready.then(() => drawAreasNow(view, areas, options));
+}
+
+function drawAreasNow(view, areas, { fit = true } = {}) {
   view.areas?.remove();
   const group = L.featureGroup();
   for (const ring of areas.polygons || []) {
@@ -85,13 +90,22 @@ export function drawAreas(view, areas, { fit = true } = {}) {
   for (const c of areas.circles || []) {
     L.circle([c.lat, c.lon], { radius: c.radius_km * 1000, color: "#a4161a", weight: 2, fillOpacity: 0.15 }).addTo(group);
   }
-  const provinces = new Set((areas.regions || []).map((code) => code.split("-").slice(0, 2).join("-")));
+  // a whole province is highlighted; a ward (no outline of its own here) marks its province dashed
+  const codes = areas.regions || [];
+  const whole = new Set(codes.filter((code) => code.split("-").length === 2));
+  const partly = new Set(codes.map((code) => code.split("-").slice(0, 2).join("-")));
   view.outlines.eachLayer((layer) => {
-    if (provinces.has(layer.feature.properties.code)) group.addLayer(L.geoJSON(layer.feature, { style: selectedStyle, interactive: false }));
+    const code = layer.feature.properties.code;
+    if (whole.has(code)) group.addLayer(L.geoJSON(layer.feature, { style: selectedStyle, interactive: false }));
+    else if (partly.has(code)) group.addLayer(L.geoJSON(layer.feature, { style: partStyle, interactive: false }));
   });
   group.addTo(view.map);
   view.areas = group;
   if (fit && group.getLayers().length) view.map.fitBounds(group.getBounds(), { maxZoom: 10, padding: [10, 10] });
+}
+
+function partStyle() {
+  return { color: "#a4161a", weight: 2, dashArray: "5 4", fill: false };
 }
 
 function selectedStyle() {

@@ -1,7 +1,7 @@
 // Login, Preview, Approve, Follow and History: each renders into <main> and returns an
 // optional stop function (Follow's poll) that the router calls when the user leaves.
 import { ApiError, get, post, setCsrf } from "./api.js";
-import { alertBox, countTable, draftSummary, errorText, formatTime, hasRole, label, progressTable, PROGRESS, session, size } from "./common.js";
+import { alertBox, countTable, draftSummary, errorText, formatTime, hasRole, label, progressTable, PROGRESS, regionNames, session, size } from "./common.js";
 import { h, replace } from "./dom.js";
 import { formatNumber, t } from "./i18n.js";
 import { drawAreas, drawCells, makeMap, provinceNames, shadeProvinces } from "./map.js";
@@ -103,7 +103,7 @@ export async function previewPage(main, id) {
     replace(main, alertBox(errorText(err)));
     return;
   }
-  const names = await provinceNames().catch(() => ({}));
+  const names = await regionNames((draft.areas || {}).regions, await provinceNames().catch(() => ({})));
   const slot = h("div", {}, h("p", {}, t("loading")));
   const mapEl = h("div", { class: "map", id: "preview-map" });
   const outcome = h("div", { id: "outcome", "aria-live": "polite" });
@@ -175,7 +175,7 @@ export async function approvePage(main, id) {
     replace(main, alertBox(errorText(err)));
     return;
   }
-  const names = await provinceNames().catch(() => ({}));
+  const names = await regionNames((draft.areas || {}).regions, await provinceNames().catch(() => ({})));
   const slot = h("div", {}, h("p", {}, t("loading")));
   const mapEl = h("div", { class: "map", id: "approve-map" });
   const outcome = h("div", { id: "outcome", "aria-live": "polite" });
@@ -248,7 +248,7 @@ export async function followPage(main, alertId) {
     replace(main, alertBox(errorText(err)));
     return null;
   }
-  const names = await provinceNames().catch(() => ({}));
+  const names = await regionNames((record.areas || {}).regions, await provinceNames().catch(() => ({})));
   const headline = ((record.infos || [])[0] || {}).headline || alertId;
   const figures = h("div", { id: "follow-figures", "aria-live": "off" }, h("p", {}, t("loading")));
   const state = h("p", { id: "follow-state", class: "state", role: "status" }, t("follow_live"));
