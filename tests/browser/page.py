@@ -115,6 +115,7 @@ def screenshot(driver: WebDriver, name: str) -> Path:
         "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"
     )
     driver.set_window_size(size["width"], min(max(size["height"], int(height) + 20), 4000))
+    driver.execute_script("window.scrollTo(0, 0)")
     time.sleep(0.3)
     driver.save_screenshot(str(path))
     driver.set_window_size(size["width"], size["height"])

@@ -260,6 +260,7 @@ class Compose {
       }
     });
     const searchError = this.describe("areas.regions", searchBox);
+    this.searchBox = searchBox;
     this.polygonBox = h("textarea", { rows: 3, spellcheck: "false" });
     this.polygonBox.value = (areas.polygons || []).map(polygonText).join("\n");
     const polygonError = this.describe("areas.polygons", this.polygonBox);
@@ -402,7 +403,9 @@ class Compose {
     this.touched.add(fieldId("areas.regions"));
     this.renderChosen();
     clear(this.results);
-    this.redraw(false);
+    this.searchBox.value = "";
+    this.searchBox.focus();
+    this.redraw(true);
     this.check();
   }
 
