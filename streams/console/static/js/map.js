@@ -47,7 +47,7 @@ export function shadeProvinces(view, counts) {
     const n = counts[feature.properties.code] || 0;
     if (!n) return baseStyle();
     const share = n / max;
-    return { color: "#1f3b57", weight: 1, fillColor: blue(share), fillOpacity: 0.85 };
+    return { color: "#1f3b57", weight: 1, fillColor: blue(share), fillOpacity: 0.7 };
   });
 }
 
@@ -101,7 +101,7 @@ function drawAreasNow(view, areas, { fit = true } = {}) {
   });
   group.addTo(view.map);
   view.areas = group;
-  if (fit && group.getLayers().length) view.map.fitBounds(group.getBounds(), { maxZoom: 10, padding: [10, 10] });
+  if (fit && group.getLayers().length) view.map.fitBounds(group.getBounds(), { maxZoom: 8, padding: [10, 10] });
 }
 
 function partStyle() {
