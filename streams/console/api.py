@@ -159,7 +159,12 @@ class _Api:
 
     async def list_drafts(self, request: web.Request) -> web.StreamResponse:
         user = self.c.user_of(request)
-        found = [r for r in self.c.drafts.of_agency(user.agency) if r.get("state") != "sent"]
+        state = request.query.get("state")
+        found = [
+            r
+            for r in self.c.drafts.of_agency(user.agency)
+            if r.get("state") != "sent" and (state is None or r.get("state") == state)
+        ]
         return json_response(found)
 
     async def create(self, request: web.Request) -> web.StreamResponse:

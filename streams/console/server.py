@@ -186,7 +186,9 @@ class Console:
             response = error_response(ConsoleRefused(500, "internal", "internal error"))
         response.headers.update(self._headers)
         if request.path.startswith("/static/") and response.status == 200:
-            response.headers["Cache-Control"] = STATIC_CACHE
+            # vendored libraries never change under one name; the page's own files do
+            vendor = request.path.startswith("/static/vendor/")
+            response.headers["Cache-Control"] = STATIC_CACHE if vendor else "no-cache"
         return response
 
     async def _authenticate(self, request: web.Request) -> None:
@@ -237,6 +239,7 @@ class Console:
             "roles": [r.value for r in user.roles],
             "csrf": session.csrf,
             "lang": user.lang,
+            "tile_url": self.settings.console_tile_url,
         }
 
     # --- routes -----------------------------------------------------------------------------
