@@ -38,6 +38,15 @@ async def _setup(settings: Settings, passwords: dict[str, str]) -> None:
     )
 
 
+def _answers(settings: Settings) -> bool:
+    """Does the console's port take a connection yet?"""
+    try:
+        with socket.create_connection((settings.console_host, settings.console_port), 1):
+            return True
+    except OSError:
+        return False
+
+
 def start_console(settings: Settings) -> tuple[WorkerProcess, str, dict[str, str]]:
     """Make the demo users, start ``loa console``, wait until it answers: (process, URL,
     password by user)."""
@@ -50,12 +59,8 @@ def start_console(settings: Settings) -> tuple[WorkerProcess, str, dict[str, str
         LOA_CONSOLE_KEYS_DIR=str(KEYS.resolve()),
     ).start()
     deadline = time.monotonic() + _START_S
-    while process.alive and time.monotonic() < deadline:
-        try:
-            with socket.create_connection((settings.console_host, settings.console_port), 1):
-                break
-        except OSError:
-            time.sleep(0.5)
+    while process.alive and time.monotonic() < deadline and not _answers(settings):
+        time.sleep(0.5)
     if not process.alive:
         raise RuntimeError("loa console stopped: see .loa/demo-console.log")
     return process, f"http://{settings.console_host}:{settings.console_port}/", passwords
