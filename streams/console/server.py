@@ -40,7 +40,7 @@ from streams.console.web import (
     json_response,
     security_headers,
 )
-from streams.errors import ConsoleRefused
+from streams.errors import ConfigUnusable, ConsoleRefused
 from streams.gateway.server import tls_context
 from streams.ingest.agency_service import AgencyRegistryService
 from streams.kafkaio.clients import make_producer
@@ -131,7 +131,11 @@ class Console:
         await self.agencies.start()
         await self.users.start()
         registry = await self.agencies.ready(timeout_s=self.settings.agencies_catchup_timeout_s)
-        self.policy.check_agencies(registry.agencies)
+        try:
+            self.policy.check_agencies(registry.agencies)
+        except ValueError as exc:  # fail closed: a rule for nobody would approve nothing
+            await self.stop()
+            raise ConfigUnusable(str(exc), hint="fix LOA_CONSOLE_APPROVAL") from None
         await self.users.ready(timeout_s=self.settings.agencies_catchup_timeout_s)
         await self.desk.start()
         await self.drafts.start()

@@ -267,3 +267,20 @@ def test_eta_is_set_by_the_slowest_limited_channel() -> None:
     assert eta_s({"zalo": 1000}, {"zalo": None}) is None
     assert eta_s({"zalo": 1000}, {"zalo": 0.0}) is None
     assert eta_s({"zalo": 0}, {"zalo": 1.0}) is None
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+
+def test_the_console_refuses_plain_http_off_loopback_and_an_unusable_policy() -> None:
+    from streams.console import check_settings
+    from streams.settings.model import Settings
+
+    check_settings(Settings())
+    with pytest.raises(ValueError, match="not loopback"):
+        check_settings(Settings(console_host="0.0.0.0"))
+    with pytest.raises(ValueError, match="go together"):
+        check_settings(Settings(gateway_tls_cert="/x.pem"))
+    with pytest.raises(ValueError, match="LOA_CONSOLE_APPROVAL"):
+        check_settings(Settings(console_approval="a.vn:Actual=perhaps"))
+    check_settings(Settings(console_host="0.0.0.0", gateway_tls_cert="c", gateway_tls_key="k"))
