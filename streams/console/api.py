@@ -15,7 +15,9 @@ at the moment of sending.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["add_routes"]
 
 Record = dict[str, Any]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _EMPTY_OUTLINES = b'{"type":"FeatureCollection","features":[]}'
 _EDITABLE = ("draft", "returned")
 
@@ -51,11 +54,11 @@ def add_routes(console: Console) -> None:
         ("GET", "/api/drafts", api.list_drafts),
         ("POST", "/api/drafts", api.create),
         ("GET", "/api/drafts/{id}", api.get_draft),
-        ("PUT", "/api/drafts/{id}", api.update_draft),
+        ("PUT", "/api/drafts/{id}", api.one_at_a_time(api.update_draft)),
         ("POST", "/api/drafts/{id}/preview", api.preview),
-        ("POST", "/api/drafts/{id}/submit", api.submit),
-        ("POST", "/api/drafts/{id}/approve", api.approve),
-        ("POST", "/api/drafts/{id}/return", api.return_),
+        ("POST", "/api/drafts/{id}/submit", api.one_at_a_time(api.submit)),
+        ("POST", "/api/drafts/{id}/approve", api.one_at_a_time(api.approve)),
+        ("POST", "/api/drafts/{id}/return", api.one_at_a_time(api.return_)),
         ("GET", "/api/alerts", api.alerts),
         # alert ids hold "/" (``<sender>/<identifier>``): the suffixed routes come first
         ("GET", "/api/alerts/{alert_id:.+}/follow", api.follow),
@@ -84,6 +87,28 @@ class _Api:
 
     def __init__(self, console: Console) -> None:
         self.c = console
+        #: draft id -> (its lock, requests holding or waiting for it)
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def one_at_a_time(self, handler: Handler) -> Handler:
+        """Changes of one draft run one after the other: two approvers pressing at once send
+        it once (the second finds it ``sent``: 409)."""
+
+        async def serialized(request: web.Request) -> web.StreamResponse:
+            draft_id = request.match_info["id"]
+            lock, users = self._locks.get(draft_id, (asyncio.Lock(), 0))
+            self._locks[draft_id] = (lock, users + 1)
+            try:
+                async with lock:
+                    return await handler(request)
+            finally:
+                lock, users = self._locks[draft_id]
+                if users == 1:
+                    del self._locks[draft_id]
+                else:
+                    self._locks[draft_id] = (lock, users - 1)
+
+        return serialized
 
     # --- shared steps ------------------------------------------------------------------------
 
@@ -159,7 +184,12 @@ class _Api:
 
     async def list_drafts(self, request: web.Request) -> web.StreamResponse:
         user = self.c.user_of(request)
-        found = [r for r in self.c.drafts.of_agency(user.agency) if r.get("state") != "sent"]
+        state = request.query.get("state")
+        found = [
+            r
+            for r in self.c.drafts.of_agency(user.agency)
+            if r.get("state") != "sent" and (state is None or r.get("state") == state)
+        ]
         return json_response(found)
 
     async def create(self, request: web.Request) -> web.StreamResponse:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from h3.api import basic_int as h3_int
 
 from streams.directory.cells import CellSet, to_resolution
 from streams.directory.census import Census
@@ -136,10 +137,12 @@ def _map(
         return []
     unique, where = np.unique(np.concatenate(cells), return_inverse=True)
     totals = np.bincount(where, weights=np.concatenate(counts))
-    return [
-        {"h3": f"{int(c):x}", "n": int(n)}
-        for c, n in zip(unique.tolist(), totals.tolist(), strict=True)
-    ]
+    out = []
+    for c, n in zip(unique.tolist(), totals.tolist(), strict=True):
+        # the centre, so the page can shade cells without an H3 library of its own
+        lat, lon = h3_int.cell_to_latlng(c)
+        out.append({"h3": f"{c:x}", "n": int(n), "lat": round(lat, 3), "lon": round(lon, 3)})
+    return out
 
 
 def eta_s(by_channel: Mapping[str, int], limits: Mapping[str, float | None]) -> float | None:

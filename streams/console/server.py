@@ -40,7 +40,7 @@ from streams.console.web import (
     json_response,
     security_headers,
 )
-from streams.errors import ConsoleRefused
+from streams.errors import ConfigUnusable, ConsoleRefused
 from streams.gateway.server import tls_context
 from streams.ingest.agency_service import AgencyRegistryService
 from streams.kafkaio.clients import make_producer
@@ -131,7 +131,11 @@ class Console:
         await self.agencies.start()
         await self.users.start()
         registry = await self.agencies.ready(timeout_s=self.settings.agencies_catchup_timeout_s)
-        self.policy.check_agencies(registry.agencies)
+        try:
+            self.policy.check_agencies(registry.agencies)
+        except ValueError as exc:  # fail closed: a rule for nobody would approve nothing
+            await self.stop()
+            raise ConfigUnusable(str(exc), hint="fix LOA_CONSOLE_APPROVAL") from None
         await self.users.ready(timeout_s=self.settings.agencies_catchup_timeout_s)
         await self.desk.start()
         await self.drafts.start()
@@ -186,7 +190,9 @@ class Console:
             response = error_response(ConsoleRefused(500, "internal", "internal error"))
         response.headers.update(self._headers)
         if request.path.startswith("/static/") and response.status == 200:
-            response.headers["Cache-Control"] = STATIC_CACHE
+            # vendored libraries never change under one name; the page's own files do
+            vendor = request.path.startswith("/static/vendor/")
+            response.headers["Cache-Control"] = STATIC_CACHE if vendor else "no-cache"
         return response
 
     async def _authenticate(self, request: web.Request) -> None:
@@ -237,6 +243,7 @@ class Console:
             "roles": [r.value for r in user.roles],
             "csrf": session.csrf,
             "lang": user.lang,
+            "tile_url": self.settings.console_tile_url,
         }
 
     # --- routes -----------------------------------------------------------------------------

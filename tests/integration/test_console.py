@@ -138,6 +138,20 @@ async def test_an_exercise_needs_no_second_person_by_default(
     assert sent["decision"]["outcome"] == "accepted"
 
 
+async def test_two_approvers_at_once_send_a_draft_once(
+    live: LiveConsole, http: aiohttp.ClientSession
+) -> None:
+    author = await _client(live, http, "author")
+    first, second = await _client(live, http, "approver"), await _client(live, http, "both")
+    _, record = await author.call("POST", "/api/drafts", draft())
+    await author.call("POST", f"/api/drafts/{record['id']}/submit")
+    path = f"/api/drafts/{record['id']}/approve"
+    answers = await asyncio.gather(first.call("POST", path), second.call("POST", path))
+    assert sorted(status for status, _ in answers) == [200, 409], answers
+    sent = next(body for status, body in answers if status == 200)
+    assert sent["decision"]["outcome"] == "accepted"
+
+
 # --- the whole path ------------------------------------------------------------------------------
 
 
