@@ -51,6 +51,8 @@ USERS = {
     "approver": (AGENCY, ("approver",)),
     "solo": (AGENCY, ("author", "approver")),
     "other": (OTHER_AGENCY, ("author", "approver")),
+    # shapes need an agency whose jurisdiction has cells: the national one (VN)
+    "national": ("nchmf.gov.vn", ("author",)),
 }
 LAPTOP = (1366, 900)
 CHROMIUM_FLAGS = (

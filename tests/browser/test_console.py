@@ -7,8 +7,11 @@ Content-Security-Policy violation. Screenshots go to docs/img/console-*.png.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable
 
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
@@ -86,6 +89,7 @@ def submit_for_approval(driver: WebDriver) -> str:
 
 def approve(driver: WebDriver, link: str) -> str:
     driver.get(link)
+    driver.refresh()  # the same link again is only a fragment change: load the draft anew
     page_is(driver, "approve")
     css(driver, "#approve-confirm").click()
     driver.find_element(By.ID, "approve").click()
@@ -150,9 +154,22 @@ def test_two_people_write_preview_approve_send_follow_and_cancel_a_ward_alert(
     accessible(approver, "follow")
     alert_url = approver.current_url
 
-    # the author cancels it from the alert's page; the cancel needs the same approval
+    # the author updates it from the alert's page (prefilled), through the same approval
     author.get(alert_url)
     page_is(author, "follow")
+    css(author, "#do-update").click()
+    page_is(author, "compose")
+    assert "Cập nhật" in text(author, "#f-msg-type")
+    headline = author.find_element(By.ID, "f-infos-0-headline")
+    assert headline.get_attribute("value") == "Cảnh báo lũ quét khẩn cấp"
+    fill(headline, "Cập nhật: lũ quét lan rộng")
+    save_and_preview(author)
+    assert "accepted" in approve(approver, submit_for_approval(author))
+
+    # then cancels it, through the same approval
+    author.get(alert_url)
+    page_is(author, "follow")
+    wait(author, lambda: "Cập nhật: lũ quét lan rộng" in text(author, "h1"), message="updated")
     css(author, "#do-cancel").click()
     page_is(author, "compose")
     assert "Huỷ" in text(author, "#f-msg-type")
@@ -163,7 +180,7 @@ def test_two_people_write_preview_approve_send_follow_and_cancel_a_ward_alert(
     author.get(console.url + "/#/history")
     page_is(author, "history")
     rows = text(author, "main")
-    assert "Cảnh báo lũ quét khẩn cấp" in rows and "Huỷ" in rows
+    assert "Cảnh báo lũ quét khẩn cấp" in rows and "Cập nhật" in rows and "Huỷ" in rows
     screenshot(author, "history")
     accessible(author, "history")
     no_csp_violations(author, approver)
@@ -185,6 +202,59 @@ def test_compose_is_usable_on_a_phone_and_in_english(console: Console, browser: 
     screenshot(phone, "compose-phone-en")
     accessible(phone, "compose (phone, English)")
     no_csp_violations(phone)
+
+
+def test_shapes_drawn_on_the_map_become_the_area(console: Console, browser: Browser) -> None:
+    driver = browser()
+    login(driver, console.url, "national")
+    page_is(driver, "compose")
+    compose(driver, "Vùng vẽ trên bản đồ")  # the ward zooms the map to Quảng Ngãi
+    time.sleep(0.5)  # the zoom animation
+    area = driver.find_element(By.ID, "compose-map")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", area)
+    css(driver, "#draw-polygon").click()
+    for dx, dy in ((-40, -40), (40, -40), (40, 40), (-40, 40)):
+        ActionChains(driver).move_to_element_with_offset(area, dx, dy).click().perform()
+    driver.find_element(By.ID, "draw-finish").click()
+    driver.find_element(By.ID, "draw-circle").click()
+    for dx in (0, 25):
+        ActionChains(driver).move_to_element_with_offset(area, dx, 0).click().perform()
+    polygon = driver.find_element(By.ID, "f-areas-polygons").get_attribute("value") or ""
+    circle = driver.find_element(By.ID, "f-areas-circles").get_attribute("value") or ""
+    assert len(polygon.split()) == 4 and all(p.count(",") == 1 for p in polygon.split())
+    assert re.fullmatch(r"1[45]\.\d+,10[78]\.\d+ \d+(\.\d+)?", circle), circle
+    time.sleep(1.5)  # the debounced check
+    assert not visible(driver, "[aria-invalid=true], #problems .notice-error"), text(
+        driver, "#problems"
+    )
+    save_and_preview(driver)
+    summary = text(driver, ".draft-summary")
+    assert polygon.split()[0] in summary and circle in summary
+    no_csp_violations(driver)
+
+
+def test_an_approver_returns_a_draft_and_the_author_sees_why(
+    console: Console, browser: Browser
+) -> None:
+    author = browser()
+    login(author, console.url, "author")
+    compose(author, "Cần sửa trước khi gửi")
+    draft_id = save_and_preview(author)
+    link = submit_for_approval(author)
+    approver = browser()
+    login(approver, console.url, "approver")
+    approver.get(link)
+    page_is(approver, "approve")
+    fill(css(approver, "#return-reason"), "Ghi rõ tên xã trong tiêu đề.")
+    approver.find_element(By.ID, "return").click()
+    wait(approver, lambda: "Bị trả lại" in text(approver, "#outcome"), message="returned")
+    author.get(f"{console.url}/#/compose/{draft_id}")
+    page_is(author, "compose")
+    assert "Ghi rõ tên xã trong tiêu đề." in text(author, "main")
+    fill(author.find_element(By.ID, "f-infos-0-headline"), "Cần sửa trước khi gửi: xã Cẩm Thành")
+    save_and_preview(author)
+    assert "accepted" in approve(approver, submit_for_approval(author))
+    no_csp_violations(author, approver)
 
 
 def test_an_author_alone_cannot_send_an_actual_alert(console: Console, browser: Browser) -> None:

@@ -537,8 +537,9 @@ class Compose {
         };
         items.push(h("li", {}, h("a", { href: `#${target.id}`, onclick: go }, name ? `${name}: ${messages.join(" ")}` : messages.join(" "))));
       }
-      for (const m of unplaced) items.push(h("li", {}, m));
     }
+    // a problem of the alert as a whole has no field: it is listed at once
+    for (const m of unplaced) items.push(h("li", {}, m));
     const warnings = this.warnings.map((w) => h("li", {}, w.message || w.code));
     replace(
       this.summary,
