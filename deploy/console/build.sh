@@ -7,7 +7,8 @@
 #     STATIC_VENDOR defaults to streams/console/static/vendor   (served by the console)
 #     TEST_VENDOR   defaults to tests/browser/vendor            (axe-core: tests only, never served)
 #
-# Writes: STATIC_VENDOR/leaflet/{leaflet.js,leaflet.css,images/*,LICENSE},
+# Writes: STATIC_VENDOR/leaflet-VERSION/{leaflet.js,leaflet.css,images/*,LICENSE} (the version in
+#         the path: the console serves static/vendor/ as immutable, index.html names it),
 #         STATIC_VENDOR/vn-provinces.geojson (deploy/console/outlines.py), TEST_VENDOR/axe.min.js
 # Needs npm (only to fetch tarballs: no Node code runs, nothing is installed) and Loa's Python
 # (PYTHON, default .venv/bin/python). Each tarball's sha512 is checked against its pin before
@@ -63,11 +64,12 @@ fetch leaflet "$LEAFLET_VERSION" "$LEAFLET_INTEGRITY" leaflet
 fetch axe-core "$AXE_VERSION" "$AXE_INTEGRITY" axe
 fetch "$OUTLINES_PACKAGE" "$OUTLINES_VERSION" "$OUTLINES_INTEGRITY" outlines
 
-rm -rf "$STATIC_VENDOR/leaflet"
-mkdir -p "$STATIC_VENDOR/leaflet/images" "$TEST_VENDOR"
-cp "$work/leaflet/package/dist/leaflet.js" "$work/leaflet/package/dist/leaflet.css" "$STATIC_VENDOR/leaflet/"
-cp "$work/leaflet/package/dist/images/"*.png "$STATIC_VENDOR/leaflet/images/"
-cp "$work/leaflet/package/LICENSE" "$STATIC_VENDOR/leaflet/LICENSE"
+leaflet="$STATIC_VENDOR/leaflet-$LEAFLET_VERSION"
+rm -rf "$STATIC_VENDOR"/leaflet*
+mkdir -p "$leaflet/images" "$TEST_VENDOR"
+cp "$work/leaflet/package/dist/leaflet.js" "$work/leaflet/package/dist/leaflet.css" "$leaflet/"
+cp "$work/leaflet/package/dist/images/"*.png "$leaflet/images/"
+cp "$work/leaflet/package/LICENSE" "$leaflet/LICENSE"
 cp "$work/axe/package/axe.min.js" "$TEST_VENDOR/axe.min.js"
 cp "$work/axe/package/LICENSE" "$TEST_VENDOR/axe-LICENSE"
 

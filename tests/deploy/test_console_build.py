@@ -63,6 +63,15 @@ def test_the_outlines_are_the_34_provinces_small_and_name_their_source() -> None
                 assert all(102 <= lon <= 118 and 6 <= lat <= 24 for lon, lat in ring)
 
 
+def test_the_page_loads_the_leaflet_the_build_pins() -> None:
+    # static/vendor/ is cached as immutable: a new Leaflet must come under a new path
+    version = _pinned("LEAFLET_VERSION")
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    assert f"/static/vendor/leaflet-{version}/leaflet.js" in page
+    assert f"/static/vendor/leaflet-{version}/leaflet.css" in page
+    assert (VENDOR / f"leaflet-{version}" / "leaflet.js").is_file()
+
+
 def test_the_console_never_serves_axe_core() -> None:
     # the accessibility engine is for the tests only: it lives beside them, not in static/
     assert not list(STATIC.rglob("axe*"))

@@ -87,6 +87,11 @@ export async function composePage(main, draftId) {
       return;
     }
   }
+  if (record && !["draft", "returned"].includes(record.state)) {
+    // awaiting approval or sent: nothing to edit here (an Update starts from the alert's page)
+    location.hash = `#/preview/${encodeURIComponent(record.id)}`;
+    return;
+  }
   const draft = record ? structuredClone(record) : emptyDraft();
   draft.areas ??= { regions: [], polygons: [], circles: [] };
   draft.infos ??= [];

@@ -4,7 +4,8 @@
 /* global L */
 import { t } from "./i18n.js";
 
-const OUTLINES_URL = "/static/vendor/vn-provinces.geojson";
+// the server serves the build's static/vendor/vn-provinces.geojson here, not cached forever
+const OUTLINES_URL = "/api/outlines";
 const VIET_NAM = [
   [8.2, 102.1],
   [23.4, 109.6],
