@@ -72,6 +72,24 @@ def test_the_page_loads_the_leaflet_the_build_pins() -> None:
     assert (VENDOR / f"leaflet-{version}" / "leaflet.js").is_file()
 
 
+def test_the_page_has_nothing_the_policy_forbids_nor_builds_markup_from_text() -> None:
+    # the console's CSP: no inline script or style, no eval; and text goes in by textContent
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    assert not re.search(r"<script(?![^>]*\bsrc=)", page), "an inline script"
+    assert "<style" not in page and not re.search(r"<[^>]*\s(style|on[a-z]+)=", page)
+    for script in (STATIC / "js").glob("*.js"):
+        code = re.sub(r"//[^\n]*", "", script.read_text(encoding="utf-8"))
+        for forbidden in (
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+        ):
+            assert forbidden not in code, f"{script.name}: {forbidden}"
+
+
 def test_the_console_never_serves_axe_core() -> None:
     # the accessibility engine is for the tests only: it lives beside them, not in static/
     assert not list(STATIC.rglob("axe*"))
