@@ -25,7 +25,8 @@ export async function provinceNames() {
 export function makeMap(container, { tileUrl = "" } = {}) {
   container.setAttribute("role", "region");
   container.setAttribute("aria-label", t("map_label"));
-  const map = L.map(container, { zoomSnap: 0.25, minZoom: 4, maxZoom: 14 });
+  // canvas: a national preview draws a few thousand cells, too many for one SVG element each
+  const map = L.map(container, { zoomSnap: 0.25, minZoom: 4, maxZoom: 14, preferCanvas: true });
   map.fitBounds(VIET_NAM);
   if (tileUrl) L.tileLayer(tileUrl, { maxZoom: 18 }).addTo(map);
   map.attributionControl.setPrefix("Leaflet");

@@ -349,7 +349,7 @@ export async function historyPage(main) {
           ),
         )
       : h("p", {}, t("drafts_empty")),
-    h("h2", {}, t("nav_history")),
+    h("h2", {}, t("sent_title")),
     alerts.length
       ? table(
           t("history_title"),
