@@ -365,6 +365,7 @@ async def test_every_action_is_in_the_audit_topic(
     await author.call("PUT", f"/api/drafts/{record['id']}", draft(event="Lũ quét lớn"))
     await approver.call("POST", f"/api/drafts/{record['id']}/preview")
     await author.call("POST", f"/api/drafts/{record['id']}/submit")
+    await author.call("POST", f"/api/drafts/{record['id']}/approve")  # refused: not an approver
     await approver.call("POST", f"/api/drafts/{record['id']}/return", {"reason": "Thêm hướng dẫn"})
     await author.call("POST", f"/api/drafts/{record['id']}/submit")
     _, sent = await approver.call("POST", f"/api/drafts/{record['id']}/approve")
@@ -376,11 +377,12 @@ async def test_every_action_is_in_the_audit_topic(
         for e in events
         if e["draft_id"] == record["id"] or e["alert_id"] == sent["alert_id"]
     ]
-    assert mine[:8] == [
+    assert mine[:9] == [
         ("author", "draft_create", "ok"),
         ("author", "draft_update", "ok"),
         ("approver", "preview", "ok"),
         ("author", "submit", "awaiting_approval"),
+        ("author", "approve", "refused"),
         ("approver", "return", "ok"),
         ("author", "submit", "awaiting_approval"),
         ("approver", "approve", "ok"),
