@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -399,3 +400,69 @@ async def test_every_action_is_in_the_audit_topic(
             assert e["agency"] == QUANG_NGAI, e
     code, out, _ = await run_loa(live.loa.settings, "audit", "--agency", QUANG_NGAI, "--json")
     assert code == 0 and len(json.loads(out)["events"]) >= 8
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+async def test_loa_console_refuses_plain_http_off_loopback_and_a_policy_for_nobody(
+    live: LiveConsole, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOA_CONSOLE_HOST", "0.0.0.0")
+    code, _, err = await run_loa(live.loa.settings, "console")
+    assert code == 2 and "not loopback" in err
+    monkeypatch.delenv("LOA_CONSOLE_HOST")
+    monkeypatch.setenv("LOA_CONSOLE_PORT", "0")
+    monkeypatch.setenv("LOA_CONSOLE_APPROVAL", "ghost.gov.vn:Actual/Minor=none")
+    code, _, err = await run_loa(live.loa.settings, "console")
+    assert code == 78 and "ghost.gov.vn" in err
+    monkeypatch.setenv("LOA_CONSOLE_APPROVAL", "*:Actual=maybe")
+    code, _, err = await run_loa(live.loa.settings, "console")
+    assert code == 2 and "LOA_CONSOLE_APPROVAL" in err
+
+
+async def test_a_disabled_user_is_logged_out_and_cannot_log_in(
+    live: LiveConsole, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    password = tmp_path / "pw"
+    password.write_text("another long password\n")
+    settings = live.loa.settings
+    code, _, err = await run_loa(
+        settings,
+        "console",
+        "users",
+        "add",
+        "--agency",
+        "nowhere.gov.vn",
+        "--user",
+        "temp",
+        "--role",
+        "viewer",
+        "--password-file",
+        str(password),
+    )
+    assert code == 2 and "not in the agency registry" in err
+    code, _, err = await run_loa(
+        settings,
+        "console",
+        "users",
+        "add",
+        "--agency",
+        QUANG_NGAI,
+        "--user",
+        "temp",
+        "--role",
+        "viewer",
+        "--password-file",
+        str(password),
+    )
+    assert code == 0, err
+    client = Client(http, live.url)
+    assert (await client.login("temp", "another long password")).status == 200
+    code, out, _ = await run_loa(settings, "console", "users", "list", "--json")
+    listed = {u["user"]: u for u in json.loads(out)["users"]}
+    assert listed["temp"]["roles"] == ["viewer"] and "hash" not in listed["temp"]
+    assert (await run_loa(settings, "console", "users", "disable", "temp"))[0] == 0
+    await live.console.users.ready(timeout_s=10)
+    assert (await client.call("GET", "/api/me"))[0] == 401
+    assert (await client.login("temp", "another long password")).status == 401
