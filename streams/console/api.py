@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from streams.console.desk import Checked
 from streams.console.drafts import Draft, DraftProblems, parse_draft, text_problem
 from streams.console.regions import search
 from streams.console.users import Role, User
@@ -163,7 +164,9 @@ class _Api:
                 422, "invalid", "the draft has problems", problems=exc.problems
             ) from None
 
-    async def _checked(self, draft: Draft, user: User, identifier: str = "console-check") -> Any:
+    async def _checked(
+        self, draft: Draft, user: User, identifier: str = "console-check"
+    ) -> Checked:
         return await self.c.desk.check(
             draft, await self._registry(), user.agency, _now(), identifier=identifier
         )
