@@ -349,3 +349,11 @@ def test_the_census_preview_counts_what_a_scan_of_every_subscriber_counts(test_o
         f"{int(c):x}": int(n) for c, n in zip(unique, counts, strict=True)
     }
     assert got["directory"] == len(subs) and got["partitions_counted"] == 2
+
+
+def test_the_limiter_forgets_names_whose_failures_left_the_window() -> None:
+    limiter = LoginLimiter(per_user=3, per_address=10**9, window_s=10)
+    for i in range(10_000):
+        limiter.failed(f"name-{i}", "1.1.1.1", 0)
+    limiter.failed("late", "1.1.1.1", 20)
+    assert len(limiter._failures) <= 3  # the late name, the address, nothing stale
