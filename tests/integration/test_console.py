@@ -202,9 +202,38 @@ async def test_two_people_send_a_ward_alert_that_is_delivered_and_then_cancel_it
     assert progress["by_province"]["VN-51"]["targeted"] == expected
     status, history = await author.call("GET", "/api/alerts")
     assert alert_id in [row["alert_id"] for row in history]
+    # Update from the alert's page: prefilled, edited, the same approval; version 2
+    status, update = await author.call("POST", f"/api/alerts/{alert_id}/update")
+    assert status == 201 and update["msg_type"] == "Update" and len(update["references"]) == 1
+    assert update["infos"] == sent["infos"] and update["areas"] == sent["areas"]
+    changed = {
+        k: update[k]
+        for k in (
+            "status",
+            "event",
+            "urgency",
+            "severity",
+            "certainty",
+            "category",
+            "expires",
+            "areas",
+        )
+    }
+    infos = [{**update["infos"][0], "headline": "Lũ quét: nước đang lên"}, update["infos"][1]]
+    changed.update(msg_type="Update", infos=infos, references=["ignored,by,the-server"])
+    status, edited = await author.call("PUT", f"/api/drafts/{update['id']}", changed)
+    assert status == 200 and edited["references"] == update["references"], edited
+    status, preview = await approver.call("POST", f"/api/drafts/{update['id']}/preview")
+    assert (preview["msg_type"], preview["version"]) == ("Update", 2)
+    await author.call("POST", f"/api/drafts/{update['id']}/submit")
+    status, updated = await approver.call("POST", f"/api/drafts/{update['id']}/approve")
+    assert updated["decision"]["outcome"] == "accepted", updated["decision"]
+    assert (updated["alert_id"], updated["decision"]["version"]) == (alert_id, 2)
+    status, shown = await author.call("GET", f"/api/alerts/{alert_id}")
+    assert shown["id"] == update["id"] and shown["versions"] == [update["id"], record["id"]]
     # Cancel from the alert's page: prefilled, references set, the same approval
     status, cancel = await author.call("POST", f"/api/alerts/{alert_id}/cancel")
-    assert status == 201 and cancel["msg_type"] == "Cancel" and cancel["references"]
+    assert status == 201 and cancel["msg_type"] == "Cancel" and len(cancel["references"]) == 2
     await author.call("POST", f"/api/drafts/{cancel['id']}/submit")
     status, cancelled = await approver.call("POST", f"/api/drafts/{cancel['id']}/approve")
     assert status == 200 and cancelled["decision"]["outcome"] == "accepted", cancelled
