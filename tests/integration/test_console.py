@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,10 @@ import aiohttp
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from streams.console import Console
 from tests.integration.conftest import run_loa
 from tests.integration.console_kit import (
+    PASSWORD,
     QUANG_NGAI,
     WARD,
     Client,
@@ -23,6 +27,7 @@ from tests.integration.console_kit import (
     draft,
     live_console,
 )
+from tests.tools.xmlsigning import tls_files
 
 pytestmark = pytest.mark.integration
 
@@ -495,3 +500,32 @@ async def test_a_disabled_user_is_logged_out_and_cannot_log_in(
     await live.console.users.ready(timeout_s=10)
     assert (await client.call("GET", "/api/me"))[0] == 401
     assert (await client.login("temp", "another long password")).status == 401
+
+
+# --- HTTPS ---------------------------------------------------------------------------------------
+
+
+async def test_over_https_the_console_sends_hsts_and_a_secure_cookie(
+    live: LiveConsole, tmp_path: Path
+) -> None:
+    files = tls_files(tmp_path)
+    settings = replace(
+        live.console.settings,
+        console_host="0.0.0.0",  # off loopback: allowed with TLS only
+        gateway_tls_cert=str(files["server_cert"]),
+        gateway_tls_key=str(files["server_key"]),
+    )
+    console = Console(settings)
+    port = await console.start(port=0)
+    trusted = ssl.create_default_context(cafile=str(files["ca"]))
+    try:
+        async with aiohttp.ClientSession() as http:
+            body = {"username": "viewer", "password": PASSWORD}
+            async with http.post(
+                f"https://127.0.0.1:{port}/api/login", json=body, ssl=trusted
+            ) as r:
+                assert r.status == 200, await r.text()
+                assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+                assert "Secure" in r.headers["Set-Cookie"]
+    finally:
+        await console.stop()
