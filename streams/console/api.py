@@ -269,7 +269,10 @@ class _Api:
         user = self.c.user_of(request)
         record = self._draft(request, user)
         draft = self._parse(record, record.get("references"))
-        answer = await self.c.desk.preview(await self._checked(draft, user))
+        checked = await self._checked(draft, user, f"console.{record['id']}")
+        answer = await self.c.desk.preview(checked)
+        # what would be signed: only ``sent`` changes, to the moment it is sent
+        answer["alert"] = orjson.loads(checked.raw)
         await self.c.audit(
             user, "preview", "ok", draft_id=record["id"], detail=f"reached={answer['reached']}"
         )

@@ -188,6 +188,8 @@ async def test_two_people_send_a_ward_alert_that_is_delivered_and_then_cancel_it
     assert preview["by_province"] == {"VN-51": expected}
     assert sum(preview["by_channel"].values()) == expected
     assert preview["msg_type"] == "Alert" and preview["version"] == 1
+    assert preview["alert"]["identifier"] == f"console.{record['id']}"
+    assert preview["alert"]["info"][1]["headline"] == "Flash flood warning"
     status, record = await author.call("POST", f"/api/drafts/{record['id']}/submit")
     assert record["state"] == "awaiting_approval"
     status, sent = await approver.call("POST", f"/api/drafts/{record['id']}/approve")
@@ -195,6 +197,7 @@ async def test_two_people_send_a_ward_alert_that_is_delivered_and_then_cancel_it
     assert sent["state"] == "sent" and sent["approver"] == "approver"
     assert sent["decision"]["outcome"] == "accepted", sent["decision"]
     alert_id = sent["alert_id"]
+    assert {**sent["cap"], "sent": ""} == {**preview["alert"], "sent": ""}  # what was shown
     assert sent["cap"]["sender"] == QUANG_NGAI and sent["cap"]["info"][0]["area"][0]["regions"] == [
         WARD
     ]
