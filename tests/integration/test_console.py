@@ -437,6 +437,10 @@ async def test_every_action_is_in_the_audit_topic(
             assert e["agency"] == QUANG_NGAI, e
     code, out, _ = await run_loa(live.loa.settings, "audit", "--agency", QUANG_NGAI, "--json")
     assert code == 0 and len(json.loads(out)["events"]) >= 8
+    code, out, _ = await run_loa(live.loa.settings, "audit", "--since", "2099-01-01T00:00:00Z")
+    assert code == 0 and out == ""
+    code, out, _ = await run_loa(live.loa.settings, "audit", "--agency", QUANG_NGAI)
+    assert code == 0 and f"author draft_create ok draft={record['id']}" in out
 
 
 # --- the command line ----------------------------------------------------------------------------
