@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from streams.console.desk import Checked
 from streams.console.drafts import Draft, DraftProblems, parse_draft, text_problem
 from streams.console.regions import search
 from streams.console.users import Role, User
@@ -52,18 +53,26 @@ def add_routes(console: Console) -> None:
         ("GET", "/api/outlines", api.outlines),
         ("POST", "/api/check", api.check),
         ("GET", "/api/drafts", api.list_drafts),
-        ("POST", "/api/drafts", api.create),
+        ("POST", "/api/drafts", api.audited("draft_create", api.create)),
         ("GET", "/api/drafts/{id}", api.get_draft),
-        ("PUT", "/api/drafts/{id}", api.one_at_a_time(api.update_draft)),
-        ("POST", "/api/drafts/{id}/preview", api.preview),
-        ("POST", "/api/drafts/{id}/submit", api.one_at_a_time(api.submit)),
-        ("POST", "/api/drafts/{id}/approve", api.one_at_a_time(api.approve)),
-        ("POST", "/api/drafts/{id}/return", api.one_at_a_time(api.return_)),
+        (
+            "PUT",
+            "/api/drafts/{id}",
+            api.audited("draft_update", api.one_at_a_time(api.update_draft)),
+        ),
+        ("POST", "/api/drafts/{id}/preview", api.audited("preview", api.preview)),
+        ("POST", "/api/drafts/{id}/submit", api.audited("submit", api.one_at_a_time(api.submit))),
+        (
+            "POST",
+            "/api/drafts/{id}/approve",
+            api.audited("approve", api.one_at_a_time(api.approve)),
+        ),
+        ("POST", "/api/drafts/{id}/return", api.audited("return", api.one_at_a_time(api.return_))),
         ("GET", "/api/alerts", api.alerts),
         # alert ids hold "/" (``<sender>/<identifier>``): the suffixed routes come first
         ("GET", "/api/alerts/{alert_id:.+}/follow", api.follow),
-        ("POST", "/api/alerts/{alert_id:.+}/update", api.amend),
-        ("POST", "/api/alerts/{alert_id:.+}/cancel", api.amend),
+        ("POST", "/api/alerts/{alert_id:.+}/update", api.audited("update", api.amend)),
+        ("POST", "/api/alerts/{alert_id:.+}/cancel", api.audited("cancel", api.amend)),
         ("GET", "/api/alerts/{alert_id:.+}", api.alert),
     ):
         console.route(method, path, handler)
@@ -89,6 +98,26 @@ class _Api:
         self.c = console
         #: draft id -> (its lock, requests holding or waiting for it)
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def audited(self, action: str, handler: Handler) -> Handler:
+        """A refused action is in the audit trail too (``refused``, with the error code); the
+        handler audits its own success."""
+
+        async def audit_refusal(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except ConsoleRefused as exc:
+                await self.c.audit(
+                    self.c.user_of(request),
+                    action,
+                    "refused",
+                    draft_id=request.match_info.get("id", ""),
+                    alert_id=request.match_info.get("alert_id", ""),
+                    detail=exc.error,
+                )
+                raise
+
+        return audit_refusal
 
     def one_at_a_time(self, handler: Handler) -> Handler:
         """Changes of one draft run one after the other: two approvers pressing at once send
@@ -135,7 +164,9 @@ class _Api:
                 422, "invalid", "the draft has problems", problems=exc.problems
             ) from None
 
-    async def _checked(self, draft: Draft, user: User, identifier: str = "console-check") -> Any:
+    async def _checked(
+        self, draft: Draft, user: User, identifier: str = "console-check"
+    ) -> Checked:
         return await self.c.desk.check(
             draft, await self._registry(), user.agency, _now(), identifier=identifier
         )
@@ -238,7 +269,10 @@ class _Api:
         user = self.c.user_of(request)
         record = self._draft(request, user)
         draft = self._parse(record, record.get("references"))
-        answer = await self.c.desk.preview(await self._checked(draft, user))
+        checked = await self._checked(draft, user, f"console.{record['id']}")
+        answer = await self.c.desk.preview(checked)
+        # what would be signed: only ``sent`` changes, to the moment it is sent
+        answer["alert"] = orjson.loads(checked.raw)
         await self.c.audit(
             user, "preview", "ok", draft_id=record["id"], detail=f"reached={answer['reached']}"
         )
@@ -273,16 +307,12 @@ class _Api:
                 409, "state", f"a draft in state {record['state']} is not approved"
             )
         if user.name in record.get("editors", []) or user.name == record.get("author"):
-            await self.c.audit(
-                user, "approve", "refused", draft_id=record["id"], detail="second_person"
-            )
             raise ConsoleRefused(
                 403, "second_person", "a second person approves: not the one who wrote or edited it"
             )
         draft = self._parse(record, record.get("references"))
         record["approver"] = user.name
-        await self.c.audit(user, "approve", "ok", draft_id=record["id"])
-        return json_response(await self._send(record, draft, user))
+        return json_response(await self._send(record, draft, user, approving=True))
 
     async def return_(self, request: web.Request) -> web.StreamResponse:
         user = self.c.require(request, Role.APPROVER)
@@ -302,8 +332,11 @@ class _Api:
         await self.c.audit(user, "return", "ok", draft_id=record["id"], detail=reason[:200])
         return json_response(record)
 
-    async def _send(self, record: Record, draft: Draft, user: User) -> Record:
-        """Check again now, sign with the agency's key, send, store ingest's decision."""
+    async def _send(
+        self, record: Record, draft: Draft, user: User, *, approving: bool = False
+    ) -> Record:
+        """Check again now, sign with the agency's key, send, store ingest's decision (an
+        approval is audited once the draft passed the checks again, just before sending)."""
         key = self._key(user.agency, await self._registry())
         # one identifier per draft: a retried send is ingest's duplicate, not a second alert
         identifier = f"console.{record['id']}"
@@ -316,6 +349,8 @@ class _Api:
                 problems=checked.problems,
             )
         audience = await self.c.desk.preview(checked)
+        if approving:
+            await self.c.audit(user, "approve", "ok", draft_id=record["id"])
         outcome, decided = await self.c.desk.send(self.c.producer, checked.raw, key)
         lineage = checked.decision.plan.lineage if isinstance(checked.decision, Accepted) else ""
         if outcome == "pending":

@@ -82,6 +82,8 @@ def load_keys(keys_dir: str) -> dict[str, list[KeyPair]]:
     for path in sorted(folder.glob("*.key")) if folder.is_dir() else []:
         try:
             pair = load_private_key(path.read_bytes())
+            if path.stat().st_mode & 0o077:
+                log.warning("console: key file %s is readable by others than its owner", path)
         except (OSError, ValueError) as exc:
             log.warning("console: key file %s not used: %s", path, exc)
             continue

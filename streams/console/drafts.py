@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from streams.console.regions import names
 from streams.regions import RegionRegistry
 
 __all__ = [
@@ -368,8 +369,6 @@ def _area_description(draft: Draft, regions: RegionRegistry) -> str:
 
 def region_name(code: str, regions: RegionRegistry) -> str:
     """The official name of a province or ward code (the code itself if unnamed)."""
-    from streams.console.regions import names
-
     return names(regions).get(code, code)
 
 

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field, replace
 
 __all__ = ["LoginLimiter", "Session", "Sessions"]
 
+#: Tracked names and addresses past which expired ones are dropped.
+_PRUNE_AT = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class Session:
@@ -101,8 +104,17 @@ class LoginLimiter:
         return max(waits)
 
     def failed(self, user: str, address: str, now: float) -> None:
+        if len(self._failures) >= _PRUNE_AT:
+            self._prune(now)
         for key in (("user", user.casefold()), ("address", address)):
             self._failures.setdefault(key, _Window()).times.append(now)
+
+    def _prune(self, now: float) -> None:
+        """Forget names and addresses whose failures all left the window (a guesser trying
+        many names must not grow this without bound)."""
+        stale = [k for k, w in self._failures.items() if now - w.times[-1] >= self._window_s]
+        for key in stale:
+            del self._failures[key]
 
     def succeeded(self, user: str) -> None:
         """A good password clears the user's count (not the address's: one address may try

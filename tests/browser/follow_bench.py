@@ -14,7 +14,7 @@ browser would not, so ``with`` is the harder case.
 
     python -m tests.browser.follow_bench --subscribers 1e7 [--rounds 2]
 
-prints the figures and writes ``benchmarks/results/console_follow.json``.
+prints the figures and writes ``benchmarks/results/console_follow_page.json``.
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shutil.rmtree(stack.broker_dir / "data", ignore_errors=True)
     without = [r["per_s"] for r in rounds if not r["follow_page"]]
     with_page = [r["per_s"] for r in rounds if r["follow_page"]]
-    report = write_results("console_follow", {
+    report = write_results("console_follow_page", {
         "command": "python -m tests.browser.follow_bench " + " ".join(argv or []),
         "subscribers": n,
         "rounds": rounds,

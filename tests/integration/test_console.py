@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from streams.console import Console
 from tests.integration.conftest import run_loa
 from tests.integration.console_kit import (
+    PASSWORD,
     QUANG_NGAI,
     WARD,
     Client,
@@ -22,6 +27,7 @@ from tests.integration.console_kit import (
     draft,
     live_console,
 )
+from tests.tools.xmlsigning import tls_files
 
 pytestmark = pytest.mark.integration
 
@@ -182,6 +188,8 @@ async def test_two_people_send_a_ward_alert_that_is_delivered_and_then_cancel_it
     assert preview["by_province"] == {"VN-51": expected}
     assert sum(preview["by_channel"].values()) == expected
     assert preview["msg_type"] == "Alert" and preview["version"] == 1
+    assert preview["alert"]["identifier"] == f"console.{record['id']}"
+    assert preview["alert"]["info"][1]["headline"] == "Flash flood warning"
     status, record = await author.call("POST", f"/api/drafts/{record['id']}/submit")
     assert record["state"] == "awaiting_approval"
     status, sent = await approver.call("POST", f"/api/drafts/{record['id']}/approve")
@@ -189,6 +197,7 @@ async def test_two_people_send_a_ward_alert_that_is_delivered_and_then_cancel_it
     assert sent["state"] == "sent" and sent["approver"] == "approver"
     assert sent["decision"]["outcome"] == "accepted", sent["decision"]
     alert_id = sent["alert_id"]
+    assert {**sent["cap"], "sent": ""} == {**preview["alert"], "sent": ""}  # what was shown
     assert sent["cap"]["sender"] == QUANG_NGAI and sent["cap"]["info"][0]["area"][0]["regions"] == [
         WARD
     ]
@@ -201,9 +210,38 @@ async def test_two_people_send_a_ward_alert_that_is_delivered_and_then_cancel_it
     assert progress["by_province"]["VN-51"]["targeted"] == expected
     status, history = await author.call("GET", "/api/alerts")
     assert alert_id in [row["alert_id"] for row in history]
+    # Update from the alert's page: prefilled, edited, the same approval; version 2
+    status, update = await author.call("POST", f"/api/alerts/{alert_id}/update")
+    assert status == 201 and update["msg_type"] == "Update" and len(update["references"]) == 1
+    assert update["infos"] == sent["infos"] and update["areas"] == sent["areas"]
+    changed = {
+        k: update[k]
+        for k in (
+            "status",
+            "event",
+            "urgency",
+            "severity",
+            "certainty",
+            "category",
+            "expires",
+            "areas",
+        )
+    }
+    infos = [{**update["infos"][0], "headline": "Lũ quét: nước đang lên"}, update["infos"][1]]
+    changed.update(msg_type="Update", infos=infos, references=["ignored,by,the-server"])
+    status, edited = await author.call("PUT", f"/api/drafts/{update['id']}", changed)
+    assert status == 200 and edited["references"] == update["references"], edited
+    status, preview = await approver.call("POST", f"/api/drafts/{update['id']}/preview")
+    assert (preview["msg_type"], preview["version"]) == ("Update", 2)
+    await author.call("POST", f"/api/drafts/{update['id']}/submit")
+    status, updated = await approver.call("POST", f"/api/drafts/{update['id']}/approve")
+    assert updated["decision"]["outcome"] == "accepted", updated["decision"]
+    assert (updated["alert_id"], updated["decision"]["version"]) == (alert_id, 2)
+    status, shown = await author.call("GET", f"/api/alerts/{alert_id}")
+    assert shown["id"] == update["id"] and shown["versions"] == [update["id"], record["id"]]
     # Cancel from the alert's page: prefilled, references set, the same approval
     status, cancel = await author.call("POST", f"/api/alerts/{alert_id}/cancel")
-    assert status == 201 and cancel["msg_type"] == "Cancel" and cancel["references"]
+    assert status == 201 and cancel["msg_type"] == "Cancel" and len(cancel["references"]) == 2
     await author.call("POST", f"/api/drafts/{cancel['id']}/submit")
     status, cancelled = await approver.call("POST", f"/api/drafts/{cancel['id']}/approve")
     assert status == 200 and cancelled["decision"]["outcome"] == "accepted", cancelled
@@ -365,6 +403,7 @@ async def test_every_action_is_in_the_audit_topic(
     await author.call("PUT", f"/api/drafts/{record['id']}", draft(event="Lũ quét lớn"))
     await approver.call("POST", f"/api/drafts/{record['id']}/preview")
     await author.call("POST", f"/api/drafts/{record['id']}/submit")
+    await author.call("POST", f"/api/drafts/{record['id']}/approve")  # refused: not an approver
     await approver.call("POST", f"/api/drafts/{record['id']}/return", {"reason": "Thêm hướng dẫn"})
     await author.call("POST", f"/api/drafts/{record['id']}/submit")
     _, sent = await approver.call("POST", f"/api/drafts/{record['id']}/approve")
@@ -376,11 +415,12 @@ async def test_every_action_is_in_the_audit_topic(
         for e in events
         if e["draft_id"] == record["id"] or e["alert_id"] == sent["alert_id"]
     ]
-    assert mine[:8] == [
+    assert mine[:9] == [
         ("author", "draft_create", "ok"),
         ("author", "draft_update", "ok"),
         ("approver", "preview", "ok"),
         ("author", "submit", "awaiting_approval"),
+        ("author", "approve", "refused"),
         ("approver", "return", "ok"),
         ("author", "submit", "awaiting_approval"),
         ("approver", "approve", "ok"),
@@ -397,3 +437,102 @@ async def test_every_action_is_in_the_audit_topic(
             assert e["agency"] == QUANG_NGAI, e
     code, out, _ = await run_loa(live.loa.settings, "audit", "--agency", QUANG_NGAI, "--json")
     assert code == 0 and len(json.loads(out)["events"]) >= 8
+    code, out, _ = await run_loa(live.loa.settings, "audit", "--since", "2099-01-01T00:00:00Z")
+    assert code == 0 and out == ""
+    code, out, _ = await run_loa(live.loa.settings, "audit", "--agency", QUANG_NGAI)
+    assert code == 0 and f"author draft_create ok draft={record['id']}" in out
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+async def test_loa_console_refuses_plain_http_off_loopback_and_a_policy_for_nobody(
+    live: LiveConsole, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOA_CONSOLE_HOST", "0.0.0.0")
+    code, _, err = await run_loa(live.loa.settings, "console")
+    assert code == 2 and "not loopback" in err
+    monkeypatch.delenv("LOA_CONSOLE_HOST")
+    monkeypatch.setenv("LOA_CONSOLE_PORT", "0")
+    monkeypatch.setenv("LOA_CONSOLE_APPROVAL", "ghost.gov.vn:Actual/Minor=none")
+    code, _, err = await run_loa(live.loa.settings, "console")
+    assert code == 78 and "ghost.gov.vn" in err
+    monkeypatch.setenv("LOA_CONSOLE_APPROVAL", "*:Actual=maybe")
+    code, _, err = await run_loa(live.loa.settings, "console")
+    assert code == 2 and "LOA_CONSOLE_APPROVAL" in err
+
+
+async def test_a_disabled_user_is_logged_out_and_cannot_log_in(
+    live: LiveConsole, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    password = tmp_path / "pw"
+    password.write_text("another long password\n")
+    settings = live.loa.settings
+    code, _, err = await run_loa(
+        settings,
+        "console",
+        "users",
+        "add",
+        "--agency",
+        "nowhere.gov.vn",
+        "--user",
+        "temp",
+        "--role",
+        "viewer",
+        "--password-file",
+        str(password),
+    )
+    assert code == 2 and "not in the agency registry" in err
+    code, _, err = await run_loa(
+        settings,
+        "console",
+        "users",
+        "add",
+        "--agency",
+        QUANG_NGAI,
+        "--user",
+        "temp",
+        "--role",
+        "viewer",
+        "--password-file",
+        str(password),
+    )
+    assert code == 0, err
+    client = Client(http, live.url)
+    assert (await client.login("temp", "another long password")).status == 200
+    code, out, _ = await run_loa(settings, "console", "users", "list", "--json")
+    listed = {u["user"]: u for u in json.loads(out)["users"]}
+    assert listed["temp"]["roles"] == ["viewer"] and "hash" not in listed["temp"]
+    assert (await run_loa(settings, "console", "users", "disable", "temp"))[0] == 0
+    await live.console.users.ready(timeout_s=10)
+    assert (await client.call("GET", "/api/me"))[0] == 401
+    assert (await client.login("temp", "another long password")).status == 401
+
+
+# --- HTTPS ---------------------------------------------------------------------------------------
+
+
+async def test_over_https_the_console_sends_hsts_and_a_secure_cookie(
+    live: LiveConsole, tmp_path: Path
+) -> None:
+    files = tls_files(tmp_path)
+    settings = replace(
+        live.console.settings,
+        console_host="0.0.0.0",  # off loopback: allowed with TLS only
+        gateway_tls_cert=str(files["server_cert"]),
+        gateway_tls_key=str(files["server_key"]),
+    )
+    console = Console(settings)
+    port = await console.start(port=0)
+    trusted = ssl.create_default_context(cafile=str(files["ca"]))
+    try:
+        async with aiohttp.ClientSession() as http:
+            body = {"username": "viewer", "password": PASSWORD}
+            async with http.post(
+                f"https://127.0.0.1:{port}/api/login", json=body, ssl=trusted
+            ) as r:
+                assert r.status == 200, await r.text()
+                assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+                assert "Secure" in r.headers["Set-Cookie"]
+    finally:
+        await console.stop()

@@ -284,3 +284,76 @@ def test_the_console_refuses_plain_http_off_loopback_and_an_unusable_policy() ->
     with pytest.raises(ValueError, match="LOA_CONSOLE_APPROVAL"):
         check_settings(Settings(console_approval="a.vn:Actual=perhaps"))
     check_settings(Settings(console_host="0.0.0.0", gateway_tls_cert="c", gateway_tls_key="k"))
+
+
+# --- the preview's count, against a brute-force count of the same subscribers ---------------------
+
+
+@pytest.mark.parametrize("test_only", [False, True])
+def test_the_census_preview_counts_what_a_scan_of_every_subscriber_counts(test_only: bool) -> None:
+    import time
+
+    import h3
+    import numpy as np
+
+    from streams.console.audience import MAP_RESOLUTION, census_audience
+    from streams.directory.cells import CellSet, to_resolution
+    from streams.directory.census import build_census
+    from streams.directory.index import FLAG_TEST, ChangeBatch, DirectoryPartition
+    from streams.directory.synthetic import location_pool, synthetic_subscribers
+    from streams.records import CHANNELS
+    from streams.regions import circle_cells
+
+    subs = synthetic_subscribers(30_000, 7, REGIONS)
+    half = len(subs) // 2
+    censuses = {}
+    for p, rows in enumerate((slice(0, half), slice(half, None))):
+        index = DirectoryPartition()
+        index.apply(
+            ChangeBatch(**{name: getattr(subs, name)[rows] for name in subs.__dataclass_fields__})
+        )
+        censuses[p] = build_census(
+            index.columns(),
+            partition=p,
+            offset=0,
+            made_at=time.time(),
+            regions=REGIONS,
+            h3_resolution=7,
+        )
+    lat, lon = h3.cell_to_latlng(f"{int(location_pool(7)[0]):x}")
+    cells = list(h3.compact_cells(circle_cells(lat, lon, 10.0, 7)))
+    got = census_audience(
+        censuses, REGIONS, targets=["VN-51"], cells=cells, test_only=test_only, partitions=2
+    )
+    # the scan: home ward under VN-51, or location inside the circle's cells
+    in_ward = np.isin(
+        np.arange(REGIONS.n_wards),
+        [REGIONS.ward_index(c) for c in REGIONS.ward_codes if c.startswith("VN-51-")],
+    )[subs.ward]
+    area = CellSet.of(int(c, 16) for c in cells)
+    inside = area.contains(subs.cell)
+    hit = in_ward | inside
+    if test_only:
+        hit &= (subs.flags & FLAG_TEST) != 0
+    assert inside.any() and (inside & ~in_ward).any()  # the shape path is exercised
+    assert got["reached"] == int(hit.sum())
+    by_channel = np.bincount(subs.channel[hit], minlength=len(CHANNELS))
+    assert got["by_channel"] == {c: int(n) for c, n in zip(CHANNELS, by_channel, strict=True)}
+    provinces = REGIONS.ward_province[subs.ward[hit]]
+    want = {REGIONS.province_codes[p]: int(n) for p, n in enumerate(np.bincount(provinces)) if n}
+    assert got["by_province"] == want
+    located = hit & (subs.cell != 0)
+    coarse = to_resolution(subs.cell[located], MAP_RESOLUTION)
+    unique, counts = np.unique(coarse, return_counts=True)
+    assert {c["h3"]: c["n"] for c in got["cells"]} == {
+        f"{int(c):x}": int(n) for c, n in zip(unique, counts, strict=True)
+    }
+    assert got["directory"] == len(subs) and got["partitions_counted"] == 2
+
+
+def test_the_limiter_forgets_names_whose_failures_left_the_window() -> None:
+    limiter = LoginLimiter(per_user=3, per_address=10**9, window_s=10)
+    for i in range(10_000):
+        limiter.failed(f"name-{i}", "1.1.1.1", 0)
+    limiter.failed("late", "1.1.1.1", 20)
+    assert len(limiter._failures) <= 3  # the late name, the address, nothing stale
