@@ -133,6 +133,9 @@ def test_two_people_write_preview_approve_send_follow_and_cancel_a_ward_alert(
     css(approver, "#reached")
     summary = text(approver, ".draft-summary")
     assert "Cảnh báo lũ quét khẩn cấp" in summary and "Flash flood warning" in summary
+    css(approver, "#signed-alert summary").click()  # the exact alert approval will sign
+    signed = text(approver, "#signed-alert pre")
+    assert "Cảnh báo lũ quét khẩn cấp" in signed and a_ward() in signed
     screenshot(approver, "approve")
     accessible(approver, "approve")
     decision = approve(approver, link)

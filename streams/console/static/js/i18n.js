@@ -156,6 +156,7 @@ const vi = {
   follow_by_channel: "Theo kênh",
   follow_by_province: "Theo tỉnh",
   cap_title: "Bản CAP đã ký",
+  alert_to_sign: "Bản tin sẽ được ký và gửi (chính xác từng ký tự)",
   do_update: "Cập nhật cảnh báo",
   do_cancel: "Huỷ cảnh báo",
   // history
@@ -328,6 +329,7 @@ const en = {
   follow_by_channel: "By channel",
   follow_by_province: "By province",
   cap_title: "The signed CAP",
+  alert_to_sign: "The alert that will be signed and sent (exactly)",
   do_update: "Update this alert",
   do_cancel: "Cancel this alert",
   history_title: "Alert history",

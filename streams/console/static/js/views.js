@@ -64,6 +64,9 @@ function previewPanel(preview, names) {
     (preview.warnings || []).length
       ? h("div", { class: "notice notice-warning", role: "status" }, h("h2", {}, t("warnings_title")), h("ul", {}, preview.warnings.map((w) => h("li", { dataset: { code: w.code } }, w.message || w.code))))
       : null,
+    preview.alert
+      ? h("details", { id: "signed-alert" }, h("summary", {}, t("alert_to_sign")), h("pre", { class: "cap", tabindex: "0" }, JSON.stringify(preview.alert, null, 2)))
+      : null,
     h(
       "div",
       { class: "tables" },
