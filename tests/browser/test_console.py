@@ -202,8 +202,21 @@ def test_compose_is_usable_on_a_phone_and_in_english(console: Console, browser: 
     wait(phone, lambda: phone.execute_script("return document.documentElement.lang") == "en")
     css(phone, "#f-event")
     assert "Compose an alert" in text(phone, "h1")
+    # what was typed survives the switch
+    assert (
+        phone.find_element(By.ID, "f-infos-0-headline").get_attribute("value")
+        == "Cảnh báo sạt lở đất"
+    )
+    assert a_ward() in text(phone, ".chips")
     screenshot(phone, "compose-phone-en")
     accessible(phone, "compose (phone, English)")
+    save_and_preview(phone)
+    assert phone.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
+    screenshot(phone, "preview-phone-en")
+    accessible(phone, "preview (phone, English)")
+    phone.get(console.url + "/#/history")
+    page_is(phone, "history")
+    assert phone.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
     no_csp_violations(phone)
 
 

@@ -41,7 +41,7 @@ function renderHeader() {
 
 function switchLanguage() {
   setLanguage(language() === "vi" ? "en" : "vi");
-  route();
+  route({ keep: true }); // the same page in the other language, with what was typed
 }
 
 async function logout() {
@@ -68,7 +68,7 @@ async function ensureSession() {
   return signedIn;
 }
 
-async function route() {
+async function route({ keep = false } = {}) {
   if (stopPage) stopPage();
   stopPage = null;
   const [, page = "", id = ""] = location.hash.split("/");
@@ -93,7 +93,7 @@ async function route() {
       sessionStorage.removeItem("loa.after");
       location.hash = after && after !== "#/login" ? after : hasRole("author") ? "#/compose" : "#/history";
     });
-  } else if (page === "compose") await composePage(main, decoded);
+  } else if (page === "compose") await composePage(main, decoded, { keep });
   else if (page === "preview") await previewPage(main, decoded);
   else if (page === "approve") await approvePage(main, decoded);
   else if (page === "follow") stopPage = await followPage(main, decoded);
@@ -103,5 +103,5 @@ async function route() {
 }
 
 setLanguage(savedLanguage() || "vi");
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => route());
 route();

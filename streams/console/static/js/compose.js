@@ -76,7 +76,14 @@ function lines(text) {
     .filter(Boolean);
 }
 
-export async function composePage(main, draftId) {
+// The form being written, so a language switch (which renders the page anew) keeps it
+let current = null;
+
+export async function composePage(main, draftId, { keep = false } = {}) {
+  if (keep && current && current.draftId === (draftId || "")) {
+    new Compose(main, current.draft, current.record, current.names, draftId).render();
+    return;
+  }
   replace(main, h("p", {}, t("loading")));
   let record = null;
   if (draftId) {
@@ -96,15 +103,16 @@ export async function composePage(main, draftId) {
   draft.areas ??= { regions: [], polygons: [], circles: [] };
   draft.infos ??= [];
   const names = await provinceNames().catch(() => ({}));
-  new Compose(main, draft, record, names).render();
+  new Compose(main, draft, record, names, draftId).render();
 }
 
 class Compose {
-  constructor(main, draft, record, names) {
+  constructor(main, draft, record, names, draftId) {
     this.main = main;
     this.draft = draft;
     this.record = record;
     this.names = { ...names };
+    current = { draftId: draftId || "", draft, record, names: this.names };
     this.touched = new Set();
     this.showAll = false;
     this.localProblems = [];
