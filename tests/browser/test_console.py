@@ -17,7 +17,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
 from streams.regions import registry
-from tests.browser.conftest import LAPTOP, PHONE, Console
+from tests.browser.conftest import LAPTOP, PASSWORD, PHONE, Console
 from tests.browser.page import (
     axe_violations,
     csp_violations,
@@ -271,6 +271,25 @@ def test_an_approver_returns_a_draft_and_the_author_sees_why(
     save_and_preview(author)
     assert "accepted" in approve(approver, submit_for_approval(author))
     no_csp_violations(author, approver)
+
+
+def test_a_lost_session_asks_to_sign_in_and_comes_back_to_the_page(
+    console: Console, browser: Browser
+) -> None:
+    driver = browser()
+    login(driver, console.url, "approver")
+    page_is(driver, "history")  # an approver lands on the queue
+    driver.get(console.url + "/#/login")
+    page_is(driver, "history")  # signed in: the login page sends back
+    driver.delete_cookie("loa_console")  # as if the session expired, mid-use
+    driver.find_element(By.CSS_SELECTOR, "nav a[href='#/compose']").click()
+    page_is(driver, "compose")
+    fill(css(driver, "#f-areas-regions"), "Quảng")  # the search call meets the lost session
+    css(driver, "#username").send_keys("approver")
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.ID, "login").click()
+    page_is(driver, "compose")  # back where the session was lost
+    no_csp_violations(driver)
 
 
 def test_an_author_alone_cannot_send_an_actual_alert(console: Console, browser: Browser) -> None:

@@ -1,6 +1,12 @@
 // The console's JSON API (/api/, docs/console.md): one fetch wrapper that sends the CSRF
 // header on every state-changing call and turns error bodies into ApiError.
 let csrf = "";
+let onSignedOut = () => {};
+
+// Called when the session is gone (expired, signed out elsewhere): the page asks to sign in again
+export function setOnSignedOut(fn) {
+  onSignedOut = fn;
+}
 
 export function setCsrf(token) {
   csrf = token || "";
@@ -41,6 +47,7 @@ export async function api(method, path, body) {
   }
   if (!response.ok) {
     const error = new ApiError(response.status, data);
+    if ((response.status === 401 && path !== "/api/login" && path !== "/api/me") || error.code === "csrf") onSignedOut();
     error.retryAfter = Number(response.headers.get("Retry-After") || 0);
     throw error;
   }

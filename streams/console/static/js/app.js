@@ -1,7 +1,7 @@
 // The console's single page: hash routes (#/login, #/compose[/id], #/preview/id,
 // #/approve/id, #/follow/alert_id, #/history), the header with the language switch, and the
 // session check (/api/me) before any page that needs one.
-import { get, post, setCsrf } from "./api.js";
+import { get, post, setCsrf, setOnSignedOut } from "./api.js";
 import { hasRole, session } from "./common.js";
 import { composePage } from "./compose.js";
 import { h, replace } from "./dom.js";
@@ -103,5 +103,12 @@ async function route({ keep = false } = {}) {
 }
 
 setLanguage(savedLanguage() || "vi");
+setOnSignedOut(() => {
+  if (!signedIn) return;
+  signedIn = false;
+  setCsrf("");
+  sessionStorage.setItem("loa.after", location.hash);
+  location.hash = "#/login";
+});
 window.addEventListener("hashchange", () => route());
 route();

@@ -12,8 +12,18 @@ const VIET_NAM = [
 ];
 let outlinesPromise = null;
 
+const NO_OUTLINES = { type: "FeatureCollection", features: [] };
+
 export function outlines() {
-  outlinesPromise ??= fetch(OUTLINES_URL, { credentials: "same-origin" }).then((r) => r.json());
+  outlinesPromise ??= fetch(OUTLINES_URL, { credentials: "same-origin" })
+    .then((r) => {
+      if (!r.ok) throw new Error(`outlines: HTTP ${r.status}`);
+      return r.json();
+    })
+    .catch(() => {
+      outlinesPromise = null; // signed out or offline: try again next time, draw none now
+      return NO_OUTLINES;
+    });
   return outlinesPromise;
 }
 
