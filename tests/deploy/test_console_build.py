@@ -90,6 +90,20 @@ def test_the_page_has_nothing_the_policy_forbids_nor_builds_markup_from_text() -
             assert forbidden not in code, f"{script.name}: {forbidden}"
 
 
+def test_both_languages_have_every_text() -> None:
+    source = (STATIC / "js" / "i18n.js").read_text(encoding="utf-8")
+    blocks = dict(re.findall(r"^const (vi|en) = \{\n(.*?)^\};", source, re.MULTILINE | re.DOTALL))
+    keys = {
+        lang: set(re.findall(r"^  (\w+):", body, re.MULTILINE)) for lang, body in blocks.items()
+    }
+    assert keys["vi"] and keys["vi"] == keys["en"], keys["vi"] ^ keys["en"]
+    # every key the page asks for exists (t("...") with a literal key)
+    used = set()
+    for script in (STATIC / "js").glob("*.js"):
+        used |= set(re.findall(r"\bt\(\"(\w+)\"", script.read_text(encoding="utf-8")))
+    assert used <= keys["en"], used - keys["en"]
+
+
 def test_the_console_never_serves_axe_core() -> None:
     # the accessibility engine is for the tests only: it lives beside them, not in static/
     assert not list(STATIC.rglob("axe*"))
