@@ -27,7 +27,7 @@ from benchmarks.brokerclock import (
     end_offsets,
     watermarks,
 )
-from streams.demo.localrun import WorkerProcess
+from streams.demo.localrun import WorkerProcess, free_port
 from streams.directory.load import load_synthetic
 from streams.ingest.agency_service import ensure_local_key
 from streams.ingest.signatures import signature_headers
@@ -170,12 +170,20 @@ class Deployment:
             worker = WorkerProcess(
                 self.settings,
                 self.workdir / f"{self.tag}-worker-{i}.log",
-                LOA_METRICS_PORT="0",
+                # its own /ready, waited for as an orchestrator's probe would (wait_ready)
+                LOA_METRICS_PORT=str(free_port()),
                 LOA_DATA_DIR=str(data_dir),
                 # the default log level, as a user's worker runs (a 10M national alert logs
                 # 9 lines at INFO; docs/benchmarks.md, "The first alert")
             )
             self.workers.append(worker.start())
+
+    def wait_ready(self, timeout_s: float = 900.0) -> float:
+        """Seconds until every worker's ``/ready`` answers 200 (all its partitions restored)."""
+        started = time.monotonic()
+        for worker in self.workers:
+            worker.wait_ready(max(timeout_s - (time.monotonic() - started), 1.0))
+        return time.monotonic() - started
 
     def stop_workers(self) -> None:
         for worker in self.workers:

@@ -56,7 +56,16 @@ from streams.settings.load import load_settings
 from streams.settings.model import Settings
 
 SECTIONS = ("fanout", "peers", "latency", "sustained")
-RUNS = ("loa", "loa+throttle", "loa+caps")
+#: the first national alert on a worker just ready (as a user starts one), before "loa"
+FIRST = "loa first"
+RUNS = (FIRST, "loa", "loa+throttle", "loa+caps")
+#: What a bench worker gets that ``loa worker`` started by a user with the defaults does not
+WORKER_START = (
+    "same command (python -m streams worker) and default settings, waited for on /ready;"
+    " differs only in its topic prefix and app id (a fresh set per run), a static"
+    " LOA_INSTANCE_ID per worker, its own LOA_DATA_DIR and LOA_METRICS_PORT, and send-task"
+    " and inbound topics stamped with LogAppendTime (the broker's clock, for the figures)"
+)
 THROTTLE_RATE = 1e9  # tasks/s per channel: bookkeeping on, never binding
 
 
@@ -114,10 +123,17 @@ async def _national(
     label: str,
     expected: int | None,
     broker_dir: Path | None = None,
+    *,
+    settle_first: bool = True,
 ) -> dict[str, Any]:
-    """Publish one national alert, follow it, and count its tasks on the broker."""
-    settled_s = await asyncio.to_thread(
-        settle, broker_dir, lambda: sum(cpu for cpu, _ in dep.worker_stats())
+    """Publish one national alert, follow it, and count its tasks on the broker. With
+    ``settle_first`` the broker's dirty pages are synced and broker and workers idle first."""
+    settled_s = (
+        await asyncio.to_thread(
+            settle, broker_dir, lambda: sum(cpu for cpu, _ in dep.worker_stats())
+        )
+        if settle_first
+        else 0.0
     )
     broker0 = _broker_cpu_s(broker_dir)
     stats0 = dep.worker_stats()
@@ -168,13 +184,11 @@ async def fanout_section(
         for count in workers:
             dep.start_workers(count)
             try:
-                started = time.perf_counter()
-                # a one-ward alert first: it waits for every partition's directory, so what
-                # follows measures the fan-out, not the restore
-                await dep.progress(await dep.publish((registry().ward_codes[0],)))
-                restore_s = time.perf_counter() - started
+                # as a user's orchestrator starts a worker: /ready, then the first alert at once
+                # (no settle, no warm-up alert); then the same alert again on the warm worker
+                restore_s = await asyncio.to_thread(dep.wait_ready)
                 rss = sum(r for _, r in dep.worker_stats())
-                variants = [(Priority.EXTREME, "loa", n)]
+                variants = [(Priority.EXTREME, FIRST, n), (Priority.EXTREME, "loa", n)]
                 if count == workers[0]:
                     variants += [
                         (Priority.EXTREME, "loa+throttle", n),
@@ -182,8 +196,11 @@ async def fanout_section(
                     ]
                 variants = [v for v in variants if v[1] in labels]
                 for priority, label, expected in variants:
-                    await dep.set_throttle(THROTTLE_RATE if label == "loa+throttle" else None)
-                    run = await _national(dep, priority, label, expected, broker_dir)
+                    if label != FIRST:  # a fresh worker has no limits: nothing to lift
+                        await dep.set_throttle(THROTTLE_RATE if label == "loa+throttle" else None)
+                    run = await _national(
+                        dep, priority, label, expected, broker_dir, settle_first=label != FIRST
+                    )
                     run.update(
                         directory_load_per_s=load_per_s,
                         directory_load_s=dep.load_s,
@@ -363,13 +380,21 @@ def _disk_bytes(path: Path | None) -> int | None:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-async def sustained_section(dep: Deployment, total: int, broker_dir: Path | None) -> dict[str, Any]:
-    """Back-to-back national alerts on ``dep`` until ``total`` tasks, sampled every second."""
+async def sustained_section(
+    dep: Deployment, total: int, broker_dir: Path | None, reader: Any = None
+) -> dict[str, Any]:
+    """Back-to-back national alerts on ``dep`` until ``total`` tasks, sampled every second,
+    against one national alert on the same deployment just before (the burst rate this is
+    compared with). ``reader`` (:mod:`benchmarks.exactreader`'s start, or None) follows the
+    send topics live from the sustained run's start and counts every alert."""
     n = dep.n
+    burst = await _national(dep, Priority.EXTREME, "burst", n, broker_dir)
+    _say(f"sustained: one national alert first, {burst['per_s']:,.0f} tasks/s (the burst rate)")
     samples: list[dict[str, float]] = []
     alerts = -(-total // n)
     published: list[Published] = []
     since = dep.marks()
+    follower = None if reader is None else reader(dep, since)
     base_offsets = sum(since.values())
     started = time.monotonic()
     last_t, last_tasks = started, 0
@@ -397,24 +422,82 @@ async def sustained_section(dep: Deployment, total: int, broker_dir: Path | None
         await asyncio.sleep(0.2)
     await dep.progress(published[-1])
     elapsed = time.monotonic() - started
-    exact = None
     retained = int(dep.extra_topic_configs["retention.bytes"]) * dep.settings.partitions
-    if total * 300 < retained:  # every task still on the broker: count them all
+    exact: bool | None = None
+    counted_by = None
+    per_alert: list[dict[str, Any]] = []
+    if follower is not None:
+        counted = await asyncio.to_thread(follower.stop)
+        counted_by = "benchmarks/exact (Java, kafka-clients read_committed, RoaringBitmap)"
+    elif total * 300 < retained:  # every task still on the broker: count them all
         counted = dep.count(since)
-        exact = all(
-            counted[p.alert_id].tasks == counted[p.alert_id].distinct == n for p in published
-        )
+        counted_by = "benchmarks/brokerclock.py (librdkafka read_committed)"
+    else:
+        counted = None
+    if counted is not None:
+        exact = True
+        for p in published:
+            c = counted.get(p.alert_id)
+            ok = (
+                c is not None
+                and c.tasks == c.distinct == n
+                and c.duplicates == 0
+                and getattr(c, "missed", 0) == 0
+            )
+            exact &= ok
+            per_alert.append(
+                {
+                    "alert_id": p.alert_id,
+                    "tasks": 0 if c is None else c.tasks,
+                    "distinct": 0 if c is None else c.distinct,
+                    "duplicates": 0 if c is None else c.duplicates,
+                    "missed": 0 if c is None else getattr(c, "missed", 0),
+                    "first_ms": None if c is None else c.first_ms,
+                    "last_ms": None if c is None else c.last_ms,
+                    "exact": ok,
+                }
+            )
+        # the broker's clock: first task of the first alert to last task of the last
+        firsts = [a["first_ms"] for a in per_alert if a["first_ms"] is not None]
+        lasts = [a["last_ms"] for a in per_alert if a["last_ms"] is not None]
+        if firsts and lasts and max(lasts) > min(firsts):
+            broker_per_s = alerts * n / ((max(lasts) - min(firsts)) / 1000)
+        else:
+            broker_per_s = None
+    else:
+        broker_per_s = None
+    per_s = alerts * n / elapsed
     return {
         "subscribers": n,
         "alerts": alerts,
         "tasks": alerts * n,
         "seconds": elapsed,
-        "per_s": alerts * n / elapsed,
+        "per_s": per_s,
+        "per_s_broker_clock": broker_per_s,
+        "burst_per_s": burst["per_s"],
+        "ratio_to_burst": (broker_per_s or per_s) / burst["per_s"] if burst["per_s"] else None,
         "retention_bytes": int(dep.extra_topic_configs["retention.bytes"]),
         "samples": samples,
         "exact": exact,
+        "counted_by": counted_by,
+        "per_alert": per_alert,
         "broker_disk_max_bytes": max((s["broker_disk_bytes"] for s in samples), default=0),
     }
+
+
+def _reader(args: argparse.Namespace) -> Callable[[Deployment, Any], Any] | None:
+    """The sustained run's live counter (the Java reader), or None to count after the run
+    with librdkafka (possible only when every task is still on the broker at the end)."""
+    fits = args.total * 300 < args.retention_bytes * args.partitions
+    if args.reader == "librdkafka" or (args.reader == "auto" and fits):
+        return None
+    from benchmarks import exactreader
+
+    def start(dep: Deployment, since: Any) -> Any:
+        # started right after `since` was taken, on an idle worker: it reads from the end
+        return exactreader.start(dep.settings, dep.sends_topics(), dep.workdir / "exact")
+
+    return start
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -444,6 +527,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="loa-bench-") as tmpdir:
             tmp = Path(args.workdir or tmpdir)
             if "fanout" in sections:
+                result["worker_start"] = WORKER_START
                 result["fanout"] = await fanout_section(
                     base, args.sizes, args.workers, tmp, broker_dir, tuple(args.runs.split(","))
                 )
@@ -461,12 +545,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     _task_bytes(result.get("fanout", [])),
                     broker_dir,
                 )
-            if "latency" in sections or "sustained" in sections:
-                # one deployment for both, its send topics retention-limited
+            for section, size in (
+                ("latency", args.latency_subscribers),
+                ("sustained", args.sustained_subscribers or max(args.sizes)),
+            ):
+                if section not in sections:
+                    continue
+                # a deployment each, its send topics retention-limited
                 retention = args.retention_bytes
                 dep = Deployment(
                     base,
-                    args.latency_subscribers,
+                    size,
                     tmp,
                     extra_topic_configs={
                         "retention.bytes": str(retention),
@@ -474,15 +563,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     },
                 )
                 await dep.create()
+                _say(f"{section}: loading {size:,} subscribers")
                 await dep.load()
                 dep.start_workers(1)
                 try:
-                    await dep.progress(await dep.publish((registry().ward_codes[0],)))
-                    if "latency" in sections:
+                    await asyncio.to_thread(dep.wait_ready)
+                    if section == "latency":
                         result["latency"] = await latency_section(dep, args.latency_alerts)
-                    if "sustained" in sections:
+                    else:
                         result["sustained"] = await sustained_section(
-                            dep, int(args.total), broker_dir
+                            dep, int(args.total), broker_dir, _reader(args)
                         )
                 finally:
                     dep.stop_workers()
@@ -547,6 +637,22 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=5e7,
         help="sustained mode: tasks in total, back-to-back national alerts (1e9 ok)",
+    )
+    p.add_argument(
+        "--sustained-subscribers",
+        type=lambda s: int(float(s)),
+        default=None,
+        help="sustained mode: subscribers, i.e. tasks per national alert (default: the largest"
+        " --sizes, so the sustained rate compares with that size's burst)",
+    )
+    p.add_argument(
+        "--reader",
+        choices=("auto", "java", "librdkafka"),
+        default="auto",
+        help="sustained mode's independent counter: java follows the send topics live (every"
+        " alert counted even when retention deletes them later); librdkafka reads them after"
+        " the run (only when they all fit in the retention); auto: java when the run does not"
+        " fit, else librdkafka",
     )
     p.add_argument(
         "--retention-bytes",
