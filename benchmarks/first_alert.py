@@ -90,6 +90,9 @@ class Mode:
     topic_configs: dict[str, dict[str, str]] = field(default_factory=dict)
     #: variables for ``deploy/kafka/kafka.sh`` (e.g. ``KAFKA_HEAP_OPTS``)
     broker_env: dict[str, str] = field(default_factory=dict)
+    #: records of task size written in transactions to a scratch topic before the first
+    #: alert (by librdkafka, not Loa): would warming the broker's produce path help?
+    jit_warmup_records: int = 0
 
     def differences(self) -> list[str]:
         lines = [f"{k}={v}" for k, v in sorted(self.env.items())]
@@ -103,6 +106,11 @@ class Mode:
             lines.append("a one-ward alert before the first national alert")
         if self.settle:
             lines.append("sync + wait until broker and worker idle (< 0.15 core, <= 90 s)")
+        if self.jit_warmup_records:
+            lines.append(
+                f"{self.jit_warmup_records:,} task-sized records written in transactions to a"
+                " scratch topic before the first alert"
+            )
         return lines or ["none: the documented defaults"]
 
 
@@ -120,6 +128,9 @@ MODES = {
         "user-pretouch",
         broker_env={"KAFKA_HEAP_OPTS": "-Xms1g -Xmx1g -XX:+AlwaysPreTouch"},
     ),
+    # the broker's produce and transaction path run (and JIT-compiled) before the first alert
+    "user-jit": Mode("user-jit", jit_warmup_records=1_000_000),
+    "user-jit200k": Mode("user-jit200k", jit_warmup_records=200_000),
     "bench": Mode(
         "bench",
         env={"LOA_LOG_LEVEL": "WARNING", "LOA_INSTANCE_ID": "bench-worker-0"},
@@ -422,6 +433,43 @@ def _top(threads: dict[str, float], n: int = 4) -> str:
     return ", ".join(f"{k} {v:.1f}" for k, v in list(threads.items())[:n])
 
 
+def jit_warmup(settings: Settings, records: int, partitions: int = 8) -> float:
+    """Write ``records`` of a send task's size (8-digit key, 229-byte value) to a scratch
+    topic in transactions of 50,000, as the fan-out writes; seconds it took."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic as RdNewTopic
+
+    topic = "loa-warmup-scratch"
+    admin = AdminClient(client_config(settings))
+    for future in admin.create_topics([RdNewTopic(topic, partitions, 1)]).values():
+        future.result(timeout=60)
+    producer = Producer(
+        {
+            **client_config(settings),
+            "transactional.id": f"loa-warmup-{time.time_ns()}",
+            "linger.ms": 5,
+            "batch.size": 1_000_000,
+        }
+    )
+    value = b'{"alert_id":"warmup"' + b"x" * 209
+    started = time.monotonic()
+    producer.init_transactions(60)
+    for first in range(0, records, 50_000):
+        producer.begin_transaction()
+        for i in range(first, min(first + 50_000, records)):
+            while True:
+                try:
+                    producer.produce(topic, value, key=b"%08d" % i, partition=i % partitions)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.commit_transaction(120)
+    elapsed = time.monotonic() - started
+    for future in admin.delete_topics([topic]).values():
+        future.result(timeout=60)
+    return elapsed
+
+
 def run_mode(mode: Mode, n: int, port: int, workdir: Path, profile: Path | None) -> dict[str, Any]:
     stack = Stack(mode, workdir / mode.name, port)
     if stack.workdir.exists():
@@ -466,6 +514,9 @@ def run_mode(mode: Mode, n: int, port: int, workdir: Path, profile: Path | None)
                 "300",
             )
             time.sleep(2.0)
+        if mode.jit_warmup_records:
+            result["jit_warmup_s"] = jit_warmup(stack.settings, mode.jit_warmup_records)
+            _say(f"{mode.name}: warm-up written in {result['jit_warmup_s']:.1f} s")
         if mode.settle:
             assert stack.worker is not None
             pid = stack.worker.pid
