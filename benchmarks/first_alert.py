@@ -63,7 +63,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not in its 
 )
 
 from benchmarks.brokerclock import client_config, count_tasks, watermarks
-from benchmarks.harness import ALERT_SENDER, alert_json, proc_stat
+from benchmarks.harness import ALERT_SENDER, alert_json, proc_stat, spent_by_thread, thread_cpu
 from benchmarks.run import settle
 from streams.records import Priority
 from streams.regions import registry
@@ -278,26 +278,6 @@ class Stack:
             return 0
 
 
-def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds per thread kind of a process (thread names with digits dropped, e.g. the
-    broker's ``kafka-log-clean``, ``C2 CompilerThre``, ``GC Thread#``; the worker's
-    ``asyncio_`` pool), from /proc: where a process spent its time without attaching to it."""
-    tick = os.sysconf("SC_CLK_TCK")
-    kinds: dict[str, float] = {}
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            name = (task / "comm").read_text().strip().rstrip("0123456789#-").strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            kinds[name] = kinds.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    return kinds
-
-
-def _spent(before: dict[str, float], after: dict[str, float], top: int = 8) -> dict[str, float]:
-    """The ``top`` thread kinds by CPU seconds between two :func:`thread_cpu` readings."""
-    spent = {k: round(v - before.get(k, 0.0), 2) for k, v in after.items()}
-    return dict(sorted(spent.items(), key=lambda kv: -kv[1])[:top])
-
-
 def dirty_mb() -> float:
     """Page cache not yet written back (``Dirty`` + ``Writeback`` of /proc/meminfo), MB."""
     fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
@@ -404,8 +384,8 @@ def national(stack: Stack, label: str, n: int, profile: Path | None) -> dict[str
             spy.wait(60)
     worker_cpu = proc_stat(stack.worker.pid)[0] - worker_cpu0
     broker_cpu = proc_stat(stack.broker_pid())[0] - broker_cpu0
-    broker_threads = _spent(broker_threads0, thread_cpu(stack.broker_pid()))
-    worker_threads = _spent(worker_threads0, thread_cpu(stack.worker.pid))
+    broker_threads = spent_by_thread(broker_threads0, thread_cpu(stack.broker_pid()))
+    worker_threads = spent_by_thread(worker_threads0, thread_cpu(stack.worker.pid))
     count = count_tasks(settings, topics, since=marks).get(f"{ALERT_SENDER}/{identifier}")
     if count is None:
         raise RuntimeError(f"no task of {identifier} on the broker")
@@ -523,7 +503,9 @@ def run_mode(mode: Mode, n: int, port: int, workdir: Path, profile: Path | None)
             result["settled_s"] = settle(stack.broker_dir, lambda: proc_stat(pid)[0])
         result["load_before_first"] = os.getloadavg()
         # what the broker did from its start to here: load, restore, log cleaner, JIT
-        result["broker_threads_cpu_s_before_first"] = _spent({}, thread_cpu(stack.broker_pid()))
+        result["broker_threads_cpu_s_before_first"] = spent_by_thread(
+            {}, thread_cpu(stack.broker_pid())
+        )
         alerts = [national(stack, label, n, profile) for label in ("first", "second")]
         for a in alerts:
             _say(

@@ -7,6 +7,7 @@ Loa's own figure (its progress records) is kept next to the broker's, never inst
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -101,6 +102,28 @@ class Published:
     @property
     def alert_id(self) -> str:
         return f"{ALERT_SENDER}/{self.identifier}"
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread kind of a process (thread names with digits dropped, e.g. the
+    broker's ``kafka-log-clean``, ``C2 CompilerThre``, ``GC Thread#``; the worker's
+    ``asyncio_`` pool), from /proc: where a process spent its time without attaching to it."""
+    tick = os.sysconf("SC_CLK_TCK")
+    kinds: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            name = (task / "comm").read_text().strip().rstrip("0123456789#-").strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            kinds[name] = kinds.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return kinds
+
+
+def spent_by_thread(
+    before: dict[str, float], after: dict[str, float], top: int = 8
+) -> dict[str, float]:
+    """The ``top`` thread kinds by CPU seconds between two :func:`thread_cpu` readings."""
+    spent = {k: round(v - before.get(k, 0.0), 2) for k, v in after.items()}
+    return dict(sorted(spent.items(), key=lambda kv: -kv[1])[:top])
 
 
 @dataclass

@@ -186,6 +186,13 @@ def _sustained_detail(sustained: dict[str, Any]) -> str:
             f" One national alert on the same worker just before: {sustained['burst_per_s']:,.0f}"
             f"/s; sustained / burst = {ratio:.2f}."
         )
+    cpu, burst_cpu = sustained.get("cpu", {}), sustained.get("burst_cpu", {})
+    for process in ("worker", "broker"):
+        if cpu.get(process) and burst_cpu.get(process):
+            parts.append(
+                f" {process.capitalize()} CPU per task: {cpu[process]['us_per_task']:.2f} µs"
+                f" sustained, {burst_cpu[process]['us_per_task']:.2f} µs in the burst."
+            )
     exact = sustained.get("exact")
     if exact is None:
         parts.append(" Not counted (the tasks did not fit in the retention; --reader java).")
