@@ -402,9 +402,9 @@ def bench(
         before = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {cpu})  # librdkafka's threads start inside count_tasks
         try:
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), time.process_time()  # all threads' CPU time
             counted = count_tasks(settings, topics, timeout_s=300)
-            count_s = time.monotonic() - t0
+            count_s, count_cpu_s = time.monotonic() - t0, time.process_time() - cpu0
         finally:
             os.sched_setaffinity(0, before)
     finally:
@@ -429,11 +429,20 @@ def bench(
             "wall_per_s": records / exact_s,
             "own_s": reader.result.seconds,
             "own_per_s": reader.result.per_s,
+            "cpu_s": reader.result.raw["cpu_s"],
+            "per_cpu_s": reader.result.raw["per_cpu_s"],
             "missed": reader.result.missed,
             "exact": reader.result.exact,
         },
-        "count_tasks": {"wall_s": count_s, "wall_per_s": records / count_s},
+        "count_tasks": {
+            "wall_s": count_s,
+            "wall_per_s": records / count_s,
+            "cpu_s": count_cpu_s,
+            "per_cpu_s": records / count_cpu_s,
+        },
         "ratio_wall": count_s / exact_s,
+        "ratio_cpu": count_cpu_s / reader.result.raw["cpu_s"],
+        "load_average_1m": os.getloadavg()[0],
         "figures_agree": agree,
     }
 

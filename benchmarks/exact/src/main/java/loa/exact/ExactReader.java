@@ -2,6 +2,7 @@ package loa.exact;
 
 import java.io.IOException;
 import java.io.PrintStream;
+import java.lang.management.ManagementFactory;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -9,6 +10,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
@@ -44,6 +46,9 @@ import org.apache.kafka.common.serialization.ByteBufferDeserializer;
  */
 public final class ExactReader {
   private static final byte[] PREFIX = "{\"alert_id\":\"".getBytes(StandardCharsets.US_ASCII);
+
+  /** the id of values without one (brokerclock's "" group) */
+  private static final byte[] EMPTY = new byte[0];
 
   /** Keys that are not plain decimal are hashed into this half of the 64-bit space. */
   private static final long HASHED = 1L << 63;
@@ -276,38 +281,58 @@ public final class ExactReader {
 
   /** The tally of the value's alert id: bytes 13.. up to the next quote, as brokerclock reads it. */
   private AlertTally alertOf(ByteBuffer value) {
-    int start = 0;
-    int end = 0;
-    if (value != null && hasPrefix(value)) {
-      int base = value.position();
-      int limit = value.limit();
-      int i = base + PREFIX.length;
-      while (i < limit && value.get(i) != '"') {
-        i++;
-      }
-      if (i < limit) {
-        start = base + PREFIX.length;
-        end = i;
+    if (value == null) {
+      return tallyOf(EMPTY, 0, 0);
+    }
+    if (!value.hasArray()) { // not from the Java client's heap buffers; copy once
+      byte[] copy = new byte[value.remaining()];
+      value.duplicate().get(copy);
+      return alertOf(copy, 0, copy.length);
+    }
+    int from = value.arrayOffset() + value.position();
+    return alertOf(value.array(), from, from + value.remaining());
+  }
+
+  private AlertTally alertOf(byte[] buf, int from, int to) {
+    int start = from + PREFIX.length;
+    if (to < start || !Arrays.equals(buf, from, start, PREFIX, 0, PREFIX.length)) {
+      return tallyOf(EMPTY, 0, 0);
+    }
+    // records come in runs of one alert: the last one's id (which holds no quote) followed by
+    // a quote settles it without scanning for the quote (Arrays.equals on ranges is vectorized)
+    AlertTally cached = last;
+    if (cached != null) {
+      int end = start + cached.id.length;
+      if (end < to
+          && buf[end] == '"'
+          && Arrays.equals(buf, start, end, cached.id, 0, cached.id.length)) {
+        return cached;
       }
     }
-    // records come in runs of one alert: compare with the last one before hashing
+    int end = start;
+    while (end < to && buf[end] != '"') {
+      end++;
+    }
+    if (end == to) { // no closing quote: not an alert id
+      return tallyOf(EMPTY, 0, 0);
+    }
+    return tallyOf(buf, start, end);
+  }
+
+  private AlertTally tallyOf(byte[] buf, int start, int end) {
     AlertTally cached = last;
-    if (cached != null && sameId(cached.id, value, start, end)) {
+    if (cached != null && Arrays.equals(buf, start, end, cached.id, 0, cached.id.length)) {
       return cached;
     }
-    long hash = hashOf(value, start, end);
+    long hash = hashOf(buf, start, end);
     int slot = (int) (hash & (table.length - 1));
     for (AlertTally t = table[slot]; t != null; t = t.next) {
-      if (t.hash == hash && sameId(t.id, value, start, end)) {
+      if (t.hash == hash && Arrays.equals(buf, start, end, t.id, 0, t.id.length)) {
         last = t;
         return t;
       }
     }
-    byte[] id = new byte[end - start];
-    for (int i = start; i < end; i++) {
-      id[i - start] = value.get(i);
-    }
-    AlertTally t = new AlertTally(id, hash, partitions.size());
+    AlertTally t = new AlertTally(Arrays.copyOfRange(buf, start, end), hash, partitions.size());
     t.next = table[slot];
     table[slot] = t;
     alerts.add(t);
@@ -328,36 +353,11 @@ public final class ExactReader {
     table = bigger;
   }
 
-  private static boolean hasPrefix(ByteBuffer value) {
-    int base = value.position();
-    if (value.limit() - base < PREFIX.length) {
-      return false;
-    }
-    for (int i = 0; i < PREFIX.length; i++) {
-      if (value.get(base + i) != PREFIX[i]) {
-        return false;
-      }
-    }
-    return true;
-  }
-
-  private static boolean sameId(byte[] id, ByteBuffer value, int start, int end) {
-    if (id.length != end - start) {
-      return false;
-    }
-    for (int i = 0; i < id.length; i++) {
-      if (id[i] != value.get(start + i)) {
-        return false;
-      }
-    }
-    return true;
-  }
-
   /** FNV-1a 64 over bytes [start, end) of buf, then a finalizing mix (spreads the low bits). */
-  private static long hashOf(ByteBuffer buf, int start, int end) {
+  private static long hashOf(byte[] buf, int start, int end) {
     long h = 0xcbf29ce484222325L;
     for (int i = start; i < end; i++) {
-      h ^= buf.get(i) & 0xff;
+      h ^= buf[i] & 0xff;
       h *= 0x100000001b3L;
     }
     h ^= h >>> 33;
@@ -374,23 +374,33 @@ public final class ExactReader {
     if (key == null) {
       return HASHED;
     }
-    int base = key.position();
-    int len = key.limit() - base;
+    byte[] buf;
+    int from;
+    if (key.hasArray()) {
+      buf = key.array();
+      from = key.arrayOffset() + key.position();
+    } else {
+      buf = new byte[key.remaining()];
+      key.duplicate().get(buf);
+      from = 0;
+    }
+    int to = from + key.remaining();
+    int len = to - from;
     if (len > 0 && len <= 18) { // 18 digits cannot overflow a long
       long v = 0;
-      int i = 0;
-      for (; i < len; i++) {
-        int d = key.get(base + i) - '0';
+      int i = from;
+      for (; i < to; i++) {
+        int d = buf[i] - '0';
         if (d < 0 || d > 9) {
           break;
         }
         v = v * 10 + d;
       }
-      if (i == len) {
+      if (i == to) {
         return v;
       }
     }
-    return HASHED | hashOf(key, base, key.limit());
+    return HASHED | hashOf(buf, from, to);
   }
 
   private void progress(
@@ -427,6 +437,11 @@ public final class ExactReader {
     j.key("missed").num(missed);
     j.key("seconds").num(seconds);
     j.key("per_s").num(records / Math.max(seconds, 1e-9));
+    // CPU time of the whole process (JVM start, GC and JIT included): on a shared machine the
+    // rate per CPU second is what one free core would give
+    double cpu = cpuSeconds();
+    j.key("cpu_s").num(cpu);
+    j.key("per_cpu_s").num(records / Math.max(cpu, 1e-9));
     j.key("topics").open('[');
     for (String t : opts.topics) {
       j.str(t);
@@ -474,6 +489,14 @@ public final class ExactReader {
     j.close('}');
     j.close('}');
     return j.text() + "\n";
+  }
+
+  private static double cpuSeconds() {
+    if (ManagementFactory.getOperatingSystemMXBean()
+        instanceof com.sun.management.OperatingSystemMXBean os) {
+      return os.getProcessCpuTime() / 1e9;
+    }
+    return Double.NaN;
   }
 
   private static void writeAtomically(Path path, String text) throws IOException {
