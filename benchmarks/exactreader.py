@@ -191,7 +191,8 @@ def build_jar(*, force: bool = False) -> Path:
 
 
 class ExactReader:
-    """A running reader (from :func:`start`); :meth:`stop` ends it and returns its counts."""
+    """A running reader (from :func:`start`); :meth:`stop` ends it and returns its counts.
+    As a context manager, it is killed on leaving the block if it still runs."""
 
     def __init__(self, proc: subprocess.Popen[bytes], workdir: Path, log: IO[bytes]) -> None:
         self.proc = proc
@@ -231,6 +232,12 @@ class ExactReader:
             raw=raw,
         )
         return self.result.alerts
+
+    def __enter__(self) -> ExactReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()  # a no-op after stop(); ends a reader the caller left running
 
     def kill(self) -> None:
         """End the reader now, without a result (a bench that failed on its own)."""

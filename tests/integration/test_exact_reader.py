@@ -5,6 +5,7 @@ brokerclock.count_tasks on the same topics, and deleted records are reported as 
 
 from __future__ import annotations
 
+import signal
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -233,6 +234,29 @@ def test_records_deleted_before_they_are_read_are_reported_missed(
     assert counts["A"].tasks == 70 and counts["A"].missed == 40
     missed = {(p["topic"], p["partition"]): p["missed"] for p in reader.result.raw["partitions"]}
     assert missed[(x, 0)] == 40 and sum(missed.values()) == 40
+
+
+def test_records_deleted_while_the_reader_lags_are_reported_missed(
+    topics: Topics, tmp_path: Path
+) -> None:
+    x = topics.names[0]
+    with exactreader.start(topics.settings, topics.names, tmp_path, from_="end") as reader:
+        # a reader slower than retention: stopped while the records come and go
+        reader.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(0.5)  # a fetch in flight answers empty
+            topics.writer.transaction([(x, 0, b"%d" % i, value("A", i)) for i in range(100)])
+            admin = AdminClient(client_config(topics.settings))
+            for future in admin.delete_records([TopicPartition(x, 0, 30)]).values():
+                future.result(timeout=60)
+            topics.writer.transaction([(x, 1, b"%d" % i, value("A", i)) for i in range(100, 105)])
+        finally:
+            reader.proc.send_signal(signal.SIGCONT)
+        counts = reader.stop(timeout=120)
+
+    assert reader.result is not None and reader.result.missed == 30
+    assert not reader.result.exact
+    assert counts["A"].tasks == 75 and counts["A"].distinct == 75
 
 
 def test_sasl_settings_stop_the_reader_before_it_starts(
