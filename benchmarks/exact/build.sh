@@ -25,7 +25,7 @@ fi
 
 # -B: batch mode (no prompts, no colours); -q: errors only; stdout of mvn goes to stderr so
 # that ours carries the jar path alone
-"$MVN" -B -q -f "$HERE/pom.xml" -Dkafka.version="$version" package >&2 \
+"$MVN" -B -q -Dstyle.color=never -f "$HERE/pom.xml" -Dkafka.version="$version" package >&2 \
   || die "mvn package failed (see above)"
 
 jar="$HERE/target/loa-exact.jar"
