@@ -207,10 +207,11 @@ class ExactReader:
         tail = self.log_path.read_text(errors="replace")[-3000:]
         return ExactReaderFailed(f"the exact reader {what} (log {self.log_path}):\n{tail}")
 
-    def stop(self, timeout: float) -> dict[str, AlertCount]:
+    def stop(self, timeout: float = 1800.0) -> dict[str, AlertCount]:
         """Tell the reader to finish (it reads to the end offsets it sees now), wait up to
-        ``timeout`` s for it, and return its counts per alert; the whole run is in
-        :attr:`result`. Raises :class:`ExactReaderFailed` if it fails or overruns."""
+        ``timeout`` s for it (the default gives a reader 1M records/s behind half an hour),
+        and return its counts per alert; the whole run is in :attr:`result`. Raises
+        :class:`ExactReaderFailed` if it fails or overruns."""
         self.stop_file.touch()
         try:
             code = self.proc.wait(timeout=timeout)
