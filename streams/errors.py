@@ -36,6 +36,9 @@
     │   └── BrokerUnreachable      no broker answered at ``LOA_BOOTSTRAP_SERVERS`` in time
     ├── InvalidAgency              an agency registry record breaks ``schemas/agency.schema.json``
     │                              (the CLI refuses to load it; a worker drops that agency)
+    ├── ConsoleRefused             the agency console refuses a request (``status`` and ``error``
+    │                              of its HTTP answer, ``problems`` by draft field): poison, the
+    │                              same request gets the same answer
     └── OperatorError              what a person at the CLI did or met; each maps to one line and
         │                          one exit code in :mod:`streams.cli.kit`
         ├── NotAuthorized          the broker refused this principal (ACLs, SASL credentials)
@@ -65,6 +68,7 @@ __all__ = [
     "BadSignature",
     "BrokerUnreachable",
     "ConfigUnusable",
+    "ConsoleRefused",
     "DirectoryNotReady",
     "Expired",
     "ForbiddenXml",
@@ -266,6 +270,30 @@ class InvalidAgency(LoaError):
         super().__init__(message)
         self.message = message
         self.agency = agency
+
+
+class ConsoleRefused(LoaError):
+    """A console API request refused: ``status`` (HTTP), ``error`` (the contract's code, e.g.
+    ``csrf``, ``role``, ``second_person``, ``not_found``, ``invalid``) and, for 422, the
+    ``problems`` as ``(field path, message)`` pairs (``streams.console``)."""
+
+    retriable = False
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        *,
+        problems: tuple[tuple[str, str], ...] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.problems = problems
+        self.headers = headers or {}
 
 
 class BrokerUnreachable(RetriableError):

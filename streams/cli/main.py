@@ -40,6 +40,8 @@ COMMANDS = {
     "worker": "streams.cli.worker:worker",
     "gateway": "streams.cli.processes:gateway",
     "deliver": "streams.cli.processes:deliver",
+    "console": "streams.cli.console:console",
+    "audit": "streams.cli.console:audit",
     "demo": "streams.cli.demo:demo",
     "bench": "streams.cli.bench:bench",
 }

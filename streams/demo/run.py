@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from streams.demo.console import DEMO_AGENCY, start_console
 from streams.demo.localrun import WorkerProcess, start_broker, stop_broker
 from streams.demo.oracle import Expected, Rows, expected_audience
 from streams.directory.load import load_synthetic
@@ -41,13 +43,16 @@ def run_demo(settings: Settings, *, subscribers: int, seed: int, alert_file: Pat
     started_broker = start_broker(settings)
     log_path = Path(".loa") / "demo-worker.log"
     worker = WorkerProcess(settings, log_path).start()
+    # at a terminal the console stays up until Ctrl-C, and deliveries with it; in CI both end
+    interactive = sys.stdin.isatty()
     # the reference delivery worker: logs each task and writes a receipt
     delivery = WorkerProcess(
         settings,
         Path(".loa") / "demo-deliver.log",
-        command=("deliver", "--provider", "log", "--idle-exit", "30"),
+        command=("deliver", "--provider", "log", *(() if interactive else ("--idle-exit", "30"))),
         LOA_LOG_LEVEL="WARNING",
     ).start()
+    console: WorkerProcess | None = None
     print(f"worker and delivery worker started (logs: {log_path}, .loa/demo-deliver.log)")
     try:
         doc = orjson.loads((alert_file or SAMPLE).read_bytes())
@@ -101,13 +106,35 @@ def run_demo(settings: Settings, *, subscribers: int, seed: int, alert_file: Pat
         if outcome != "accepted":
             return 1
         _summary(doc, result, published, subscribers, seed, status)
+        console = _console(settings, interactive)
         return 0
     finally:
+        if console is not None:
+            console.stop()
         delivery.stop()
         worker.stop()
         print("worker and delivery worker stopped")
         if started_broker:
             stop_broker(settings)
+
+
+def _console(settings: Settings, interactive: bool) -> WorkerProcess:
+    """Start the console with the demo agency's users; at a terminal, keep it until Ctrl-C."""
+    console, url, passwords = start_console(settings)
+    print()
+    print("=== Loa console ===")
+    print(f"console                   {url}  (agency {DEMO_AGENCY})")
+    for name, password in passwords.items():
+        print(f"user                      {name:<9} password {password}")
+    print("log                       .loa/demo-console.log")
+    if interactive:
+        print("the console, worker and delivery worker run until Ctrl-C")
+        try:
+            while console.alive:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print()
+    return console
 
 
 def _audience(

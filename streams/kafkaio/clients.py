@@ -230,6 +230,11 @@ def topic_specs(settings: Settings, rep: Replication | None = None) -> list[NewT
         ),
         # One partition: the registry is small and every worker replays all of it.
         NewTopic(settings.agencies_topic, 1, rf, topic_configs=compact),
+        # the agency console (streams.console): users and drafts are small tables every
+        # console replays whole; the audit trail is append-only and kept (never compacted)
+        NewTopic(settings.console_users_topic, 1, rf, topic_configs=compact),
+        NewTopic(settings.console_drafts_topic, 1, rf, topic_configs=compact),
+        NewTopic(settings.console_audit_topic, 1, rf, topic_configs={"retention.ms": "-1", **isr}),
     ]
     specs += [
         NewTopic(settings.sends_topic(prio.value), p, rf, topic_configs=isr) for prio in Priority

@@ -176,6 +176,32 @@ class Settings:
     gateway_rate: float = 1.0
     gateway_burst: int = 20
 
+    # -- the agency console (streams.console, docs/console.md) --
+    #: LOA_CONSOLE_HOST: address ``loa console`` binds; off loopback it requires TLS (the
+    #: gateway's ``LOA_GATEWAY_TLS_CERT`` and ``LOA_GATEWAY_TLS_KEY``).
+    console_host: str = "127.0.0.1"
+    #: LOA_CONSOLE_PORT: port of ``loa console`` (the web page and ``/api/``).
+    console_port: int = 9490
+    #: LOA_CONSOLE_KEYS_DIR: the agencies' signing keys the console signs approved alerts with,
+    #: files as ``loa keys new`` writes them (``<key id>.key``); the browser never sees a key.
+    console_keys_dir: str = ".loa/keys"
+    #: LOA_CONSOLE_APPROVAL: which alerts need a second person with the approver role, as
+    #: ``;``-separated ``AGENCY:STATUS[/SEVERITY]=second|none,...`` rules (``*`` for every
+    #: agency; the most specific rule wins). Empty: every Actual alert needs a second person,
+    #: Exercise and Test do not. An unknown agency, status or severity stops the console.
+    console_approval: str = ""
+    #: LOA_CONSOLE_TILE_URL: an ``https://.../{z}/{x}/{y}.png`` map tile URL the page may load
+    #: (added to the Content-Security-Policy); empty: no tiles, outlines only.
+    console_tile_url: str = ""
+    #: LOA_CONSOLE_SESSION_IDLE_S: a console session unused this long ends (log in again).
+    console_session_idle_s: float = 1800.0
+    #: LOA_CONSOLE_LOGIN_ATTEMPTS, LOA_CONSOLE_LOGIN_WINDOW_S: failed logins allowed per user
+    #: name within the window before ``/api/login`` answers 429 (with ``Retry-After``).
+    console_login_attempts: int = 5
+    console_login_window_s: float = 300.0
+    #: LOA_CONSOLE_LOGIN_ATTEMPTS_PER_ADDRESS: the same limit per client address (all names).
+    console_login_attempts_per_address: int = 20
+
     # -- delivery: retries, fallback, in-flight calls, circuits (streams.delivery) --
     #: LOA_DELIVERY_RETRY_TIERS_S: delays of the retry tiers, comma-separated seconds; each is
     #: a topic per priority, ``<prefix>.sends.retry.<priority>.<delay>`` (``1s``, ``250ms``),
@@ -354,6 +380,21 @@ class Settings:
         return self.agencies_dir or str(files("streams") / "data" / "agencies")
 
     @property
+    def console_users_topic(self) -> str:
+        """Console users (compacted; key = user name, value = ``streams.console.users``)."""
+        return f"{self.topic_prefix}.console.users"
+
+    @property
+    def console_drafts_topic(self) -> str:
+        """Console drafts (compacted; key = draft id, value = a DraftRecord)."""
+        return f"{self.topic_prefix}.console.drafts"
+
+    @property
+    def console_audit_topic(self) -> str:
+        """Every console action, one JSON record each (``streams.console.audit``)."""
+        return f"{self.topic_prefix}.console.audit"
+
+    @property
     def receipts_topic(self) -> str:
         """Delivery receipts from delivery workers (``schemas/receipt.schema.json``)."""
         return f"{self.topic_prefix}.sends.receipts"
@@ -496,6 +537,14 @@ class Settings:
         if self.replication_factor < 0 or self.min_insync_replicas < 0:
             raise ValueError("LOA_REPLICATION_FACTOR and LOA_MIN_INSYNC_REPLICAS must be >= 0")
 
+        if not 0 <= self.console_port <= 65535:
+            raise ValueError("LOA_CONSOLE_PORT must be 0..65535")
+        if self.console_session_idle_s <= 0 or self.console_login_window_s <= 0:
+            raise ValueError("LOA_CONSOLE_SESSION_IDLE_S and ..._LOGIN_WINDOW_S must be > 0")
+        if self.console_login_attempts < 1 or self.console_login_attempts_per_address < 1:
+            raise ValueError("LOA_CONSOLE_LOGIN_ATTEMPTS(_PER_ADDRESS) must be >= 1")
+        if self.console_tile_url and not self.console_tile_url.startswith("https://"):
+            raise ValueError("LOA_CONSOLE_TILE_URL must be an https:// URL (or empty)")
         self._validate_delivery()
 
     def _validate_delivery(self) -> None:

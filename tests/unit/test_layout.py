@@ -358,7 +358,7 @@ def test_no_class_of_the_fan_out_is_over_250_lines() -> None:
 #: package -> the packages that may import it (the layers above it)
 _IMPORTED_ONLY_BY = {
     "runtime": {"cli", "demo"},
-    "agency": {"cli", "demo", "gateway"},
+    "agency": {"cli", "demo", "gateway", "console"},
 }
 
 
