@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 #: Loa alone (what `loa demo` runs on): no test tools, no benchmark peers
 BASE_STAMP := $(VENV)/.installed-base
 
-.PHONY: help setup demo-setup demo test browser console-assets slow lint typecheck rules dashboards unit integration faults cluster-test model mutation mutation-quick bench kafka-start kafka-stop clean
+.PHONY: help setup demo-setup demo test browser console-assets slow lint typecheck rules dashboards unit integration faults cluster-test model mutation mutation-quick bench bench-billion kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -93,6 +93,15 @@ bench: setup  ## loa bench (fan-out by the broker clock, peers, scale, latency, 
 	$(BIN)/loa bench
 	$(BIN)/python -m benchmarks.directory
 	$(BIN)/python -m benchmarks.takeover
+
+# issue 22's one quiet run (about an hour; run it on a machine doing nothing else): the first
+# and warm national alert at 10M and 100M, the peers at 10M records, a billion tasks back to
+# back counted live by the Java exact reader, and a 100M worker restart from its snapshots
+bench-billion: setup  ## the quiet run: first/warm at 1e7 and 1e8, peers, the sustained billion (exact), the 100M restart
+	$(BIN)/loa bench --sizes 1e7,1e8 --workers 1 --runs "loa first,loa" --peer-records 1e7 \
+	  --only fanout,peers,sustained --total 1e9 --sustained-subscribers 1e7 --reader java \
+	  --out benchmarks/results/billion
+	$(BIN)/python -m benchmarks.takeover --subscribers 1e8 --name takeover-100m
 
 kafka-start: setup  ## start the local dev broker
 	bash deploy/kafka/kafka.sh start

@@ -63,7 +63,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not in its 
 )
 
 from benchmarks.brokerclock import client_config, count_tasks, watermarks
-from benchmarks.harness import ALERT_SENDER, alert_json, proc_stat
+from benchmarks.harness import ALERT_SENDER, alert_json, proc_stat, spent_by_thread, thread_cpu
 from benchmarks.run import settle
 from streams.records import Priority
 from streams.regions import registry
@@ -90,6 +90,9 @@ class Mode:
     topic_configs: dict[str, dict[str, str]] = field(default_factory=dict)
     #: variables for ``deploy/kafka/kafka.sh`` (e.g. ``KAFKA_HEAP_OPTS``)
     broker_env: dict[str, str] = field(default_factory=dict)
+    #: records of task size written in transactions to a scratch topic before the first
+    #: alert (by librdkafka, not Loa): would warming the broker's produce path help?
+    jit_warmup_records: int = 0
 
     def differences(self) -> list[str]:
         lines = [f"{k}={v}" for k, v in sorted(self.env.items())]
@@ -103,6 +106,11 @@ class Mode:
             lines.append("a one-ward alert before the first national alert")
         if self.settle:
             lines.append("sync + wait until broker and worker idle (< 0.15 core, <= 90 s)")
+        if self.jit_warmup_records:
+            lines.append(
+                f"{self.jit_warmup_records:,} task-sized records written in transactions to a"
+                " scratch topic before the first alert"
+            )
         return lines or ["none: the documented defaults"]
 
 
@@ -120,6 +128,9 @@ MODES = {
         "user-pretouch",
         broker_env={"KAFKA_HEAP_OPTS": "-Xms1g -Xmx1g -XX:+AlwaysPreTouch"},
     ),
+    # the broker's produce and transaction path run (and JIT-compiled) before the first alert
+    "user-jit": Mode("user-jit", jit_warmup_records=1_000_000),
+    "user-jit200k": Mode("user-jit200k", jit_warmup_records=200_000),
     "bench": Mode(
         "bench",
         env={"LOA_LOG_LEVEL": "WARNING", "LOA_INSTANCE_ID": "bench-worker-0"},
@@ -267,26 +278,6 @@ class Stack:
             return 0
 
 
-def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds per thread kind of a process (thread names with digits dropped, e.g. the
-    broker's ``kafka-log-clean``, ``C2 CompilerThre``, ``GC Thread#``; the worker's
-    ``asyncio_`` pool), from /proc: where a process spent its time without attaching to it."""
-    tick = os.sysconf("SC_CLK_TCK")
-    kinds: dict[str, float] = {}
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            name = (task / "comm").read_text().strip().rstrip("0123456789#-").strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            kinds[name] = kinds.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    return kinds
-
-
-def _spent(before: dict[str, float], after: dict[str, float], top: int = 8) -> dict[str, float]:
-    """The ``top`` thread kinds by CPU seconds between two :func:`thread_cpu` readings."""
-    spent = {k: round(v - before.get(k, 0.0), 2) for k, v in after.items()}
-    return dict(sorted(spent.items(), key=lambda kv: -kv[1])[:top])
-
-
 def dirty_mb() -> float:
     """Page cache not yet written back (``Dirty`` + ``Writeback`` of /proc/meminfo), MB."""
     fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
@@ -393,8 +384,8 @@ def national(stack: Stack, label: str, n: int, profile: Path | None) -> dict[str
             spy.wait(60)
     worker_cpu = proc_stat(stack.worker.pid)[0] - worker_cpu0
     broker_cpu = proc_stat(stack.broker_pid())[0] - broker_cpu0
-    broker_threads = _spent(broker_threads0, thread_cpu(stack.broker_pid()))
-    worker_threads = _spent(worker_threads0, thread_cpu(stack.worker.pid))
+    broker_threads = spent_by_thread(broker_threads0, thread_cpu(stack.broker_pid()))
+    worker_threads = spent_by_thread(worker_threads0, thread_cpu(stack.worker.pid))
     count = count_tasks(settings, topics, since=marks).get(f"{ALERT_SENDER}/{identifier}")
     if count is None:
         raise RuntimeError(f"no task of {identifier} on the broker")
@@ -420,6 +411,43 @@ def national(stack: Stack, label: str, n: int, profile: Path | None) -> dict[str
 
 def _top(threads: dict[str, float], n: int = 4) -> str:
     return ", ".join(f"{k} {v:.1f}" for k, v in list(threads.items())[:n])
+
+
+def jit_warmup(settings: Settings, records: int, partitions: int = 8) -> float:
+    """Write ``records`` of a send task's size (8-digit key, 229-byte value) to a scratch
+    topic in transactions of 50,000, as the fan-out writes; seconds it took."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic as RdNewTopic
+
+    topic = "loa-warmup-scratch"
+    admin = AdminClient(client_config(settings))
+    for future in admin.create_topics([RdNewTopic(topic, partitions, 1)]).values():
+        future.result(timeout=60)
+    producer = Producer(
+        {
+            **client_config(settings),
+            "transactional.id": f"loa-warmup-{time.time_ns()}",
+            "linger.ms": 5,
+            "batch.size": 1_000_000,
+        }
+    )
+    value = b'{"alert_id":"warmup"' + b"x" * 209
+    started = time.monotonic()
+    producer.init_transactions(60)
+    for first in range(0, records, 50_000):
+        producer.begin_transaction()
+        for i in range(first, min(first + 50_000, records)):
+            while True:
+                try:
+                    producer.produce(topic, value, key=b"%08d" % i, partition=i % partitions)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.commit_transaction(120)
+    elapsed = time.monotonic() - started
+    for future in admin.delete_topics([topic]).values():
+        future.result(timeout=60)
+    return elapsed
 
 
 def run_mode(mode: Mode, n: int, port: int, workdir: Path, profile: Path | None) -> dict[str, Any]:
@@ -466,13 +494,18 @@ def run_mode(mode: Mode, n: int, port: int, workdir: Path, profile: Path | None)
                 "300",
             )
             time.sleep(2.0)
+        if mode.jit_warmup_records:
+            result["jit_warmup_s"] = jit_warmup(stack.settings, mode.jit_warmup_records)
+            _say(f"{mode.name}: warm-up written in {result['jit_warmup_s']:.1f} s")
         if mode.settle:
             assert stack.worker is not None
             pid = stack.worker.pid
             result["settled_s"] = settle(stack.broker_dir, lambda: proc_stat(pid)[0])
         result["load_before_first"] = os.getloadavg()
         # what the broker did from its start to here: load, restore, log cleaner, JIT
-        result["broker_threads_cpu_s_before_first"] = _spent({}, thread_cpu(stack.broker_pid()))
+        result["broker_threads_cpu_s_before_first"] = spent_by_thread(
+            {}, thread_cpu(stack.broker_pid())
+        )
         alerts = [national(stack, label, n, profile) for label in ("first", "second")]
         for a in alerts:
             _say(

@@ -7,6 +7,7 @@ Loa's own figure (its progress records) is kept next to the broker's, never inst
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -27,7 +28,7 @@ from benchmarks.brokerclock import (
     end_offsets,
     watermarks,
 )
-from streams.demo.localrun import WorkerProcess
+from streams.demo.localrun import WorkerProcess, free_port
 from streams.directory.load import load_synthetic
 from streams.ingest.agency_service import ensure_local_key
 from streams.ingest.signatures import signature_headers
@@ -103,6 +104,28 @@ class Published:
         return f"{ALERT_SENDER}/{self.identifier}"
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread kind of a process (thread names with digits dropped, e.g. the
+    broker's ``kafka-log-clean``, ``C2 CompilerThre``, ``GC Thread#``; the worker's
+    ``asyncio_`` pool), from /proc: where a process spent its time without attaching to it."""
+    tick = os.sysconf("SC_CLK_TCK")
+    kinds: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            name = (task / "comm").read_text().strip().rstrip("0123456789#-").strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            kinds[name] = kinds.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return kinds
+
+
+def spent_by_thread(
+    before: dict[str, float], after: dict[str, float], top: int = 8
+) -> dict[str, float]:
+    """The ``top`` thread kinds by CPU seconds between two :func:`thread_cpu` readings."""
+    spent = {k: round(v - before.get(k, 0.0), 2) for k, v in after.items()}
+    return dict(sorted(spent.items(), key=lambda kv: -kv[1])[:top])
+
+
 @dataclass
 class Deployment:
     """Bench topics under a fresh prefix, ``n`` synthetic subscribers, and worker processes."""
@@ -170,12 +193,20 @@ class Deployment:
             worker = WorkerProcess(
                 self.settings,
                 self.workdir / f"{self.tag}-worker-{i}.log",
-                LOA_METRICS_PORT="0",
+                # its own /ready, waited for as an orchestrator's probe would (wait_ready)
+                LOA_METRICS_PORT=str(free_port()),
                 LOA_DATA_DIR=str(data_dir),
                 # the default log level, as a user's worker runs (a 10M national alert logs
                 # 9 lines at INFO; docs/benchmarks.md, "The first alert")
             )
             self.workers.append(worker.start())
+
+    def wait_ready(self, timeout_s: float = 900.0) -> float:
+        """Seconds until every worker's ``/ready`` answers 200 (all its partitions restored)."""
+        started = time.monotonic()
+        for worker in self.workers:
+            worker.wait_ready(max(timeout_s - (time.monotonic() - started), 1.0))
+        return time.monotonic() - started
 
     def stop_workers(self) -> None:
         for worker in self.workers:

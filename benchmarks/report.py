@@ -88,6 +88,29 @@ def summary(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def first_alerts(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per directory size and worker count: the first national alert on a just-ready worker
+    against the same alert on the warm worker right after (issue 22's goal: >= 0.9)."""
+    runs = {(r["subscribers"], r["workers"], r["label"]): r for r in result.get("fanout", [])}
+    rows = []
+    for (n, workers, label), first in runs.items():
+        warm = runs.get((n, workers, "loa"))
+        if label != "loa first" or warm is None:
+            continue
+        rows.append(
+            {
+                "subscribers": n,
+                "workers": workers,
+                "first_per_s": first["per_s"],
+                "warm_per_s": warm["per_s"],
+                "ratio": first["per_s"] / warm["per_s"] if warm["per_s"] else None,
+                "first_publish_to_last_s": first["publish_to_last_task_s"],
+                "warm_publish_to_last_s": warm["publish_to_last_task_s"],
+            }
+        )
+    return rows
+
+
 def finish(result: dict[str, Any], out: Path, *, plots: bool) -> dict[str, Any]:
     result = {
         "benchmark": "loa bench",
@@ -96,6 +119,7 @@ def finish(result: dict[str, Any], out: Path, *, plots: bool) -> dict[str, Any]:
         **result,
     }
     result["summary"] = summary(result)
+    result["first_alert"] = first_alerts(result)
     out.mkdir(parents=True, exist_ok=True)
     if plots:
         result["plots"] = [str(p.name) for p in draw(result, out)]
@@ -137,7 +161,50 @@ def table(result: dict[str, Any]) -> str:
             f"| {row['system']} | {row['per_s']:,.0f} | {row['own_per_s']:,.0f} |"
             f" {'' if ratio is None else f'{ratio:.2f}'} |"
         )
+    for row in result.get("first_alert", []):
+        lines.append(
+            f"\nfirst national alert on a just-ready worker ({row['subscribers']:,} subscribers,"
+            f" {row['workers']} worker(s)): {row['first_per_s']:,.0f} tasks/s,"
+            f" {row['ratio']:.2f}x the warm alert right after ({row['warm_per_s']:,.0f}/s);"
+            f" publish -> last task {row['first_publish_to_last_s']:.1f} s /"
+            f" {row['warm_publish_to_last_s']:.1f} s"
+        )
+    if result.get("worker_start"):
+        lines.append(f"\nbench workers vs `loa worker`: {result['worker_start']}")
     return "\n".join(lines)
+
+
+def _sustained_detail(sustained: dict[str, Any]) -> str:
+    """The sustained run against its burst, and who checked it."""
+    broker = sustained.get("per_s_broker_clock")
+    ratio = sustained.get("ratio_to_burst")
+    parts = []
+    if broker:
+        parts.append(f" By the broker clock (first to last task's LogAppendTime): {broker:,.0f}/s.")
+    if ratio:
+        parts.append(
+            f" One national alert on the same worker just before: {sustained['burst_per_s']:,.0f}"
+            f"/s; sustained / burst = {ratio:.2f}."
+        )
+    cpu, burst_cpu = sustained.get("cpu", {}), sustained.get("burst_cpu", {})
+    for process in ("worker", "broker"):
+        if cpu.get(process) and burst_cpu.get(process):
+            parts.append(
+                f" {process.capitalize()} CPU per task: {cpu[process]['us_per_task']:.2f} µs"
+                f" sustained, {burst_cpu[process]['us_per_task']:.2f} µs in the burst."
+            )
+    exact = sustained.get("exact")
+    if exact is None:
+        parts.append(" Not counted (the tasks did not fit in the retention; --reader java).")
+    else:
+        bad = [a for a in sustained.get("per_alert", []) if not a["exact"]]
+        parts.append(
+            f" Counted by {sustained['counted_by']}:"
+            f" {len(sustained.get('per_alert', [])) - len(bad)} of"
+            f" {len(sustained.get('per_alert', []))} alerts exact"
+            f" (every recipient once, none missed)."
+        )
+    return "".join(parts)
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -207,7 +274,7 @@ def markdown(result: dict[str, Any]) -> str:
             f" {sustained['tasks']:,} tasks in {sustained['seconds']:.0f} s"
             f" ({sustained['per_s']:,.0f}/s by broker offsets), send topics capped at"
             f" {sustained['retention_bytes'] / 2**20:,.0f} MiB per partition, broker disk at most"
-            f" {sustained['broker_disk_max_bytes'] / 2**30:.1f} GiB."
+            f" {sustained['broker_disk_max_bytes'] / 2**30:.1f} GiB." + _sustained_detail(sustained)
         )
     return "\n".join(out) + "\n"
 

@@ -45,6 +45,8 @@ from benchmarks.harness import (
     Published,
     own_figures,
     proc_stat,
+    spent_by_thread,
+    thread_cpu,
     wait_for,
     ward_counts,
 )
@@ -56,7 +58,16 @@ from streams.settings.load import load_settings
 from streams.settings.model import Settings
 
 SECTIONS = ("fanout", "peers", "latency", "sustained")
-RUNS = ("loa", "loa+throttle", "loa+caps")
+#: the first national alert on a worker just ready (as a user starts one), before "loa"
+FIRST = "loa first"
+RUNS = (FIRST, "loa", "loa+throttle", "loa+caps")
+#: What a bench worker gets that ``loa worker`` started by a user with the defaults does not
+WORKER_START = (
+    "same command (python -m streams worker) and default settings, waited for on /ready;"
+    " differs only in its topic prefix and app id (a fresh set per run), a static"
+    " LOA_INSTANCE_ID per worker, its own LOA_DATA_DIR and LOA_METRICS_PORT, and send-task"
+    " and inbound topics stamped with LogAppendTime (the broker's clock, for the figures)"
+)
 THROTTLE_RATE = 1e9  # tasks/s per channel: bookkeeping on, never binding
 
 
@@ -99,13 +110,50 @@ def settle(broker_dir: Path | None, workers: Callable[[], float] = lambda: 0.0) 
     return time.monotonic() - started
 
 
+def _cpu_view(dep: Deployment, broker_dir: Path | None) -> dict[str, dict[str, float]]:
+    """CPU seconds so far per thread kind of the broker (when local) and of the workers."""
+    view: dict[str, dict[str, float]] = {"worker": {}}
+    for worker in dep.workers:
+        if worker.proc is not None:
+            for kind, seconds in thread_cpu(worker.proc.pid).items():
+                view["worker"][kind] = view["worker"].get(kind, 0.0) + seconds
+    pid = _broker_pid(broker_dir)
+    if pid:
+        view["broker"] = thread_cpu(pid)
+    return view
+
+
+def _cpu_spent(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], tasks: int
+) -> dict[str, Any]:
+    """Where the CPU went between two :func:`_cpu_view` readings: per process, seconds,
+    microseconds per task and the top thread kinds (the broker's log cleaner, request
+    handlers, JIT and GC; the worker's event loop and pools)."""
+    spent: dict[str, Any] = {}
+    for process, threads in after.items():
+        if process not in before:
+            continue
+        seconds = sum(threads.values()) - sum(before[process].values())
+        spent[process] = {
+            "cpu_s": seconds,
+            "us_per_task": seconds / tasks * 1e6 if tasks else None,
+            "threads": spent_by_thread(before[process], threads),
+        }
+    return spent
+
+
 def _broker_cpu_s(broker_dir: Path | None) -> float | None:
     """CPU seconds of the local broker so far (None when it is not on this machine)."""
-    try:
-        pid = int((broker_dir / "kafka.pid").read_text().strip()) if broker_dir else 0
-    except (OSError, ValueError):
-        return None
+    pid = _broker_pid(broker_dir)
     return proc_stat(pid)[0] if pid else None
+
+
+def _broker_pid(broker_dir: Path | None) -> int:
+    """The local dev broker's process id (0 when it is not on this machine)."""
+    try:
+        return int((broker_dir / "kafka.pid").read_text().strip()) if broker_dir else 0
+    except (OSError, ValueError):
+        return 0
 
 
 async def _national(
@@ -114,21 +162,38 @@ async def _national(
     label: str,
     expected: int | None,
     broker_dir: Path | None = None,
+    *,
+    settle_first: bool = True,
+    reader: Callable[[Deployment, Any], Any] | None = None,
 ) -> dict[str, Any]:
-    """Publish one national alert, follow it, and count its tasks on the broker."""
-    settled_s = await asyncio.to_thread(
-        settle, broker_dir, lambda: sum(cpu for cpu, _ in dep.worker_stats())
+    """Publish one national alert, follow it, and count its tasks on the broker (with
+    ``reader``, live by the Java reader; else after it by librdkafka). With ``settle_first``
+    the broker's dirty pages are synced and broker and workers idle first."""
+    settled_s = (
+        await asyncio.to_thread(
+            settle, broker_dir, lambda: sum(cpu for cpu, _ in dep.worker_stats())
+        )
+        if settle_first
+        else 0.0
     )
     broker0 = _broker_cpu_s(broker_dir)
     stats0 = dep.worker_stats()
+    cpu0 = _cpu_view(dep, broker_dir)
     since = dep.marks()
+    follower = None if reader is None else await asyncio.to_thread(reader, dep, since)
     bar = _bar(f"{label} {dep.n:,}", expected or dep.n)
     published = await dep.publish(("VN",), priority, expected=expected)
     progress = await dep.progress(published, bar=bar)
     stats1 = dep.worker_stats()
     broker1 = _broker_cpu_s(broker_dir)
+    cpu = _cpu_spent(cpu0, _cpu_view(dep, broker_dir), expected or dep.n)
     own = own_figures(progress)
-    count = dep.count(since)[published.alert_id]
+    if follower is None:
+        count = dep.count(since)[published.alert_id]
+        counted_by = "librdkafka"
+    else:
+        count = (await asyncio.to_thread(follower.stop))[published.alert_id]
+        counted_by = "java" if follower.result.exact else "java, not exact (missed or cut)"
     want = expected if expected is not None else own["emitted"]
     return {
         "label": label,
@@ -140,7 +205,9 @@ async def _national(
         "publish_to_first_task_s": (count.first_ms - published.append_ms) / 1000,
         "publish_to_last_task_s": (count.last_ms - published.append_ms) / 1000,
         "loa_own": own,
-        "exact": count.tasks == want == count.distinct and count.duplicates == 0,
+        "exact": count.tasks == want == count.distinct
+        and count.duplicates == 0
+        and getattr(count, "missed", 0) == 0,
         "per_worker": [
             {"cpu_s": c1 - c0, "rss_bytes": r1}
             for (c0, _), (c1, r1) in zip(stats0, stats1, strict=False)
@@ -148,6 +215,8 @@ async def _national(
         # from publish to the progress read-back: a little more than the fan-out itself
         "broker_cpu_s": None if broker0 is None or broker1 is None else broker1 - broker0,
         "settled_s": settled_s,
+        "cpu": cpu,
+        "counted_by": counted_by,
     }
 
 
@@ -158,6 +227,7 @@ async def fanout_section(
     tmp: Path,
     broker_dir: Path | None,
     labels: tuple[str, ...] = RUNS,
+    reader: Callable[[Deployment, Any], Any] | None = None,
 ) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     for n in sizes:
@@ -168,13 +238,11 @@ async def fanout_section(
         for count in workers:
             dep.start_workers(count)
             try:
-                started = time.perf_counter()
-                # a one-ward alert first: it waits for every partition's directory, so what
-                # follows measures the fan-out, not the restore
-                await dep.progress(await dep.publish((registry().ward_codes[0],)))
-                restore_s = time.perf_counter() - started
+                # as a user's orchestrator starts a worker: /ready, then the first alert at once
+                # (no settle, no warm-up alert); then the same alert again on the warm worker
+                restore_s = await asyncio.to_thread(dep.wait_ready)
                 rss = sum(r for _, r in dep.worker_stats())
-                variants = [(Priority.EXTREME, "loa", n)]
+                variants = [(Priority.EXTREME, FIRST, n), (Priority.EXTREME, "loa", n)]
                 if count == workers[0]:
                     variants += [
                         (Priority.EXTREME, "loa+throttle", n),
@@ -182,8 +250,17 @@ async def fanout_section(
                     ]
                 variants = [v for v in variants if v[1] in labels]
                 for priority, label, expected in variants:
-                    await dep.set_throttle(THROTTLE_RATE if label == "loa+throttle" else None)
-                    run = await _national(dep, priority, label, expected, broker_dir)
+                    if label != FIRST:  # a fresh worker has no limits: nothing to lift
+                        await dep.set_throttle(THROTTLE_RATE if label == "loa+throttle" else None)
+                    run = await _national(
+                        dep,
+                        priority,
+                        label,
+                        expected,
+                        broker_dir,
+                        settle_first=label != FIRST,
+                        reader=reader,
+                    )
                     run.update(
                         directory_load_per_s=load_per_s,
                         directory_load_s=dep.load_s,
@@ -363,14 +440,28 @@ def _disk_bytes(path: Path | None) -> int | None:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-async def sustained_section(dep: Deployment, total: int, broker_dir: Path | None) -> dict[str, Any]:
-    """Back-to-back national alerts on ``dep`` until ``total`` tasks, sampled every second."""
+async def sustained_section(
+    dep: Deployment, total: int, broker_dir: Path | None, reader: Any = None
+) -> dict[str, Any]:
+    """Back-to-back national alerts on ``dep`` until ``total`` tasks, sampled every second,
+    against one national alert on the same deployment just before (the burst rate this is
+    compared with). ``reader`` (:mod:`benchmarks.exactreader`'s start, or None) follows the
+    send topics live from the sustained run's start and counts every alert."""
     n = dep.n
+    # the burst rate is a warm alert's: the first one on this worker pays its start
+    warmup = await _national(dep, Priority.EXTREME, "warm-up", n, broker_dir)
+    burst = await _national(dep, Priority.EXTREME, "burst", n, broker_dir)
+    _say(
+        f"sustained: two national alerts first, {warmup['per_s']:,.0f} and"
+        f" {burst['per_s']:,.0f} tasks/s (the second is the burst rate)"
+    )
     samples: list[dict[str, float]] = []
     alerts = -(-total // n)
     published: list[Published] = []
     since = dep.marks()
+    follower = None if reader is None else await asyncio.to_thread(reader, dep, since)
     base_offsets = sum(since.values())
+    cpu0 = _cpu_view(dep, broker_dir)
     started = time.monotonic()
     last_t, last_tasks = started, 0
     bar = _bar("sustained", alerts * n)
@@ -397,24 +488,88 @@ async def sustained_section(dep: Deployment, total: int, broker_dir: Path | None
         await asyncio.sleep(0.2)
     await dep.progress(published[-1])
     elapsed = time.monotonic() - started
-    exact = None
+    cpu = _cpu_spent(cpu0, _cpu_view(dep, broker_dir), alerts * n)
     retained = int(dep.extra_topic_configs["retention.bytes"]) * dep.settings.partitions
-    if total * 300 < retained:  # every task still on the broker: count them all
+    exact: bool | None = None
+    counted_by = None
+    per_alert: list[dict[str, Any]] = []
+    if follower is not None:
+        counted = await asyncio.to_thread(follower.stop)
+        counted_by = "benchmarks/exact (Java, kafka-clients read_committed, RoaringBitmap)"
+        if not follower.result.reached_end:
+            counted_by += ": did not read to the end, not exact"
+    elif total * 300 < retained:  # every task still on the broker: count them all
         counted = dep.count(since)
-        exact = all(
-            counted[p.alert_id].tasks == counted[p.alert_id].distinct == n for p in published
-        )
+        counted_by = "benchmarks/brokerclock.py (librdkafka read_committed)"
+    else:
+        counted = None
+    if counted is not None:
+        exact = True
+        for p in published:
+            c = counted.get(p.alert_id)
+            ok = (
+                c is not None
+                and c.tasks == c.distinct == n
+                and c.duplicates == 0
+                and getattr(c, "missed", 0) == 0
+                and (follower is None or follower.result.reached_end)
+            )
+            exact &= ok
+            per_alert.append(
+                {
+                    "alert_id": p.alert_id,
+                    "tasks": 0 if c is None else c.tasks,
+                    "distinct": 0 if c is None else c.distinct,
+                    "duplicates": 0 if c is None else c.duplicates,
+                    "missed": 0 if c is None else getattr(c, "missed", 0),
+                    "first_ms": None if c is None else c.first_ms,
+                    "last_ms": None if c is None else c.last_ms,
+                    "exact": ok,
+                }
+            )
+        # the broker's clock: first task of the first alert to last task of the last
+        firsts = [a["first_ms"] for a in per_alert if a["first_ms"] is not None]
+        lasts = [a["last_ms"] for a in per_alert if a["last_ms"] is not None]
+        if firsts and lasts and max(lasts) > min(firsts):
+            broker_per_s = alerts * n / ((max(lasts) - min(firsts)) / 1000)
+        else:
+            broker_per_s = None
+    else:
+        broker_per_s = None
+    per_s = alerts * n / elapsed
     return {
         "subscribers": n,
         "alerts": alerts,
         "tasks": alerts * n,
         "seconds": elapsed,
-        "per_s": alerts * n / elapsed,
+        "per_s": per_s,
+        "per_s_broker_clock": broker_per_s,
+        "warmup_per_s": warmup["per_s"],
+        "burst_per_s": burst["per_s"],
+        "burst_cpu": burst["cpu"],
+        "cpu": cpu,
+        "ratio_to_burst": (broker_per_s or per_s) / burst["per_s"] if burst["per_s"] else None,
         "retention_bytes": int(dep.extra_topic_configs["retention.bytes"]),
         "samples": samples,
         "exact": exact,
+        "counted_by": counted_by,
+        "per_alert": per_alert,
         "broker_disk_max_bytes": max((s["broker_disk_bytes"] for s in samples), default=0),
     }
+
+
+def _reader(args: argparse.Namespace, *, fits: bool) -> Callable[[Deployment, Any], Any] | None:
+    """The live counter (the Java reader), or None to count after the run with librdkafka
+    (possible only when every task is still on the broker at the end: ``fits``)."""
+    if args.reader == "librdkafka" or (args.reader == "auto" and fits):
+        return None
+    from benchmarks import exactreader
+
+    def start(dep: Deployment, since: Any) -> Any:
+        # started right after `since` was taken, on an idle worker: it reads from the end
+        return exactreader.start(dep.settings, dep.sends_topics(), dep.workdir / "exact")
+
+    return start
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -444,8 +599,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="loa-bench-") as tmpdir:
             tmp = Path(args.workdir or tmpdir)
             if "fanout" in sections:
+                result["worker_start"] = WORKER_START
                 result["fanout"] = await fanout_section(
-                    base, args.sizes, args.workers, tmp, broker_dir, tuple(args.runs.split(","))
+                    base,
+                    args.sizes,
+                    args.workers,
+                    tmp,
+                    broker_dir,
+                    tuple(args.runs.split(",")),
+                    _reader(args, fits=True),
                 )
             if "peers" in sections:
                 names = args.peers.split(",")
@@ -461,28 +623,43 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     _task_bytes(result.get("fanout", [])),
                     broker_dir,
                 )
-            if "latency" in sections or "sustained" in sections:
-                # one deployment for both, its send topics retention-limited
+            for section, size in (
+                ("latency", args.latency_subscribers),
+                ("sustained", args.sustained_subscribers or max(args.sizes)),
+            ):
+                if section not in sections:
+                    continue
+                # a deployment each, its send topics retention-limited
                 retention = args.retention_bytes
                 dep = Deployment(
                     base,
-                    args.latency_subscribers,
+                    size,
                     tmp,
                     extra_topic_configs={
                         "retention.bytes": str(retention),
                         "segment.bytes": str(max(retention // 4, 1_048_576)),
+                        # a segment past the retention is deleted 1 s after it is dropped, not
+                        # 60 s (Kafka's default): at 1M tasks/s that is 14 GB less on disk
+                        "file.delete.delay.ms": "1000",
                     },
                 )
                 await dep.create()
+                _say(f"{section}: loading {size:,} subscribers")
                 await dep.load()
                 dep.start_workers(1)
                 try:
-                    await dep.progress(await dep.publish((registry().ward_codes[0],)))
-                    if "latency" in sections:
+                    await asyncio.to_thread(dep.wait_ready)
+                    if section == "latency":
                         result["latency"] = await latency_section(dep, args.latency_alerts)
-                    if "sustained" in sections:
+                    else:
                         result["sustained"] = await sustained_section(
-                            dep, int(args.total), broker_dir
+                            dep,
+                            int(args.total),
+                            broker_dir,
+                            _reader(
+                                args,
+                                fits=args.total * 300 < args.retention_bytes * args.partitions,
+                            ),
                         )
                 finally:
                     dep.stop_workers()
@@ -547,6 +724,22 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=5e7,
         help="sustained mode: tasks in total, back-to-back national alerts (1e9 ok)",
+    )
+    p.add_argument(
+        "--sustained-subscribers",
+        type=lambda s: int(float(s)),
+        default=None,
+        help="sustained mode: subscribers, i.e. tasks per national alert (default: the largest"
+        " --sizes, so the sustained rate compares with that size's burst)",
+    )
+    p.add_argument(
+        "--reader",
+        choices=("auto", "java", "librdkafka"),
+        default="auto",
+        help="sustained mode's independent counter: java follows the send topics live (every"
+        " alert counted even when retention deletes them later); librdkafka reads them after"
+        " the run (only when they all fit in the retention); auto: java when the run does not"
+        " fit, else librdkafka",
     )
     p.add_argument(
         "--retention-bytes",

@@ -335,12 +335,14 @@ async def on_broker(settings: Settings, n: int, workdir: Path) -> dict[str, Any]
     }
 
 
-async def main(n: int, partitions: int, workdir: str | None) -> dict[str, Any]:
+async def main(
+    n: int, partitions: int, workdir: str | None, name: str = "takeover"
+) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         tmp = workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="loa-takeover-"))
         base = stack.enter_context(bench_broker(partitions, 19551, Path(tmp)))
         result = await on_broker(tagged(base, "bench-to"), n, Path(tmp))
-    report = write_results("takeover", result)
+    report = write_results(name, result)
     print(
         f"takeover of {n:,} subscribers in {partitions} partitions, assignment → first task: "
         f"full replay {result['full_replay']['assignment_to_first_task_s']:.2f} s, "
@@ -353,10 +355,13 @@ async def main(n: int, partitions: int, workdir: str | None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--subscribers", type=int, default=10_000_000)
+    parser.add_argument("--subscribers", type=lambda v: int(float(v)), default=10_000_000)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--keep", help="keep worker logs and snapshots under this directory")
+    parser.add_argument(
+        "--name", default="takeover", help="results file: benchmarks/results/NAME.json"
+    )
     args = parser.parse_args()
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=True)
-    asyncio.run(main(args.subscribers, args.partitions, args.keep))
+    asyncio.run(main(args.subscribers, args.partitions, args.keep, args.name))

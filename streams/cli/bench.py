@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
+from pathlib import Path
 
 import click
+
+import streams
+
+#: The source checkout ``streams`` was installed from in editable mode (``make setup``), if any:
+#: its ``benchmarks/`` is importable from there even when the current directory is elsewhere.
+_CHECKOUT = Path(streams.__file__).resolve().parents[1]
 
 
 @click.command(
@@ -19,6 +27,8 @@ def bench(args: tuple[str, ...]) -> None:
     The benchmarks (and their peers, Go provider and plots) live in ``benchmarks/`` of a
     source checkout, with the ``bench`` extra installed: an installed wheel has only the
     ``streams`` package, and says so (exit 2) instead of failing on an import."""
+    if (_CHECKOUT / "benchmarks" / "run.py").is_file() and str(_CHECKOUT) not in sys.path:
+        sys.path.insert(0, str(_CHECKOUT))
     try:
         present = importlib.util.find_spec("benchmarks.run") is not None
     except ModuleNotFoundError:  # no ``benchmarks`` package at all

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 from streams.settings.model import Settings
 
-__all__ = ["WorkerProcess", "broker_running", "start_broker", "stop_broker"]
+__all__ = ["WorkerProcess", "broker_running", "free_port", "start_broker", "stop_broker"]
 
 KAFKA_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "kafka.sh"
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on now (for a worker's ``LOA_METRICS_PORT``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _broker_env(settings: Settings) -> dict[str, str]:
@@ -92,6 +104,27 @@ class WorkerProcess:
             start_new_session=True,
         )
         return self
+
+    def wait_ready(self, timeout_s: float = 900.0) -> float:
+        """Seconds from now until the worker's ``/ready`` answers 200, as an orchestrator's
+        readiness probe sees it (the worker must have been started with a ``LOA_METRICS_PORT``
+        other than 0). Raises if the worker exits or is not ready within ``timeout_s``."""
+        port = int(self.env.get("LOA_METRICS_PORT", "0"))
+        if port == 0:
+            raise ValueError("wait_ready needs the worker started with LOA_METRICS_PORT set")
+        url = f"http://127.0.0.1:{port}/ready"
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"the worker exited before it was ready: see {self.log_path}")
+            with (
+                contextlib.suppress(urllib.error.URLError, OSError),
+                urllib.request.urlopen(url, timeout=2) as answer,
+            ):
+                if answer.status == 200:
+                    return time.monotonic() - started
+            time.sleep(0.2)
+        raise TimeoutError(f"the worker was not ready within {timeout_s:g} s: see {self.log_path}")
 
     @property
     def alive(self) -> bool:

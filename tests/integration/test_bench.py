@@ -35,11 +35,17 @@ def test_quick_bench_produces_every_figure_with_exact_counts_and_cleans_up(
 
     fanout = result["fanout"]
     assert {(r["label"], r["workers"]) for r in fanout} == {
+        ("loa first", 1),
         ("loa", 1),
         ("loa+throttle", 1),
         ("loa+caps", 1),
+        ("loa first", 2),
         ("loa", 2),
     }
+    # the first alert on each just-ready worker set, beside the warm one, and what differs
+    # from a user's `loa worker`
+    assert [(r["workers"], r["ratio"] > 0) for r in result["first_alert"]] == [(1, True), (2, True)]
+    assert "LOA_INSTANCE_ID" in result["worker_start"]
     for run in fanout:
         assert run["exact"], run
         assert run["broker"]["duplicates"] == 0
@@ -60,6 +66,10 @@ def test_quick_bench_produces_every_figure_with_exact_counts_and_cleans_up(
 
     sustained = result["sustained"]
     assert sustained["exact"] is True and sustained["tasks"] == 60_000 and sustained["samples"]
+    # every alert of the run counted on its own, and the run set against one alert just before
+    assert len(sustained["per_alert"]) == sustained["alerts"] == 3
+    assert all(a["exact"] and a["tasks"] == 20_000 for a in sustained["per_alert"])
+    assert sustained["burst_per_s"] > 0 and sustained["ratio_to_burst"] > 0
 
     assert {r["system"].split(" ")[0] for r in result["summary"]} == {"peer:", "Loa"}
     for name in ("systems", "latency", "sustained", "scaling"):

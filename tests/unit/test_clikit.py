@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 import pytest
 from aiokafka import errors as kafka_errors
@@ -54,3 +55,25 @@ def test_channel_limit_record_is_the_json_the_workers_read() -> None:
 
     assert decode_limit(b"sms", limit_value(12.5)) == 12.5
     assert decode_limit(b"sms", limit_value(0)) == 0.0
+
+
+def test_loa_bench_runs_from_a_checkout_whatever_the_current_directory(tmp_path: Path) -> None:
+    """`make bench` runs the console script `loa bench`, whose sys.path has the venv's bin,
+    not the checkout: the editable install's checkout still provides benchmarks/."""
+    import shutil
+    import subprocess
+    import sys
+
+    loa = Path(sys.executable).parent / "loa"
+    command = [str(loa)] if loa.exists() else [shutil.which("loa") or "loa"]
+    done = subprocess.run(
+        [*command, "bench", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--total" in done.stdout
