@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 #: Loa alone (what `loa demo` runs on): no test tools, no benchmark peers
 BASE_STAMP := $(VENV)/.installed-base
 
-.PHONY: help setup demo-setup demo test browser console-assets slow lint typecheck rules dashboards unit integration faults cluster-test model mutation mutation-quick bench bench-billion kafka-start kafka-stop clean
+.PHONY: help setup demo-setup demo test browser screenshots console-assets slow lint typecheck rules dashboards unit integration faults cluster-test model mutation mutation-quick bench bench-billion kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ test: setup lint typecheck rules dashboards  ## lint, typecheck, rules, unit and
 
 browser: setup  ## the console's browser tests only (headless Chromium, real console, worker and broker)
 	$(BIN)/pytest tests/browser
+
+screenshots: setup  ## the browser tests, writing the README's console screenshots into docs/img
+	LOA_SCREENSHOTS=docs/img $(BIN)/pytest tests/browser
 
 console-assets: $(STAMP)  ## rebuild the console's vendored files from the pinned npm packages (deploy/console/build.sh)
 	bash deploy/console/build.sh

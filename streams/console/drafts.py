@@ -431,6 +431,10 @@ def field_of(pointer: str) -> str:
     parts = [p for p in pointer.split("/") if p]
     if not parts:
         return ""
+    if parts == ["info"]:
+        # ingest checks the cells of every shape together and points at /info: the areas
+        # (the console writes one area into every info block, so it is always about them)
+        return "areas"
     if parts[0] != "info":
         return _TOP.get(parts[0], "")
     if len(parts) < 3:

@@ -39,7 +39,10 @@ from tests.integration.conftest import register_agencies, wait_census
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = ROOT / "deploy" / "console" / "install-chromium.sh"
 AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
-SHOTS = ROOT / "docs" / "img"
+#: Where the pages' screenshots go: .loa/screenshots (untracked) unless LOA_SCREENSHOTS names
+#: another directory; `make screenshots` sets it to docs/img, the README's copies, so a plain
+#: `make test` leaves the tracked images alone.
+SHOTS = Path(os.environ.get("LOA_SCREENSHOTS") or ROOT / ".loa" / "screenshots")
 SUBSCRIBERS = 20_000
 SEED = 23
 AGENCY = "pctt.quangngai.gov.vn"

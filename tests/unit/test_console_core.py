@@ -240,6 +240,7 @@ def test_an_update_keeps_the_references_the_server_gives_not_the_browsers() -> N
         ("/info/0/area/0/polygon/0", "areas.polygons[0]"),
         ("/info/1/area/0/circle/1", "areas.circles[1]"),
         ("/info/0/area/0", "areas"),
+        ("/info", "areas"),  # the cells of every shape, checked together
         ("/status", "status"),
         ("/msgType", "msg_type"),
         ("/references", "references"),
