@@ -103,6 +103,7 @@ bench: setup  ## loa bench (fan-out by the broker clock, peers, scale, latency, 
 bench-billion: setup  ## the quiet run: first/warm at 1e7 and 1e8, peers, the sustained billion (exact), the 100M restart
 	$(BIN)/loa bench --sizes 1e7,1e8 --workers 1 --runs "loa first,loa" --peer-records 1e7 \
 	  --only fanout,peers,sustained --total 1e9 --sustained-subscribers 1e7 --reader java \
+	  --retention-bytes 2147483648 \
 	  --out benchmarks/results/billion
 	$(BIN)/python -m benchmarks.takeover --subscribers 1e8 --name takeover-100m
 

@@ -228,10 +228,14 @@ async def fanout_section(
     broker_dir: Path | None,
     labels: tuple[str, ...] = RUNS,
     reader: Callable[[Deployment, Any], Any] | None = None,
+    retention: dict[str, str] | None = None,
+    keep_topics: bool = False,
 ) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     for n in sizes:
-        dep = Deployment(base, n, tmp)
+        # counted live, the tasks need not stay on the broker: retention-limited send topics,
+        # so a 100M alert (24 GB of tasks) or two fit on the disk
+        dep = Deployment(base, n, tmp, extra_topic_configs=retention or {})
         await dep.create()
         _say(f"loading {n:,} subscribers")
         load_per_s = await dep.load()
@@ -278,6 +282,8 @@ async def fanout_section(
                     )
             finally:
                 dep.stop_workers()
+        if not keep_topics:  # this size's directory and tasks are not needed any more
+            delete_topics(base, dep.settings.topic_prefix)
     return runs
 
 
@@ -449,8 +455,9 @@ async def sustained_section(
     send topics live from the sustained run's start and counts every alert."""
     n = dep.n
     # the burst rate is a warm alert's: the first one on this worker pays its start
-    warmup = await _national(dep, Priority.EXTREME, "warm-up", n, broker_dir)
-    burst = await _national(dep, Priority.EXTREME, "burst", n, broker_dir)
+    # both counted as the run is (a live reader takes its share of the CPU in both)
+    warmup = await _national(dep, Priority.EXTREME, "warm-up", n, broker_dir, reader=reader)
+    burst = await _national(dep, Priority.EXTREME, "burst", n, broker_dir, reader=reader)
     _say(
         f"sustained: two national alerts first, {warmup['per_s']:,.0f} and"
         f" {burst['per_s']:,.0f} tasks/s (the second is the burst rate)"
@@ -558,6 +565,17 @@ async def sustained_section(
     }
 
 
+def _retention(retention_bytes: int) -> dict[str, str]:
+    """Send-topic configs of a run whose tasks are counted live and need not stay on disk."""
+    return {
+        "retention.bytes": str(retention_bytes),
+        "segment.bytes": str(max(retention_bytes // 4, 1_048_576)),
+        # a segment past the retention is deleted 1 s after it is dropped, not 60 s (Kafka's
+        # default): at 1M tasks/s that is 14 GB less on disk
+        "file.delete.delay.ms": "1000",
+    }
+
+
 def _reader(args: argparse.Namespace, *, fits: bool) -> Callable[[Deployment, Any], Any] | None:
     """The live counter (the Java reader), or None to count after the run with librdkafka
     (possible only when every task is still on the broker at the end: ``fits``)."""
@@ -607,7 +625,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     tmp,
                     broker_dir,
                     tuple(args.runs.split(",")),
-                    _reader(args, fits=True),
+                    reader := _reader(args, fits=True),
+                    None if reader is None else _retention(args.retention_bytes),
+                    args.keep_topics,
                 )
             if "peers" in sections:
                 names = args.peers.split(",")
@@ -635,13 +655,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     base,
                     size,
                     tmp,
-                    extra_topic_configs={
-                        "retention.bytes": str(retention),
-                        "segment.bytes": str(max(retention // 4, 1_048_576)),
-                        # a segment past the retention is deleted 1 s after it is dropped, not
-                        # 60 s (Kafka's default): at 1M tasks/s that is 14 GB less on disk
-                        "file.delete.delay.ms": "1000",
-                    },
+                    extra_topic_configs=_retention(retention),
                 )
                 await dep.create()
                 _say(f"{section}: loading {size:,} subscribers")
