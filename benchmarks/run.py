@@ -509,12 +509,14 @@ async def sustained_section(
     retained = int(dep.extra_topic_configs["retention.bytes"]) * dep.settings.partitions
     exact: bool | None = None
     counted_by = None
+    reader_cpu_s = None
     per_alert: list[dict[str, Any]] = []
     if follower is not None:
         counted = await asyncio.to_thread(follower.stop)
         counted_by = "benchmarks/exact (Java, kafka-clients read_committed, RoaringBitmap)"
         if not follower.result.reached_end:
             counted_by += ": did not read to the end, not exact"
+        reader_cpu_s = follower.result.raw.get("cpu_s")
     elif total * 300 < retained:  # every task still on the broker: count them all
         counted = dep.count(since)
         counted_by = "benchmarks/brokerclock.py (librdkafka read_committed)"
@@ -570,6 +572,8 @@ async def sustained_section(
         "samples": samples,
         "exact": exact,
         "counted_by": counted_by,
+        # the live reader's own CPU (it shares the machine with the run it counts)
+        "reader_cpu_s": reader_cpu_s,
         "per_alert": per_alert,
         "broker_disk_max_bytes": max((s["broker_disk_bytes"] for s in samples), default=0),
     }
