@@ -254,6 +254,7 @@ def start(
     workdir: Path,
     *,
     from_: Literal["beginning", "end"] = "end",
+    from_offsets: dict[tuple[str, int], int] | None = None,
     idle_s: float = 60.0,
     progress_s: float = 5.0,
     cpus: Sequence[int] | None = None,
@@ -263,6 +264,8 @@ def start(
     """Start the reader on every partition of ``topics`` and return once it has its start
     offsets (so records written after this call are counted with ``from_="end"``).
 
+    ``from_offsets`` (topic, partition) -> offset, e.g. the end offsets noted before one alert:
+    each partition starts there (one not named at 0), instead of ``from_``.
     ``from_="beginning"`` starts at offset 0 (what retention already deleted counts as
     missed). ``idle_s``: after :meth:`ExactReader.stop`, give up reading to the end after this
     long without a record (the result then says ``reached_end`` False). ``cpus``: pin the
@@ -288,8 +291,11 @@ def start(
         bootstrap,
         "--topics",
         ",".join(topics),
-        "--from",
-        from_,
+        *(
+            ["--from", from_]
+            if from_offsets is None
+            else ["--from-offsets", str(_offsets_file(workdir, from_offsets))]
+        ),
         "--stop-file",
         str(workdir / "exact-reader.stop"),
         "--idle-s",
@@ -316,6 +322,13 @@ def start(
             raise handle._failed(f"was not ready within {ready_timeout_s:g} s")
         time.sleep(0.05)
     return handle
+
+
+def _offsets_file(workdir: Path, offsets: dict[tuple[str, int], int]) -> Path:
+    """``--from-offsets``' file: a line ``topic partition offset`` per partition."""
+    path = workdir / "exact-reader.offsets"
+    path.write_text("".join(f"{t} {p} {o}\n" for (t, p), o in sorted(offsets.items())))
+    return path
 
 
 # ---------------------------------------------------------------- the measurement

@@ -34,9 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from confluent_kafka import TopicPartition as RdTopicPartition
+from confluent_kafka.admin import AdminClient
 
 from benchmarks import report
-from benchmarks.brokerclock import delete_topics
+from benchmarks.brokerclock import Marks, delete_topics, watermarks
 from benchmarks.harness import (
     ALERT_SENDER,
     RUN_PREFIX,
@@ -165,10 +167,13 @@ async def _national(
     *,
     settle_first: bool = True,
     reader: Callable[[Deployment, Any], Any] | None = None,
+    java_after: bool = False,
 ) -> dict[str, Any]:
-    """Publish one national alert, follow it, and count its tasks on the broker (with
-    ``reader``, live by the Java reader; else after it by librdkafka). With ``settle_first``
-    the broker's dirty pages are synced and broker and workers idle first."""
+    """Publish one national alert, follow it, and count its tasks on the broker: live by the
+    Java reader (``reader``: it shares the CPU with the fan-out), after it by the Java reader
+    (``java_after``: nothing runs beside the fan-out; the counted tasks are then deleted), or
+    after it by librdkafka. With ``settle_first`` the broker's dirty pages are synced and
+    broker and workers idle first."""
     settled_s = (
         await asyncio.to_thread(
             settle, broker_dir, lambda: sum(cpu for cpu, _ in dep.worker_stats())
@@ -188,7 +193,12 @@ async def _national(
     broker1 = _broker_cpu_s(broker_dir)
     cpu = _cpu_spent(cpu0, _cpu_view(dep, broker_dir), expected or dep.n)
     own = own_figures(progress)
-    if follower is None:
+    if java_after:
+        after = await asyncio.to_thread(_java_count, dep, since)
+        count = after.alerts[published.alert_id]
+        counted_by = "java, after" if after.exact else "java, after: not exact (missed or cut)"
+        await asyncio.to_thread(_delete_counted, dep)
+    elif follower is None:
         count = dep.count(since)[published.alert_id]
         counted_by = "librdkafka"
     else:
@@ -227,15 +237,15 @@ async def fanout_section(
     tmp: Path,
     broker_dir: Path | None,
     labels: tuple[str, ...] = RUNS,
-    reader: Callable[[Deployment, Any], Any] | None = None,
-    retention: dict[str, str] | None = None,
+    java: bool = False,
     keep_topics: bool = False,
 ) -> list[dict[str, Any]]:
+    """National alerts per directory size and worker count (``RUNS``), each counted after it
+    by librdkafka or, with ``java``, by the exact reader (then the counted tasks are deleted
+    from the broker, so two 100M alerts, 48 GB, never sit on the disk at once)."""
     runs: list[dict[str, Any]] = []
     for n in sizes:
-        # counted live, the tasks need not stay on the broker: retention-limited send topics,
-        # so a 100M alert (24 GB of tasks) or two fit on the disk
-        dep = Deployment(base, n, tmp, extra_topic_configs=retention or {})
+        dep = Deployment(base, n, tmp)
         await dep.create()
         _say(f"loading {n:,} subscribers")
         load_per_s = await dep.load()
@@ -263,7 +273,7 @@ async def fanout_section(
                         expected,
                         broker_dir,
                         settle_first=label != FIRST,
-                        reader=reader,
+                        java_after=java,
                     )
                     run.update(
                         directory_load_per_s=load_per_s,
@@ -499,12 +509,14 @@ async def sustained_section(
     retained = int(dep.extra_topic_configs["retention.bytes"]) * dep.settings.partitions
     exact: bool | None = None
     counted_by = None
+    reader_cpu_s = None
     per_alert: list[dict[str, Any]] = []
     if follower is not None:
         counted = await asyncio.to_thread(follower.stop)
         counted_by = "benchmarks/exact (Java, kafka-clients read_committed, RoaringBitmap)"
         if not follower.result.reached_end:
             counted_by += ": did not read to the end, not exact"
+        reader_cpu_s = follower.result.raw.get("cpu_s")
     elif total * 300 < retained:  # every task still on the broker: count them all
         counted = dep.count(since)
         counted_by = "benchmarks/brokerclock.py (librdkafka read_committed)"
@@ -560,9 +572,32 @@ async def sustained_section(
         "samples": samples,
         "exact": exact,
         "counted_by": counted_by,
+        # the live reader's own CPU (it shares the machine with the run it counts)
+        "reader_cpu_s": reader_cpu_s,
         "per_alert": per_alert,
         "broker_disk_max_bytes": max((s["broker_disk_bytes"] for s in samples), default=0),
     }
+
+
+def _java_count(dep: Deployment, since: Marks) -> Any:
+    """The exact reader over the send topics from ``since`` to their end, after the fact."""
+    from benchmarks import exactreader
+
+    reader = exactreader.start(
+        dep.settings, dep.sends_topics(), dep.workdir / "exact", from_offsets=since
+    )
+    reader.stop()
+    return reader.result
+
+
+def _delete_counted(dep: Deployment) -> None:
+    """Delete the send topics' records up to their end (DeleteRecords): counted, not needed."""
+    admin = AdminClient(dep.librdkafka())
+    ends = watermarks(dep.settings, dep.sends_topics())
+    tps = [RdTopicPartition(t, p, o) for (t, p), o in ends.items() if o > 0]
+    if tps:
+        for future in admin.delete_records(tps, request_timeout=60).values():
+            future.result(timeout=120)
 
 
 def _retention(retention_bytes: int) -> dict[str, str]:
@@ -625,8 +660,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     tmp,
                     broker_dir,
                     tuple(args.runs.split(",")),
-                    reader := _reader(args, fits=True),
-                    None if reader is None else _retention(args.retention_bytes),
+                    args.reader == "java",
                     args.keep_topics,
                 )
             if "peers" in sections:

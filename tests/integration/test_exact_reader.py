@@ -17,7 +17,12 @@ from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from benchmarks import exactreader
-from benchmarks.brokerclock import client_config, count_tasks, create_log_append_topics
+from benchmarks.brokerclock import (
+    client_config,
+    count_tasks,
+    create_log_append_topics,
+    watermarks,
+)
 from streams.settings.model import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -211,6 +216,31 @@ def test_reader_from_end_counts_only_what_is_committed_after_it_started(
     counts = reader.stop(timeout=120)
 
     assert reader.result is not None and reader.result.exact
+    assert_matches_ledger(counts, topics.ledger)
+
+
+def test_reader_from_offsets_counts_from_the_marks_after_the_fact(
+    topics: Topics, tmp_path: Path
+) -> None:
+    """How the bench counts one alert after it ran: from the end offsets noted before it,
+    after the records below them were deleted (as the bench deletes what it counted)."""
+    topics.writer.transaction(first_batch(topics))
+    marks = watermarks(topics.settings, topics.names)
+    admin = AdminClient(client_config(topics.settings))
+    futures = admin.delete_records(
+        [TopicPartition(t, p, o) for (t, p), o in marks.items() if o > 0], request_timeout=30
+    )
+    for future in futures.values():
+        future.result(timeout=60)
+    topics.ledger.records.clear()  # below the marks: not to be counted
+    topics.writer.transaction(second_batch(topics))
+    topics.writer.transaction(aborted_batch(topics), commit=False)
+
+    reader = exactreader.start(topics.settings, topics.names, tmp_path, from_offsets=marks)
+    counts = reader.stop(timeout=120)
+
+    assert reader.result is not None and reader.result.exact  # nothing missed below the marks
+    assert reader.result.raw["from"] == "offsets"
     assert_matches_ledger(counts, topics.ledger)
 
 

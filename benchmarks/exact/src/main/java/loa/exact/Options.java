@@ -9,12 +9,14 @@ import java.util.Properties;
 final class Options {
   static final String USAGE =
       "usage: java -jar loa-exact.jar --bootstrap HOST:PORT --topics t1,t2"
-          + " [--from beginning|end] --stop-file PATH --idle-s N --out result.json"
+          + " [--from beginning|end | --from-offsets PATH] --stop-file PATH --idle-s N --out result.json"
           + " [--progress-s 5] [--ready-file PATH] [--property key=value]...";
 
   String bootstrap;
   List<String> topics = new ArrayList<>();
   boolean fromEnd;
+  /** Lines "topic partition offset": where each partition starts (others from offset 0). */
+  Path fromOffsets;
   Path stopFile;
   long idleNs = -1;
   Path out;
@@ -45,6 +47,7 @@ final class Options {
           }
           o.fromEnd = v.equals("end");
         }
+        case "--from-offsets" -> o.fromOffsets = Path.of(v);
         case "--stop-file" -> o.stopFile = Path.of(v);
         case "--idle-s" -> o.idleNs = seconds(name, v);
         case "--out" -> o.out = Path.of(v);
@@ -62,6 +65,9 @@ final class Options {
     }
     if (o.bootstrap == null || o.topics.isEmpty() || o.stopFile == null || o.out == null) {
       throw new IllegalArgumentException("--bootstrap, --topics, --stop-file and --out are needed");
+    }
+    if (o.fromEnd && o.fromOffsets != null) {
+      throw new IllegalArgumentException("--from end and --from-offsets exclude each other");
     }
     if (o.idleNs < 0) {
       throw new IllegalArgumentException("--idle-s is needed");
