@@ -43,13 +43,10 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +62,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not in its 
 from benchmarks.brokerclock import client_config, count_tasks, watermarks
 from benchmarks.harness import ALERT_SENDER, alert_json, proc_stat, spent_by_thread, thread_cpu
 from benchmarks.run import settle
+from streams.demo.localrun import free_port, wait_ready
 from streams.records import Priority
 from streams.regions import registry
 from streams.settings.model import Settings
@@ -142,12 +140,6 @@ MODES = {
 
 def _say(msg: str) -> None:
     print(f"[first-alert {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tool(name: str) -> str:
@@ -237,7 +229,7 @@ class Stack:
 
     def start_worker(self) -> float:
         """``loa worker`` with the mode's settings; seconds until ``/ready`` answers 200."""
-        self.metrics_port = _free_port()
+        self.metrics_port = free_port()
         env = {**self.env, "LOA_METRICS_PORT": str(self.metrics_port), **self.mode.env}
         log = (self.workdir / "worker.log").open("ab")
         started = time.monotonic()
@@ -249,18 +241,8 @@ class Stack:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        url = f"http://127.0.0.1:{self.metrics_port}/ready"
-        while time.monotonic() - started < 900:
-            if self.worker.poll() is not None:
-                raise RuntimeError(f"loa worker exited {self.worker.returncode}: see {log.name}")
-            with (
-                contextlib.suppress(urllib.error.URLError, OSError),
-                urllib.request.urlopen(url, timeout=2) as answer,
-            ):
-                if answer.status == 200:
-                    return time.monotonic() - started
-            time.sleep(0.2)
-        raise TimeoutError("the worker was not ready within 900 s")
+        wait_ready(self.worker, self.metrics_port, Path(log.name), 900.0)
+        return time.monotonic() - started
 
     def stop_worker(self) -> None:
         if self.worker is not None and self.worker.poll() is None:

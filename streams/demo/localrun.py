@@ -17,7 +17,14 @@ from typing import IO
 
 from streams.settings.model import Settings
 
-__all__ = ["WorkerProcess", "broker_running", "free_port", "start_broker", "stop_broker"]
+__all__ = [
+    "WorkerProcess",
+    "broker_running",
+    "free_port",
+    "start_broker",
+    "stop_broker",
+    "wait_ready",
+]
 
 KAFKA_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "kafka.sh"
 
@@ -27,6 +34,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes], port: int, log_path: Path, timeout_s: float = 900.0
+) -> float:
+    """Seconds from now until the worker ``proc`` answers 200 on ``/ready`` at ``port``, as an
+    orchestrator's readiness probe sees it. Raises if it exits or is not ready in time."""
+    url = f"http://127.0.0.1:{port}/ready"
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"the worker exited {proc.returncode} before it was ready: see {log_path}"
+            )
+        with (
+            contextlib.suppress(urllib.error.URLError, OSError),
+            urllib.request.urlopen(url, timeout=2) as answer,
+        ):
+            if answer.status == 200:
+                return time.monotonic() - started
+        time.sleep(0.2)
+    raise TimeoutError(f"the worker was not ready within {timeout_s:g} s: see {log_path}")
 
 
 def _broker_env(settings: Settings) -> dict[str, str]:
@@ -106,25 +135,12 @@ class WorkerProcess:
         return self
 
     def wait_ready(self, timeout_s: float = 900.0) -> float:
-        """Seconds from now until the worker's ``/ready`` answers 200, as an orchestrator's
-        readiness probe sees it (the worker must have been started with a ``LOA_METRICS_PORT``
-        other than 0). Raises if the worker exits or is not ready within ``timeout_s``."""
+        """Seconds from now until the worker's ``/ready`` answers 200 (it must have been
+        started with a ``LOA_METRICS_PORT`` other than 0): :func:`wait_ready`."""
         port = int(self.env.get("LOA_METRICS_PORT", "0"))
-        if port == 0:
+        if port == 0 or self.proc is None:
             raise ValueError("wait_ready needs the worker started with LOA_METRICS_PORT set")
-        url = f"http://127.0.0.1:{port}/ready"
-        started = time.monotonic()
-        while time.monotonic() - started < timeout_s:
-            if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"the worker exited before it was ready: see {self.log_path}")
-            with (
-                contextlib.suppress(urllib.error.URLError, OSError),
-                urllib.request.urlopen(url, timeout=2) as answer,
-            ):
-                if answer.status == 200:
-                    return time.monotonic() - started
-            time.sleep(0.2)
-        raise TimeoutError(f"the worker was not ready within {timeout_s:g} s: see {self.log_path}")
+        return wait_ready(self.proc, port, self.log_path, timeout_s)
 
     @property
     def alive(self) -> bool:

@@ -36,9 +36,10 @@ from selenium.webdriver.common.by import By
 
 from benchmarks.brokerclock import count_tasks, watermarks
 from benchmarks.common import write_results
-from benchmarks.first_alert import KEY_ID, MODES, Stack, _free_port, _tool, _wait_emitted
+from benchmarks.first_alert import KEY_ID, MODES, Stack, _tool, _wait_emitted
 from benchmarks.harness import ALERT_SENDER, alert_json, proc_stat
 from benchmarks.run import settle
+from streams.demo.localrun import free_port
 from streams.records import Priority
 from streams.regions import registry
 from tests.browser.conftest import CHROMIUM_FLAGS
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     driver_path = found.stdout.strip().splitlines()[-1]
     os.environ["SE_OFFLINE"] = "true"
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="follow-bench-"))
-    stack = Stack(MODES["bench"], workdir / "bench", _free_port())
+    stack = Stack(MODES["bench"], workdir / "bench", free_port())
     shutil.rmtree(stack.workdir, ignore_errors=True)
     stack.workdir.mkdir(parents=True)
     console = None
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         key = next((stack.workdir / "keys").glob("*.key"))
         stack.loa("publish", str(warm), "--key", str(key), "--timeout", "300")
-        port = _free_port()
+        port = free_port()
         console = start_console(stack, port)
         base = f"http://127.0.0.1:{port}"
         author = login_api(base, "author")

@@ -1,5 +1,6 @@
 """Helpers the browser tests share: signing in, waiting for the page, reading problems at
-fields, screenshots (tests/browser/conftest.py SHOTS), axe-core and the browser console (CSP violations)."""
+fields, screenshots (tests/browser/conftest.py SHOTS), axe-core and the browser console (CSP
+violations)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 follow and cancel a ward alert; one person alone cannot send an Actual alert; another agency
 sees and touches nothing; hostile input is refused at its field. Every page is checked with
 axe-core (no serious or critical violation) and the browser console shows no
-Content-Security-Policy violation. Screenshots go to .loa/screenshots/ (docs/img/ with `make screenshots`).
+Content-Security-Policy violation. Screenshots go to .loa/screenshots/ (docs/img/ with
+`make screenshots`).
 """
 
 from __future__ import annotations
