@@ -112,6 +112,25 @@ def settle(broker_dir: Path | None, workers: Callable[[], float] = lambda: 0.0) 
     return time.monotonic() - started
 
 
+#: /proc/vmstat counters of page reclaim: by kswapd in the background, or direct (in the
+#: allocating process, e.g. the broker appending to a new segment with the page cache full)
+_RECLAIM = ("pgsteal_kswapd", "pgsteal_direct", "allocstall_movable", "allocstall_normal")
+
+
+def _vmstat() -> dict[str, int]:
+    try:
+        lines = Path("/proc/vmstat").read_text().splitlines()
+    except OSError:
+        return {}
+    pairs = (line.split() for line in lines)
+    return {k: int(v) for k, v in pairs if k in _RECLAIM}
+
+
+def _reclaim(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Page reclaim between two :func:`_vmstat` readings (pages, stalls)."""
+    return {k: after[k] - before.get(k, 0) for k in after}
+
+
 def _cpu_view(dep: Deployment, broker_dir: Path | None) -> dict[str, dict[str, float]]:
     """CPU seconds so far per thread kind of the broker (when local) and of the workers."""
     view: dict[str, dict[str, float]] = {"worker": {}}
@@ -184,6 +203,7 @@ async def _national(
     broker0 = _broker_cpu_s(broker_dir)
     stats0 = dep.worker_stats()
     cpu0 = _cpu_view(dep, broker_dir)
+    vm0 = _vmstat()
     since = dep.marks()
     follower = None if reader is None else await asyncio.to_thread(reader, dep, since)
     bar = _bar(f"{label} {dep.n:,}", expected or dep.n)
@@ -192,6 +212,7 @@ async def _national(
     stats1 = dep.worker_stats()
     broker1 = _broker_cpu_s(broker_dir)
     cpu = _cpu_spent(cpu0, _cpu_view(dep, broker_dir), expected or dep.n)
+    reclaim = _reclaim(vm0, _vmstat())
     own = own_figures(progress)
     if java_after:
         after = await asyncio.to_thread(_java_count, dep, since)
@@ -226,6 +247,7 @@ async def _national(
         "broker_cpu_s": None if broker0 is None or broker1 is None else broker1 - broker0,
         "settled_s": settled_s,
         "cpu": cpu,
+        "reclaim": reclaim,
         "counted_by": counted_by,
     }
 
@@ -289,6 +311,9 @@ async def fanout_section(
                         f" tasks/s by the broker clock (Loa's own {run['loa_own']['per_s']:,.0f})"
                         f" | exact {run['exact']} | first task"
                         f" {run['publish_to_first_task_s'] * 1000:.0f} ms after publish"
+                        f" | pages reclaimed directly / by kswapd:"
+                        f" {run['reclaim'].get('pgsteal_direct', 0):,} /"
+                        f" {run['reclaim'].get('pgsteal_kswapd', 0):,}"
                     )
             finally:
                 dep.stop_workers()
@@ -479,6 +504,7 @@ async def sustained_section(
     follower = None if reader is None else await asyncio.to_thread(reader, dep, since)
     base_offsets = sum(since.values())
     cpu0 = _cpu_view(dep, broker_dir)
+    vm0 = _vmstat()
     started = time.monotonic()
     last_t, last_tasks = started, 0
     bar = _bar("sustained", alerts * n)
@@ -506,6 +532,7 @@ async def sustained_section(
     await dep.progress(published[-1])
     elapsed = time.monotonic() - started
     cpu = _cpu_spent(cpu0, _cpu_view(dep, broker_dir), alerts * n)
+    reclaim = _reclaim(vm0, _vmstat())
     retained = int(dep.extra_topic_configs["retention.bytes"]) * dep.settings.partitions
     exact: bool | None = None
     counted_by = None
@@ -567,6 +594,8 @@ async def sustained_section(
         "burst_per_s": burst["per_s"],
         "burst_cpu": burst["cpu"],
         "cpu": cpu,
+        "burst_reclaim": burst["reclaim"],
+        "reclaim": reclaim,
         "ratio_to_burst": (broker_per_s or per_s) / burst["per_s"] if burst["per_s"] else None,
         "retention_bytes": int(dep.extra_topic_configs["retention.bytes"]),
         "samples": samples,
