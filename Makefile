@@ -52,7 +52,7 @@ integration: setup  ## integration tests only (real broker, real Prometheus)
 	$(BIN)/pytest tests/integration
 
 test: setup lint typecheck rules dashboards  ## lint, typecheck, rules, unit and integration tests (starts its own broker)
-	$(BIN)/pytest tests/unit tests/integration tests/deploy tests/browser -m "not slow"
+	$(BIN)/pytest tests/unit tests/integration tests/deploy tests/browser -m "not slow" --durations=15
 
 browser: setup  ## the console's browser tests only (headless Chromium, real console, worker and broker)
 	$(BIN)/pytest tests/browser
@@ -63,7 +63,7 @@ screenshots: setup  ## the browser tests, writing the README's console screensho
 console-assets: $(STAMP)  ## rebuild the console's vendored files from the pinned npm packages (deploy/console/build.sh)
 	bash deploy/console/build.sh
 
-slow: setup  ## the slow tests make test leaves out (registry rebuild of the border, a 10M census, the delivery bench)
+slow: setup  ## the slow tests make test leaves out (loa bench --quick, registry rebuild of the border, a 10M census, the delivery bench)
 	$(BIN)/pytest tests/integration tests/deploy -m slow
 
 faults: setup  ## fault tests: kill -9, rolling restarts, broker outages, poison (bounded; gaps in .loa/fault-gaps.jsonl)

@@ -65,6 +65,7 @@ NOT_SETTINGS = frozenset(
         "LOA_TEST_CLUSTER_PORT",
         "LOA_MODEL_EXAMPLES",
         "LOA_MODEL_WORKER_EXAMPLES",
+        "LOA_SCREENSHOTS",  # tests/browser: where the console's screenshots go
     }
 )
 

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-pytestmark = pytest.mark.integration
+# over a minute of two cores (every section, every peer): in `make slow`, which CI runs after
+# `make test`, so `make test` stays under 15 minutes
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.mark.timeout(900)
