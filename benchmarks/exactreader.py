@@ -30,10 +30,11 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from benchmarks.brokerclock import BrokerCount
 from streams.errors import OperatorError
 from streams.kafkaio.clients import client_options
 from streams.settings.model import Settings
@@ -68,38 +69,16 @@ class ExactReaderFailed(OperatorError):
 
 
 @dataclass(slots=True)
-class AlertCount:
-    """What the reader counted for one alert id (``""``: values without an alert id); the
-    fields of :class:`~benchmarks.brokerclock.BrokerCount`, plus ``missed``."""
+class AlertCount(BrokerCount):
+    """What the reader counted for one alert id (``""``: values without an alert id): the
+    fields of :class:`~benchmarks.brokerclock.BrokerCount` (``per_partition`` summed over the
+    topics), plus ``missed`` and the records per topic."""
 
-    tasks: int = 0
-    distinct: int = 0
-    duplicates: int = 0
-    #: first and last LogAppendTime, ms since the epoch
-    first_ms: int = 0
-    last_ms: int = 0
-    #: records per partition number, summed over the topics (as BrokerCount has it)
-    per_partition: dict[int, int] = field(default_factory=dict)
-    #: average key and value size, bytes
-    key_bytes: float = 0.0
-    value_bytes: float = 0.0
     #: offsets of the whole run deleted before the reader reached them (not per alert: a
     #: deleted record's alert is unknown); > 0 means this count is not exact
     missed: int = 0
     #: records per topic, then partition
     per_topic_partition: dict[str, dict[int, int]] = field(default_factory=dict)
-
-    @property
-    def seconds(self) -> float:
-        return max(self.last_ms - self.first_ms, 1) / 1000
-
-    @property
-    def per_s(self) -> float:
-        """Tasks per second by the broker's clock, first to last append."""
-        return self.tasks / self.seconds
-
-    def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "seconds": self.seconds, "per_s": self.per_s}
 
 
 @dataclass(frozen=True, slots=True)
