@@ -7,6 +7,7 @@ the machine)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -204,4 +205,4 @@ def audit(agency: str | None, since: str | None, as_json: bool) -> None:
 
 
 def _doc(event: AuditEvent) -> dict[str, str]:
-    return {k: getattr(event, k) for k in AuditEvent.__dataclass_fields__}
+    return {f.name: getattr(event, f.name) for f in fields(AuditEvent)}

@@ -12,7 +12,7 @@ recorded with the name tried, never the password.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +48,7 @@ class AuditEvent:
     @classmethod
     def from_json(cls, value: bytes) -> AuditEvent:
         doc: dict[str, Any] = orjson.loads(value)
-        return cls(**{k: str(doc.get(k, "")) for k in cls.__dataclass_fields__})
+        return cls(**{f.name: str(doc.get(f.name, "")) for f in fields(cls)})
 
 
 async def write_audit(producer: AIOKafkaProducer, settings: Settings, event: AuditEvent) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -263,7 +264,7 @@ def test_monitoring_objects_carry_the_documented_selector_labels() -> None:
 
 def test_kubernetes_settings_name_only_real_settings() -> None:
     config = next(d for d in _k8s() if d["kind"] == "ConfigMap")
-    known = {f"LOA_{name.upper()}" for name in Settings.__dataclass_fields__}
+    known = {f"LOA_{f.name.upper()}" for f in fields(Settings)}
     assert set(config["data"]) <= known
     ports = {
         c["ports"][0]["containerPort"]

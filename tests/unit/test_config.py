@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def test_script_variables_and_foreign_variables_are_ignored() -> None:
 
 
 def test_every_loa_variable_the_repository_uses_is_a_setting_or_listed() -> None:
-    known = {f"LOA_{name.upper()}" for name in Settings.__dataclass_fields__} | NOT_SETTINGS
+    known = {f"LOA_{f.name.upper()}" for f in fields(Settings)} | NOT_SETTINGS
     sources = [ROOT / "Makefile", ROOT / "Dockerfile", ROOT / ".ci" / "run"]
     for folder in ("deploy", "tests", "benchmarks", "streams"):
         sources += [p for p in (ROOT / folder).rglob("*") if p.suffix in {".sh", ".py", ".yml"}]
@@ -190,5 +191,5 @@ def test_the_settings_reference_is_generated_from_the_settings_object() -> None:
     assert (ROOT / "docs" / "settings.md").read_text(encoding="utf-8") == reference, (
         "docs/settings.md is stale: python -m streams.settings.load > docs/settings.md"
     )
-    for name in Settings.__dataclass_fields__:
+    for name in (f.name for f in fields(Settings)):
         assert f"`LOA_{name.upper()}`" in reference

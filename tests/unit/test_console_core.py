@@ -3,6 +3,7 @@ the mapping of ingest's pointers to draft fields, the security headers, the ETA.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -207,8 +208,8 @@ def test_every_problem_of_a_draft_is_reported_at_its_field() -> None:
     )
     with pytest.raises(DraftProblems) as caught:
         parse_draft(bad, REGIONS, NOW)
-    fields = [f for f, _ in caught.value.problems]
-    assert fields == [
+    named = [f for f, _ in caught.value.problems]
+    assert named == [
         "event",
         "severity",
         "expires",
@@ -310,9 +311,7 @@ def test_the_census_preview_counts_what_a_scan_of_every_subscriber_counts(test_o
     censuses = {}
     for p, rows in enumerate((slice(0, half), slice(half, None))):
         index = DirectoryPartition()
-        index.apply(
-            ChangeBatch(**{name: getattr(subs, name)[rows] for name in subs.__dataclass_fields__})
-        )
+        index.apply(ChangeBatch(**{f.name: getattr(subs, f.name)[rows] for f in fields(subs)}))
         censuses[p] = build_census(
             index.columns(),
             partition=p,

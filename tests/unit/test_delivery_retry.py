@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import fields
 
 import orjson
 import pytest
@@ -199,7 +200,7 @@ def test_an_open_circuit_floor_delays_the_retry() -> None:
 
 
 def _fields(policy: RetryPolicy) -> dict[str, object]:
-    return {name: getattr(policy, name) for name in RetryPolicy.__dataclass_fields__}
+    return {f.name: getattr(policy, f.name) for f in fields(RetryPolicy)}
 
 
 # -- circuit breaker -----------------------------------------------------------------------------
