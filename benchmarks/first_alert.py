@@ -59,6 +59,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not in its 
     ConfigResource,
 )
 
+from benchmarks import brokerprofile
 from benchmarks.brokerclock import client_config, count_tasks, watermarks
 from benchmarks.harness import ALERT_SENDER, alert_json, proc_stat, spent_by_thread, thread_cpu
 from benchmarks.run import settle
@@ -313,7 +314,9 @@ def _wait_emitted(stack: Stack, marks: dict[tuple[str, int], int], want: int) ->
         time.sleep(0.5)
 
 
-def national(stack: Stack, label: str, n: int, profile: Path | None) -> dict[str, Any]:
+def national(
+    stack: Stack, label: str, n: int, profile: Path | None, broker_profile: Path | None = None
+) -> dict[str, Any]:
     """Publish one signed national Extreme alert with ``loa publish``; count its tasks."""
     settings = stack.settings
     topics = [settings.sends_topic(p.value) for p in Priority]
@@ -346,6 +349,8 @@ def national(stack: Stack, label: str, n: int, profile: Path | None) -> dict[str
             stderr=subprocess.DEVNULL,
         )
         time.sleep(1.0)
+    if broker_profile is not None:
+        brokerprofile.start(stack.broker_pid())
     answer = json.loads(
         stack.loa(
             "publish",
@@ -360,6 +365,11 @@ def national(stack: Stack, label: str, n: int, profile: Path | None) -> dict[str
     if answer.get("outcome") != "accepted":
         raise RuntimeError(f"the alert was not accepted: {answer}")
     _wait_emitted(stack, marks, n)
+    broker_samples = None
+    if broker_profile is not None:
+        collapsed = broker_profile / f"{stack.mode.name}-{label}.collapsed"
+        brokerprofile.stop(stack.broker_pid(), collapsed)
+        broker_samples = brokerprofile.summarize(collapsed)
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -388,6 +398,7 @@ def national(stack: Stack, label: str, n: int, profile: Path | None) -> dict[str
         "disk_written_mb": round(disk_written_mb() - written0, 1),
         "broker_threads_cpu_s": broker_threads,
         "worker_threads_cpu_s": worker_threads,
+        **({"broker_profile": broker_samples} if broker_samples is not None else {}),
     }
 
 
@@ -432,7 +443,16 @@ def jit_warmup(settings: Settings, records: int, partitions: int = 8) -> float:
     return elapsed
 
 
-def run_mode(mode: Mode, n: int, port: int, workdir: Path, profile: Path | None) -> dict[str, Any]:
+def run_mode(
+    mode: Mode,
+    n: int,
+    port: int,
+    workdir: Path,
+    profile: Path | None,
+    *,
+    alerts: int = 2,
+    broker_profile: Path | None = None,
+) -> dict[str, Any]:
     stack = Stack(mode, workdir / mode.name, port)
     if stack.workdir.exists():
         shutil.rmtree(stack.workdir)
@@ -488,8 +508,9 @@ def run_mode(mode: Mode, n: int, port: int, workdir: Path, profile: Path | None)
         result["broker_threads_cpu_s_before_first"] = spent_by_thread(
             {}, thread_cpu(stack.broker_pid())
         )
-        alerts = [national(stack, label, n, profile) for label in ("first", "second")]
-        for a in alerts:
+        labels = ["first", "second", *(f"alert{i + 1}" for i in range(2, alerts))]
+        done = [national(stack, label, n, profile, broker_profile) for label in labels]
+        for a in done:
             _say(
                 f"{mode.name}: {a['alert']:<6} {a['per_s']:>11,.0f} tasks/s (broker clock),"
                 f" {a['tasks']:,} tasks, exact {a['exact']}, publish -> last"
@@ -497,8 +518,9 @@ def run_mode(mode: Mode, n: int, port: int, workdir: Path, profile: Path | None)
                 f" broker CPU {a['broker_cpu_s']:.1f} s"
                 f" ({_top(a['broker_threads_cpu_s'])})"
             )
-        result["alerts"] = alerts
-        result["first_over_second"] = alerts[0]["per_s"] / alerts[1]["per_s"]
+        result["alerts"] = done
+        result["first_over_second"] = done[0]["per_s"] / done[1]["per_s"]
+        result["first_over_last"] = done[0]["per_s"] / done[-1]["per_s"]
     finally:
         stack.stop_worker()
         stack.stop_broker()
@@ -519,6 +541,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--workdir", help="keep logs here (default: a temp dir)")
     p.add_argument("--out", default=str(RESULTS / "first_alert.json"))
     p.add_argument("--profile", help="py-spy raw profiles of the worker per alert, here")
+    p.add_argument(
+        "--broker-profile",
+        help="async-profiler CPU profiles of the broker per alert, here (benchmarks.brokerprofile)",
+    )
+    p.add_argument(
+        "--alerts", type=int, default=2, help="national alerts in a row per mode (at least 2)"
+    )
     args = p.parse_args(argv)
     # Ctrl-C and SIGTERM stop the run through its clean-up (workers, then brokers stopped):
     # a background job of a shell starts with SIGINT ignored
@@ -528,6 +557,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     profile = Path(args.profile) if args.profile else None
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
+    broker_profile = Path(args.broker_profile) if args.broker_profile else None
+    if broker_profile is not None:
+        broker_profile.mkdir(parents=True, exist_ok=True)
+        brokerprofile.library()
+    if args.alerts < 2:
+        p.error("--alerts: at least 2 (the first and a warm one)")
     with tempfile.TemporaryDirectory(prefix="loa-first-") as tmp:
         workdir = Path(args.workdir or tmp)
         report: dict[str, Any] = {
@@ -537,7 +572,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "cpus": os.cpu_count(),
             "subscribers": args.subscribers,
             "load_before": os.getloadavg(),
-            "runs": [run_mode(m, args.subscribers, args.port, workdir, profile) for m in modes],
+            "runs": [
+                run_mode(
+                    m,
+                    args.subscribers,
+                    args.port,
+                    workdir,
+                    profile,
+                    alerts=args.alerts,
+                    broker_profile=broker_profile,
+                )
+                for m in modes
+            ],
             "load_after": os.getloadavg(),
         }
     out = Path(args.out)
@@ -551,14 +597,17 @@ def summary(report: dict[str, Any]) -> str:
     lines = [
         f"first national alert, {report['subscribers']:,} subscribers, load average "
         f"{report['load_before'][0]:.2f} before / {report['load_after'][0]:.2f} after",
-        "| mode | first tasks/s | second tasks/s | first / second | exact | differences |",
-        "| --- | ---: | ---: | ---: | --- | --- |",
+        "| mode | first tasks/s | later alerts tasks/s | first / second | first / last | exact |"
+        " differences |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for run in report["runs"]:
-        first, second = run["alerts"]
+        first, *later = run["alerts"]
+        rates = ", ".join(f"{a['per_s']:,.0f}" for a in later)
+        exact = all(a["exact"] for a in run["alerts"])
         lines.append(
-            f"| {run['mode']} | {first['per_s']:,.0f} | {second['per_s']:,.0f} |"
-            f" {run['first_over_second']:.2f} | {first['exact'] and second['exact']} |"
+            f"| {run['mode']} | {first['per_s']:,.0f} | {rates} |"
+            f" {run['first_over_second']:.2f} | {run.get('first_over_last', 0.0):.2f} | {exact} |"
             f" {'; '.join(run['differences'])} |"
         )
     return "\n".join(lines)
