@@ -70,31 +70,36 @@ def _jcmd() -> str:
 
 def _agent(pid: int, options: str) -> None:
     done = subprocess.run(
-        [_jcmd(), str(pid), "JVMTI.agent_load", str(library()), options],
+        [_jcmd(), str(pid), "JVMTI.agent_load", str(library()), _quoted(options)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    if done.returncode != 0 or "error" in done.stdout.lower():
+    if done.returncode != 0 or "return code: 0" not in done.stdout:
         raise RuntimeError(f"jcmd JVMTI.agent_load {options}: {done.stdout} {done.stderr}")
 
 
 def start(pid: int) -> None:
     """Start sampling the broker ``pid``'s threads (CPU time, every :data:`INTERVAL`)."""
-    _agent(pid, f"start,event=ctimer,interval={INTERVAL},threads,ann,features=comptask")
+    _agent(pid, f"start,event=ctimer,interval={INTERVAL},threads,features=comptask")
+
+
+def _quoted(options: str) -> str:
+    # jcmd reads ``key=value`` words as its own options: a quoted word is passed on as is
+    return f'"{options}"'
 
 
 def stop(pid: int, out: Path) -> None:
     """Stop sampling and write the collapsed stacks to ``out``."""
-    _agent(pid, f"stop,file={out},collapsed")
+    _agent(pid, f"stop,file={out},collapsed,ann")
 
 
 _DIGITS = re.compile(r"[-#\s]*\d+$")
 
 
 def _thread_kind(frame: str) -> str:
-    # "[data-plane-kafka-request-handler-3 tid=1234]" -> "data-plane-kafka-request-handler"
+    # "[data-plane-kafk tid=1234]" -> "data-plane-kafk" (names as /proc keeps them: 15 chars)
     name = frame.strip("[]").split(" tid=")[0]
     return _DIGITS.sub("", name)
 
@@ -111,11 +116,22 @@ def _frame_type(frame: str) -> str:
     return "native/JVM"
 
 
+def _java_tier(frames: list[str]) -> str:
+    """The compilation tier of the innermost Java frame of a stack (``native/JVM`` if none)."""
+    for frame in reversed(frames):
+        kind = _frame_type(frame)
+        if kind not in ("native/JVM", "kernel"):
+            return kind
+    return "native/JVM"
+
+
 def summarize(path: Path, top: int = 12) -> dict[str, Any]:
-    """Samples per thread kind; for the request threads, by the type of the frame on top; for
-    the C2 compiler, the methods it compiled longest."""
+    """Samples per thread kind; per thread kind, the tier of the innermost Java frame
+    (interpreted, C1, C2: was the work running in compiled code yet?); the leaf frames of the
+    request threads; and the methods the C2 compiler spent its time on."""
     threads: Counter[str] = Counter()
-    leaf: dict[str, Counter[str]] = {}
+    tiers: dict[str, Counter[str]] = {}
+    hot: Counter[str] = Counter()
     compiled: Counter[str] = Counter()
     total = 0
     for line in path.read_text(errors="replace").splitlines():
@@ -127,18 +143,22 @@ def summarize(path: Path, top: int = 12) -> dict[str, Any]:
         kind = _thread_kind(frames[0]) if frames[0].startswith("[") else "?"
         total += n
         threads[kind] += n
-        leaf.setdefault(kind, Counter())[_frame_type(frames[-1])] += n
-        if kind.startswith("C2 CompilerThread"):
+        tiers.setdefault(kind, Counter())[_java_tier(frames[1:])] += n
+        if kind.startswith("data-plane-kafka-request-handler"):
+            hot[frames[-1]] += n
+        if kind.startswith("C2 Compiler"):  # thread names are cut at 15 characters
             task = next((f for f in frames[1:] if "." in f and "::" not in f), "")
-            compiled[task.removesuffix("_[j]").removesuffix("_[0]") or "(other)"] += n
+            compiled[task or "(other)"] += n
     ms = float(INTERVAL.removesuffix("ms"))
+
+    def seconds(c: Counter[str], k: int = top) -> dict[str, float]:
+        return {key: round(v * ms / 1000, 2) for key, v in c.most_common(k)}
+
     return {
         "samples": total,
         "cpu_s": round(total * ms / 1000, 2),
-        "threads_s": {k: round(v * ms / 1000, 2) for k, v in threads.most_common(top)},
-        "top_frame_by_thread_s": {
-            k: {t: round(v * ms / 1000, 2) for t, v in leaf[k].most_common()}
-            for k, _ in threads.most_common(6)
-        },
-        "c2_compiling_s": {k: round(v * ms / 1000, 2) for k, v in compiled.most_common(top)},
+        "threads_s": seconds(threads),
+        "java_tier_by_thread_s": {k: seconds(tiers[k]) for k, _ in threads.most_common(6)},
+        "request_handler_leaf_s": seconds(hot, 20),
+        "c2_compiling_s": seconds(compiled, 20),
     }

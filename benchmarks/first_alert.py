@@ -130,6 +130,10 @@ MODES = {
     # the broker's produce and transaction path run (and JIT-compiled) before the first alert
     "user-jit": Mode("user-jit", jit_warmup_records=1_000_000),
     "user-jit200k": Mode("user-jit200k", jit_warmup_records=200_000),
+    # the broker's JIT thresholds at a tenth: per-request methods (one call per produce
+    # request, ~2,500 requests per 10M alert) reach C2 during the load and restore, not during
+    # the first alerts (benchmarks.brokerprofile showed C2 compiling them over three alerts)
+    "user-cts": Mode("user-cts", broker_env={"KAFKA_OPTS": "-XX:CompileThresholdScaling=0.1"}),
     "bench": Mode(
         "bench",
         env={"LOA_LOG_LEVEL": "WARNING", "LOA_INSTANCE_ID": "bench-worker-0"},

@@ -90,18 +90,21 @@ class RecordLayout:
     slots. The returned matrix is overwritten by the next fill: turn it into ``bytes`` first.
     """
 
-    __slots__ = ("_matrix", "_slots", "_template", "width")
+    __slots__ = ("_matrix", "_template", "slots", "template", "width")
 
     def __init__(self, pieces: Sequence[bytes | int]) -> None:
         template = bytearray()
-        self._slots: list[tuple[int, int]] = []
+        slots: list[tuple[int, int]] = []
         for piece in pieces:
             if isinstance(piece, bytes):
                 template += piece
             else:
-                self._slots.append((len(template), len(template) + piece))
+                slots.append((len(template), len(template) + piece))
                 template += b" " * piece
-        self._template = np.frombuffer(bytes(template), dtype=np.uint8)
+        #: A record with every slot blank, and the ``(start, stop)`` byte range of each slot.
+        self.template = bytes(template)
+        self.slots: tuple[tuple[int, int], ...] = tuple(slots)
+        self._template = np.frombuffer(self.template, dtype=np.uint8)
         self.width = len(template)
         self._matrix = np.empty((0, self.width), dtype=np.uint8)
 
@@ -110,7 +113,7 @@ class RecordLayout:
             self._matrix = np.empty((n, self.width), dtype=np.uint8)
             self._matrix[:] = self._template
         out = self._matrix[:n]
-        for (a, b), value in zip(self._slots, values, strict=True):
+        for (a, b), value in zip(self.slots, values, strict=True):
             out[:, a:b] = value
         return out
 

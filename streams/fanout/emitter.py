@@ -9,9 +9,10 @@ together or not at all, with partition *p*'s transactional producer (``<app>-fan
 fenced by a new owner: :mod:`streams.fanout.partitions`). A ``read_committed`` consumer sees
 each task once; after a crash the order resumes after the committed cursor.
 
-Speed: by default the record batches are built column-wise from the encoder's byte matrices,
-with no Python work per task (:mod:`streams.kafkaio.rawkafka`); with
-``LOA_FANOUT_RAW_BATCHES=false`` each task is appended with aiokafka's public API.
+Speed: by default the record batches are built column-wise, with no Python work per task: each
+batch is a copy of a prebuilt batch of the order's record layout (literal bytes written once)
+with the encoder's per-task columns written in (:func:`streams.kafkaio.rawkafka.template_batches`);
+with ``LOA_FANOUT_RAW_BATCHES=false`` each task is appended with aiokafka's public API.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from streams.fanout.partitions import OwnedPartition
 from streams.fanout.queue import Running
 from streams.kafkaio.clients import appended_batches
 from streams.kafkaio.internals import internals_supported
-from streams.kafkaio.rawkafka import prebuilt_batches
+from streams.kafkaio.rawkafka import template_batches
 from streams.records import Progress
 from streams.settings.model import Settings
 
@@ -136,9 +137,14 @@ class ChunkEmitter:
         if self._settings.fanout_raw_batches and internals_supported():
             batches = (
                 batch
-                for keys, values in encoder.matrices(audience, start, stop, kinds)
-                for batch in prebuilt_batches(
-                    keys, values, self._settings.emit_batch_bytes, transactional=True
+                for keys, slots, layout in encoder.columns(audience, start, stop, kinds)
+                for batch in template_batches(
+                    keys,
+                    slots,
+                    layout.template,
+                    layout.slots,
+                    self._settings.emit_batch_bytes,
+                    transactional=True,
                 )
             )
         else:

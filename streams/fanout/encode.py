@@ -121,13 +121,14 @@ class TaskEncoder:
             )
         return layout
 
-    def matrices(
+    def columns(
         self, audience: Selection, start: int, stop: int, kinds: npt.NDArray[np.uint8]
-    ) -> Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]]:
-        """``(keys, values)`` byte matrices (one row per task) for ``audience[start:stop]``, run
-        by run of equal id width; ``kinds`` holds the :data:`KINDS` index of each recipient's
-        task, parallel to the audience. The values matrix is reused by the next run: consume it
-        before asking for the next."""
+    ) -> Iterator[tuple[npt.NDArray[np.uint8], list[npt.NDArray[np.uint8]], RecordLayout]]:
+        """``(keys, slots, layout)`` for ``audience[start:stop]``, run by run of equal id width:
+        the key matrix (one row per task), the per-task pieces of the value in the order of
+        ``layout.slots``, and the value's layout (its literal bytes in ``layout.template``).
+        ``kinds`` holds the :data:`KINDS` index of each recipient's task, parallel to the
+        audience."""
         ids = audience.ids[start:stop]
         channel = audience.channel[start:stop]
         fallback = audience.fallback[start:stop]
@@ -135,8 +136,16 @@ class TaskEncoder:
         enums = _enum_codes(kinds[start:stop], channel, fallback, language)
         for a, b, width in digit_runs(ids):
             digits = decimal_digits(ids[a:b], width)
-            matrix = self._layout(width).fill(b - a, [_ENUM_FIELDS[enums[a:b]], digits, digits])
-            yield digits, matrix
+            yield digits, [_ENUM_FIELDS[enums[a:b]], digits, digits], self._layout(width)
+
+    def matrices(
+        self, audience: Selection, start: int, stop: int, kinds: npt.NDArray[np.uint8]
+    ) -> Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]]:
+        """``(keys, values)`` byte matrices (one row per task) for ``audience[start:stop]``
+        (see :meth:`columns`). The values matrix is reused by the next run: consume it before
+        asking for the next."""
+        for keys, slots, layout in self.columns(audience, start, stop, kinds):
+            yield keys, layout.fill(keys.shape[0], slots)
 
     def encode(
         self, audience: Selection, start: int, stop: int, kinds: npt.NDArray[np.uint8]

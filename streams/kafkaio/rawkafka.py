@@ -26,6 +26,7 @@ the accumulator's builder protocol. Checked against aiokafka 0.14 by
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -38,9 +39,9 @@ import numpy.typing as npt
 from aiokafka import TopicPartition
 
 from streams.kafkaio.internals import AIOKafkaClient, FetchRequest
-from streams.kafkaio.recordbatch import HEADER_SIZE, build_records, finish_batch
+from streams.kafkaio.recordbatch import HEADER_SIZE, BatchLayout, build_records, finish_batch
 
-__all__ = ["PartitionFetch", "PrebuiltBatch", "RawFetcher", "prebuilt_batches"]
+__all__ = ["PartitionFetch", "PrebuiltBatch", "RawFetcher", "prebuilt_batches", "template_batches"]
 
 _READ_COMMITTED = 1
 #: Errors after which the partition's leader must be looked up again.
@@ -121,6 +122,36 @@ def prebuilt_batches(
             keys[a : a + per_batch], values[a : a + per_batch], head_room=HEADER_SIZE
         )
         yield PrebuiltBatch(records, count, transactional=transactional)
+
+
+def template_batches(
+    keys: npt.NDArray[np.uint8],
+    slots: list[npt.NDArray[np.uint8]],
+    template: bytes,
+    value_slots: tuple[tuple[int, int], ...],
+    batch_bytes: int,
+    *,
+    transactional: bool = False,
+) -> Iterator[PrebuiltBatch]:
+    """What :func:`prebuilt_batches` yields for values that are ``template`` with
+    ``slots[j][i]`` written at ``value_slots[j]``, without a values matrix: each batch is a copy
+    of its :class:`~streams.kafkaio.recordbatch.BatchLayout` (kept for the next chunk) with the
+    keys and slots written in."""
+    n, kw = keys.shape
+    width = kw + len(template) + _RECORD_OVERHEAD
+    per_batch = max(1, (batch_bytes - HEADER_SIZE) // width)
+    for a in range(0, n, per_batch):
+        b = min(n, a + per_batch)
+        layout = _batch_layout(kw, template, value_slots, b - a)
+        records = layout.fill(keys[a:b], [s[a:b] for s in slots])
+        yield PrebuiltBatch(records, b - a, transactional=transactional)
+
+
+@functools.lru_cache(maxsize=64)
+def _batch_layout(
+    key_width: int, template: bytes, value_slots: tuple[tuple[int, int], ...], n: int
+) -> BatchLayout:
+    return BatchLayout(key_width, template, list(value_slots), n, head_room=HEADER_SIZE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from streams.kafkaio.internals import DefaultRecordBatch, MemoryRecords, calc_cr
 
 __all__ = [
     "HEADER_SIZE",
+    "BatchLayout",
     "FetchedRecords",
     "build_records",
     "finish_batch",
@@ -169,6 +170,66 @@ def build_records(
                 m[:, at : at + piece.shape[1]] = piece
                 at += piece.shape[1]
     return out, n
+
+
+class BatchLayout:
+    """The records section of a batch of ``n`` fixed-layout records, literals written once.
+
+    What :func:`build_records` writes for every batch, a record's length, attributes, deltas,
+    key and value lengths, the value's literal pieces and the headers count, is the same for
+    every batch of ``n`` records of the same layout: it is laid out here once, and each
+    :meth:`fill` copies it and writes only the key and the value's slots, instead of copying
+    whole value rows into the batch after filling them. ``value_template`` holds the value's
+    literal bytes (slot bytes are overwritten); ``value_slots`` the ``(start, stop)`` byte
+    ranges of the per-record pieces within the value.
+    """
+
+    __slots__ = ("_key_width", "_runs", "_slots", "_template", "_value_len_size", "count")
+
+    def __init__(
+        self,
+        key_width: int,
+        value_template: bytes,
+        value_slots: list[tuple[int, int]],
+        n: int,
+        *,
+        head_room: int = 0,
+    ) -> None:
+        blank_keys = np.zeros((n, key_width), dtype=np.uint8)
+        values = np.broadcast_to(
+            np.frombuffer(value_template, dtype=np.uint8), (n, len(value_template))
+        )
+        template, _ = build_records(blank_keys, values, head_room=head_room)
+        self._template = bytes(template)
+        self._key_width = key_width
+        self._slots = value_slots
+        self.count = n
+        _, runs = _offset_deltas(0, n)
+        key_len = len(_varint_bytes(key_width))
+        value_len = len(_varint_bytes(len(value_template)))
+        self._value_len_size = value_len
+        body_fixed = 1 + 1 + key_len + key_width + value_len + len(value_template) + 1
+        # (first record, end record, byte offset of the run, record width, key column)
+        self._runs: list[tuple[int, int, int, int, int]] = []
+        at = head_room
+        for a, b, s in runs:
+            head = len(_varint_bytes(body_fixed + s)) + 2
+            width = head + s + key_len + key_width + value_len + len(value_template) + 1
+            self._runs.append((a, b, at, width, head + s + key_len))
+            at += (b - a) * width
+
+    def fill(self, keys: U8, slots: list[U8]) -> bytearray:
+        """The records section with ``keys[i]`` and the slots' ``slots[j][i]`` of record ``i``."""
+        out = bytearray(self._template)
+        buf = np.frombuffer(out, dtype=np.uint8)
+        kw = self._key_width
+        for a, b, at, width, key_col in self._runs:
+            rows_ = buf[at : at + (b - a) * width].reshape(b - a, width)
+            rows_[:, key_col : key_col + kw] = keys[a:b]
+            value_col = key_col + kw + self._value_len_size
+            for (s0, s1), piece in zip(self._slots, slots, strict=True):
+                rows_[:, value_col + s0 : value_col + s1] = piece[a:b]
+        return out
 
 
 @functools.lru_cache(maxsize=16)

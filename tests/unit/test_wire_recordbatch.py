@@ -23,6 +23,7 @@ from streams.directory.synthetic import synthetic_subscribers
 from streams.directory.wire import decode_changes, decode_fetched, encode_matrices
 from streams.kafkaio.recordbatch import (
     HEADER_SIZE,
+    BatchLayout,
     FetchedRecords,
     build_records,
     finish_batch,
@@ -174,3 +175,41 @@ def test_fetched_directory_decodes_like_the_general_path_with_tombstones_and_for
     for column in ("ids", "deleted", "ward", "cell", "channel", "channel2", "optout", "flags"):
         assert np.array_equal(getattr(fast, column), getattr(general, column)), column
     assert 10000 in fast.ids[fast.deleted].tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 9000),
+    st.integers(1, 20),
+    st.lists(st.integers(1, 12), min_size=1, max_size=4),
+    st.integers(0, 2**32 - 1),
+)
+def test_a_batch_layout_fills_the_records_build_records_writes(
+    n: int, key_width: int, slot_widths: list[int], seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    # a value: literal bytes around each slot
+    literal = [
+        bytes(rng.integers(32, 127, int(rng.integers(0, 6)), dtype=np.uint8))
+        for _ in range(len(slot_widths) + 1)
+    ]
+    template = bytearray(literal[0])
+    slots = []
+    for w, after in zip(slot_widths, literal[1:], strict=True):
+        slots.append((len(template), len(template) + w))
+        template += b"?" * w + after
+    keys = rng.integers(0, 256, (n, key_width), dtype=np.uint8)
+    pieces = [rng.integers(0, 256, (n, w), dtype=np.uint8) for w in slot_widths]
+    values = np.broadcast_to(
+        np.frombuffer(bytes(template), dtype=np.uint8), (n, len(template))
+    ).copy()
+    for (a, b), piece in zip(slots, pieces, strict=True):
+        values[:, a:b] = piece
+
+    want, count = build_records(keys, values, head_room=HEADER_SIZE)
+    got = BatchLayout(key_width, bytes(template), slots, n, head_room=HEADER_SIZE).fill(
+        keys, pieces
+    )
+
+    assert count == n
+    assert got == want
