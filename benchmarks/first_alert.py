@@ -213,6 +213,16 @@ class Stack:
             raise RuntimeError(f"loa {' '.join(args)} exited {done.returncode}: {done.stderr}")
         return done.stdout
 
+    def agency_key(self) -> Path:
+        """``loa keys new`` for the alert sender into ``keys/`` (the private key also as
+        ``key.key``), its public key loaded with ``loa agencies load``; the private key."""
+        keys = self.workdir / "keys"
+        self.loa("keys", "new", "--agency", ALERT_SENDER, "--out", str(keys), "--key-id", KEY_ID)
+        private = next(keys.glob("*.key"))
+        shutil.copy(private, self.workdir / "key.key")
+        self.loa("agencies", "load", "--key", str(next(keys.glob("*.pub.json"))))
+        return private
+
     def alter_topics(self, configs: dict[str, dict[str, str]]) -> None:
         """Set topic configs (topic name -> config -> value)."""
         admin = AdminClient(client_config(self.settings))
@@ -467,20 +477,7 @@ def run_mode(
         stack.loa("init")
         stack.stamp_topics()
         stack.alter_topics(mode.topic_configs)
-        stack.loa(
-            "keys",
-            "new",
-            "--agency",
-            ALERT_SENDER,
-            "--out",
-            str(stack.workdir / "keys"),
-            "--key-id",
-            KEY_ID,
-        )
-        private = next((stack.workdir / "keys").glob("*.key"))
-        shutil.copy(private, stack.workdir / "key.key")
-        public = next((stack.workdir / "keys").glob("*.pub.json"))
-        stack.loa("agencies", "load", "--key", str(public))
+        stack.agency_key()
         started = time.monotonic()
         stack.loa("directory", "load", "--synthetic", str(n))
         result["directory_load_s"] = time.monotonic() - started

@@ -107,6 +107,11 @@ class PrebuiltBatch:
 _RECORD_OVERHEAD = 16
 
 
+def _per_batch(key_width: int, value_width: int, batch_bytes: int) -> int:
+    """Records of these widths that fit a batch of about ``batch_bytes``."""
+    return max(1, (batch_bytes - HEADER_SIZE) // (key_width + value_width + _RECORD_OVERHEAD))
+
+
 def prebuilt_batches(
     keys: npt.NDArray[np.uint8],
     values: npt.NDArray[np.uint8],
@@ -115,8 +120,7 @@ def prebuilt_batches(
     transactional: bool = False,
 ) -> Iterator[PrebuiltBatch]:
     """``keys[i] -> values[i]`` (one row per record) cut into batches of about ``batch_bytes``."""
-    width = keys.shape[1] + values.shape[1] + _RECORD_OVERHEAD
-    per_batch = max(1, (batch_bytes - HEADER_SIZE) // width)
+    per_batch = _per_batch(keys.shape[1], values.shape[1], batch_bytes)
     for a in range(0, keys.shape[0], per_batch):
         records, count = build_records(
             keys[a : a + per_batch], values[a : a + per_batch], head_room=HEADER_SIZE
@@ -138,8 +142,7 @@ def template_batches(
     of its :class:`~streams.kafkaio.recordbatch.BatchLayout` (kept for the next chunk) with the
     keys and slots written in."""
     n, kw = keys.shape
-    width = kw + len(template) + _RECORD_OVERHEAD
-    per_batch = max(1, (batch_bytes - HEADER_SIZE) // width)
+    per_batch = _per_batch(kw, len(template), batch_bytes)
     for a in range(0, n, per_batch):
         b = min(n, a + per_batch)
         layout = _batch_layout(kw, template, value_slots, b - a)

@@ -133,6 +133,41 @@ def varints(buf: U8, at: I64) -> tuple[I64, I64]:
 # ---------------------------------------------------------------------------------- build
 
 
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Records ``first .. stop - 1`` of a batch: their offset deltas have the same varint size,
+    so they share one fixed layout of ``width`` bytes, starting at byte ``at``."""
+
+    first: int
+    stop: int
+    delta_size: int
+    #: length varint, attributes and timestamp delta (the bytes before the offset delta)
+    head: bytes
+    width: int
+    at: int
+    #: where the key starts within a record
+    key_col: int
+
+
+def _record_runs(
+    n: int, kw: int, vw: int, first_delta: int, head_room: int
+) -> tuple[list[_Run], int]:
+    """The layout of ``n`` records of a ``kw``-byte key and a ``vw``-byte value (offset deltas
+    from ``first_delta``, no headers) after ``head_room`` bytes, and the total size."""
+    _, sizes = _offset_deltas(first_delta, n)
+    key_len = len(_varint_bytes(kw))
+    value_len = len(_varint_bytes(vw))
+    runs = []
+    at = head_room
+    for a, b, s in sizes:
+        body = 1 + 1 + s + key_len + kw + value_len + vw + 1
+        head = _varint_bytes(body) + b"\x00\x00"  # length, attributes, timestampDelta 0
+        width = len(head) + s + key_len + kw + value_len + vw + 1
+        runs.append(_Run(a, b, s, head, width, at, len(head) + s + key_len))
+        at += (b - a) * width
+    return runs, at
+
+
 def build_records(
     keys: U8, values: U8, first_delta: int = 0, *, head_room: int = 0
 ) -> tuple[bytearray, int]:
@@ -145,24 +180,25 @@ def build_records(
     written straight into the returned buffer.
     """
     n, kw = keys.shape
-    vw = values.shape[1]
-    od, runs = _offset_deltas(first_delta, n)
-    key_len = _varint_bytes(kw)
-    value_len = _varint_bytes(vw)
-    layouts = []
-    total = head_room
-    for a, b, s in runs:
-        body = 1 + 1 + s + len(key_len) + kw + len(value_len) + vw + 1
-        head = _varint_bytes(body) + b"\x00\x00"  # length, attributes, timestampDelta 0
-        width = len(head) + s + len(key_len) + kw + len(value_len) + vw + 1
-        layouts.append((a, b, s, head, width, total))
-        total += (b - a) * width
+    od, _ = _offset_deltas(first_delta, n)
+    runs, total = _record_runs(n, kw, values.shape[1], first_delta, head_room)
     out = bytearray(total)
     buf = np.frombuffer(out, dtype=np.uint8)
-    for a, b, s, head, width, at_byte in layouts:
-        m = buf[at_byte : at_byte + (b - a) * width].reshape(b - a, width)
+    key_len = _varint_bytes(kw)
+    value_len = _varint_bytes(values.shape[1])
+    for run in runs:
+        a, b = run.first, run.stop
+        m = buf[run.at : run.at + (b - a) * run.width].reshape(b - a, run.width)
         at = 0
-        for piece in (head, od[a:b, :s], key_len, keys[a:b], value_len, values[a:b], b"\x00"):
+        for piece in (
+            run.head,
+            od[a:b, : run.delta_size],
+            key_len,
+            keys[a:b],
+            value_len,
+            values[a:b],
+            b"\x00",
+        ):
             if isinstance(piece, bytes):
                 m[:, at : at + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
                 at += len(piece)
@@ -204,29 +240,19 @@ class BatchLayout:
         self._key_width = key_width
         self._slots = value_slots
         self.count = n
-        _, runs = _offset_deltas(0, n)
-        key_len = len(_varint_bytes(key_width))
-        value_len = len(_varint_bytes(len(value_template)))
-        self._value_len_size = value_len
-        body_fixed = 1 + 1 + key_len + key_width + value_len + len(value_template) + 1
-        # (first record, end record, byte offset of the run, record width, key column)
-        self._runs: list[tuple[int, int, int, int, int]] = []
-        at = head_room
-        for a, b, s in runs:
-            head = len(_varint_bytes(body_fixed + s)) + 2
-            width = head + s + key_len + key_width + value_len + len(value_template) + 1
-            self._runs.append((a, b, at, width, head + s + key_len))
-            at += (b - a) * width
+        self._runs, _ = _record_runs(n, key_width, len(value_template), 0, head_room)
+        self._value_len_size = len(_varint_bytes(len(value_template)))
 
     def fill(self, keys: U8, slots: list[U8]) -> bytearray:
         """The records section with ``keys[i]`` and the slots' ``slots[j][i]`` of record ``i``."""
         out = bytearray(self._template)
         buf = np.frombuffer(out, dtype=np.uint8)
         kw = self._key_width
-        for a, b, at, width, key_col in self._runs:
-            rows_ = buf[at : at + (b - a) * width].reshape(b - a, width)
-            rows_[:, key_col : key_col + kw] = keys[a:b]
-            value_col = key_col + kw + self._value_len_size
+        for run in self._runs:
+            a, b = run.first, run.stop
+            rows_ = buf[run.at : run.at + (b - a) * run.width].reshape(b - a, run.width)
+            rows_[:, run.key_col : run.key_col + kw] = keys[a:b]
+            value_col = run.key_col + kw + self._value_len_size
             for (s0, s1), piece in zip(self._slots, slots, strict=True):
                 rows_[:, value_col + s0 : value_col + s1] = piece[a:b]
         return out

@@ -36,7 +36,7 @@ from selenium.webdriver.common.by import By
 
 from benchmarks.brokerclock import count_tasks, watermarks
 from benchmarks.common import write_results
-from benchmarks.first_alert import KEY_ID, MODES, Stack, _tool, _wait_emitted
+from benchmarks.first_alert import MODES, Stack, _tool, _wait_emitted
 from benchmarks.harness import ALERT_SENDER, alert_json, proc_stat
 from benchmarks.run import settle
 from streams.demo.localrun import free_port
@@ -213,19 +213,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         stack.start_broker()
         stack.loa("init")
         stack.stamp_topics()
-        stack.loa(
-            "keys",
-            "new",
-            "--agency",
-            ALERT_SENDER,
-            "--out",
-            str(stack.workdir / "keys"),
-            "--key-id",
-            KEY_ID,
-        )
-        stack.loa(
-            "agencies", "load", "--key", str(next((stack.workdir / "keys").glob("*.pub.json")))
-        )
+        key = stack.agency_key()
         secret = stack.workdir / "password"
         secret.write_text(PASSWORD + "\n")
         for user, role in (("author", "author"), ("approver", "approver")):
@@ -239,7 +227,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         warm.write_bytes(
             alert_json(f"W{time.time_ns()}", (registry().ward_codes[0],), Priority.EXTREME)
         )
-        key = next((stack.workdir / "keys").glob("*.key"))
         stack.loa("publish", str(warm), "--key", str(key), "--timeout", "300")
         port = free_port()
         console = start_console(stack, port)

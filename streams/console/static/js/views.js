@@ -8,6 +8,21 @@ import { drawAreas, drawCells, makeMap, provinceNames, shadeProvinces } from "./
 
 const FOLLOW_EVERY_MS = 2000;
 
+// "loading" in <main>, then the record at `path` and the names of its regions; on an error the
+// error in <main> and null.
+async function loadRecord(main, path) {
+  replace(main, h("p", {}, t("loading")));
+  let record;
+  try {
+    record = await get(path);
+  } catch (err) {
+    replace(main, alertBox(errorText(err)));
+    return null;
+  }
+  const names = await regionNames((record.areas || {}).regions, await provinceNames().catch(() => ({})));
+  return { record, names };
+}
+
 export function loginPage(main, onLogin) {
   const message = h("p", { id: "login-error", class: "field-error", role: "alert", hidden: true });
   const user = h("input", { id: "username", name: "username", autocomplete: "username", required: true, "aria-describedby": "login-error" });
@@ -98,15 +113,9 @@ async function showPreview(slot, mapEl, draft, names) {
 }
 
 export async function previewPage(main, id) {
-  replace(main, h("p", {}, t("loading")));
-  let draft;
-  try {
-    draft = await get(`/api/drafts/${encodeURIComponent(id)}`);
-  } catch (err) {
-    replace(main, alertBox(errorText(err)));
-    return;
-  }
-  const names = await regionNames((draft.areas || {}).regions, await provinceNames().catch(() => ({})));
+  const loaded = await loadRecord(main, `/api/drafts/${encodeURIComponent(id)}`);
+  if (!loaded) return;
+  const { record: draft, names } = loaded;
   const slot = h("div", {}, h("p", {}, t("loading")));
   const mapEl = h("div", { class: "map", id: "preview-map" });
   const outcome = h("div", { id: "outcome", "aria-live": "polite" });
@@ -170,15 +179,9 @@ function showOutcome(slot, record) {
 
 // --- Approve ---------------------------------------------------------------------------------
 export async function approvePage(main, id) {
-  replace(main, h("p", {}, t("loading")));
-  let draft;
-  try {
-    draft = await get(`/api/drafts/${encodeURIComponent(id)}`);
-  } catch (err) {
-    replace(main, alertBox(errorText(err)));
-    return;
-  }
-  const names = await regionNames((draft.areas || {}).regions, await provinceNames().catch(() => ({})));
+  const loaded = await loadRecord(main, `/api/drafts/${encodeURIComponent(id)}`);
+  if (!loaded) return;
+  const { record: draft, names } = loaded;
   const slot = h("div", {}, h("p", {}, t("loading")));
   const mapEl = h("div", { class: "map", id: "approve-map" });
   const outcome = h("div", { id: "outcome", "aria-live": "polite" });
@@ -243,15 +246,9 @@ function decisionText(decision) {
 
 // --- Follow ----------------------------------------------------------------------------------
 export async function followPage(main, alertId) {
-  replace(main, h("p", {}, t("loading")));
-  let record;
-  try {
-    record = await get(`/api/alerts/${encodeURIComponent(alertId)}`);
-  } catch (err) {
-    replace(main, alertBox(errorText(err)));
-    return null;
-  }
-  const names = await regionNames((record.areas || {}).regions, await provinceNames().catch(() => ({})));
+  const loaded = await loadRecord(main, `/api/alerts/${encodeURIComponent(alertId)}`);
+  if (!loaded) return null;
+  const { record, names } = loaded;
   const headline = ((record.infos || [])[0] || {}).headline || alertId;
   const figures = h("div", { id: "follow-figures", "aria-live": "off" }, h("p", {}, t("loading")));
   const state = h("p", { id: "follow-state", class: "state", role: "status" }, t("follow_live"));
